@@ -1,0 +1,122 @@
+package tasker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Sentinel errors for errors.Is.
+var (
+	// ErrTemplateNotFound is returned when no registered template has the requested key.
+	ErrTemplateNotFound = errors.New("tasker: template not found")
+	// ErrTaskNotFound is returned for an unknown task ID.
+	ErrTaskNotFound = errors.New("tasker: task not found")
+	// ErrStepNotFound is returned for an unknown step.
+	ErrStepNotFound = errors.New("tasker: step not found")
+	// ErrDuplicateTask is matched by a *DuplicateTaskError: the request's identity matches an
+	// existing task, which is returned alongside the error.
+	ErrDuplicateTask = errors.New("tasker: duplicate task")
+	// ErrInvalidInput is matched by an *InputError: the task context was rejected.
+	ErrInvalidInput = errors.New("tasker: invalid task input")
+	// ErrPayloadTooLarge is returned when a context or a result is over Config.MaxPayloadBytes.
+	ErrPayloadTooLarge = errors.New("tasker: payload too large")
+	// ErrNotAllowed is returned when an operation does not apply to the current state, such as
+	// cancelling a finished task or retrying a step that is not in error.
+	ErrNotAllowed = errors.New("tasker: not allowed in the current state")
+	// ErrUnsupported is returned for template features this version cannot run yet.
+	ErrUnsupported = errors.New("tasker: unsupported")
+	// ErrAlreadyRunning is returned by RunWorkers when the engine's workers already run.
+	ErrAlreadyRunning = errors.New("tasker: workers already running")
+	// ErrTaskCancelled is the cause of a handler context cancelled because its task was cancelled.
+	ErrTaskCancelled = errors.New("tasker: task cancelled")
+	// ErrShutdown is the cause of a handler context cancelled because the engine is stopping.
+	ErrShutdown = errors.New("tasker: engine shutting down")
+)
+
+// DuplicateTaskError reports that a task with the same identity exists.
+type DuplicateTaskError struct {
+	// ExistingID is the task that matched.
+	ExistingID uuid.UUID
+	// Identity is the identity hash both share.
+	Identity string
+}
+
+func (e *DuplicateTaskError) Error() string {
+	return fmt.Sprintf("tasker: duplicate task: task %s has the same identity", e.ExistingID)
+}
+
+// Is makes errors.Is(err, ErrDuplicateTask) true.
+func (e *DuplicateTaskError) Is(target error) bool { return target == ErrDuplicateTask }
+
+// InputError lists every reason a task context was rejected.
+type InputError struct {
+	// Template is the template's key.
+	Template string
+	// Violations are human-readable, one per problem, each naming the JSON location.
+	Violations []string
+}
+
+func (e *InputError) Error() string {
+	return fmt.Sprintf("tasker: invalid input for %s: %s", e.Template, strings.Join(e.Violations, "; "))
+}
+
+// Is makes errors.Is(err, ErrInvalidInput) true.
+func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// PermanentError marks a handler failure that must not be retried. Create one with Permanent.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that the step fails for good, without further attempts; the task is then
+// blocked until an operator acts.
+func Permanent(err error) error {
+	if err == nil {
+		err = errors.New("permanent failure")
+	}
+	return &PermanentError{Err: err}
+}
+
+// RetryAfterError asks for the next attempt after a given delay rather than the step's backoff.
+// Create one with RetryAfter.
+type RetryAfterError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %v", e.Delay, e.Err)
+}
+
+// Unwrap returns the wrapped error.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so that the next attempt (if the step has attempts left) waits d, as a
+// Retry-After header asks.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		err = errors.New("retry requested")
+	}
+	return &RetryAfterError{Delay: d, Err: err}
+}
+
+// StepFailure is the error record of a failed attempt, as stored with the step and in its
+// transition's metadata.
+type StepFailure struct {
+	// Message is the handler's error text.
+	Message string `json:"message"`
+	// Kind is "retryable", "permanent", "exhausted", "timeout", "panic", "no_handler" or
+	// "invalid_result".
+	Kind string `json:"kind"`
+	// Attempt is the attempt that failed.
+	Attempt int `json:"attempt"`
+	// Stack is the goroutine stack of a panic.
+	Stack string `json:"stack,omitempty"`
+}

@@ -1,0 +1,85 @@
+// Package queue is tasker's delivery seam: how step messages travel from the process that makes a
+// step ready to the worker that runs it.
+//
+// The semantics are PGMQ's, whatever the backend:
+//
+//   - Delivery is at least once. A message stays in its queue until it is acknowledged (Ack); a
+//     worker that crashes, or that is too slow, lets the message be delivered again. Consumers must
+//     therefore be idempotent; tasker's are, because every step claim is a compare-and-set in the
+//     store.
+//   - Read claims messages under a visibility timeout: a claimed message is hidden from every other
+//     reader until the timeout passes, then it becomes visible again and its read count grows.
+//     Extend pushes the timeout forward for long handlers; RetryLater gives a message back early.
+//   - Sends are transactional: SendTx writes inside the caller's pgx.Tx, so a message exists only if
+//     the state change that caused it commits, and a rolled-back transaction leaves no message.
+//   - Wake-ups are hints, not deliveries: Listen tells a consumer that messages may be waiting, and
+//     the consumer reads to find out. Wake-ups can be lost, duplicated or spurious; a poll interval
+//     bounds how long a lost one delays work.
+//
+// queue/pgqueue implements Queue on a plain PostgreSQL table, with no extension needed.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Message is one delivery of a queued payload.
+type Message struct {
+	// ID identifies the message within its backend; pass it to Ack, Extend and RetryLater.
+	ID int64
+	// Queue is the name of the queue the message was read from.
+	Queue string
+	// Payload is the JSON document given to SendTx. A backend may normalise it (PostgreSQL's jsonb
+	// reorders object keys and drops insignificant whitespace), so compare it as JSON, not as bytes.
+	Payload []byte
+	// ReadCount is how many times the message has been read, this delivery included: 1 on the first
+	// delivery, more when an earlier reader let its visibility timeout pass without acking.
+	ReadCount int
+	// EnqueuedAt is when the message was sent.
+	EnqueuedAt time.Time
+}
+
+// Queue is the delivery seam. Delivery is at least once.
+//
+// Queue names are free-form non-empty strings chosen by the engine; a queue needs no creating.
+type Queue interface {
+	// SendTx enqueues payloads (JSON documents) on the named queue inside the caller's transaction:
+	// they become visible only if it commits (and wake-ups fire on commit). delay > 0 makes them
+	// invisible until then. An invalid JSON payload is an error, reported before anything is
+	// written so that the caller's transaction stays usable. No payloads is a no-op.
+	SendTx(ctx context.Context, tx pgx.Tx, queue string, payloads [][]byte, delay time.Duration) error
+
+	// Read claims up to n visible messages, hiding each for vt (the visibility timeout). Oldest
+	// first; concurrent readers never get the same message (FOR UPDATE SKIP LOCKED). It returns an
+	// empty slice, not an error, when nothing is visible. n and vt must be positive.
+	Read(ctx context.Context, queue string, n int, vt time.Duration) ([]Message, error)
+
+	// Ack removes messages for good. Ids that are already gone are ignored, so acking twice is
+	// harmless.
+	Ack(ctx context.Context, queue string, ids ...int64) error
+
+	// AckTx is Ack inside the caller's transaction: the messages are removed only if it commits.
+	AckTx(ctx context.Context, tx pgx.Tx, queue string, ids ...int64) error
+
+	// RetryLater makes a message visible again after delay (0 = now), e.g. when a worker gives a
+	// message back on shutdown. Its read count is kept. Returns ErrNotFound if the message is gone.
+	RetryLater(ctx context.Context, queue string, id int64, delay time.Duration) error
+
+	// Extend pushes a message's visibility timeout to now+vt (heartbeat for long handlers). Returns
+	// ErrNotFound if the message is gone.
+	Extend(ctx context.Context, queue string, id int64, vt time.Duration) error
+
+	// Listen blocks until ctx ends, calling wake(queue) when messages may be available on one of
+	// the named queues: after a notification, after (re)connecting (notifications may have been
+	// missed), and on its own poll interval as a fallback. wake must not block for long, and may be
+	// called from more than one goroutine at a time. Returns nil when ctx ends, after everything
+	// Listen started has stopped.
+	Listen(ctx context.Context, queues []string, wake func(queue string)) error
+}
+
+// ErrNotFound reports that a message no longer exists: it was acked, or it never existed.
+var ErrNotFound = errors.New("queue: message not found")

@@ -1,0 +1,100 @@
+package tasker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/google/uuid"
+)
+
+// Handler runs one attempt of a step. It returns a JSON-encodable result, or an error: wrap it
+// with Permanent to fail without retry, with RetryAfter to ask for a delay; any other error is
+// retried under the step's policy. A panic is recovered into a permanent failure whose stack is
+// kept in the step's error record. The context ends at the step's timeout, when its task is
+// cancelled, or when the engine stops (the step then goes back to the queue without losing the
+// attempt).
+//
+// Delivery is at least once: after a crash an attempt may run again, so handlers should be
+// idempotent.
+type Handler interface {
+	Handle(ctx context.Context, s *Step) (any, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, s *Step) (any, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, s *Step) (any, error) { return f(ctx, s) }
+
+// Step is what a handler sees of the step it runs.
+type Step struct {
+	// TaskID and ID identify the task and the step.
+	TaskID, ID uuid.UUID
+	// Name is the step's name in its template.
+	Name string
+	// Namespace, TaskName and Version identify the task's template.
+	Namespace, TaskName, Version string
+	// Attempt is this attempt's number, from 1.
+	Attempt int
+	// MaxAttempts is the total number of attempts the step may have.
+	MaxAttempts int
+	// CorrelationID is the task's correlation ID, if any.
+	CorrelationID string
+
+	context json.RawMessage
+	config  map[string]any
+	results map[string]json.RawMessage
+	inputs  json.RawMessage
+}
+
+// Input decodes the task's context into v.
+func (s *Step) Input(v any) error {
+	if err := json.Unmarshal(s.context, v); err != nil {
+		return fmt.Errorf("decode task context: %w", err)
+	}
+	return nil
+}
+
+// RawInput returns the task's context as JSON.
+func (s *Step) RawInput() json.RawMessage { return s.context }
+
+// Config returns the step's handler.initialization from its template (nil when there is none).
+// The map is the step's own copy.
+func (s *Step) Config() map[string]any { return s.config }
+
+// DecodeConfig decodes the step's handler.initialization into v.
+func (s *Step) DecodeConfig(v any) error {
+	b, err := json.Marshal(s.config)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// DependencyResult decodes the result of an ancestor step (a direct parent or any step before it
+// in the DAG) into v. It returns an error naming the step when there is no such result.
+func (s *Step) DependencyResult(name string, v any) error {
+	r, ok := s.results[name]
+	if !ok {
+		return fmt.Errorf("step %q has no result from %q; its ancestors with results are %v", s.Name, name, s.DependencyNames())
+	}
+	if err := json.Unmarshal(r, v); err != nil {
+		return fmt.Errorf("decode result of %q: %w", name, err)
+	}
+	return nil
+}
+
+// DependencyResults returns the ancestors' results by step name, as JSON.
+func (s *Step) DependencyResults() map[string]json.RawMessage { return s.results }
+
+// DependencyNames lists the ancestors whose results the step sees, sorted.
+func (s *Step) DependencyNames() []string {
+	names := make([]string, 0, len(s.results))
+	for n := range s.results {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

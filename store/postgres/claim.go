@@ -1,0 +1,173 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
+// what its handler needs, in one round trip. It returns store.ErrConflict when the step is not
+// enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
+func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
+	b := &pgx.Batch{}
+	b.Queue(s.q(`
+		WITH claimed AS (
+			UPDATE {s}.steps
+			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $2,
+			       lease_expires_at = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now()
+			 WHERE step_id = $1 AND state = 'enqueued'
+			RETURNING `+stepColumns+`
+		), prev AS (
+			UPDATE {s}.step_transitions t SET most_recent = false
+			  FROM claimed c WHERE t.step_id = c.step_id AND t.most_recent
+			RETURNING t.sort_key
+		), ins AS (
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
+			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
+			       jsonb_build_object('worker_id', $2::text, 'attempt', c.attempts), prev.sort_key + 1, clock_timestamp()
+			  FROM claimed c, prev
+		)
+		SELECT * FROM claimed`), p.StepID, p.WorkerID, p.Lease.Milliseconds())
+	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1)`), p.StepID)
+	b.Queue(s.q(`
+		WITH RECURSIVE anc(step_id) AS (
+			SELECT from_step_id FROM {s}.edges WHERE to_step_id = $1
+			UNION
+			SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
+		)
+		SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
+		 WHERE st.state IN ('complete', 'resolved_manually')`), p.StepID)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+
+	st, err := scanStep(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim step %s: %w", p.StepID, err)
+	}
+	task, err := scanTask(br.QueryRow())
+	if err != nil {
+		return nil, fmt.Errorf("claim step %s: load task: %w", p.StepID, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+	}
+	results := map[string]json.RawMessage{}
+	for rows.Next() {
+		var name string
+		var res json.RawMessage
+		if err := rows.Scan(&name, &res); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		results[name] = res
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return &store.ClaimedStep{Step: *st, Task: *task, Results: results}, nil
+}
+
+// PromoteRetry moves a step whose backoff has elapsed from waiting_for_retry to enqueued and
+// wakes its task. It returns store.ErrConflict when the step is not waiting, its backoff has not
+// elapsed, or its task is blocked or finished (an operator fix re-sends it).
+func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) error {
+	return s.withRetry(ctx, func(tx pgx.Tx) error {
+		var taskID uuid.UUID
+		if err := tx.QueryRow(ctx, s.q(`SELECT task_id FROM {s}.steps WHERE step_id = $1`), p.StepID).Scan(&taskID); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+			}
+			return err
+		}
+		c, err := s.lockTask(ctx, tx, taskID)
+		if err != nil {
+			return err
+		}
+		if c.state.Terminal() || c.state == statemachine.TaskBlockedByFailures {
+			return fmt.Errorf("promote retry of %s: task is %s: %w", p.StepID, c.state, store.ErrConflict)
+		}
+		tag, err := tx.Exec(ctx, s.q(`
+			UPDATE {s}.steps SET state = 'enqueued', next_retry_at = NULL, updated_at = now()
+			 WHERE step_id = $1 AND state = 'waiting_for_retry' AND next_retry_at <= now() + interval '5 milliseconds'`), p.StepID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+		}
+		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepWaitingForRetry}},
+			statemachine.StepEventEnqueue, statemachine.StepEnqueued, map[string]any{"reason": "backoff elapsed"}); err != nil {
+			return err
+		}
+		c, err = s.addCounters(ctx, tx, taskID, 0, 1, 0)
+		if err != nil {
+			return err
+		}
+		_, err = s.settle(ctx, tx, taskID, c, nil)
+		return err
+	})
+}
+
+// Heartbeat extends the lease of a step its worker still holds and returns the step's state; when
+// the worker no longer holds it (cancelled, rescued), it returns the current state and
+// store.ErrConflict.
+func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statemachine.StepState, error) {
+	var state statemachine.StepState
+	err := s.pool.QueryRow(ctx, s.q(`
+		WITH ext AS (
+			UPDATE {s}.steps SET lease_expires_at = now() + $3 * interval '1 millisecond'
+			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2
+			RETURNING state
+		)
+		SELECT state, true FROM ext
+		UNION ALL
+		SELECT state, false FROM {s}.steps WHERE step_id = $1 AND NOT EXISTS (SELECT 1 FROM ext)`),
+		p.StepID, p.WorkerID, p.Lease.Milliseconds()).Scan(&state, new(bool))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("heartbeat %s: %w", p.StepID, err)
+	}
+	if state != statemachine.StepInProgress {
+		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
+	}
+	return state, nil
+}
+
+// ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,
+// as a graceful shutdown does for handlers it had to cut off.
+func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) error {
+	return s.withRetry(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, s.q(`
+			UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
+			       lease_expires_at = NULL, updated_at = now()
+			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
+			p.StepID, p.WorkerID, p.Attempt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+		}
+		return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
+			statemachine.StepEventRelease, statemachine.StepEnqueued,
+			map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
+	})
+}

@@ -1,0 +1,231 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// CancelTask cancels a task and every step that has not finished; running handlers learn of it
+// through their heartbeat (or at once, in the engine that cancels). It returns store.ErrConflict
+// when the task is already terminal.
+func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*store.OutcomeResult, error) {
+	var res *store.OutcomeResult
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		c, err := s.lockTask(ctx, tx, p.TaskID)
+		if err != nil {
+			return err
+		}
+		if c.state.Terminal() {
+			return fmt.Errorf("cancel task %s: it is %s: %w", p.TaskID, c.state, store.ErrConflict)
+		}
+		rows, err := tx.Query(ctx, s.q(`
+			WITH old AS (
+				SELECT step_id, state FROM {s}.steps
+				 WHERE task_id = $1 AND state NOT IN ('complete', 'resolved_manually', 'cancelled')
+				 FOR UPDATE
+			)
+			UPDATE {s}.steps st
+			   SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, next_retry_at = NULL, updated_at = now()
+			  FROM old WHERE st.step_id = old.step_id
+			RETURNING st.step_id, old.state`), p.TaskID)
+		if err != nil {
+			return fmt.Errorf("cancel steps of %s: %w", p.TaskID, err)
+		}
+		var moves []stepMove
+		for rows.Next() {
+			var m stepMove
+			if err := rows.Scan(&m.id, &m.from); err != nil {
+				rows.Close()
+				return err
+			}
+			moves = append(moves, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		meta := map[string]any{"reason": p.Reason}
+		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, meta); err != nil {
+			return err
+		}
+		if _, err := s.addCounters(ctx, tx, p.TaskID, -len(moves), -c.active, -c.failed); err != nil {
+			return err
+		}
+		hops, err := taskPath(c.state, statemachine.TaskEventCancel)
+		if err != nil {
+			return err
+		}
+		if err := s.moveTask(ctx, tx, p.TaskID, c.state, hops, meta); err != nil {
+			return err
+		}
+		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: statemachine.TaskCancelled, Settled: true}
+		return nil
+	})
+	return res, err
+}
+
+// OperatorAction applies an operator's fix to a step in error: retry resets it for a fresh set of
+// attempts, resolve marks it resolved_manually, complete completes it with the given result. When
+// no failed step is left, the task resumes at once: the steps that became ready while it was
+// blocked are enqueued and the steps waiting for a retry are re-armed. It returns
+// store.ErrConflict when the step is not in error or the task has finished.
+func (s *Store) OperatorAction(ctx context.Context, p store.OperatorParams) (*store.OutcomeResult, error) {
+	var res *store.OutcomeResult
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		var err error
+		res, err = s.operatorAction(ctx, tx, p)
+		return err
+	})
+	return res, err
+}
+
+func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorParams) (*store.OutcomeResult, error) {
+	var taskID uuid.UUID
+	if err := tx.QueryRow(ctx, s.q(`SELECT task_id FROM {s}.steps WHERE step_id = $1`), p.StepID).Scan(&taskID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+		}
+		return nil, err
+	}
+	before, err := s.lockTask(ctx, tx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	if before.state.Terminal() {
+		return nil, fmt.Errorf("%s step %s: task is %s: %w", p.Action, p.StepID, before.state, store.ErrConflict)
+	}
+	var newState statemachine.StepState
+	switch p.Action {
+	case store.OperatorRetry:
+		newState = statemachine.StepEnqueued
+	case store.OperatorResolve:
+		newState = statemachine.StepResolvedManually
+	case store.OperatorComplete:
+		newState = statemachine.StepComplete
+	default:
+		return nil, fmt.Errorf("unknown operator action %q", p.Action)
+	}
+	tag, err := tx.Exec(ctx, s.q(`
+		UPDATE {s}.steps
+		   SET state = $2, updated_at = now(),
+		       attempts = CASE WHEN $2 = 'enqueued' THEN 0 ELSE attempts END,
+		       result = CASE WHEN $2 = 'complete' THEN $3::jsonb ELSE result END,
+		       completed_at = CASE WHEN $2 = 'enqueued' THEN NULL ELSE now() END
+		 WHERE step_id = $1 AND state = 'error'`), p.StepID, string(newState), rawOrNull(p.Result))
+	if err != nil {
+		return nil, fmt.Errorf("%s step %s: %w", p.Action, p.StepID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, fmt.Errorf("%s step %s: it is not in error: %w", p.Action, p.StepID, store.ErrConflict)
+	}
+	meta := map[string]any{"operator": p.Operator, "reason": p.Reason}
+	move := []stepMove{{p.StepID, statemachine.StepError}}
+	// Once this fix leaves no failed step, the task may run again.
+	resumes := before.failed == 1
+	dUnfinished, dActive := 0, 0
+	switch p.Action {
+	case store.OperatorRetry:
+		if err := s.writeStepTransitions(ctx, tx, move, statemachine.StepEventReset, statemachine.StepPending, meta); err != nil {
+			return nil, err
+		}
+		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepPending}}, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
+			return nil, err
+		}
+		dActive = 1
+		if p.Enqueuer != nil {
+			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{{TaskID: taskID, StepID: p.StepID}}, 0); err != nil {
+				return nil, err
+			}
+		}
+	case store.OperatorResolve, store.OperatorComplete:
+		ev := statemachine.StepEventResolveManually
+		if p.Action == store.OperatorComplete {
+			ev = statemachine.StepEventCompleteManually
+		}
+		if err := s.writeStepTransitions(ctx, tx, move, ev, newState, meta); err != nil {
+			return nil, err
+		}
+		n, err := s.releaseChildren(ctx, tx, taskID, p.StepID, p.Namespace, resumes, p.Enqueuer)
+		if err != nil {
+			return nil, err
+		}
+		dUnfinished, dActive = -1, n
+	}
+	if resumes && before.state == statemachine.TaskBlockedByFailures {
+		n, err := s.rearm(ctx, tx, taskID, p.Namespace, p.Enqueuer)
+		if err != nil {
+			return nil, err
+		}
+		dActive += n
+	}
+	c, err := s.addCounters(ctx, tx, taskID, dUnfinished, dActive, -1)
+	if err != nil {
+		return nil, err
+	}
+	state, err := s.settle(ctx, tx, taskID, c, meta)
+	if err != nil {
+		return nil, err
+	}
+	return &store.OutcomeResult{TaskID: taskID, TaskState: state, Settled: state != before.state && state.Settled()}, nil
+}
+
+// rearm restarts a task that was blocked: pending steps whose parents all finished while it was
+// blocked are enqueued, and steps waiting for a retry get their timer message again. It returns
+// the number of steps enqueued.
+func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, q store.Enqueuer) (int, error) {
+	rows, err := tx.Query(ctx, s.q(`
+		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
+		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0
+		RETURNING step_id`), taskID)
+	if err != nil {
+		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)
+	}
+	ready, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)
+	}
+	if err := s.enqueuePending(ctx, tx, taskID, ns, ready, q); err != nil {
+		return 0, err
+	}
+	rows, err = tx.Query(ctx, s.q(`
+		SELECT step_id, greatest(0, (extract(epoch FROM next_retry_at - now()) * 1000)::bigint) FROM {s}.steps
+		 WHERE task_id = $1 AND state = 'waiting_for_retry'`), taskID)
+	if err != nil {
+		return 0, fmt.Errorf("re-arm retries of %s: %w", taskID, err)
+	}
+	type waiting struct {
+		id    uuid.UUID
+		delay time.Duration
+	}
+	var ws []waiting
+	for rows.Next() {
+		var w waiting
+		var ms int64
+		if err := rows.Scan(&w.id, &ms); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		w.delay = millis(ms)
+		ws = append(ws, w)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if q != nil {
+		for _, w := range ws {
+			if err := q.EnqueueTx(ctx, tx, ns, []store.StepRef{{TaskID: taskID, StepID: w.id, Retry: true}}, w.delay); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(ready), nil
+}

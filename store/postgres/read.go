@@ -1,0 +1,186 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/store"
+)
+
+const taskColumns = `task_id, namespace, name, version, state, context, identity_hash, coalesce(idempotency_key, ''),
+	priority, coalesce(correlation_id, ''), tags, steps_total, steps_unfinished, steps_active, steps_failed,
+	created_at, updated_at, completed_at`
+
+func scanTask(row pgx.Row) (*store.Task, error) {
+	var t store.Task
+	err := row.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
+		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
+		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+const stepColumns = `step_id, task_id, name, template_step, handler, step_type, state, attempts, max_attempts, retryable,
+	backoff, backoff_base_ms, max_backoff_ms, timeout_ms, next_retry_at, coalesce(lease_owner, ''), lease_expires_at,
+	inputs, result, last_error, created_at, updated_at, started_at, completed_at`
+
+func scanStep(row pgx.Row) (*store.Step, error) {
+	var st store.Step
+	var baseMs, maxMs, timeoutMs int64
+	err := row.Scan(&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
+		&st.MaxAttempts, &st.Retryable, &st.Backoff, &baseMs, &maxMs, &timeoutMs, &st.NextRetryAt, &st.LeaseOwner,
+		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt)
+	if err != nil {
+		return nil, err
+	}
+	st.BackoffBase, st.MaxBackoff, st.Timeout = millis(baseMs), millis(maxMs), millis(timeoutMs)
+	return &st, nil
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) getTask(ctx context.Context, q querier, id uuid.UUID) (*store.Task, error) {
+	t, err := scanTask(q.QueryRow(ctx, s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("task %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+func (s *Store) taskByIdentity(ctx context.Context, q querier, ns, name, hash string) (*store.Task, error) {
+	t, err := scanTask(q.QueryRow(ctx, s.q(`SELECT `+taskColumns+` FROM {s}.tasks
+		WHERE namespace = $1 AND name = $2 AND identity_hash = $3`), ns, name, hash))
+	if err != nil {
+		return nil, fmt.Errorf("find duplicate task: %w", err)
+	}
+	return t, nil
+}
+
+// GetTask returns a task.
+func (s *Store) GetTask(ctx context.Context, id uuid.UUID) (*store.Task, error) {
+	return s.getTask(ctx, s.pool, id)
+}
+
+// GetSteps returns a task's steps in creation order.
+func (s *Store) GetSteps(ctx context.Context, taskID uuid.UUID) ([]store.Step, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), taskID)
+	if err != nil {
+		return nil, fmt.Errorf("get steps of %s: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []store.Step
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *st)
+	}
+	return out, rows.Err()
+}
+
+// ListTasks returns tasks matching the filter, newest first.
+func (s *Store) ListTasks(ctx context.Context, p store.ListTasksParams) ([]store.Task, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	if p.Namespace != "" {
+		where = append(where, "namespace = "+arg(p.Namespace))
+	}
+	if p.Name != "" {
+		where = append(where, "name = "+arg(p.Name))
+	}
+	if len(p.States) > 0 {
+		states := make([]string, len(p.States))
+		for i, st := range p.States {
+			states[i] = string(st)
+		}
+		where = append(where, "state = ANY("+arg(states)+")")
+	}
+	if !p.CreatedAfter.IsZero() {
+		where = append(where, "created_at >= "+arg(p.CreatedAfter))
+	}
+	if !p.CreatedBefore.IsZero() {
+		where = append(where, "created_at < "+arg(p.CreatedBefore))
+	}
+	if p.AfterID != uuid.Nil {
+		where = append(where, "(created_at, task_id) < (SELECT created_at, task_id FROM {s}.tasks WHERE task_id = "+arg(p.AfterID)+")")
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	query := `SELECT ` + taskColumns + ` FROM {s}.tasks`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY created_at DESC, task_id DESC LIMIT " + arg(limit)
+	rows, err := s.pool.Query(ctx, strings.ReplaceAll(query, "{s}", s.ident), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
+	}
+	return out, rows.Err()
+}
+
+// Transitions returns the audit trail of a task and its steps in the order it was written.
+func (s *Store) Transitions(ctx context.Context, taskID uuid.UUID) ([]store.Transition, error) {
+	rows, err := s.pool.Query(ctx, s.q(`
+		SELECT task_id, NULL::uuid, '', coalesce(from_state, ''), to_state, event, metadata, sort_key, created_at, 0 AS kind, id
+		  FROM {s}.task_transitions WHERE task_id = $1
+		UNION ALL
+		SELECT t.task_id, t.step_id, st.name, coalesce(t.from_state, ''), t.to_state, t.event, t.metadata, t.sort_key, t.created_at, 1, t.id
+		  FROM {s}.step_transitions t JOIN {s}.steps st USING (step_id) WHERE t.task_id = $1
+		ORDER BY created_at, kind, id`), taskID)
+	if err != nil {
+		return nil, fmt.Errorf("transitions of %s: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []store.Transition
+	for rows.Next() {
+		var tr store.Transition
+		var stepID *uuid.UUID
+		var kind int
+		var id int64
+		if err := rows.Scan(&tr.TaskID, &stepID, &tr.StepName, &tr.From, &tr.To, &tr.Event, &tr.Metadata, &tr.SortKey, &tr.CreatedAt, &kind, &id); err != nil {
+			return nil, err
+		}
+		if stepID != nil {
+			tr.StepID = *stepID
+		}
+		out = append(out, tr)
+	}
+	return out, rows.Err()
+}
+
+// StepTask returns the task and namespace of a step.
+func (s *Store) StepTask(ctx context.Context, stepID uuid.UUID) (uuid.UUID, string, error) {
+	var taskID uuid.UUID
+	var ns string
+	err := s.pool.QueryRow(ctx, s.q(`SELECT t.task_id, t.namespace FROM {s}.steps st JOIN {s}.tasks t USING (task_id) WHERE st.step_id = $1`), stepID).Scan(&taskID, &ns)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, "", fmt.Errorf("step %s: %w", stepID, store.ErrNotFound)
+	}
+	return taskID, ns, err
+}

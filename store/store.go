@@ -1,0 +1,282 @@
+// Package store is tasker's persistence seam: the operations the engine needs from its source of
+// truth, each taking a params struct so that adding a field breaks no caller.
+//
+// The engine is its only user; applications choose an implementation (store/postgres) and hand it
+// to tasker.NewEngine, but never call it directly. Every method that changes a step or a task does
+// so with a compare-and-set on its current state and records the transition in the same
+// transaction, so two processes can never both move the same step.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/statemachine"
+)
+
+// ErrNotFound is returned when a task or step does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when a compare-and-set finds the row in another state than expected:
+// someone else moved it first, or the operation does not apply to its current state.
+var ErrConflict = errors.New("store: state changed concurrently or does not allow this")
+
+// Enqueuer puts steps on the delivery queue inside the store's transaction, so that a step is
+// enqueued if and only if the transaction that made it ready commits.
+type Enqueuer interface {
+	EnqueueTx(ctx context.Context, tx pgx.Tx, namespace string, steps []StepRef, delay time.Duration) error
+}
+
+// StepRef identifies a step for the queue.
+type StepRef struct {
+	TaskID uuid.UUID
+	StepID uuid.UUID
+	// Retry marks a step in waiting_for_retry whose message fires when its backoff has elapsed.
+	Retry bool
+}
+
+// Store is the persistence seam.
+type Store interface {
+	RegisterTemplate(ctx context.Context, p RegisterTemplateParams) error
+	CreateTask(ctx context.Context, tx pgx.Tx, p CreateTaskParams) (*CreateTaskResult, error)
+	ClaimStep(ctx context.Context, p ClaimStepParams) (*ClaimedStep, error)
+	PromoteRetry(ctx context.Context, p PromoteRetryParams) error
+	RecordOutcome(ctx context.Context, p OutcomeParams) (*OutcomeResult, error)
+	ReleaseStep(ctx context.Context, p ReleaseStepParams) error
+	Heartbeat(ctx context.Context, p HeartbeatParams) (statemachine.StepState, error)
+	CancelTask(ctx context.Context, p CancelTaskParams) (*OutcomeResult, error)
+	OperatorAction(ctx context.Context, p OperatorParams) (*OutcomeResult, error)
+	GetTask(ctx context.Context, id uuid.UUID) (*Task, error)
+	GetSteps(ctx context.Context, taskID uuid.UUID) ([]Step, error)
+	// StepTask returns the task and namespace a step belongs to.
+	StepTask(ctx context.Context, stepID uuid.UUID) (uuid.UUID, string, error)
+	ListTasks(ctx context.Context, p ListTasksParams) ([]Task, error)
+	Transitions(ctx context.Context, taskID uuid.UUID) ([]Transition, error)
+}
+
+// RegisterTemplateParams stores a template definition in the registry (an upsert).
+type RegisterTemplateParams struct {
+	Namespace, Name, Version string
+	Definition               json.RawMessage
+	Checksum                 string
+}
+
+// NewStep is one step of a task being created.
+type NewStep struct {
+	StepID       uuid.UUID
+	Name         string
+	TemplateStep string
+	Handler      string
+	Type         string
+	MaxAttempts  int
+	Retryable    bool
+	Backoff      string
+	BackoffBase  time.Duration
+	MaxBackoff   time.Duration
+	Timeout      time.Duration
+	Parents      []int // indices into CreateTaskParams.Steps
+	Inputs       json.RawMessage
+}
+
+// CreateTaskParams creates a task, its steps and edges, the initial transitions, and enqueues the
+// root steps, all in one transaction.
+type CreateTaskParams struct {
+	TaskID         uuid.UUID
+	Namespace      string
+	Name           string
+	Version        string
+	Context        json.RawMessage
+	IdentityHash   string
+	IdempotencyKey string
+	Priority       int
+	CorrelationID  string
+	Tags           []string
+	Steps          []NewStep
+	Enqueuer       Enqueuer
+}
+
+// CreateTaskResult is the created task, or the existing one when Duplicate is set.
+type CreateTaskResult struct {
+	Task      Task
+	Duplicate bool
+}
+
+// ClaimStepParams moves an enqueued step to in_progress for one attempt.
+type ClaimStepParams struct {
+	StepID   uuid.UUID
+	WorkerID string
+	Lease    time.Duration
+}
+
+// ClaimedStep is everything a handler needs for one attempt.
+type ClaimedStep struct {
+	Step    Step
+	Task    Task
+	Results map[string]json.RawMessage // the results of every ancestor, by step name
+}
+
+// PromoteRetryParams moves a step whose backoff has elapsed from waiting_for_retry to enqueued.
+type PromoteRetryParams struct {
+	StepID uuid.UUID
+}
+
+// OutcomeKind is what an attempt came to.
+type OutcomeKind int
+
+// The outcomes of an attempt.
+const (
+	OutcomeSuccess   OutcomeKind = iota + 1 // complete with a result
+	OutcomeRetry                            // waiting_for_retry until NextRetryAt
+	OutcomePermanent                        // error: the task is blocked until an operator acts
+)
+
+// OutcomeParams records the outcome of one attempt, releases the dependents it makes ready,
+// enqueues them and finalizes the task, in one transaction.
+type OutcomeParams struct {
+	TaskID       uuid.UUID
+	StepID       uuid.UUID
+	WorkerID     string
+	Attempt      int
+	Kind         OutcomeKind
+	Result       json.RawMessage // for OutcomeSuccess
+	Error        json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
+	RetryDelay   time.Duration   // for OutcomeRetry
+	Namespace    string
+	Enqueuer     Enqueuer
+	BeforeCommit func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
+}
+
+// OutcomeResult reports the task's state after an outcome or operator action.
+type OutcomeResult struct {
+	TaskID    uuid.UUID
+	TaskState statemachine.TaskState
+	// Settled is set when this call moved the task into a settled state.
+	Settled bool
+	// Released lists the dependents that were enqueued.
+	Released int
+}
+
+// ReleaseStepParams gives an in-progress step back to the queue without spending its attempt
+// (graceful shutdown).
+type ReleaseStepParams struct {
+	StepID   uuid.UUID
+	WorkerID string
+	Attempt  int
+	Reason   string
+}
+
+// HeartbeatParams extends a step's lease; the step's current state is returned so that a worker
+// learns of a cancellation.
+type HeartbeatParams struct {
+	StepID   uuid.UUID
+	WorkerID string
+	Lease    time.Duration
+}
+
+// CancelTaskParams cancels a task and every unfinished step.
+type CancelTaskParams struct {
+	TaskID uuid.UUID
+	Reason string
+}
+
+// OperatorAction is what an operator does to a step in error.
+type OperatorAction string
+
+// The operator actions.
+const (
+	OperatorRetry    OperatorAction = "retry"    // reset the step for another attempt
+	OperatorResolve  OperatorAction = "resolve"  // mark it resolved_manually
+	OperatorComplete OperatorAction = "complete" // complete it with a given result
+)
+
+// OperatorParams applies an operator action to a step in error and resumes the task when no
+// failure is left.
+type OperatorParams struct {
+	StepID    uuid.UUID
+	Action    OperatorAction
+	Result    json.RawMessage // for OperatorComplete
+	Reason    string
+	Operator  string
+	Namespace string
+	Enqueuer  Enqueuer
+}
+
+// Task is a task row.
+type Task struct {
+	ID              uuid.UUID
+	Namespace       string
+	Name            string
+	Version         string
+	State           statemachine.TaskState
+	Context         json.RawMessage
+	IdentityHash    string
+	IdempotencyKey  string
+	Priority        int
+	CorrelationID   string
+	Tags            []string
+	StepsTotal      int
+	StepsUnfinished int
+	StepsActive     int
+	StepsFailed     int
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	CompletedAt     *time.Time
+}
+
+// Step is a step row.
+type Step struct {
+	ID             uuid.UUID
+	TaskID         uuid.UUID
+	Name           string
+	TemplateStep   string
+	Handler        string
+	Type           string
+	State          statemachine.StepState
+	Attempts       int
+	MaxAttempts    int
+	Retryable      bool
+	Backoff        string
+	BackoffBase    time.Duration
+	MaxBackoff     time.Duration
+	Timeout        time.Duration
+	NextRetryAt    *time.Time
+	LeaseOwner     string
+	LeaseExpiresAt *time.Time
+	Inputs         json.RawMessage
+	Result         json.RawMessage
+	LastError      json.RawMessage
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+}
+
+// ListTasksParams filters and pages ListTasks. Results are ordered by creation time, newest first.
+type ListTasksParams struct {
+	Namespace     string
+	Name          string
+	States        []statemachine.TaskState
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	Limit         int
+	// AfterID continues a listing after the task with this ID (keyset pagination).
+	AfterID uuid.UUID
+}
+
+// Transition is one row of the audit trail.
+type Transition struct {
+	TaskID    uuid.UUID
+	StepID    uuid.UUID // uuid.Nil for a task transition
+	StepName  string
+	From      string // "" for the first transition
+	To        string
+	Event     string
+	Metadata  json.RawMessage
+	SortKey   int
+	CreatedAt time.Time
+}

@@ -1,0 +1,411 @@
+package tasker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/tasker-systems/tasker/store"
+)
+
+// TaskRequest asks for a task: one run of a template with a JSON context.
+type TaskRequest struct {
+	// Namespace and Name select the template; Version "" means the highest registered version.
+	Namespace, Name, Version string
+	// Context is the task's input: any value that encodes to a JSON object (a struct, a map, or
+	// JSON bytes as json.RawMessage). nil means {}.
+	Context any
+	// IdempotencyKey, when set, is the task's identity: a second request with the same key for
+	// the same template returns the first task. The caller_provided identity strategy requires it.
+	IdempotencyKey string
+	// Priority orders nothing yet; it is stored for operators.
+	Priority int
+	// CorrelationID ties the task to the caller's own records and is shown to handlers.
+	CorrelationID string
+	// Tags are free-form labels.
+	Tags []string
+}
+
+// Task is a task and, from GetTask, its steps.
+type Task struct {
+	ID                       uuid.UUID
+	Namespace, Name, Version string
+	State                    TaskState
+	Context                  json.RawMessage
+	IdentityHash             string
+	IdempotencyKey           string
+	Priority                 int
+	CorrelationID            string
+	Tags                     []string
+	CreatedAt, UpdatedAt     time.Time
+	CompletedAt              *time.Time
+	// Steps are filled by GetTask and WaitTask, in creation order.
+	Steps []StepInfo
+}
+
+// StepInfo is a step as operators see it.
+type StepInfo struct {
+	ID          uuid.UUID
+	Name        string
+	Handler     string
+	Type        StepType
+	State       StepState
+	Attempts    int
+	MaxAttempts int
+	// Result is the handler's result as JSON, once complete.
+	Result json.RawMessage
+	// LastError is the latest failure's record, if any.
+	LastError   *StepFailure
+	NextRetryAt *time.Time
+	CreatedAt   time.Time
+	StartedAt   *time.Time
+	CompletedAt *time.Time
+}
+
+// Step returns the step with the given name.
+func (t *Task) Step(name string) (*StepInfo, bool) {
+	for i := range t.Steps {
+		if t.Steps[i].Name == name {
+			return &t.Steps[i], true
+		}
+	}
+	return nil, false
+}
+
+// Result decodes the result of the named step into v.
+func (t *Task) Result(step string, v any) error {
+	s, ok := t.Step(step)
+	if !ok {
+		return fmt.Errorf("%w: %q in task %s", ErrStepNotFound, step, t.ID)
+	}
+	if s.Result == nil {
+		return fmt.Errorf("tasker: step %q has no result (it is %s)", step, s.State)
+	}
+	return json.Unmarshal(s.Result, v)
+}
+
+// CreateTask validates the request against its template, then creates the task, its steps and
+// the first transitions and enqueues the root steps, in one transaction. A request whose identity
+// matches an existing task returns that task with a *DuplicateTaskError (errors.Is
+// ErrDuplicateTask). A rejected request writes nothing.
+func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error) {
+	return e.CreateTaskTx(ctx, nil, req)
+}
+
+// CreateTaskTx is CreateTask inside the caller's transaction: the task exists, and its steps
+// run, only if tx commits. A failure inside CreateTaskTx rolls back to a savepoint, so tx stays
+// usable. A nil tx means a transaction of its own.
+func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (*Task, error) {
+	r, err := e.template(req.Namespace, req.Name, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range r.t.Steps {
+		switch s.Type {
+		case StepDecision, StepBatchable, StepBatchWorker, StepDeferredConvergence:
+			return nil, fmt.Errorf("%w: template %s has a %s step (%q); decision points and batches are not implemented yet",
+				ErrUnsupported, r.t.Key(), s.Type, s.Name)
+		}
+	}
+	ctxJSON, err := e.encodeContext(r, req.Context)
+	if err != nil {
+		return nil, err
+	}
+	identity, err := identityHash(r.t, ctxJSON, req.IdempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.ensurePersisted(ctx, r); err != nil {
+		return nil, err
+	}
+	taskID, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	steps := make([]store.NewStep, len(r.t.Steps))
+	for i, s := range r.t.Steps {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, err
+		}
+		backoff := string(s.Retry.Backoff)
+		steps[i] = store.NewStep{
+			StepID: id, Name: s.Name, TemplateStep: s.Name, Handler: s.Handler.Callable, Type: string(s.Type),
+			MaxAttempts: s.Retry.MaxAttempts, Retryable: !s.Retry.NoRetry, Backoff: backoff,
+			BackoffBase: s.Retry.BackoffBase, MaxBackoff: s.Retry.MaxBackoff, Timeout: s.Timeout,
+			Parents: r.graph.Parents(i),
+		}
+	}
+	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
+		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
+		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
+		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
+		Steps: steps, Enqueuer: enqueuer{e},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
+	}
+	task := taskFromStore(&res.Task)
+	if res.Duplicate {
+		return task, &DuplicateTaskError{ExistingID: res.Task.ID, Identity: identity}
+	}
+	e.log.V(1).Info("task created", "task", task.ID, "template", r.t.Key(), "steps", len(steps))
+	return task, nil
+}
+
+// encodeContext turns the request's context into a JSON object and checks it against the size
+// limit and the template's input schema.
+func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
+	var raw []byte
+	switch c := v.(type) {
+	case nil:
+		raw = []byte("{}")
+	case json.RawMessage:
+		raw = c
+	case []byte:
+		raw = c
+	default:
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return nil, &InputError{Template: r.t.Key(), Violations: []string{"context is not JSON-encodable: " + err.Error()}}
+		}
+	}
+	if len(raw) > e.cfg.MaxPayloadBytes {
+		return nil, fmt.Errorf("%w: context of %d bytes, limit %d", ErrPayloadTooLarge, len(raw), e.cfg.MaxPayloadBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil || dec.More() {
+		msg := "context is not valid JSON"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		return nil, &InputError{Template: r.t.Key(), Violations: []string{msg}}
+	}
+	if _, ok := doc.(map[string]any); !ok {
+		return nil, &InputError{Template: r.t.Key(), Violations: []string{"context must be a JSON object"}}
+	}
+	if r.schema != nil {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+		if err != nil {
+			return nil, &InputError{Template: r.t.Key(), Violations: []string{err.Error()}}
+		}
+		if err := r.schema.Validate(inst); err != nil {
+			return nil, &InputError{Template: r.t.Key(), Violations: schemaViolations(err)}
+		}
+	}
+	return raw, nil
+}
+
+// schemaViolations flattens a validation error into one line per failing location.
+func schemaViolations(err error) []string {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return []string{err.Error()}
+	}
+	var out []string
+	var walk func(*jsonschema.ValidationError)
+	walk = func(v *jsonschema.ValidationError) {
+		if len(v.Causes) == 0 {
+			loc := "/" + strings.Join(v.InstanceLocation, "/")
+			out = append(out, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(nil)))
+			return
+		}
+		for _, c := range v.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return out
+}
+
+// identityHash computes the task's identity under the template's strategy.
+func identityHash(t *Template, ctxJSON []byte, key string) (string, error) {
+	h := sha256.New()
+	h.Write([]byte(t.Key()))
+	h.Write([]byte{0})
+	switch {
+	case key != "":
+		h.Write([]byte("key:" + key))
+	case t.Identity == IdentityCallerProvided:
+		return "", &InputError{Template: t.Key(), Violations: []string{"the template's identity strategy is caller_provided: set TaskRequest.IdempotencyKey"}}
+	case t.Identity == IdentityAlwaysUnique:
+		return uuid.NewString(), nil
+	default:
+		canon, err := canonicalJSON(ctxJSON)
+		if err != nil {
+			return "", err
+		}
+		h.Write(canon)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// canonicalJSON re-encodes JSON with sorted object keys and no insignificant whitespace, keeping
+// numbers as written.
+func canonicalJSON(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v) // encoding/json sorts map keys
+}
+
+// GetTask returns a task with all its steps.
+func (e *Engine) GetTask(ctx context.Context, id uuid.UUID) (*Task, error) {
+	t, err := e.store.GetTask(ctx, id)
+	if err != nil {
+		return nil, mapStoreErr(err, id)
+	}
+	steps, err := e.store.GetSteps(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	task := taskFromStore(t)
+	task.Steps = make([]StepInfo, len(steps))
+	for i := range steps {
+		task.Steps[i] = stepFromStore(&steps[i])
+	}
+	return task, nil
+}
+
+// ListOptions filters and pages ListTasks. Zero fields do not filter.
+type ListOptions struct {
+	Namespace, Name string
+	States          []TaskState
+	CreatedAfter    time.Time
+	CreatedBefore   time.Time
+	// Limit caps the page (default 100).
+	Limit int
+	// After continues the listing after this task (the last one of the previous page).
+	After uuid.UUID
+}
+
+// ListTasks returns tasks, newest first, without their steps.
+func (e *Engine) ListTasks(ctx context.Context, o ListOptions) ([]Task, error) {
+	ts, err := e.store.ListTasks(ctx, store.ListTasksParams{
+		Namespace: o.Namespace, Name: o.Name, States: o.States, CreatedAfter: o.CreatedAfter,
+		CreatedBefore: o.CreatedBefore, Limit: o.Limit, AfterID: o.After,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Task, len(ts))
+	for i := range ts {
+		out[i] = *taskFromStore(&ts[i])
+	}
+	return out, nil
+}
+
+// Transition is one entry of a task's audit trail: a task's or a step's change of state.
+type Transition struct {
+	TaskID uuid.UUID
+	// StepID and StepName are zero for the task's own transitions.
+	StepID   uuid.UUID
+	StepName string
+	// From is "" for the first transition.
+	From, To, Event string
+	// Metadata holds the worker, the attempt, the error or the operator's reason.
+	Metadata json.RawMessage
+	At       time.Time
+}
+
+// Transitions returns the audit trail of a task and its steps, oldest first.
+func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transition, error) {
+	if _, err := e.store.GetTask(ctx, taskID); err != nil {
+		return nil, mapStoreErr(err, taskID)
+	}
+	trs, err := e.store.Transitions(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Transition, len(trs))
+	for i, t := range trs {
+		out[i] = Transition{TaskID: t.TaskID, StepID: t.StepID, StepName: t.StepName, From: t.From, To: t.To,
+			Event: t.Event, Metadata: t.Metadata, At: t.CreatedAt}
+	}
+	return out, nil
+}
+
+// WaitTask blocks until the task is settled — terminal, or blocked_by_failures waiting for an
+// operator — or ctx ends, and returns it with its steps.
+func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
+	ch := e.waiters.subscribe(id)
+	defer e.waiters.unsubscribe(id, ch)
+	delay := 5 * time.Millisecond
+	for {
+		t, err := e.store.GetTask(ctx, id)
+		if err != nil {
+			return nil, mapStoreErr(err, id)
+		}
+		if t.State.Settled() {
+			return e.GetTask(ctx, id)
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-ch:
+			timer.Stop()
+		case <-timer.C:
+			delay = min(delay*2, 500*time.Millisecond)
+		}
+	}
+}
+
+// CancelTask cancels a task: its unfinished steps are cancelled and handlers running them see
+// their context cancelled (at once in this process, at their next heartbeat elsewhere). It returns
+// ErrNotAllowed for a task that already finished.
+func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) error {
+	res, err := e.store.CancelTask(ctx, store.CancelTaskParams{TaskID: id, Reason: reason})
+	if err != nil {
+		return mapStoreErr(err, id)
+	}
+	e.runs.cancelTask(id)
+	e.waiters.notify(res.TaskID)
+	return nil
+}
+
+func mapStoreErr(err error, id uuid.UUID) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	return err
+}
+
+func taskFromStore(t *store.Task) *Task {
+	return &Task{ID: t.ID, Namespace: t.Namespace, Name: t.Name, Version: t.Version, State: t.State,
+		Context: t.Context, IdentityHash: t.IdentityHash, IdempotencyKey: t.IdempotencyKey, Priority: t.Priority,
+		CorrelationID: t.CorrelationID, Tags: t.Tags, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		CompletedAt: t.CompletedAt}
+}
+
+func stepFromStore(s *store.Step) StepInfo {
+	info := StepInfo{ID: s.ID, Name: s.Name, Handler: s.Handler, Type: StepType(s.Type), State: s.State,
+		Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Result: s.Result, NextRetryAt: s.NextRetryAt,
+		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, CompletedAt: s.CompletedAt}
+	if len(s.LastError) > 0 {
+		var se StepFailure
+		if json.Unmarshal(s.LastError, &se) == nil {
+			info.LastError = &se
+		}
+	}
+	return info
+}

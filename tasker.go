@@ -1,0 +1,357 @@
+// Package tasker is an embeddable workflow engine: DAGs of steps, run by Go handlers, with
+// PostgreSQL as the source of truth.
+//
+// A service registers templates (DAGs of steps) and handlers, creates tasks from its own code —
+// inside its own transactions if it likes — and runs workers beside its HTTP server. Any number of
+// processes can share one database; a killed process loses nothing.
+//
+//	engine, _ := tasker.NewEngine(tasker.Config{Store: postgres.New(pool)})
+//	engine.Register(tmpl)
+//	engine.Handle("validate_order", tasker.HandlerFunc(validate))
+//	go engine.RunWorkers(ctx)
+//	task, _ := engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", Context: order})
+//	task, _ = engine.WaitTask(ctx, task.ID)
+//
+// Delivery is at least once: a handler may run again after a crash, so handlers should be
+// idempotent; a step's state still moves exactly once per attempt.
+package tasker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/tasker-systems/tasker/dag"
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// Defaults for Config's zero values.
+const (
+	// ConcurrencyDefault is how many handlers one engine runs at once.
+	ConcurrencyDefault = 16
+	// LeaseDefault is how long a claimed step (and its queue message) stays with its worker
+	// without a heartbeat; heartbeats renew it every third of it.
+	LeaseDefault = 30 * time.Second
+	// ShutdownTimeoutDefault is how long RunWorkers lets in-flight handlers finish after its
+	// context ends before it cancels them and gives their steps back to the queue.
+	ShutdownTimeoutDefault = 10 * time.Second
+	// MaxPayloadBytesDefault bounds a task context and a step result (1 MiB).
+	MaxPayloadBytesDefault = 1 << 20
+	// ReadBatchDefault is how many messages a worker reads at once, at most.
+	ReadBatchDefault = 10
+)
+
+// Store is the persistence the engine runs on; store/postgres provides it.
+type Store = store.Store
+
+// Config configures an Engine. Its zero values mean the documented defaults; only Store is
+// required.
+type Config struct {
+	// Store is the source of truth, such as postgres.New(pool).
+	Store Store
+	// Queue delivers step messages; nil means the store's own queue (for store/postgres, the
+	// PostgreSQL queue on the same pool and schema).
+	Queue queue.Queue
+	// Logger receives the engine's logs; the zero value discards them. With slog:
+	// logr.FromSlogHandler(slog.Default().Handler()).
+	Logger logr.Logger
+	// WorkerID names this engine in leases and transitions; "" means host-pid-random.
+	WorkerID string
+	// Concurrency caps the handlers this engine runs at once; 0 means ConcurrencyDefault.
+	Concurrency int
+	// NamespaceConcurrency caps the handlers of one namespace; a missing entry means no cap
+	// beyond Concurrency.
+	NamespaceConcurrency map[string]int
+	// Namespaces limits the namespaces this engine's workers take steps from; nil means every
+	// namespace with a registered template.
+	Namespaces []string
+	// Lease is the visibility timeout of a claimed step; 0 means LeaseDefault.
+	Lease time.Duration
+	// ShutdownTimeout is the soft deadline for in-flight handlers when RunWorkers stops; 0 means
+	// ShutdownTimeoutDefault.
+	ShutdownTimeout time.Duration
+	// MaxPayloadBytes bounds task contexts and step results; 0 means MaxPayloadBytesDefault.
+	MaxPayloadBytes int
+	// Environment selects the templates' per-environment overrides (such as "test"); "" applies
+	// none.
+	Environment string
+}
+
+// Engine registers templates and handlers, creates tasks and runs workers. It is safe for
+// concurrent use.
+type Engine struct {
+	cfg   Config
+	store Store
+	queue queue.Queue
+	log   logr.Logger
+
+	mu        sync.RWMutex
+	templates map[string][]*registered // by namespace/name, versions in registration order
+	handlers  map[string]Handler
+
+	running atomic.Bool
+	runs    runRegistry // handlers in flight, by task, for cancellation
+	waiters waiterRegistry
+}
+
+// registered is a template prepared for running.
+type registered struct {
+	t          *Template
+	graph      *dag.Graph
+	schema     *jsonschema.Schema
+	ancestors  map[string][]string
+	definition []byte
+	checksum   string
+	persisted  atomic.Bool
+}
+
+// NewEngine returns an engine. It does no I/O: RunWorkers and the first CreateTask check the
+// database.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("tasker: Config.Store is required (for example postgres.New(pool))")
+	}
+	q := cfg.Queue
+	if q == nil {
+		d, ok := cfg.Store.(interface{ DefaultQueue() queue.Queue })
+		if !ok {
+			return nil, errors.New("tasker: Config.Queue is required with this store")
+		}
+		q = d.DefaultQueue()
+	}
+	if cfg.WorkerID == "" {
+		host, _ := os.Hostname()
+		cfg.WorkerID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = ConcurrencyDefault
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = LeaseDefault
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if cfg.MaxPayloadBytes <= 0 {
+		cfg.MaxPayloadBytes = MaxPayloadBytesDefault
+	}
+	return &Engine{
+		cfg:       cfg,
+		store:     cfg.Store,
+		queue:     q,
+		log:       cfg.Logger,
+		templates: map[string][]*registered{},
+		handlers:  map[string]Handler{},
+		runs:      runRegistry{m: map[uuid.UUID]map[uuid.UUID]context.CancelCauseFunc{}},
+		waiters:   waiterRegistry{m: map[uuid.UUID][]chan struct{}{}},
+	}, nil
+}
+
+// WorkerID returns the name this engine uses in leases and transitions.
+func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
+
+// Register adds a template. Defaults are applied to its zero fields and, when Config.Environment
+// is set, that environment's overrides; then it is validated (a *ValidationError lists every
+// problem). Registering a template again under the same namespace, name and version replaces it.
+// The template is written to the database's registry on first use.
+func (e *Engine) Register(t *Template) error {
+	if t == nil {
+		return errors.New("tasker: Register(nil)")
+	}
+	c := t.WithDefaults()
+	if e.cfg.Environment != "" {
+		if _, ok := c.Environments[e.cfg.Environment]; ok {
+			var err error
+			if c, err = c.ForEnvironment(e.cfg.Environment); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	nodes := make([]dag.Node, len(c.Steps))
+	for i, s := range c.Steps {
+		nodes[i] = dag.Node{Name: s.Name, Deps: s.Dependencies}
+	}
+	g, err := dag.Build(nodes)
+	if err != nil {
+		return err
+	}
+	r := &registered{t: c, graph: g, ancestors: make(map[string][]string, len(c.Steps))}
+	for i, s := range c.Steps {
+		r.ancestors[s.Name] = g.Names(g.Ancestors(i))
+	}
+	if len(c.InputSchema) > 0 {
+		if r.schema, err = compileInputSchema(c.InputSchema); err != nil {
+			return fmt.Errorf("tasker: template %s: input_schema: %w", c.Key(), err)
+		}
+	}
+	if r.definition, err = json.Marshal(c); err != nil {
+		return fmt.Errorf("tasker: template %s: %w", c.Key(), err)
+	}
+	sum := sha256.Sum256(r.definition)
+	r.checksum = hex.EncodeToString(sum[:])
+
+	key := c.Namespace + "/" + c.Name
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	versions := e.templates[key]
+	for i, v := range versions {
+		if v.t.Version == c.Version {
+			versions[i] = r
+			return nil
+		}
+	}
+	e.templates[key] = append(versions, r)
+	return nil
+}
+
+// Handle binds a handler to a name used in templates' handler.callable. Binding a name again
+// replaces the handler.
+func (e *Engine) Handle(callable string, h Handler) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handlers[callable] = h
+}
+
+// HandleFunc is Handle for a function.
+func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Step) (any, error)) {
+	e.Handle(callable, HandlerFunc(fn))
+}
+
+func (e *Engine) handler(name string) (Handler, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	h, ok := e.handlers[name]
+	return h, ok
+}
+
+// template finds a registered template; version "" means the highest version.
+func (e *Engine) template(ns, name, version string) (*registered, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	versions := e.templates[ns+"/"+name]
+	if version == "" && len(versions) > 0 {
+		best := versions[0]
+		for _, v := range versions[1:] {
+			if compareVersions(v.t.Version, best.t.Version) > 0 {
+				best = v
+			}
+		}
+		return best, nil
+	}
+	for _, v := range versions {
+		if v.t.Version == version {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s/%s@%s", ErrTemplateNotFound, ns, name, version)
+}
+
+// namespaces lists the namespaces the workers serve.
+func (e *Engine) namespaces() []string {
+	if len(e.cfg.Namespaces) > 0 {
+		return append([]string(nil), e.cfg.Namespaces...)
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, versions := range e.templates {
+		ns := versions[0].t.Namespace
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// compareVersions compares dotted version strings numerically where both parts are numbers.
+func compareVersions(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(pa) || i < len(pb); i++ {
+		var x, y string
+		if i < len(pa) {
+			x = pa[i]
+		}
+		if i < len(pb) {
+			y = pb[i]
+		}
+		var nx, ny int
+		_, ex := fmt.Sscanf(x, "%d", &nx)
+		_, ey := fmt.Sscanf(y, "%d", &ny)
+		switch {
+		case ex == nil && ey == nil && nx != ny:
+			if nx < ny {
+				return -1
+			}
+			return 1
+		case (ex != nil || ey != nil) && x != y:
+			return strings.Compare(x, y)
+		}
+	}
+	return 0
+}
+
+// ensurePersisted writes the template to the database's registry once per engine.
+func (e *Engine) ensurePersisted(ctx context.Context, r *registered) error {
+	if r.persisted.Load() {
+		return nil
+	}
+	err := e.store.RegisterTemplate(ctx, store.RegisterTemplateParams{
+		Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
+		Definition: r.definition, Checksum: r.checksum,
+	})
+	if err != nil {
+		return err
+	}
+	r.persisted.Store(true)
+	return nil
+}
+
+// TaskState is a task's state; see package statemachine for the machine.
+type TaskState = statemachine.TaskState
+
+// StepState is a step's state; see package statemachine for the machine.
+type StepState = statemachine.StepState
+
+// The task states users test most often.
+const (
+	TaskComplete          = statemachine.TaskComplete
+	TaskError             = statemachine.TaskError
+	TaskCancelled         = statemachine.TaskCancelled
+	TaskResolvedManually  = statemachine.TaskResolvedManually
+	TaskBlockedByFailures = statemachine.TaskBlockedByFailures
+	TaskStepsInProcess    = statemachine.TaskStepsInProcess
+	TaskWaitingForRetry   = statemachine.TaskWaitingForRetry
+)
+
+// The step states users test most often.
+const (
+	StepPending          = statemachine.StepPending
+	StepEnqueued         = statemachine.StepEnqueued
+	StepInProgress       = statemachine.StepInProgress
+	StepWaitingForRetry  = statemachine.StepWaitingForRetry
+	StepComplete         = statemachine.StepComplete
+	StepError            = statemachine.StepError
+	StepCancelled        = statemachine.StepCancelled
+	StepResolvedManually = statemachine.StepResolvedManually
+)

@@ -1,0 +1,539 @@
+package tasker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// stepMessage is the payload of a queue message: which step to run.
+type stepMessage struct {
+	TaskID uuid.UUID `json:"task_id"`
+	StepID uuid.UUID `json:"step_id"`
+	// Retry marks the timer message of a step waiting for its backoff.
+	Retry bool `json:"retry,omitempty"`
+}
+
+// enqueuer sends step messages on the engine's queue, one queue per namespace.
+type enqueuer struct{ e *Engine }
+
+func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
+	payloads := make([][]byte, len(steps))
+	for i, s := range steps {
+		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry})
+		if err != nil {
+			return err
+		}
+		payloads[i] = b
+	}
+	return q.e.queue.SendTx(ctx, tx, ns, payloads, delay)
+}
+
+// errStepTimeout is the cause of a handler context that reached the step's timeout.
+var errStepTimeout = errors.New("step timed out")
+
+// abandonGrace is how long a handler that ignores its cancelled context is waited for before its
+// attempt is settled without it.
+const abandonGrace = 2 * time.Second
+
+// RunWorkers takes steps from the queue and runs their handlers until ctx ends, then drains:
+// in-flight handlers get Config.ShutdownTimeout to finish, after which their contexts are
+// cancelled and their steps go back to the queue without losing the attempt. It returns nil after
+// a clean stop, or an error when it cannot start (for example a database that is not migrated).
+// Only one RunWorkers per engine may run at a time.
+func (e *Engine) RunWorkers(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer e.running.Store(false)
+	if c, ok := e.store.(interface{ CheckSchema(context.Context) error }); ok {
+		if err := c.CheckSchema(ctx); err != nil {
+			return err
+		}
+	}
+	nss := e.namespaces()
+	if len(nss) == 0 {
+		return errors.New("tasker: RunWorkers: no namespace to serve: register a template or set Config.Namespaces")
+	}
+	w := newWorkers(e, nss)
+	return w.run(ctx)
+}
+
+type workers struct {
+	e       *Engine
+	nss     []string
+	slots   chan struct{}
+	nsSlots map[string]chan struct{}
+	wake    map[string]chan struct{}
+
+	handlerBase context.Context
+	hardStop    context.CancelCauseFunc
+	dbctx       context.Context // for bookkeeping that must finish even while stopping
+	inflight    sync.WaitGroup
+
+	timersMu sync.Mutex
+	timers   map[*time.Timer]struct{}
+	stopped  bool
+}
+
+func newWorkers(e *Engine, nss []string) *workers {
+	w := &workers{
+		e: e, nss: nss,
+		slots:   make(chan struct{}, e.cfg.Concurrency),
+		nsSlots: map[string]chan struct{}{},
+		wake:    map[string]chan struct{}{},
+		timers:  map[*time.Timer]struct{}{},
+	}
+	for _, ns := range nss {
+		w.wake[ns] = make(chan struct{}, 1)
+		if n := e.cfg.NamespaceConcurrency[ns]; n > 0 {
+			w.nsSlots[ns] = make(chan struct{}, n)
+		}
+	}
+	return w
+}
+
+func (w *workers) signal(ns string) {
+	if ch, ok := w.wake[ns]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *workers) run(ctx context.Context) error {
+	e := w.e
+	w.dbctx = context.WithoutCancel(ctx)
+	w.handlerBase, w.hardStop = context.WithCancelCause(context.WithoutCancel(ctx))
+	defer w.hardStop(nil)
+
+	listenCtx, stopListen := context.WithCancel(w.dbctx)
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		if err := e.queue.Listen(listenCtx, w.nss, w.signal); err != nil {
+			e.log.Error(err, "queue listener stopped")
+		}
+	}()
+	for _, ns := range w.nss {
+		w.signal(ns) // look once at start-up
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			w.fetchLoop(ctx, ns)
+		}()
+	}
+	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", w.nss, "concurrency", e.cfg.Concurrency)
+
+	<-ctx.Done()
+	drained := make(chan struct{})
+	go func() { w.inflight.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(e.cfg.ShutdownTimeout):
+		e.log.Info("shutdown timeout: cancelling in-flight handlers; their steps go back to the queue")
+		w.hardStop(ErrShutdown)
+		select {
+		case <-drained:
+		case <-time.After(2 * abandonGrace):
+			e.log.Info("some handlers ignore their cancelled context; abandoning them")
+		}
+	}
+	stopListen()
+	bg.Wait()
+	w.timersMu.Lock()
+	w.stopped = true
+	for t := range w.timers {
+		t.Stop()
+	}
+	w.timersMu.Unlock()
+	e.log.Info("workers stopped", "worker_id", e.cfg.WorkerID)
+	return nil
+}
+
+// wakeAfter wakes a namespace's fetch loop after d (a retry's backoff), since delayed messages
+// come with no notification.
+func (w *workers) wakeAfter(ns string, d time.Duration) {
+	w.timersMu.Lock()
+	defer w.timersMu.Unlock()
+	if w.stopped {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d+5*time.Millisecond, func() {
+		w.timersMu.Lock()
+		delete(w.timers, t)
+		w.timersMu.Unlock()
+		w.signal(ns)
+	})
+	w.timers[t] = struct{}{}
+}
+
+// acquire blocks until at least one handler slot is free for ns and takes up to ReadBatchDefault.
+func (w *workers) acquire(ctx context.Context, ns string) int {
+	nsCh := w.nsSlots[ns]
+	if nsCh != nil {
+		select {
+		case nsCh <- struct{}{}:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		if nsCh != nil {
+			<-nsCh
+		}
+		return 0
+	}
+	n := 1
+	for n < ReadBatchDefault {
+		if nsCh != nil {
+			select {
+			case nsCh <- struct{}{}:
+			default:
+				return n
+			}
+		}
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		default:
+			if nsCh != nil {
+				<-nsCh
+			}
+			return n
+		}
+	}
+	return n
+}
+
+func (w *workers) release(ns string, n int) {
+	for i := 0; i < n; i++ {
+		<-w.slots
+		if ch := w.nsSlots[ns]; ch != nil {
+			<-ch
+		}
+	}
+}
+
+func (w *workers) fetchLoop(ctx context.Context, ns string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake[ns]:
+		}
+		for ctx.Err() == nil {
+			n := w.acquire(ctx, ns)
+			if n == 0 {
+				return
+			}
+			msgs, err := w.e.queue.Read(ctx, ns, n, w.e.cfg.Lease)
+			if err != nil {
+				w.release(ns, n)
+				if ctx.Err() != nil {
+					return
+				}
+				w.e.log.Error(err, "read queue", "namespace", ns)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				break
+			}
+			w.release(ns, n-len(msgs))
+			for _, m := range msgs {
+				w.inflight.Add(1)
+				go w.execute(ns, m)
+			}
+			if len(msgs) < n {
+				break
+			}
+		}
+	}
+}
+
+// execute runs one delivered message: claim the step, run the handler, record the outcome.
+func (w *workers) execute(ns string, m queue.Message) {
+	defer w.inflight.Done()
+	defer w.release(ns, 1)
+	e := w.e
+	ack := func() {
+		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+			e.log.Error(err, "ack message", "namespace", ns, "message", m.ID)
+		}
+	}
+	var msg stepMessage
+	if err := json.Unmarshal(m.Payload, &msg); err != nil || msg.StepID == uuid.Nil {
+		e.log.Error(err, "dropping malformed queue message", "namespace", ns, "message", m.ID)
+		ack()
+		return
+	}
+	if msg.Retry {
+		if err := e.store.PromoteRetry(w.dbctx, store.PromoteRetryParams{StepID: msg.StepID}); err != nil {
+			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+				ack() // the step moved on (cancelled, blocked, promoted by another delivery)
+				return
+			}
+			e.log.Error(err, "promote retry", "step", msg.StepID)
+			return // the message comes back after its visibility timeout
+		}
+	}
+	claim, err := e.store.ClaimStep(w.dbctx, store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			ack() // a duplicate delivery, or the step was cancelled
+			return
+		}
+		e.log.Error(err, "claim step", "step", msg.StepID)
+		return
+	}
+	w.attempt(ns, m, claim)
+}
+
+// handlerOutcome is what a handler call came to.
+type handlerOutcome struct {
+	result    any
+	err       error
+	panicked  bool
+	stack     string
+	abandoned bool
+}
+
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
+	e := w.e
+	st, task := &c.Step, &c.Task
+	start := time.Now()
+	hctx, cancel := context.WithCancelCause(w.handlerBase)
+	defer cancel(nil)
+	e.runs.add(task.ID, st.ID, cancel)
+	defer e.runs.remove(task.ID, st.ID)
+	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
+	defer tcancel()
+
+	stopBeat := w.heartbeat(ns, m, st, cancel)
+	out := w.call(tctx, st, task, c.Results)
+	stopBeat()
+
+	cause := context.Cause(tctx)
+	switch {
+	case (out.err != nil || out.abandoned) && errors.Is(cause, ErrShutdown):
+		w.giveBack(ns, m, st)
+		return
+	case errors.Is(cause, ErrTaskCancelled) && (out.err != nil || out.abandoned):
+		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+			e.log.Error(err, "ack message", "message", m.ID)
+		}
+		return
+	}
+	p := w.classify(st, out, cause)
+	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.Enqueuer = enqueuer{e}
+	p.BeforeCommit = func(ctx context.Context, tx pgx.Tx) error { return e.queue.AckTx(ctx, tx, ns, m.ID) }
+	res, err := w.record(p)
+	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
+			if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+				e.log.Error(err, "ack message", "message", m.ID)
+			}
+			return
+		}
+		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
+		return
+	}
+	kv := []any{"task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState}
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		e.log.V(1).Info("step attempt", kv...)
+	case store.OutcomeRetry:
+		e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+		w.wakeAfter(ns, p.RetryDelay)
+	case store.OutcomePermanent:
+		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
+	}
+	if res.Settled {
+		e.waiters.notify(task.ID)
+	}
+}
+
+func errorMessage(raw json.RawMessage) string {
+	var se StepFailure
+	_ = json.Unmarshal(raw, &se)
+	return se.Message
+}
+
+// record commits an outcome, trying again on transient database errors.
+func (w *workers) record(p store.OutcomeParams) (*store.OutcomeResult, error) {
+	delay := 100 * time.Millisecond
+	for i := 0; ; i++ {
+		res, err := w.e.store.RecordOutcome(w.dbctx, p)
+		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || i == 5 {
+			return res, err
+		}
+		w.e.log.Error(err, "record outcome; trying again", "step", p.StepID, "in", delay)
+		time.Sleep(delay)
+		delay = min(delay*2, 3*time.Second)
+	}
+}
+
+// call runs the handler, recovering a panic; a handler that ignores its cancelled context is
+// abandoned after abandonGrace.
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) handlerOutcome {
+	h, ok := w.e.handler(st.Handler)
+	if !ok {
+		return handlerOutcome{err: &noHandlerError{name: st.Handler}}
+	}
+	tmpl, _ := w.e.template(task.Namespace, task.Name, task.Version)
+	var config map[string]any
+	if tmpl != nil {
+		if ts, ok := tmpl.t.Step(st.TemplateStep); ok {
+			config = cloneMap(ts.Handler.Initialization)
+		}
+	}
+	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
+		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
+		context: task.Context, config: config, results: results, inputs: st.Inputs}
+	done := make(chan handlerOutcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- handlerOutcome{err: fmt.Errorf("panic: %v", r), panicked: true, stack: string(debug.Stack())}
+			}
+		}()
+		res, err := h.Handle(ctx, s)
+		done <- handlerOutcome{result: res, err: err}
+	}()
+	select {
+	case o := <-done:
+		return o
+	case <-ctx.Done():
+		select {
+		case o := <-done:
+			return o
+		case <-time.After(abandonGrace):
+			w.e.log.Info("handler ignores its cancelled context; abandoning it", "step", st.Name, "handler", st.Handler)
+			return handlerOutcome{abandoned: true, err: context.Cause(ctx)}
+		}
+	}
+}
+
+type noHandlerError struct{ name string }
+
+func (e *noHandlerError) Error() string {
+	return fmt.Sprintf("no handler registered for %q: call Engine.Handle(%q, ...)", e.name, e.name)
+}
+
+// classify turns a handler outcome into the outcome to record.
+func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) store.OutcomeParams {
+	fail := func(kind store.OutcomeKind, se StepFailure) store.OutcomeParams {
+		se.Attempt = st.Attempts
+		raw, _ := json.Marshal(se)
+		return store.OutcomeParams{Kind: kind, Error: raw}
+	}
+	var nh *noHandlerError
+	switch {
+	case out.panicked:
+		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "panic", Stack: out.stack})
+	case errors.As(out.err, &nh):
+		return fail(store.OutcomePermanent, StepFailure{Message: nh.Error(), Kind: "no_handler"})
+	case out.err == nil && !out.abandoned:
+		raw, err := json.Marshal(out.result)
+		if err != nil {
+			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + err.Error(), Kind: "invalid_result"})
+		}
+		if len(raw) > w.e.cfg.MaxPayloadBytes {
+			return fail(store.OutcomePermanent, StepFailure{Message: fmt.Sprintf("result of %d bytes is over the %d-byte limit", len(raw), w.e.cfg.MaxPayloadBytes), Kind: "invalid_result"})
+		}
+		return store.OutcomeParams{Kind: store.OutcomeSuccess, Result: raw}
+	}
+	var perm *PermanentError
+	if errors.As(out.err, &perm) {
+		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "permanent"})
+	}
+	se := StepFailure{Message: out.err.Error(), Kind: "retryable"}
+	if errors.Is(cause, errStepTimeout) {
+		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %v", st.Timeout, out.err), Kind: "timeout"}
+	}
+	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
+		if se.Kind == "retryable" {
+			se.Kind = "exhausted"
+		}
+		return fail(store.OutcomePermanent, se)
+	}
+	p := fail(store.OutcomeRetry, se)
+	var ra *RetryAfterError
+	if errors.As(out.err, &ra) {
+		p.RetryDelay = ra.Delay
+	} else {
+		p.RetryDelay = backoffDelay(st.Backoff, st.BackoffBase, st.MaxBackoff, st.Attempts)
+	}
+	return p
+}
+
+// heartbeat renews the step's lease and its message's visibility every third of the lease, and
+// cancels the handler when the step is no longer this worker's (cancelled elsewhere, rescued).
+func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel context.CancelCauseFunc) (stop func()) {
+	e := w.e
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
+			if errors.Is(err, store.ErrConflict) {
+				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
+				cancel(ErrTaskCancelled)
+				return
+			}
+			if err != nil {
+				e.log.Error(err, "heartbeat", "step", st.Name)
+				continue
+			}
+			if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); err != nil {
+				e.log.Error(err, "extend message visibility", "step", st.Name)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// giveBack returns a step cut off by shutdown to the queue without spending its attempt.
+func (w *workers) giveBack(ns string, m queue.Message, st *store.Step) {
+	e := w.e
+	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: "shutdown"})
+	if err != nil {
+		e.log.Error(err, "give step back on shutdown", "step", st.Name)
+		return
+	}
+	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 0); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		e.log.Error(err, "make message visible again", "step", st.Name)
+	}
+	e.log.Info("step given back on shutdown", "step", st.Name, "attempt", st.Attempts)
+}
