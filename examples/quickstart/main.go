@@ -133,7 +133,7 @@ func runWith(ctx context.Context, pool *pgxpool.Pool, out *os.File) error {
 
 	task, err := engine.CreateTask(ctx, tasker.TaskRequest{
 		Namespace: "quickstart", Name: "square_chain",
-		Context:   map[string]any{"even_number": 6},
+		Context: map[string]any{"even_number": 6},
 		// Each run is a new task: without a key, the identical context would be a duplicate.
 		IdempotencyKey: fmt.Sprintf("quickstart-%d", time.Now().UnixNano()),
 	})
