@@ -14,6 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/tasker-systems/tasker/store"
 )
@@ -219,7 +221,7 @@ func schemaViolations(err error) []string {
 	walk = func(v *jsonschema.ValidationError) {
 		if len(v.Causes) == 0 {
 			loc := "/" + strings.Join(v.InstanceLocation, "/")
-			out = append(out, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(nil)))
+			out = append(out, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(message.NewPrinter(language.English))))
 			return
 		}
 		for _, c := range v.Causes {

@@ -47,7 +47,7 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 			SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
 		)
 		SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
-		 WHERE st.state IN ('complete', 'resolved_manually')`), p.StepID)
+		 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`), p.StepID)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -65,8 +66,8 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
 	}
 	meta := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
-	if lastErr != nil {
-		meta["error"] = lastErr
+	if len(p.Error) > 0 {
+		meta["error"] = json.RawMessage(p.Error)
 	}
 	if p.Kind == store.OutcomeRetry {
 		meta["retry_in_ms"] = p.RetryDelay.Milliseconds()
