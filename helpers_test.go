@@ -36,7 +36,10 @@ func testLogger() logr.Logger {
 }
 
 // setup returns an engine on a fresh schema; call b.start to run its workers (stopped at cleanup).
-func setup(t *testing.T, opts ...setupOpt) *bundle {
+func setup(t *testing.T, opts ...setupOpt) *bundle { return setupB(t, opts...) }
+
+// setupB is setup for tests and benchmarks.
+func setupB(t testing.TB, opts ...setupOpt) *bundle {
 	t.Helper()
 	db := testdb.New(t, testdb.WithMaxConns(20))
 	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
@@ -50,7 +53,7 @@ func setup(t *testing.T, opts ...setupOpt) *bundle {
 }
 
 // start runs the engine's workers until the test ends.
-func (b *bundle) start(t *testing.T) {
+func (b *bundle) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -72,7 +75,7 @@ func (b *bundle) start(t *testing.T) {
 	t.Cleanup(b.stop)
 }
 
-func (b *bundle) register(t *testing.T, yaml string) *tasker.Template {
+func (b *bundle) register(t testing.TB, yaml string) *tasker.Template {
 	t.Helper()
 	tmpl, err := tasker.ParseTemplate([]byte(yaml))
 	require.NoError(t, err)
@@ -80,7 +83,7 @@ func (b *bundle) register(t *testing.T, yaml string) *tasker.Template {
 	return tmpl
 }
 
-func (b *bundle) wait(t *testing.T, id uuid.UUID) *tasker.Task {
+func (b *bundle) wait(t testing.TB, id uuid.UUID) *tasker.Task {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -89,7 +92,7 @@ func (b *bundle) wait(t *testing.T, id uuid.UUID) *tasker.Task {
 	return task
 }
 
-func (b *bundle) create(t *testing.T, ns, name string, input any) *tasker.Task {
+func (b *bundle) create(t testing.TB, ns, name string, input any) *tasker.Task {
 	t.Helper()
 	task, err := b.engine.CreateTask(context.Background(), tasker.TaskRequest{Namespace: ns, Name: name, Context: input})
 	require.NoError(t, err)

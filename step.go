@@ -44,6 +44,7 @@ type Step struct {
 	CorrelationID string
 
 	context json.RawMessage
+	method  string
 	config  map[string]any
 	results map[string]json.RawMessage
 	inputs  json.RawMessage
@@ -63,6 +64,10 @@ func (s *Step) RawInput() json.RawMessage { return s.context }
 // Config returns the step's handler.initialization from its template (nil when there is none).
 // The map is the step's own copy.
 func (s *Step) Config() map[string]any { return s.config }
+
+// Method is the step's handler.method from its template: which entry point of a handler that
+// serves several steps should run (Tasker Core's method dispatch). "" means the default.
+func (s *Step) Method() string { return s.method }
 
 // DecodeConfig decodes the step's handler.initialization into v.
 func (s *Step) DecodeConfig(v any) error {

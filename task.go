@@ -127,9 +127,6 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if err := e.ensurePersisted(ctx, r); err != nil {
-		return nil, err
-	}
 	taskID, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
@@ -152,10 +149,13 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
-		Steps: steps, Enqueuer: enqueuer{e},
+		Steps: steps, Enqueuer: enqueuer{e}, Template: r.registryRow(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
+	}
+	if tx == nil {
+		r.persisted.Store(true) // committed: later creations need not write the registry row
 	}
 	task := taskFromStore(&res.Task)
 	if res.Duplicate {
@@ -410,4 +410,17 @@ func stepFromStore(s *store.Step) StepInfo {
 		}
 	}
 	return info
+}
+
+// Failure returns the attempt's error record carried by a failing step transition
+// (fail_retryable, fail_permanent), or nil. Transition metadata holds, where they apply:
+// worker_id, attempt, error (a StepFailure), retry_in_ms, reason and operator.
+func (t *Transition) Failure() *StepFailure {
+	var meta struct {
+		Error *StepFailure `json:"error"`
+	}
+	if len(t.Metadata) == 0 || json.Unmarshal(t.Metadata, &meta) != nil {
+		return nil
+	}
+	return meta.Error
 }

@@ -311,20 +311,13 @@ func compareVersions(a, b string) int {
 	return 0
 }
 
-// ensurePersisted writes the template to the database's registry once per engine.
-func (e *Engine) ensurePersisted(ctx context.Context, r *registered) error {
+// registryRow is the template's registry row until a creation has committed it.
+func (r *registered) registryRow() *store.RegisterTemplateParams {
 	if r.persisted.Load() {
 		return nil
 	}
-	err := e.store.RegisterTemplate(ctx, store.RegisterTemplateParams{
-		Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
-		Definition: r.definition, Checksum: r.checksum,
-	})
-	if err != nil {
-		return err
-	}
-	r.persisted.Store(true)
-	return nil
+	return &store.RegisterTemplateParams{Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
+		Definition: r.definition, Checksum: r.checksum}
 }
 
 // TaskState is a task's state; see package statemachine for the machine.

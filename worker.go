@@ -403,14 +403,16 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 	}
 	tmpl, _ := w.e.template(task.Namespace, task.Name, task.Version)
 	var config map[string]any
+	var method string
 	if tmpl != nil {
 		if ts, ok := tmpl.t.Step(st.TemplateStep); ok {
 			config = cloneMap(ts.Handler.Initialization)
+			method = ts.Handler.Method
 		}
 	}
 	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
-		context: task.Context, config: config, results: results, inputs: st.Inputs}
+		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs}
 	done := make(chan handlerOutcome, 1)
 	go func() {
 		defer func() {

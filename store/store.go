@@ -98,6 +98,8 @@ type CreateTaskParams struct {
 	Tags           []string
 	Steps          []NewStep
 	Enqueuer       Enqueuer
+	// Template, when set, is written to the template registry in the same transaction.
+	Template *RegisterTemplateParams
 }
 
 // CreateTaskResult is the created task, or the existing one when Duplicate is set.

@@ -161,7 +161,8 @@ type App struct {
 }
 
 // NewApp migrates schema, creates the orders table in it when missing, and returns the service
-// with its template and handlers registered. Its workers run once RunWorkers is called.
+// with its template and handlers registered; logger receives the engine's logs and the service's
+// request failures. Its workers run once RunWorkers is called.
 func NewApp(ctx context.Context, pool *pgxpool.Pool, schema string, logger logr.Logger) (*App, error) {
 	if err := migrations.Migrate(ctx, pool, migrations.WithSchema(schema)); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -66,7 +67,7 @@ func databaseURL() string {
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
-func run(ctx context.Context, out *os.File) error {
+func run(ctx context.Context, out io.Writer) error {
 	url := databaseURL()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -80,11 +81,12 @@ func run(ctx context.Context, out *os.File) error {
 			"Start one (on Debian: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)\n"+
 			"or set TASKER_DATABASE_URL=postgres://user:pass@host:5432/db", url, err)
 	}
-	return runWith(ctx, pool, out)
+	return runWith(ctx, pool, Schema, out)
 }
 
-func runWith(ctx context.Context, pool *pgxpool.Pool, out *os.File) error {
-	if err := migrations.Migrate(ctx, pool, migrations.WithSchema(Schema)); err != nil {
+// runWith migrates schema, runs one task and prints its steps and result.
+func runWith(ctx context.Context, pool *pgxpool.Pool, schema string, out io.Writer) error {
+	if err := migrations.Migrate(ctx, pool, migrations.WithSchema(schema)); err != nil {
 		return err
 	}
 	level := slog.LevelWarn
@@ -93,7 +95,7 @@ func runWith(ctx context.Context, pool *pgxpool.Pool, out *os.File) error {
 	}
 	logger := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	engine, err := tasker.NewEngine(tasker.Config{
-		Store:  postgres.New(pool, postgres.WithSchema(Schema)),
+		Store:  postgres.New(pool, postgres.WithSchema(schema)),
 		Logger: logger,
 	})
 	if err != nil {

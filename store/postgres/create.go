@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
+
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -14,7 +17,15 @@ import (
 // RegisterTemplate stores a template definition in the registry, replacing an older definition
 // under the same key.
 func (s *Store) RegisterTemplate(ctx context.Context, p store.RegisterTemplateParams) error {
-	_, err := s.pool.Exec(ctx, s.q(`
+	return s.registerTemplate(ctx, s.pool, p)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func (s *Store) registerTemplate(ctx context.Context, db execer, p store.RegisterTemplateParams) error {
+	_, err := db.Exec(ctx, s.q(`
 		INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (namespace, name, version) DO UPDATE
@@ -57,12 +68,17 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	if tags == nil {
 		tags = []string{}
 	}
+	if p.Template != nil {
+		if err := s.registerTemplate(ctx, tx, *p.Template); err != nil {
+			return nil, err
+		}
+	}
 	initial := statemachine.TaskStepsInProcess
 	var inserted bool
 	err := tx.QueryRow(ctx, s.q(`
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
-		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13)
+		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp())
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
 		RETURNING true`),
 		p.TaskID, p.Namespace, p.Name, p.Version, string(initial), p.Context, p.IdentityHash, p.IdempotencyKey,
@@ -78,46 +94,8 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
 
-	stepRows := make([][]any, len(p.Steps))
-	transRows := make([][]any, 0, len(p.Steps)+len(roots))
-	var edgeRows [][]any
-	for i, st := range p.Steps {
-		state := statemachine.StepPending
-		if len(st.Parents) == 0 {
-			state = statemachine.StepEnqueued
-		}
-		var inputs any
-		if len(st.Inputs) > 0 {
-			inputs = st.Inputs
-		}
-		stepRows[i] = []any{st.StepID, p.TaskID, st.Name, st.TemplateStep, st.Handler, st.Type, string(state),
-			st.MaxAttempts, st.Retryable, st.Backoff, st.BackoffBase.Milliseconds(), st.MaxBackoff.Milliseconds(),
-			st.Timeout.Milliseconds(), len(st.Parents), len(st.Parents), inputs}
-		transRows = append(transRows, []any{st.StepID, p.TaskID, nil, string(statemachine.StepPending), "create", 1, len(st.Parents) > 0})
-		if len(st.Parents) == 0 {
-			transRows = append(transRows, []any{st.StepID, p.TaskID, string(statemachine.StepPending), string(statemachine.StepEnqueued), string(statemachine.StepEventEnqueue), 2, true})
-		}
-		for _, parent := range st.Parents {
-			edgeRows = append(edgeRows, []any{p.TaskID, p.Steps[parent].StepID, st.StepID})
-		}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schema, "steps"},
-		[]string{"step_id", "task_id", "name", "template_step", "handler", "step_type", "state", "max_attempts",
-			"retryable", "backoff", "backoff_base_ms", "max_backoff_ms", "timeout_ms", "parents_total",
-			"parents_unfinished", "inputs"},
-		pgx.CopyFromRows(stepRows)); err != nil {
-		return nil, fmt.Errorf("insert steps: %w", err)
-	}
-	if len(edgeRows) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schema, "edges"},
-			[]string{"task_id", "from_step_id", "to_step_id"}, pgx.CopyFromRows(edgeRows)); err != nil {
-			return nil, fmt.Errorf("insert edges: %w", err)
-		}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schema, "step_transitions"},
-		[]string{"step_id", "task_id", "from_state", "to_state", "event", "sort_key", "most_recent"},
-		pgx.CopyFromRows(transRows)); err != nil {
-		return nil, fmt.Errorf("insert step transitions: %w", err)
+	if err := s.insertSteps(ctx, tx, p); err != nil {
+		return nil, err
 	}
 	_, err = tx.Exec(ctx, s.q(`
 		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
@@ -138,4 +116,66 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		return nil, err
 	}
 	return &store.CreateTaskResult{Task: *task}, nil
+}
+
+// insertSteps writes the steps, their edges and their first transitions (create, and enqueue for
+// the roots), stamping transitions with clock_timestamp() so the audit trail keeps its order.
+func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) error {
+	n := len(p.Steps)
+	var (
+		ids                                      = make([]uuid.UUID, n)
+		names, tsteps, handlers, types, backoffs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		states                                   = make([]string, n)
+		maxAttempts, parents                     = make([]int32, n), make([]int32, n)
+		retryable                                = make([]bool, n)
+		baseMs, maxMs, timeoutMs                 = make([]int64, n), make([]int64, n), make([]int64, n)
+		inputs                                   = make([]*string, n)
+		edgeFrom, edgeTo                         []uuid.UUID
+	)
+	for i, st := range p.Steps {
+		ids[i], names[i], tsteps[i], handlers[i], types[i], backoffs[i] = st.StepID, st.Name, st.TemplateStep, st.Handler, st.Type, st.Backoff
+		states[i] = string(statemachine.StepPending)
+		if len(st.Parents) == 0 {
+			states[i] = string(statemachine.StepEnqueued)
+		}
+		maxAttempts[i], parents[i], retryable[i] = int32(st.MaxAttempts), int32(len(st.Parents)), st.Retryable
+		baseMs[i], maxMs[i], timeoutMs[i] = st.BackoffBase.Milliseconds(), st.MaxBackoff.Milliseconds(), st.Timeout.Milliseconds()
+		if len(st.Inputs) > 0 {
+			v := string(st.Inputs)
+			inputs[i] = &v
+		}
+		for _, parent := range st.Parents {
+			edgeFrom = append(edgeFrom, p.Steps[parent].StepID)
+			edgeTo = append(edgeTo, st.StepID)
+		}
+	}
+	_, err := tx.Exec(ctx, s.q(`
+		WITH ins AS (
+			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
+			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
+			                       parents_unfinished, inputs)
+			SELECT u.id, $1, u.name, u.tstep, u.handler, u.type, u.state, u.max_attempts, u.retryable, u.backoff,
+			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb
+			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+			              $9::bool[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::text[])
+			       AS u(id, name, tstep, handler, type, state, max_attempts, retryable, backoff, base_ms, max_ms,
+			            timeout_ms, parents, inputs)
+			RETURNING step_id, state
+		)
+		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
+		SELECT step_id, $1, NULL, 'pending', 'create', 1, state = 'pending', clock_timestamp() FROM ins
+		UNION ALL
+		SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, true, clock_timestamp() FROM ins WHERE state = 'enqueued'`),
+		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs)
+	if err != nil {
+		return fmt.Errorf("insert steps: %w", err)
+	}
+	if len(edgeFrom) > 0 {
+		if _, err := tx.Exec(ctx, s.q(`
+			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
+			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo); err != nil {
+			return fmt.Errorf("insert edges: %w", err)
+		}
+	}
+	return nil
 }
