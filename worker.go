@@ -22,6 +22,11 @@ type stepMessage struct {
 	StepID uuid.UUID `json:"step_id"`
 	// Retry marks the timer message of a step waiting for its backoff.
 	Retry bool `json:"retry,omitempty"`
+	// TaskName, Version and Step name the step in its template, so that the worker knows its
+	// ancestors before it claims it; empty when the sender did not know them.
+	TaskName string `json:"task,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Step     string `json:"step,omitempty"`
 }
 
 // enqueuer sends step messages on the engine's queue, one queue per namespace.
@@ -30,7 +35,7 @@ type enqueuer struct{ e *Engine }
 func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
 	payloads := make([][]byte, len(steps))
 	for i, s := range steps {
-		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry})
+		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name})
 		if err != nil {
 			return err
 		}
@@ -294,7 +299,15 @@ func (w *workers) execute(ns string, m queue.Message) {
 			return // the message comes back after its visibility timeout
 		}
 	}
-	claim, err := e.store.ClaimStep(w.dbctx, store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
+	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease}
+	if msg.TaskName != "" && msg.Step != "" {
+		if r, err := e.template(ns, msg.TaskName, msg.Version); err == nil {
+			if anc, ok := r.ancestors[msg.Step]; ok {
+				params.Ancestors = append([]string{}, anc...) // non-nil, even when empty
+			}
+		}
+	}
+	claim, err := e.store.ClaimStep(w.dbctx, params)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
@@ -345,8 +358,14 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	p := w.classify(st, out, cause)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
 	p.Enqueuer = enqueuer{e}
-	p.BeforeCommit = func(ctx context.Context, tx pgx.Tx) error { return e.queue.AckTx(ctx, tx, ns, m.ID) }
 	res, err := w.record(p)
+	// The ack follows the commit, off the next step's critical path: if this process dies in
+	// between, the message comes back and its claim finds the step already moved on.
+	if err == nil {
+		if aerr := e.queue.Ack(w.dbctx, ns, m.ID); aerr != nil {
+			e.log.Error(aerr, "ack message", "message", m.ID)
+		}
+	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {

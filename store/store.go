@@ -36,6 +36,9 @@ type Enqueuer interface {
 type StepRef struct {
 	TaskID uuid.UUID
 	StepID uuid.UUID
+	// TaskName, Version and Name (the step's template step) let the worker compute the step's
+	// ancestors from the template before the claim; "" when unknown.
+	TaskName, Version, Name string
 	// Retry marks a step in waiting_for_retry whose message fires when its backoff has elapsed.
 	Retry bool
 }
@@ -113,6 +116,9 @@ type ClaimStepParams struct {
 	StepID   uuid.UUID
 	WorkerID string
 	Lease    time.Duration
+	// Ancestors, when not nil, names the steps whose results the handler sees (computed from the
+	// template's DAG); nil means every ancestor in the task's edges.
+	Ancestors []string
 }
 
 // ClaimedStep is everything a handler needs for one attempt.

@@ -40,14 +40,20 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 		)
 		SELECT * FROM claimed`), p.StepID, p.WorkerID, p.Lease.Milliseconds())
 	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1)`), p.StepID)
-	b.Queue(s.q(`
-		WITH RECURSIVE anc(step_id) AS (
-			SELECT from_step_id FROM {s}.edges WHERE to_step_id = $1
-			UNION
-			SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
-		)
-		SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
-		 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`), p.StepID)
+	if p.Ancestors != nil {
+		b.Queue(s.q(`SELECT name, result FROM {s}.steps
+			WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1) AND name = ANY($2)
+			  AND state IN ('complete', 'resolved_manually') AND result IS NOT NULL`), p.StepID, p.Ancestors)
+	} else {
+		b.Queue(s.q(`
+			WITH RECURSIVE anc(step_id) AS (
+				SELECT from_step_id FROM {s}.edges WHERE to_step_id = $1
+				UNION
+				SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
+			)
+			SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
+			 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`), p.StepID)
+	}
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 

@@ -184,11 +184,11 @@ func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns strin
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
 		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0
-		RETURNING step_id`), taskID)
+		RETURNING step_id, true, template_step`), taskID)
 	if err != nil {
 		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)
 	}
-	ready, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	ready, err := scanReleasedRows(rows)
 	if err != nil {
 		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -26,11 +27,11 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 	return res, err
 }
 
+// recordOutcome pipelines its statements: batch A locks the task, moves the step, records its
+// transition and releases its children; batch B records the children's enqueueing and updates the
+// task's counters; then the queue send, the task's settling (only when its state changes) and the
+// commit. A success in a chain costs five round trips.
 func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams) (*store.OutcomeResult, error) {
-	before, err := s.lockTask(ctx, tx, p.TaskID)
-	if err != nil {
-		return nil, err
-	}
 	var (
 		to    statemachine.StepState
 		event statemachine.StepEvent
@@ -45,25 +46,14 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	default:
 		return nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
 	}
+	if _, err := statemachine.NextStep(statemachine.StepInProgress, event); err != nil {
+		return nil, err
+	}
 	var result, lastErr any
 	if p.Kind == store.OutcomeSuccess {
 		result = rawOrNull(p.Result)
 	} else {
 		lastErr = rawOrNull(p.Error)
-	}
-	tag, err := tx.Exec(ctx, s.q(`
-		UPDATE {s}.steps
-		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
-		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
-		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
-		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
-		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds())
-	if err != nil {
-		return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
 	}
 	meta := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
 	if len(p.Error) > 0 {
@@ -72,34 +62,111 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	if p.Kind == store.OutcomeRetry {
 		meta["retry_in_ms"] = p.RetryDelay.Milliseconds()
 	}
-	if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}}, event, to, meta); err != nil {
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
 		return nil, err
 	}
 
-	var dUnfinished, dActive, dFailed int
-	released := 0
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		n, err := s.releaseChildren(ctx, tx, p.TaskID, p.StepID, p.Namespace, runnable(before.state), p.Enqueuer)
-		if err != nil {
+	// Batch A.
+	a := &pgx.Batch{}
+	a.Queue(s.q(`SELECT state, steps_total, steps_unfinished, steps_active, steps_failed, name, version
+		FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	a.Queue(s.q(`
+		UPDATE {s}.steps
+		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
+		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
+		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
+		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+		RETURNING template_step`),
+		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds())
+	a.Queue(s.q(`
+		WITH prev AS (
+			UPDATE {s}.step_transitions SET most_recent = false
+			 WHERE step_id = $1 AND most_recent AND to_state = 'in_progress'
+			RETURNING task_id, sort_key
+		)
+		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
+		SELECT $1, task_id, 'in_progress', $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
+		p.StepID, string(to), string(event), metaJSON)
+	if p.Kind == store.OutcomeSuccess {
+		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
+	}
+	br := tx.SendBatch(ctx, a)
+	var before counters
+	err = br.QueryRow().Scan(&before.state, &before.total, &before.unfinished, &before.active, &before.failed, &before.name, &before.version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		br.Close()
+		return nil, fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
+	}
+	if err != nil {
+		br.Close()
+		return nil, fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err)
+	}
+	var templateStep string
+	err = br.QueryRow().Scan(&templateStep)
+	if errors.Is(err, pgx.ErrNoRows) {
+		br.Close()
+		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
+	}
+	if err != nil {
+		br.Close()
+		return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
+	}
+	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
+		br.Close()
+		return nil, fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err)
+	}
+	var ready []released
+	if p.Kind == store.OutcomeSuccess {
+		if ready, err = scanReleased(br); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+
+	// Children released while the task cannot run stay pending until an operator fix re-arms it.
+	if !runnable(before.state) && len(ready) > 0 {
+		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(ready)); err != nil {
 			return nil, err
 		}
-		released = n
-		dUnfinished, dActive = -1, n-1
+		ready = nil
+	}
+	var dUnfinished, dActive, dFailed int
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		dUnfinished, dActive = -1, len(ready)-1
 	case store.OutcomeRetry:
 		dActive = -1
-		if p.Enqueuer != nil {
-			ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true}}
+	case store.OutcomePermanent:
+		dActive, dFailed = -1, 1
+	}
+
+	// Batch B.
+	c := before
+	c.unfinished, c.active, c.failed = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed
+	if err := s.writeStepTransitionsAndCounters(ctx, tx, p.TaskID, releasedIDs(ready), dUnfinished, dActive, dFailed); err != nil {
+		return nil, err
+	}
+	if p.Enqueuer != nil {
+		if len(ready) > 0 {
+			refs := make([]store.StepRef, len(ready))
+			for i, r := range ready {
+				refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
+			}
+			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, refs, 0); err != nil {
+				return nil, fmt.Errorf("enqueue ready steps: %w", err)
+			}
+		}
+		if p.Kind == store.OutcomeRetry {
+			ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep}}
 			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, ref, p.RetryDelay); err != nil {
 				return nil, fmt.Errorf("enqueue retry of %s: %w", p.StepID, err)
 			}
 		}
-	case store.OutcomePermanent:
-		dActive, dFailed = -1, 1
-	}
-	c, err := s.addCounters(ctx, tx, p.TaskID, dUnfinished, dActive, dFailed)
-	if err != nil {
-		return nil, err
 	}
 	state, err := s.settle(ctx, tx, p.TaskID, c, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID})
 	if err != nil {
@@ -110,8 +177,98 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 			return nil, err
 		}
 	}
-	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: released,
+	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
 		Settled: state != before.state && state.Settled()}, nil
+}
+
+// writeStepTransitionsAndCounters records pending → enqueued for the released steps and applies
+// the counter deltas, in one round trip.
+func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, dUnfinished, dActive, dFailed int) error {
+	b := &pgx.Batch{}
+	if len(ready) > 0 {
+		b.Queue(s.q(enqueueTransitionsSQL), ready)
+	}
+	b.Queue(s.q(`UPDATE {s}.tasks
+		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
+		       steps_failed = steps_failed + $4, updated_at = now()
+		 WHERE task_id = $1`), taskID, dUnfinished, dActive, dFailed)
+	br := tx.SendBatch(ctx, b)
+	if len(ready) > 0 {
+		tag, err := br.Exec()
+		if err == nil && int(tag.RowsAffected()) != len(ready) {
+			err = fmt.Errorf("wrote %d of %d", tag.RowsAffected(), len(ready))
+		}
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("record enqueue transitions: %w", err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fmt.Errorf("update task counters: %w", err)
+	}
+	return br.Close()
+}
+
+// enqueueTransitionsSQL records pending → enqueued for the steps in $1.
+const enqueueTransitionsSQL = `
+		WITH prev AS (
+			UPDATE {s}.step_transitions SET most_recent = false
+			 WHERE step_id = ANY($1) AND most_recent AND to_state = 'pending'
+			RETURNING step_id, task_id, sort_key
+		)
+		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
+		SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', sort_key + 1, clock_timestamp() FROM prev`
+
+// releaseChildrenSQL counts the finished step $1 off each child's unfinished parents and moves the
+// children that become ready to enqueued (unless $2 is false), returning every child with whether
+// it became ready. One row per child: a join costs O(1) per parent.
+const releaseChildrenSQL = `
+		UPDATE {s}.steps c
+		   SET parents_unfinished = c.parents_unfinished - 1,
+		       state = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND coalesce($2::bool, true)
+		                    THEN 'enqueued' ELSE c.state END,
+		       updated_at = now()
+		  FROM {s}.edges e
+		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
+		RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0, c.template_step`
+
+// released is a child made ready by its last parent.
+type released struct {
+	id   uuid.UUID
+	name string
+}
+
+func releasedIDs(rs []released) []uuid.UUID {
+	ids := make([]uuid.UUID, len(rs))
+	for i, r := range rs {
+		ids[i] = r.id
+	}
+	return ids
+}
+
+func scanReleasedRows(rows pgx.Rows) ([]released, error) {
+	defer rows.Close()
+	var ready []released
+	for rows.Next() {
+		var r released
+		var now bool
+		if err := rows.Scan(&r.id, &now, &r.name); err != nil {
+			return nil, err
+		}
+		if now {
+			ready = append(ready, r)
+		}
+	}
+	return ready, rows.Err()
+}
+
+func scanReleased(br pgx.BatchResults) ([]released, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return scanReleasedRows(rows)
 }
 
 // runnable reports whether a task in this state may start steps.
@@ -131,46 +288,27 @@ func rawOrNull(b []byte) any {
 // task is blocked or finished, in which case they wait in pending for an operator fix. It returns
 // how many it enqueued.
 func (s *Store) releaseChildren(ctx context.Context, tx pgx.Tx, taskID, stepID uuid.UUID, ns string, canEnqueue bool, q store.Enqueuer) (int, error) {
-	rows, err := tx.Query(ctx, s.q(`
-		UPDATE {s}.steps c
-		   SET parents_unfinished = c.parents_unfinished - 1,
-		       state = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND $2 THEN 'enqueued' ELSE c.state END,
-		       updated_at = now()
-		  FROM {s}.edges e
-		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
-		RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0`), stepID, canEnqueue)
+	rows, err := tx.Query(ctx, s.q(releaseChildrenSQL), stepID, canEnqueue)
 	if err != nil {
 		return 0, fmt.Errorf("release children of %s: %w", stepID, err)
 	}
-	var ready []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		var now bool
-		if err := rows.Scan(&id, &now); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		if now {
-			ready = append(ready, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	ready, err := scanReleasedRows(rows)
+	if err != nil {
 		return 0, fmt.Errorf("release children of %s: %w", stepID, err)
 	}
 	return len(ready), s.enqueuePending(ctx, tx, taskID, ns, ready, q)
 }
 
 // enqueuePending records pending → enqueued for steps already set to enqueued and sends them.
-func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, ids []uuid.UUID, q store.Enqueuer) error {
-	if len(ids) == 0 {
+func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, ready []released, q store.Enqueuer) error {
+	if len(ready) == 0 {
 		return nil
 	}
-	moves := make([]stepMove, len(ids))
-	refs := make([]store.StepRef, len(ids))
-	for i, id := range ids {
-		moves[i] = stepMove{id, statemachine.StepPending}
-		refs[i] = store.StepRef{TaskID: taskID, StepID: id}
+	moves := make([]stepMove, len(ready))
+	refs := make([]store.StepRef, len(ready))
+	for i, r := range ready {
+		moves[i] = stepMove{r.id, statemachine.StepPending}
+		refs[i] = store.StepRef{TaskID: taskID, StepID: r.id, Name: r.name}
 	}
 	if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
 		return err

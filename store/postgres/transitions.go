@@ -137,14 +137,15 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from 
 type counters struct {
 	state                             statemachine.TaskState
 	total, unfinished, active, failed int
+	name, version                     string
 }
 
 func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (counters, error) {
 	var c counters
 	err := tx.QueryRow(ctx, s.q(`
-		SELECT state, steps_total, steps_unfinished, steps_active, steps_failed
-		  FROM {s}.tasks WHERE task_id = $1 FOR UPDATE`), taskID).
-		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed)
+		SELECT state, steps_total, steps_unfinished, steps_active, steps_failed, name, version
+		  FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), taskID).
+		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.name, &c.version)
 	if err == pgx.ErrNoRows {
 		return c, fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
 	}
@@ -159,9 +160,9 @@ func (s *Store) addCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, dU
 		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
 		       steps_failed = steps_failed + $4, updated_at = now()
 		 WHERE task_id = $1
-		RETURNING state, steps_total, steps_unfinished, steps_active, steps_failed`),
+		RETURNING state, steps_total, steps_unfinished, steps_active, steps_failed, name, version`),
 		taskID, dUnfinished, dActive, dFailed).
-		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed)
+		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.name, &c.version)
 	return c, err
 }
 
