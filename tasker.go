@@ -54,6 +54,12 @@ const (
 	MaxPayloadBytesDefault = 1 << 20
 	// ReadBatchDefault is how many messages a worker reads at once, at most.
 	ReadBatchDefault = 10
+	// LeaderTTLDefault is how long the maintenance leader's election holds without renewal: when
+	// the leader dies, another engine takes over within about this long.
+	LeaderTTLDefault = 6 * time.Second
+	// RescueIntervalDefault is how often the leader looks for steps whose lease expired; it is
+	// lowered to Lease/2 when the lease is shorter.
+	RescueIntervalDefault = 5 * time.Second
 )
 
 // Store is the persistence the engine runs on; store/postgres provides it.
@@ -90,6 +96,13 @@ type Config struct {
 	// Environment selects the templates' per-environment overrides (such as "test"); "" applies
 	// none.
 	Environment string
+	// LeaderTTL is the maintenance leader's election lease; 0 means LeaderTTLDefault.
+	LeaderTTL time.Duration
+	// RescueInterval is how often the elected engine rescues steps whose lease expired; 0 means
+	// RescueIntervalDefault (or Lease/2 when smaller).
+	RescueInterval time.Duration
+	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
+	DisableMaintenance bool
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -146,6 +159,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = LeaderTTLDefault
+	}
+	if cfg.RescueInterval <= 0 {
+		cfg.RescueInterval = min(RescueIntervalDefault, cfg.Lease/2)
 	}
 	if cfg.MaxPayloadBytes <= 0 {
 		cfg.MaxPayloadBytes = MaxPayloadBytesDefault

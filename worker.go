@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/maintenance"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -132,6 +133,16 @@ func (w *workers) run(ctx context.Context) error {
 			e.log.Error(err, "queue listener stopped")
 		}
 	}()
+	if !e.cfg.DisableMaintenance {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			el := maintenance.Elector{Store: e.store, Name: "maintenance", ID: e.cfg.WorkerID, TTL: e.cfg.LeaderTTL, Log: e.log}
+			el.Run(ctx, func(lctx context.Context) {
+				maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
+			})
+		}()
+	}
 	for _, ns := range w.nss {
 		w.signal(ns) // look once at start-up
 		bg.Add(1)
@@ -557,4 +568,47 @@ func (w *workers) giveBack(ns string, m queue.Message, st *store.Step) {
 		e.log.Error(err, "make message visible again", "step", st.Name)
 	}
 	e.log.Info("step given back on shutdown", "step", st.Name, "attempt", st.Attempts)
+}
+
+// rescue settles the attempts of steps whose worker stopped renewing the lease (it crashed, was
+// killed, or lost the database): each counts as a failed attempt, recorded with the vanished
+// worker's ID, and is retried under the step's policy or fails for good when none is left.
+func (w *workers) rescue(ctx context.Context) {
+	e := w.e
+	expired, err := e.store.ExpiredSteps(ctx, store.ExpiredStepsParams{Limit: 100})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "look for expired leases")
+		}
+		return
+	}
+	for i := range expired {
+		ex := &expired[i]
+		st := &ex.Step
+		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
+		p := w.classify(st, handlerOutcome{err: errors.New(msg)}, nil)
+		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
+			var se StepFailure
+			_ = json.Unmarshal(p.Error, &se)
+			se.Kind = "lease_expired"
+			p.Error, _ = json.Marshal(se)
+		}
+		p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = st.TaskID, st.ID, st.LeaseOwner, st.Attempts, ex.Namespace
+		p.Enqueuer, p.LeaseExpired = enqueuer{e}, true
+		res, err := e.store.RecordOutcome(ctx, p)
+		if err != nil {
+			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+				e.log.Error(err, "rescue step", "step", st.Name, "task", st.TaskID)
+			}
+			continue
+		}
+		e.log.Info("rescued step whose lease expired", "task", st.TaskID, "step", st.Name, "attempt", st.Attempts,
+			"worker", st.LeaseOwner, "outcome", map[store.OutcomeKind]string{store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind])
+		if p.Kind == store.OutcomeRetry {
+			w.wakeAfter(ex.Namespace, p.RetryDelay)
+		}
+		if res.Settled {
+			e.waiters.notify(st.TaskID)
+		}
+	}
 }

@@ -60,6 +60,33 @@ type Store interface {
 	StepTask(ctx context.Context, stepID uuid.UUID) (uuid.UUID, string, error)
 	ListTasks(ctx context.Context, p ListTasksParams) ([]Task, error)
 	Transitions(ctx context.Context, taskID uuid.UUID) ([]Transition, error)
+
+	// TryLead takes or renews the named leadership for p.TTL; it reports whether p.LeaderID holds it.
+	TryLead(ctx context.Context, p LeadParams) (bool, error)
+	// Resign gives the leadership up early, if p.LeaderID holds it.
+	Resign(ctx context.Context, p LeadParams) error
+	// ExpiredSteps lists steps in progress whose lease has expired: their worker died or was cut off.
+	ExpiredSteps(ctx context.Context, p ExpiredStepsParams) ([]ExpiredStep, error)
+}
+
+// LeadParams names a leadership and its candidate.
+type LeadParams struct {
+	Name     string
+	LeaderID string
+	TTL      time.Duration
+}
+
+// ExpiredStepsParams bounds ExpiredSteps.
+type ExpiredStepsParams struct {
+	Limit int
+}
+
+// ExpiredStep is a step whose lease expired, with what the rescuer needs to settle its attempt.
+type ExpiredStep struct {
+	Step
+	Namespace string
+	TaskName  string
+	Version   string
 }
 
 // RegisterTemplateParams stores a template definition in the registry (an upsert).
@@ -157,6 +184,9 @@ type OutcomeParams struct {
 	Namespace    string
 	Enqueuer     Enqueuer
 	BeforeCommit func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
+	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
+	// the attempt of a worker that stopped renewing it.
+	LeaseExpired bool
 }
 
 // OutcomeResult reports the task's state after an outcome or operator action.

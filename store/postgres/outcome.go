@@ -78,8 +78,9 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
 		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
 		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+		   AND (NOT $8 OR lease_expires_at < now())
 		RETURNING template_step`),
-		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds())
+		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
 	a.Queue(s.q(`
 		WITH prev AS (
 			UPDATE {s}.step_transitions SET most_recent = false

@@ -31,12 +31,16 @@ const stepColumns = `step_id, task_id, name, template_step, handler, step_type, 
 	backoff, backoff_base_ms, max_backoff_ms, timeout_ms, next_retry_at, coalesce(lease_owner, ''), lease_expires_at,
 	inputs, result, last_error, created_at, updated_at, started_at, completed_at`
 
-func scanStep(row pgx.Row) (*store.Step, error) {
+func scanStep(row pgx.Row) (*store.Step, error) { return scanStepWith(row) }
+
+// scanStepWith scans a step row followed by extra columns.
+func scanStepWith(row pgx.Row, extra ...any) (*store.Step, error) {
 	var st store.Step
 	var baseMs, maxMs, timeoutMs int64
-	err := row.Scan(&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
+	dest := []any{&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
 		&st.MaxAttempts, &st.Retryable, &st.Backoff, &baseMs, &maxMs, &timeoutMs, &st.NextRetryAt, &st.LeaseOwner,
-		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt)
+		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt}
+	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return nil, err
 	}

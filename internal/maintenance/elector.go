@@ -1,0 +1,105 @@
+// Package maintenance runs the engine's periodic services — lease rescue and the like — in
+// exactly one engine at a time, chosen by a leader election in the database.
+package maintenance
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/tasker-systems/tasker/store"
+)
+
+// LeaderStore is what the elector needs from the store.
+type LeaderStore interface {
+	TryLead(ctx context.Context, p store.LeadParams) (bool, error)
+	Resign(ctx context.Context, p store.LeadParams) error
+}
+
+// Elector campaigns for a named leadership. Every candidate tries every TTL/3; the holder renews
+// its lease, and when it dies another candidate takes over within a TTL.
+type Elector struct {
+	Store LeaderStore
+	Name  string
+	ID    string
+	TTL   time.Duration
+	Log   logr.Logger
+}
+
+// Run campaigns until ctx ends. While this candidate leads, lead runs with a context that ends
+// when the leadership is lost or ctx ends; Run waits for it before returning, and resigns so
+// that another engine takes over at once.
+func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
+	params := store.LeadParams{Name: e.Name, LeaderID: e.ID, TTL: e.TTL}
+	var (
+		wg       sync.WaitGroup
+		stopLead context.CancelFunc
+	)
+	stop := func() {
+		if stopLead != nil {
+			stopLead()
+			wg.Wait()
+			stopLead = nil
+		}
+	}
+	defer func() {
+		wasLeader := stopLead != nil
+		stop()
+		if wasLeader {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := e.Store.Resign(rctx, params); err != nil {
+				e.Log.Error(err, "resign leadership", "name", e.Name)
+			}
+		}
+	}()
+	ticker := time.NewTicker(e.TTL / 3)
+	defer ticker.Stop()
+	for {
+		leading, err := e.Store.TryLead(ctx, params)
+		if err != nil && ctx.Err() == nil {
+			e.Log.Error(err, "leader election", "name", e.Name)
+		}
+		switch {
+		case leading && stopLead == nil:
+			e.Log.Info("elected leader", "name", e.Name, "id", e.ID)
+			stopLead = startLead(ctx, &wg, lead)
+		case !leading && stopLead != nil:
+			// Lost it (or could not renew it in time): stop before someone else starts.
+			e.Log.Info("lost leadership", "name", e.Name, "id", e.ID)
+			stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// startLead runs lead in a goroutine tracked by wg, with a context its returned function cancels.
+func startLead(ctx context.Context, wg *sync.WaitGroup, lead func(ctx context.Context)) context.CancelFunc {
+	lctx, cancel := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lead(lctx)
+	}()
+	return cancel
+}
+
+// Every runs fn at once and then every interval until ctx ends.
+func Every(ctx context.Context, interval time.Duration, fn func(ctx context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
