@@ -3,6 +3,7 @@ package tasker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -134,3 +135,5 @@ func jsonInt(t *testing.T, raw json.RawMessage) int64 {
 	require.NoError(t, json.Unmarshal(raw, &n))
 	return n
 }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

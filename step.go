@@ -48,6 +48,49 @@ type Step struct {
 	config  map[string]any
 	results map[string]json.RawMessage
 	inputs  json.RawMessage
+
+	checkpoint json.RawMessage
+	save       func(ctx context.Context, raw json.RawMessage) error
+}
+
+// Inputs decodes the step's own inputs, such as a batch worker's BatchInputs, into v. It returns
+// an error when the step has none.
+func (s *Step) Inputs(v any) error {
+	if len(s.inputs) == 0 {
+		return fmt.Errorf("step %q has no inputs", s.Name)
+	}
+	return json.Unmarshal(s.inputs, v)
+}
+
+// Batch returns a batch worker's cursor and batch settings; ok is false for other steps.
+func (s *Step) Batch() (in BatchInputs, ok bool) {
+	if len(s.inputs) == 0 || json.Unmarshal(s.inputs, &in) != nil {
+		return BatchInputs{}, false
+	}
+	return in, in.Cursor.BatchID != ""
+}
+
+// Checkpoint saves v (any JSON-encodable value: a cursor position, items processed, partial
+// results) as the step's checkpoint, while this attempt still holds the step. A later attempt
+// after a failure or a crash reads it with LoadCheckpoint and resumes from there.
+func (s *Step) Checkpoint(ctx context.Context, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("checkpoint of %q: %w", s.Name, err)
+	}
+	if s.save == nil {
+		return fmt.Errorf("checkpoint of %q: not available", s.Name)
+	}
+	s.checkpoint = raw
+	return s.save(ctx, raw)
+}
+
+// LoadCheckpoint decodes the latest checkpoint into v and reports whether there was one.
+func (s *Step) LoadCheckpoint(v any) (bool, error) {
+	if len(s.checkpoint) == 0 {
+		return false, nil
+	}
+	return true, json.Unmarshal(s.checkpoint, v)
 }
 
 // Input decodes the task's context into v.

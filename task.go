@@ -112,12 +112,8 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range r.t.Steps {
-		switch s.Type {
-		case StepDecision, StepBatchable, StepBatchWorker, StepDeferredConvergence:
-			return nil, fmt.Errorf("%w: template %s has a %s step (%q); decision points and batches are not implemented yet",
-				ErrUnsupported, r.t.Key(), s.Type, s.Name)
-		}
+	if err := e.checkSchema(ctx); err != nil {
+		return nil, err
 	}
 	ctxJSON, err := e.encodeContext(r, req.Context)
 	if err != nil {
@@ -131,19 +127,24 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
-	steps := make([]store.NewStep, len(r.t.Steps))
-	for i, s := range r.t.Steps {
-		id, err := uuid.NewV7()
+	// Steps created at run time (branches, batch workers, convergence) are left out; the
+	// parents of a step created now are created now too.
+	steps := make([]store.NewStep, 0, len(r.t.Steps))
+	pos := make(map[int]int, len(r.t.Steps))
+	for _, i := range r.graph.TopoOrder() {
+		s := &r.t.Steps[i]
+		if r.dynamic[s.Name] {
+			continue
+		}
+		ns, err := newStepFrom(s, s.Name)
 		if err != nil {
 			return nil, err
 		}
-		backoff := string(s.Retry.Backoff)
-		steps[i] = store.NewStep{
-			StepID: id, Name: s.Name, TemplateStep: s.Name, Handler: s.Handler.Callable, Type: string(s.Type),
-			MaxAttempts: s.Retry.MaxAttempts, Retryable: !s.Retry.NoRetry, Backoff: backoff,
-			BackoffBase: s.Retry.BackoffBase, MaxBackoff: s.Retry.MaxBackoff, Timeout: s.Timeout,
-			Parents: r.graph.Parents(i),
+		for _, parent := range r.graph.Parents(i) {
+			ns.Parents = append(ns.Parents, pos[parent])
 		}
+		pos[i] = len(steps)
+		steps = append(steps, ns)
 	}
 	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,

@@ -101,6 +101,8 @@ type Config struct {
 	// RescueInterval is how often the elected engine rescues steps whose lease expired; 0 means
 	// RescueIntervalDefault (or Lease/2 when smaller).
 	RescueInterval time.Duration
+	// MaxDecisionSteps caps the steps one decision may create; 0 means MaxDecisionStepsDefault.
+	MaxDecisionSteps int
 	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
 	DisableMaintenance bool
 }
@@ -117,7 +119,8 @@ type Engine struct {
 	templates map[string][]*registered // by namespace/name, versions in registration order
 	handlers  map[string]Handler
 
-	running atomic.Bool
+	running     atomic.Bool
+	schemaReady atomic.Bool // the store's schema was found at this library's version
 	runs    runRegistry // handlers in flight, by task, for cancellation
 	waiters waiterRegistry
 }
@@ -128,6 +131,7 @@ type registered struct {
 	graph      *dag.Graph
 	schema     *jsonschema.Schema
 	ancestors  map[string][]string
+	dynamic    map[string]bool // steps created at run time, not with the task
 	definition []byte
 	checksum   string
 	persisted  atomic.Bool
@@ -160,6 +164,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = ShutdownTimeoutDefault
 	}
+	if cfg.MaxDecisionSteps <= 0 {
+		cfg.MaxDecisionSteps = MaxDecisionStepsDefault
+	}
 	if cfg.LeaderTTL <= 0 {
 		cfg.LeaderTTL = LeaderTTLDefault
 	}
@@ -179,6 +186,24 @@ func NewEngine(cfg Config) (*Engine, error) {
 		runs:      runRegistry{m: map[uuid.UUID]map[uuid.UUID]context.CancelCauseFunc{}},
 		waiters:   waiterRegistry{m: map[uuid.UUID][]chan struct{}{}},
 	}, nil
+}
+
+// checkSchema verifies once, and then remembers, that the database schema is at this library's
+// version, so that a missing migration is reported in words (migrations.ErrNotMigrated,
+// migrations.ErrSchemaTooNew) rather than as a failing query.
+func (e *Engine) checkSchema(ctx context.Context) error {
+	if e.schemaReady.Load() {
+		return nil
+	}
+	c, ok := e.store.(interface{ CheckSchema(context.Context) error })
+	if !ok {
+		return nil
+	}
+	if err := c.CheckSchema(ctx); err != nil {
+		return err
+	}
+	e.schemaReady.Store(true)
+	return nil
 }
 
 // WorkerID returns the name this engine uses in leases and transitions.
@@ -216,6 +241,7 @@ func (e *Engine) Register(t *Template) error {
 	for i, s := range c.Steps {
 		r.ancestors[s.Name] = g.Names(g.Ancestors(i))
 	}
+	classifyDynamic(r)
 	if len(c.InputSchema) > 0 {
 		if r.schema, err = compileInputSchema(c.InputSchema); err != nil {
 			return fmt.Errorf("tasker: template %s: input_schema: %w", c.Key(), err)

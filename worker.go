@@ -62,10 +62,8 @@ func (e *Engine) RunWorkers(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer e.running.Store(false)
-	if c, ok := e.store.(interface{ CheckSchema(context.Context) error }); ok {
-		if err := c.CheckSchema(ctx); err != nil {
-			return err
-		}
+	if err := e.checkSchema(ctx); err != nil {
+		return err
 	}
 	nss := e.namespaces()
 	if len(nss) == 0 {
@@ -313,7 +311,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease}
 	if msg.TaskName != "" && msg.Step != "" {
 		if r, err := e.template(ns, msg.TaskName, msg.Version); err == nil {
-			if anc, ok := r.ancestors[msg.Step]; ok {
+			if anc, ok := r.ancestors[msg.Step]; ok && !r.dynamic[msg.Step] {
 				params.Ancestors = append([]string{}, anc...) // non-nil, even when empty
 			}
 		}
@@ -367,6 +365,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 		return
 	}
 	p := w.classify(st, out, cause)
+	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
 	p.Enqueuer = enqueuer{e}
 	res, err := w.record(p)
@@ -427,6 +426,9 @@ func (w *workers) record(p store.OutcomeParams) (*store.OutcomeResult, error) {
 // call runs the handler, recovering a panic; a handler that ignores its cancelled context is
 // abandoned after abandonGrace.
 func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) handlerOutcome {
+	if isNoOp(st.Inputs) {
+		return handlerOutcome{result: map[string]any{"no_op": true}}
+	}
 	h, ok := w.e.handler(st.Handler)
 	if !ok {
 		return handlerOutcome{err: &noHandlerError{name: st.Handler}}
@@ -442,7 +444,10 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 	}
 	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
-		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs}
+		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs,
+		checkpoint: st.Checkpoint, save: func(ctx context.Context, raw json.RawMessage) error {
+			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
+		}}
 	done := make(chan handlerOutcome, 1)
 	go func() {
 		defer func() {
@@ -610,5 +615,53 @@ func (w *workers) rescue(ctx context.Context) {
 		if res.Settled {
 			e.waiters.notify(st.TaskID)
 		}
+	}
+}
+
+func isNoOp(inputs json.RawMessage) bool {
+	if len(inputs) == 0 {
+		return false
+	}
+	var in struct {
+		IsNoOp bool `json:"is_no_op"`
+	}
+	return json.Unmarshal(inputs, &in) == nil && in.IsNoOp
+}
+
+// applyStepType adds what a step's type asks of its outcome: the steps a decision or a batchable
+// step creates, and a batch worker's failure strategy.
+func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.OutcomeParams) {
+	r, err := w.e.template(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return
+	}
+	if p.Kind == store.OutcomeSuccess {
+		plan, err := w.e.spawnPlan(w.dbctx, r, st, p.Result)
+		var inv *invalidOutcomeError
+		switch {
+		case errors.As(err, &inv):
+			raw, _ := json.Marshal(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
+			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
+		case err != nil:
+			raw, _ := json.Marshal(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
+			*p = store.OutcomeParams{Kind: store.OutcomeRetry, Error: raw, RetryDelay: time.Second}
+		default:
+			p.Spawn = plan
+		}
+		return
+	}
+	if p.Kind != store.OutcomePermanent || st.BatchGroup == nil {
+		return
+	}
+	switch BatchFailureStrategy(st.FailureStrategy) {
+	case BatchContinueOnFailure, "":
+		// The worker completes with its failure as its result, so the convergence step still runs
+		// and sees it; the error stays in the audit trail.
+		var se StepFailure
+		_ = json.Unmarshal(p.Error, &se)
+		raw, _ := json.Marshal(map[string]any{"failed": true, "error": se})
+		p.Kind, p.Result = store.OutcomeSuccess, raw
+	case BatchIsolate:
+		p.Isolated = true
 	}
 }

@@ -61,12 +61,25 @@ type Store interface {
 	ListTasks(ctx context.Context, p ListTasksParams) ([]Task, error)
 	Transitions(ctx context.Context, taskID uuid.UUID) ([]Transition, error)
 
+	// SaveCheckpoint stores a batch worker's checkpoint while its worker holds the step.
+	SaveCheckpoint(ctx context.Context, p CheckpointParams) error
+	// StepNames returns the names of a task's existing steps.
+	StepNames(ctx context.Context, taskID uuid.UUID) ([]string, error)
+
 	// TryLead takes or renews the named leadership for p.TTL; it reports whether p.LeaderID holds it.
 	TryLead(ctx context.Context, p LeadParams) (bool, error)
 	// Resign gives the leadership up early, if p.LeaderID holds it.
 	Resign(ctx context.Context, p LeadParams) error
 	// ExpiredSteps lists steps in progress whose lease has expired: their worker died or was cut off.
 	ExpiredSteps(ctx context.Context, p ExpiredStepsParams) ([]ExpiredStep, error)
+}
+
+// CheckpointParams saves a checkpoint for the attempt a worker holds.
+type CheckpointParams struct {
+	StepID     uuid.UUID
+	WorkerID   string
+	Attempt    int
+	Checkpoint json.RawMessage
 }
 
 // LeadParams names a leadership and its candidate.
@@ -111,6 +124,22 @@ type NewStep struct {
 	Timeout      time.Duration
 	Parents      []int // indices into CreateTaskParams.Steps
 	Inputs       json.RawMessage
+	// ParentNames, for steps created at run time (SpawnPlan), names the parents instead of Parents.
+	ParentNames []string
+	// Held keeps a ready batch worker waiting until a sibling of its batch finishes (parallelism).
+	Held bool
+	// BatchGroup is the batchable step that created a batch worker.
+	BatchGroup uuid.UUID
+	// FailureStrategy is a batch worker's failure strategy.
+	FailureStrategy string
+}
+
+// SpawnPlan lists the steps a decision or batchable step's outcome creates, in the same
+// transaction as its completion. A step that already exists (a convergence step made by an
+// earlier outcome) only gains the edges from the parents it lacks, and only while it is pending;
+// parents that do not exist are skipped.
+type SpawnPlan struct {
+	Steps []NewStep
 }
 
 // CreateTaskParams creates a task, its steps and edges, the initial transitions, and enqueues the
@@ -187,6 +216,11 @@ type OutcomeParams struct {
 	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
 	// the attempt of a worker that stopped renewing it.
 	LeaseExpired bool
+	// Spawn, with OutcomeSuccess, creates steps (a decision's branches, a batch's workers).
+	Spawn *SpawnPlan
+	// Isolated, with OutcomePermanent, marks the failure as isolated: the rest of the task goes on
+	// and the task settles in blocked_by_failures only when nothing else can run.
+	Isolated bool
 }
 
 // OutcomeResult reports the task's state after an outcome or operator action.
@@ -288,6 +322,9 @@ type Step struct {
 	Inputs         json.RawMessage
 	Result         json.RawMessage
 	LastError      json.RawMessage
+	Checkpoint     json.RawMessage
+	BatchGroup     *uuid.UUID
+	FailureStrategy string
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	StartedAt      *time.Time

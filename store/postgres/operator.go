@@ -113,23 +113,30 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 	default:
 		return nil, fmt.Errorf("unknown operator action %q", p.Action)
 	}
-	tag, err := tx.Exec(ctx, s.q(`
+	var strategy string
+	var group *uuid.UUID
+	err = tx.QueryRow(ctx, s.q(`
 		UPDATE {s}.steps
 		   SET state = $2, updated_at = now(),
 		       attempts = CASE WHEN $2 = 'enqueued' THEN 0 ELSE attempts END,
 		       result = CASE WHEN $2 = 'complete' THEN $3::jsonb ELSE result END,
 		       completed_at = CASE WHEN $2 = 'enqueued' THEN NULL ELSE now() END
-		 WHERE step_id = $1 AND state = 'error'`), p.StepID, string(newState), rawOrNull(p.Result))
+		 WHERE step_id = $1 AND state = 'error'
+		RETURNING coalesce(failure_strategy, ''), batch_group`), p.StepID, string(newState), rawOrNull(p.Result)).Scan(&strategy, &group)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%s step %s: it is not in error: %w", p.Action, p.StepID, store.ErrConflict)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s step %s: %w", p.Action, p.StepID, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return nil, fmt.Errorf("%s step %s: it is not in error: %w", p.Action, p.StepID, store.ErrConflict)
+	dIsolated := 0
+	if strategy == "isolate" && before.isolated > 0 {
+		dIsolated = -1
 	}
 	meta := map[string]any{"operator": p.Operator, "reason": p.Reason}
 	move := []stepMove{{p.StepID, statemachine.StepError}}
-	// Once this fix leaves no failed step, the task may run again.
-	resumes := before.failed == 1
+	// Once this fix leaves no failed step that blocks the task, the task may run again.
+	resumes := (before.failed-1)-(before.isolated+dIsolated) == 0
 	dUnfinished, dActive := 0, 0
 	switch p.Action {
 	case store.OperatorRetry:
@@ -158,6 +165,23 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 			return nil, err
 		}
 		dUnfinished, dActive = -1, n
+		if group != nil {
+			// The fixed worker's slot goes to a held sibling.
+			next, err := s.unholdNext(ctx, tx, *group)
+			if err != nil {
+				return nil, err
+			}
+			if resumes {
+				if err := s.enqueuePending(ctx, tx, taskID, p.Namespace, next, p.Enqueuer); err != nil {
+					return nil, err
+				}
+				dActive += len(next)
+			} else if len(next) > 0 {
+				if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(next)); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	if resumes && before.state == statemachine.TaskBlockedByFailures {
 		n, err := s.rearm(ctx, tx, taskID, p.Namespace, p.Enqueuer)
@@ -166,7 +190,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 		}
 		dActive += n
 	}
-	c, err := s.addCounters(ctx, tx, taskID, dUnfinished, dActive, -1)
+	c, err := s.addCountersIsolated(ctx, tx, taskID, 0, dUnfinished, dActive, -1, dIsolated)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +207,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, q store.Enqueuer) (int, error) {
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
-		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0
+		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0 AND NOT held
 		RETURNING step_id, true, template_step`), taskID)
 	if err != nil {
 		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)

@@ -69,8 +69,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 
 	// Batch A.
 	a := &pgx.Batch{}
-	a.Queue(s.q(`SELECT state, steps_total, steps_unfinished, steps_active, steps_failed, name, version
-		FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	a.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
 	a.Queue(s.q(`
 		UPDATE {s}.steps
 		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
@@ -79,7 +78,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
 		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
 		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step`),
+		RETURNING template_step, batch_group`),
 		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
 	a.Queue(s.q(`
 		WITH prev AS (
@@ -90,12 +89,13 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 		SELECT $1, task_id, 'in_progress', $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
 		p.StepID, string(to), string(event), metaJSON)
-	if p.Kind == store.OutcomeSuccess {
+	pipelineRelease := p.Kind == store.OutcomeSuccess && p.Spawn == nil
+	if pipelineRelease {
 		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
 	}
 	br := tx.SendBatch(ctx, a)
 	var before counters
-	err = br.QueryRow().Scan(&before.state, &before.total, &before.unfinished, &before.active, &before.failed, &before.name, &before.version)
+	err = br.QueryRow().Scan(before.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		br.Close()
 		return nil, fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
@@ -105,7 +105,8 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		return nil, fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err)
 	}
 	var templateStep string
-	err = br.QueryRow().Scan(&templateStep)
+	var batchGroup *uuid.UUID
+	err = br.QueryRow().Scan(&templateStep, &batchGroup)
 	if errors.Is(err, pgx.ErrNoRows) {
 		br.Close()
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
@@ -119,7 +120,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		return nil, fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err)
 	}
 	var ready []released
-	if p.Kind == store.OutcomeSuccess {
+	if pipelineRelease {
 		if ready, err = scanReleased(br); err != nil {
 			br.Close()
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
@@ -127,6 +128,28 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	}
 	if err := br.Close(); err != nil {
 		return nil, err
+	}
+	spawned := 0
+	if p.Kind == store.OutcomeSuccess && p.Spawn != nil {
+		if spawned, err = s.spawn(ctx, tx, p.TaskID, p.StepID, p.Spawn); err != nil {
+			return nil, err
+		}
+		rows, err := tx.Query(ctx, s.q(releaseChildrenSQL), p.StepID, nil)
+		if err != nil {
+			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
+		}
+		if ready, err = scanReleasedRows(rows); err != nil {
+			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
+		}
+	}
+	// A batch worker that finishes frees its slot for a held sibling (unless its failure blocks
+	// the task: then nothing new starts).
+	if batchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
+		next, err := s.unholdNext(ctx, tx, *batchGroup)
+		if err != nil {
+			return nil, err
+		}
+		ready = append(ready, next...)
 	}
 
 	// Children released while the task cannot run stay pending until an operator fix re-arms it.
@@ -136,20 +159,24 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		}
 		ready = nil
 	}
-	var dUnfinished, dActive, dFailed int
+	var dUnfinished, dActive, dFailed, dIsolated int
 	switch p.Kind {
 	case store.OutcomeSuccess:
-		dUnfinished, dActive = -1, len(ready)-1
+		dUnfinished, dActive = spawned-1, len(ready)-1
 	case store.OutcomeRetry:
-		dActive = -1
+		dActive = len(ready) - 1
 	case store.OutcomePermanent:
-		dActive, dFailed = -1, 1
+		dActive, dFailed = len(ready)-1, 1
+		if p.Isolated {
+			dIsolated = 1
+		}
 	}
 
 	// Batch B.
 	c := before
-	c.unfinished, c.active, c.failed = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed
-	if err := s.writeStepTransitionsAndCounters(ctx, tx, p.TaskID, releasedIDs(ready), dUnfinished, dActive, dFailed); err != nil {
+	c.total += spawned
+	c.unfinished, c.active, c.failed, c.isolated = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed, c.isolated+dIsolated
+	if err := s.writeStepTransitionsAndCounters(ctx, tx, p.TaskID, releasedIDs(ready), spawned, dUnfinished, dActive, dFailed, dIsolated); err != nil {
 		return nil, err
 	}
 	if p.Enqueuer != nil {
@@ -184,15 +211,16 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 
 // writeStepTransitionsAndCounters records pending → enqueued for the released steps and applies
 // the counter deltas, in one round trip.
-func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, dUnfinished, dActive, dFailed int) error {
+func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, dTotal, dUnfinished, dActive, dFailed, dIsolated int) error {
 	b := &pgx.Batch{}
 	if len(ready) > 0 {
 		b.Queue(s.q(enqueueTransitionsSQL), ready)
 	}
 	b.Queue(s.q(`UPDATE {s}.tasks
-		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
-		       steps_failed = steps_failed + $4, updated_at = now()
-		 WHERE task_id = $1`), taskID, dUnfinished, dActive, dFailed)
+		   SET steps_total = steps_total + $5, steps_unfinished = steps_unfinished + $2,
+		       steps_active = steps_active + $3, steps_failed = steps_failed + $4,
+		       steps_isolated = steps_isolated + $6, updated_at = now()
+		 WHERE task_id = $1`), taskID, dUnfinished, dActive, dFailed, dTotal, dIsolated)
 	br := tx.SendBatch(ctx, b)
 	if len(ready) > 0 {
 		tag, err := br.Exec()
@@ -227,7 +255,8 @@ const enqueueTransitionsSQL = `
 const releaseChildrenSQL = `
 		UPDATE {s}.steps c
 		   SET parents_unfinished = c.parents_unfinished - 1,
-		       state = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND coalesce($2::bool, true)
+		       state = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND NOT c.held
+		                         AND coalesce($2::bool, true)
 		                    THEN 'enqueued' ELSE c.state END,
 		       updated_at = now()
 		  FROM {s}.edges e
@@ -321,4 +350,24 @@ func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID,
 		return fmt.Errorf("enqueue ready steps: %w", err)
 	}
 	return nil
+}
+
+// unholdNext lets the first held worker of a batch go (enqueued if its parents are done), as a
+// sibling frees its slot. It returns the worker when it became ready.
+func (s *Store) unholdNext(ctx context.Context, tx pgx.Tx, group uuid.UUID) ([]released, error) {
+	rows, err := tx.Query(ctx, s.q(`
+		UPDATE {s}.steps
+		   SET held = false,
+		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END,
+		       updated_at = now()
+		 WHERE step_id = (SELECT step_id FROM {s}.steps WHERE batch_group = $1 AND held ORDER BY name LIMIT 1)
+		RETURNING step_id, state = 'enqueued', template_step`), group)
+	if err != nil {
+		return nil, fmt.Errorf("release a held batch worker: %w", err)
+	}
+	next, err := scanReleasedRows(rows)
+	if err != nil {
+		return nil, fmt.Errorf("release a held batch worker: %w", err)
+	}
+	return next, nil
 }

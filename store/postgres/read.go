@@ -29,7 +29,8 @@ func scanTask(row pgx.Row) (*store.Task, error) {
 
 const stepColumns = `step_id, task_id, name, template_step, handler, step_type, state, attempts, max_attempts, retryable,
 	backoff, backoff_base_ms, max_backoff_ms, timeout_ms, next_retry_at, coalesce(lease_owner, ''), lease_expires_at,
-	inputs, result, last_error, created_at, updated_at, started_at, completed_at`
+	inputs, result, last_error, created_at, updated_at, started_at, completed_at, checkpoint, batch_group,
+	coalesce(failure_strategy, '')`
 
 func scanStep(row pgx.Row) (*store.Step, error) { return scanStepWith(row) }
 
@@ -39,7 +40,8 @@ func scanStepWith(row pgx.Row, extra ...any) (*store.Step, error) {
 	var baseMs, maxMs, timeoutMs int64
 	dest := []any{&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
 		&st.MaxAttempts, &st.Retryable, &st.Backoff, &baseMs, &maxMs, &timeoutMs, &st.NextRetryAt, &st.LeaseOwner,
-		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt}
+		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt,
+		&st.Checkpoint, &st.BatchGroup, &st.FailureStrategy}
 	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return nil, err
@@ -187,4 +189,27 @@ func (s *Store) StepTask(ctx context.Context, stepID uuid.UUID) (uuid.UUID, stri
 		return uuid.Nil, "", fmt.Errorf("step %s: %w", stepID, store.ErrNotFound)
 	}
 	return taskID, ns, err
+}
+
+// StepNames returns the names of a task's existing steps.
+func (s *Store) StepNames(ctx context.Context, taskID uuid.UUID) ([]string, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT name FROM {s}.steps WHERE task_id = $1`), taskID)
+	if err != nil {
+		return nil, fmt.Errorf("step names of %s: %w", taskID, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// SaveCheckpoint stores a checkpoint for the attempt the worker holds.
+func (s *Store) SaveCheckpoint(ctx context.Context, p store.CheckpointParams) error {
+	tag, err := s.pool.Exec(ctx, s.q(`UPDATE {s}.steps SET checkpoint = $4, updated_at = now()
+		WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
+		p.StepID, p.WorkerID, p.Attempt, p.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("save checkpoint of %s: %w", p.StepID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("save checkpoint of %s: %w", p.StepID, store.ErrConflict)
+	}
+	return nil
 }

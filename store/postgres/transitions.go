@@ -137,15 +137,15 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from 
 type counters struct {
 	state                             statemachine.TaskState
 	total, unfinished, active, failed int
+	isolated                          int
 	name, version                     string
 }
 
 func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (counters, error) {
 	var c counters
 	err := tx.QueryRow(ctx, s.q(`
-		SELECT state, steps_total, steps_unfinished, steps_active, steps_failed, name, version
-		  FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), taskID).
-		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.name, &c.version)
+		SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), taskID).
+		Scan(c.dest()...)
 	if err == pgx.ErrNoRows {
 		return c, fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
 	}
@@ -154,27 +154,41 @@ func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (coun
 
 // addCounters applies deltas to the task's counters and returns the new values.
 func (s *Store) addCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, dUnfinished, dActive, dFailed int) (counters, error) {
+	return s.addCountersIsolated(ctx, tx, taskID, 0, dUnfinished, dActive, dFailed, 0)
+}
+
+// addCountersIsolated applies deltas to every counter, steps_total and steps_isolated included.
+func (s *Store) addCountersIsolated(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, dTotal, dUnfinished, dActive, dFailed, dIsolated int) (counters, error) {
 	var c counters
 	err := tx.QueryRow(ctx, s.q(`
 		UPDATE {s}.tasks
-		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
-		       steps_failed = steps_failed + $4, updated_at = now()
+		   SET steps_total = steps_total + $2, steps_unfinished = steps_unfinished + $3,
+		       steps_active = steps_active + $4, steps_failed = steps_failed + $5,
+		       steps_isolated = steps_isolated + $6, updated_at = now()
 		 WHERE task_id = $1
-		RETURNING state, steps_total, steps_unfinished, steps_active, steps_failed, name, version`),
-		taskID, dUnfinished, dActive, dFailed).
-		Scan(&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.name, &c.version)
+		RETURNING `+counterColumns), taskID, dTotal, dUnfinished, dActive, dFailed, dIsolated).Scan(c.dest()...)
 	return c, err
+}
+
+// counterColumns are the task columns a counters value holds, in dest's order.
+const counterColumns = `state, steps_total, steps_unfinished, steps_active, steps_failed, steps_isolated, name, version`
+
+func (c *counters) dest() []any {
+	return []any{&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.isolated, &c.name, &c.version}
 }
 
 // target is the state a task's counters call for.
 func (c counters) target() statemachine.TaskState {
 	switch {
-	case c.failed > 0:
+	case c.failed-c.isolated > 0:
 		return statemachine.TaskBlockedByFailures
 	case c.unfinished == 0:
 		return statemachine.TaskComplete
 	case c.active > 0:
 		return statemachine.TaskStepsInProcess
+	case c.failed > 0:
+		// Only isolated failures are left and nothing else runs: the task waits for an operator.
+		return statemachine.TaskBlockedByFailures
 	default:
 		// Nothing runs, nothing failed, something is unfinished: only steps waiting for their
 		// backoff (and the pending steps behind them) can be left.
