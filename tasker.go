@@ -121,8 +121,8 @@ type Engine struct {
 
 	running     atomic.Bool
 	schemaReady atomic.Bool // the store's schema was found at this library's version
-	runs    runRegistry // handlers in flight, by task, for cancellation
-	waiters waiterRegistry
+	runs        runRegistry // handlers in flight, by task, for cancellation
+	waiters     waiterRegistry
 }
 
 // registered is a template prepared for running.

@@ -302,33 +302,33 @@ type Task struct {
 
 // Step is a step row.
 type Step struct {
-	ID             uuid.UUID
-	TaskID         uuid.UUID
-	Name           string
-	TemplateStep   string
-	Handler        string
-	Type           string
-	State          statemachine.StepState
-	Attempts       int
-	MaxAttempts    int
-	Retryable      bool
-	Backoff        string
-	BackoffBase    time.Duration
-	MaxBackoff     time.Duration
-	Timeout        time.Duration
-	NextRetryAt    *time.Time
-	LeaseOwner     string
-	LeaseExpiresAt *time.Time
-	Inputs         json.RawMessage
-	Result         json.RawMessage
-	LastError      json.RawMessage
-	Checkpoint     json.RawMessage
-	BatchGroup     *uuid.UUID
+	ID              uuid.UUID
+	TaskID          uuid.UUID
+	Name            string
+	TemplateStep    string
+	Handler         string
+	Type            string
+	State           statemachine.StepState
+	Attempts        int
+	MaxAttempts     int
+	Retryable       bool
+	Backoff         string
+	BackoffBase     time.Duration
+	MaxBackoff      time.Duration
+	Timeout         time.Duration
+	NextRetryAt     *time.Time
+	LeaseOwner      string
+	LeaseExpiresAt  *time.Time
+	Inputs          json.RawMessage
+	Result          json.RawMessage
+	LastError       json.RawMessage
+	Checkpoint      json.RawMessage
+	BatchGroup      *uuid.UUID
 	FailureStrategy string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	StartedAt      *time.Time
-	CompletedAt    *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	StartedAt       *time.Time
+	CompletedAt     *time.Time
 }
 
 // ListTasksParams filters and pages ListTasks. Results are ordered by creation time, newest first.
