@@ -34,15 +34,36 @@ type stepMessage struct {
 type enqueuer struct{ e *Engine }
 
 func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
+	payloads, err := stepPayloads(steps)
+	if err != nil {
+		return err
+	}
+	return q.e.queue.SendTx(ctx, tx, ns, payloads, delay)
+}
+
+// EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
+func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
+	bs, ok := q.e.queue.(queue.BatchSender)
+	if !ok {
+		return false, nil
+	}
+	payloads, err := stepPayloads(steps)
+	if err != nil {
+		return true, err
+	}
+	return true, bs.QueueSend(b, ns, payloads, delay)
+}
+
+func stepPayloads(steps []store.StepRef) ([][]byte, error) {
 	payloads := make([][]byte, len(steps))
 	for i, s := range steps {
 		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		payloads[i] = b
 	}
-	return q.e.queue.SendTx(ctx, tx, ns, payloads, delay)
+	return payloads, nil
 }
 
 // errStepTimeout is the cause of a handler context that reached the step's timeout.
@@ -268,6 +289,7 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 					return
 				case <-time.After(time.Second):
 				}
+				w.signal(ns) // try again even if no wake-up comes
 				break
 			}
 			w.release(ns, n-len(msgs))

@@ -83,3 +83,10 @@ type Queue interface {
 
 // ErrNotFound reports that a message no longer exists: it was acked, or it never existed.
 var ErrNotFound = errors.New("queue: message not found")
+
+// BatchSender is implemented by queues whose sends can join a pipelined pgx.Batch that the
+// caller runs inside its own transaction, saving a round trip on the hot path. The send has the
+// same effect as SendTx; its errors surface when the batch is closed.
+type BatchSender interface {
+	QueueSend(b *pgx.Batch, queue string, payloads [][]byte, delay time.Duration) error
+}

@@ -32,6 +32,13 @@ type Enqueuer interface {
 	EnqueueTx(ctx context.Context, tx pgx.Tx, namespace string, steps []StepRef, delay time.Duration) error
 }
 
+// BatchEnqueuer is an Enqueuer whose sends can join the store's pipelined batch (see
+// queue.BatchSender). EnqueueBatch reports false when the queue cannot, and the store then calls
+// EnqueueTx.
+type BatchEnqueuer interface {
+	EnqueueBatch(b *pgx.Batch, namespace string, steps []StepRef, delay time.Duration) (bool, error)
+}
+
 // StepRef identifies a step for the queue.
 type StepRef struct {
 	TaskID uuid.UUID

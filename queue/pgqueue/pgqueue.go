@@ -183,6 +183,33 @@ func (q *Queue) SendTx(ctx context.Context, tx pgx.Tx, queueName string, payload
 	return nil
 }
 
+// QueueSend implements queue.BatchSender: the send (and its notification) joins the caller's
+// batch, which must run inside a transaction to keep SendTx's guarantees.
+func (q *Queue) QueueSend(b *pgx.Batch, queueName string, payloads [][]byte, delay time.Duration) error {
+	if queueName == "" {
+		return errors.New("pgqueue: send: empty queue name")
+	}
+	if len(payloads) == 0 {
+		return nil
+	}
+	docs := make([]string, len(payloads))
+	for i, p := range payloads {
+		if !json.Valid(p) {
+			return fmt.Errorf("pgqueue: send to queue %q: payload %d is not valid JSON", queueName, i)
+		}
+		docs[i] = string(p)
+	}
+	wrap := func(tag pgconn.CommandTag) error { return nil }
+	if delay > 0 {
+		b.Queue(q.sendSQL, queueName, docs, delay.Seconds()).Exec(wrap)
+	} else {
+		b.Queue(q.sendNotifySQL, queueName, docs, 0.0, q.channel).Exec(wrap)
+	}
+	return nil
+}
+
+var _ queue.BatchSender = (*Queue)(nil)
+
 // Read implements queue.Queue in one statement.
 func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Duration) ([]queue.Message, error) {
 	if n <= 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -18,6 +19,19 @@ import (
 // settles the task, all in one transaction (with p.BeforeCommit, e.g. the message's ack). It
 // returns store.ErrConflict when the worker no longer holds the step (cancelled, rescued).
 func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok && p.Spawn == nil && p.BeforeCommit == nil {
+		if can, _ := be.EnqueueBatch(&pgx.Batch{}, p.Namespace, nil, 0); can {
+			var res *store.OutcomeResult
+			var err error
+			for i := 0; i < 5; i++ {
+				res, err = s.recordOutcomePipelined(ctx, p, be)
+				if err == nil || !retryable(err) {
+					break
+				}
+			}
+			return res, err
+		}
+	}
 	var res *store.OutcomeResult
 	err := s.withRetry(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -354,7 +368,7 @@ func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID,
 
 // unholdNext lets the first held worker of a batch go (enqueued if its parents are done), as a
 // sibling frees its slot. It returns the worker when it became ready.
-func (s *Store) unholdNext(ctx context.Context, tx pgx.Tx, group uuid.UUID) ([]released, error) {
+func (s *Store) unholdNext(ctx context.Context, tx querier, group uuid.UUID) ([]released, error) {
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps
 		   SET held = false,
@@ -370,4 +384,187 @@ func (s *Store) unholdNext(ctx context.Context, tx pgx.Tx, group uuid.UUID) ([]r
 		return nil, fmt.Errorf("release a held batch worker: %w", err)
 	}
 	return next, nil
+}
+
+// outcomeStep prepares the step's side of an outcome: its new state, event and transition
+// metadata.
+func outcomeStep(p store.OutcomeParams) (to statemachine.StepState, event statemachine.StepEvent, result, lastErr any, meta []byte, err error) {
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		to, event = statemachine.StepComplete, statemachine.StepEventComplete
+		result = rawOrNull(p.Result)
+	case store.OutcomeRetry:
+		to, event = statemachine.StepWaitingForRetry, statemachine.StepEventFailRetryable
+	case store.OutcomePermanent:
+		to, event = statemachine.StepError, statemachine.StepEventFailPermanent
+	default:
+		return "", "", nil, nil, nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
+	}
+	if p.Kind != store.OutcomeSuccess {
+		lastErr = rawOrNull(p.Error)
+	}
+	m := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
+	if len(p.Error) > 0 {
+		m["error"] = json.RawMessage(p.Error)
+	}
+	if p.Kind == store.OutcomeRetry {
+		m["retry_in_ms"] = p.RetryDelay.Milliseconds()
+	}
+	meta, err = json.Marshal(m)
+	return to, event, result, lastErr, meta, err
+}
+
+// recordOutcomePipelined is the hot path: the whole outcome in two round trips on one
+// connection. The first batch opens the transaction, locks the task, moves the step, records its
+// transition and releases its children; the second records the children's enqueueing, updates the
+// counters, sends the queue messages, settles the task when its state changes, and commits.
+func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParams, be store.BatchEnqueuer) (*store.OutcomeResult, error) {
+	to, event, result, lastErr, metaJSON, err := outcomeStep(p)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
+	}
+	defer conn.Release()
+	open := false
+	fail := func(err error) (*store.OutcomeResult, error) {
+		if open {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return nil, err
+	}
+
+	a := &pgx.Batch{}
+	a.Queue("BEGIN")
+	a.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	a.Queue(s.q(`
+		UPDATE {s}.steps
+		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
+		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
+		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
+		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+		   AND (NOT $8 OR lease_expires_at < now())
+		RETURNING template_step, batch_group`),
+		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
+	a.Queue(s.q(`
+		WITH prev AS (
+			UPDATE {s}.step_transitions SET most_recent = false
+			 WHERE step_id = $1 AND most_recent AND to_state = 'in_progress'
+			RETURNING task_id, sort_key
+		)
+		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
+		SELECT $1, task_id, 'in_progress', $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
+		p.StepID, string(to), string(event), metaJSON)
+	if p.Kind == store.OutcomeSuccess {
+		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
+	}
+	br := conn.SendBatch(ctx, a)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fail(fmt.Errorf("record outcome of %s: begin: %w", p.StepID, err))
+	}
+	open = true
+	var before counters
+	if err := br.QueryRow().Scan(before.dest()...); err != nil {
+		br.Close()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fail(fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound))
+		}
+		return fail(fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err))
+	}
+	var templateStep string
+	var batchGroup *uuid.UUID
+	if err := br.QueryRow().Scan(&templateStep, &batchGroup); err != nil {
+		br.Close()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fail(fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict))
+		}
+		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
+	}
+	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
+		br.Close()
+		return fail(fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err))
+	}
+	var ready []released
+	if p.Kind == store.OutcomeSuccess {
+		if ready, err = scanReleased(br); err != nil {
+			br.Close()
+			return fail(fmt.Errorf("release children of %s: %w", p.StepID, err))
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fail(err)
+	}
+	if batchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
+		next, err := s.unholdNext(ctx, conn, *batchGroup)
+		if err != nil {
+			return fail(err)
+		}
+		ready = append(ready, next...)
+	}
+	if !runnable(before.state) && len(ready) > 0 {
+		if _, err := conn.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(ready)); err != nil {
+			return fail(err)
+		}
+		ready = nil
+	}
+
+	dUnfinished, dActive, dFailed, dIsolated := 0, len(ready)-1, 0, 0
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		dUnfinished = -1
+	case store.OutcomePermanent:
+		dFailed = 1
+		if p.Isolated {
+			dIsolated = 1
+		}
+	}
+	c := before
+	c.unfinished, c.active, c.failed, c.isolated = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed, c.isolated+dIsolated
+	hops, state, err := settleHops(p.TaskID, c)
+	if err != nil {
+		return fail(err)
+	}
+
+	b := &pgx.Batch{}
+	if len(ready) > 0 {
+		n := len(ready)
+		b.Queue(s.q(enqueueTransitionsSQL), releasedIDs(ready)).Exec(func(tag pgconn.CommandTag) error {
+			if int(tag.RowsAffected()) != n {
+				return fmt.Errorf("record enqueue transitions: wrote %d of %d", tag.RowsAffected(), n)
+			}
+			return nil
+		})
+		refs := make([]store.StepRef, len(ready))
+		for i, r := range ready {
+			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
+		}
+		if _, err := be.EnqueueBatch(b, p.Namespace, refs, 0); err != nil {
+			return fail(fmt.Errorf("enqueue ready steps: %w", err))
+		}
+	}
+	b.Queue(s.q(`UPDATE {s}.tasks
+		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
+		       steps_failed = steps_failed + $4, steps_isolated = steps_isolated + $5, updated_at = now()
+		 WHERE task_id = $1`), p.TaskID, dUnfinished, dActive, dFailed, dIsolated)
+	if p.Kind == store.OutcomeRetry {
+		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep}}
+		if _, err := be.EnqueueBatch(b, p.Namespace, ref, p.RetryDelay); err != nil {
+			return fail(fmt.Errorf("enqueue retry of %s: %w", p.StepID, err))
+		}
+	}
+	if len(hops) > 0 {
+		if err := s.queueMoveTask(b, p.TaskID, before.state, hops, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID}); err != nil {
+			return fail(err)
+		}
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
+	}
+	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
+		Settled: state != before.state && state.Settled()}, nil
 }

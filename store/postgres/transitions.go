@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -92,6 +93,16 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from 
 	if len(hops) == 0 {
 		return nil
 	}
+	b := &pgx.Batch{}
+	if err := s.queueMoveTask(b, taskID, from, hops, meta); err != nil {
+		return err
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// queueMoveTask adds to b the statements that set the task's state with a compare-and-set on
+// from and record the hops as transitions, the last one current.
+func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, from statemachine.TaskState, hops []taskHop, meta map[string]any) error {
 	froms := make([]string, len(hops))
 	tos := make([]string, len(hops))
 	events := make([]string, len(hops))
@@ -107,17 +118,16 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from 
 			return err
 		}
 	}
-	tag, err := tx.Exec(ctx, s.q(`
+	b.Queue(s.q(`
 		UPDATE {s}.tasks SET state = $3, updated_at = now(),
 		       completed_at = CASE WHEN $3 IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN now() ELSE completed_at END
-		 WHERE task_id = $1 AND state = $2`), taskID, string(from), string(cur))
-	if err != nil {
-		return fmt.Errorf("move task: %w", err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("move task %s from %s: %w", taskID, from, store.ErrConflict)
-	}
-	_, err = tx.Exec(ctx, s.q(`
+		 WHERE task_id = $1 AND state = $2`), taskID, string(from), string(cur)).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("move task %s from %s: %w", taskID, from, store.ErrConflict)
+		}
+		return nil
+	})
+	b.Queue(s.q(`
 		WITH prev AS (
 			UPDATE {s}.task_transitions SET most_recent = false
 			 WHERE task_id = $1 AND most_recent
@@ -127,9 +137,6 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from 
 		SELECT $1, x.f, x.t, x.e, $5, prev.sort_key + x.ord, x.ord = cardinality($2::text[]), clock_timestamp()
 		  FROM prev, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)`),
 		taskID, froms, tos, events, metaJSON)
-	if err != nil {
-		return fmt.Errorf("record task transitions: %w", err)
-	}
 	return nil
 }
 
@@ -200,9 +207,22 @@ func (c counters) target() statemachine.TaskState {
 // evaluating_results, as the state machine requires. A task that stays in steps_in_process writes
 // nothing: transitions that do not change the state are not recorded.
 func (s *Store) settle(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, c counters, meta map[string]any) (statemachine.TaskState, error) {
+	hops, want, err := settleHops(taskID, c)
+	if err != nil || len(hops) == 0 {
+		return want, err
+	}
+	if err := s.moveTask(ctx, tx, taskID, c.state, hops, meta); err != nil {
+		return c.state, err
+	}
+	return want, nil
+}
+
+// settleHops plans the path from the task's state to the one its counters call for; no hops
+// when it stays.
+func settleHops(taskID uuid.UUID, c counters) ([]taskHop, statemachine.TaskState, error) {
 	cur, want := c.state, c.target()
 	if cur.Terminal() || cur == want {
-		return cur, nil
+		return nil, cur, nil
 	}
 	var events []statemachine.TaskEvent
 	switch cur {
@@ -212,7 +232,7 @@ func (s *Store) settle(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, c count
 		events = append(events, statemachine.TaskEventEvaluate)
 	case statemachine.TaskEvaluatingResults:
 	default:
-		return cur, fmt.Errorf("settle task %s: unexpected state %s", taskID, cur)
+		return nil, cur, fmt.Errorf("settle task %s: unexpected state %s", taskID, cur)
 	}
 	switch want {
 	case statemachine.TaskComplete:
@@ -226,10 +246,7 @@ func (s *Store) settle(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, c count
 	}
 	hops, err := taskPath(cur, events...)
 	if err != nil {
-		return cur, err
+		return nil, cur, err
 	}
-	if err := s.moveTask(ctx, tx, taskID, cur, hops, meta); err != nil {
-		return cur, err
-	}
-	return want, nil
+	return hops, want, nil
 }
