@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/store"
 )
 
 const approvalYAML = `
@@ -115,8 +116,8 @@ func TestInvalidDecisionOutcomes(t *testing.T) {
 }
 
 // TestDecisionReplayedAfterACrashCreatesStepsOnce: the decision's first attempt dies between its
-// handler and its commit (the worker vanishes holding the step); the rescued retry creates the
-// branches, once.
+// handler and its commit (its worker vanishes holding the step, nothing of its outcome written);
+// the rescued retry creates the branches, once.
 func TestDecisionReplayedAfterACrashCreatesStepsOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *tasker.Config) { c.Lease = time.Second; c.RescueInterval = 100 * time.Millisecond })
@@ -129,25 +130,35 @@ func TestDecisionReplayedAfterACrashCreatesStepsOnce(t *testing.T) {
 		decisions.Add(1)
 		return tasker.CreateSteps("manager_approval", "finance_review"), nil
 	})
+	ctx := context.Background()
 	task := b.create(t, "dyn", "approval", map[string]any{"amount": 5000})
-	// Run validate by hand so that route becomes ready, then let a "dead" worker claim route.
+	got, err := b.engine.GetTask(ctx, task.ID)
+	require.NoError(t, err)
+	validate, _ := got.Step("validate")
+	// A first process completes validate, then claims route and dies after running its handler.
+	claimed, err := b.store.ClaimStep(ctx, store.ClaimStepParams{StepID: validate.ID, WorkerID: "first", Lease: time.Minute})
+	require.NoError(t, err)
+	_, err = b.store.RecordOutcome(ctx, store.OutcomeParams{TaskID: task.ID, StepID: validate.ID, WorkerID: "first",
+		Attempt: claimed.Step.Attempts, Kind: store.OutcomeSuccess, Result: json.RawMessage(`"ok"`), Namespace: "dyn"})
+	require.NoError(t, err)
+	got, err = b.engine.GetTask(ctx, task.ID)
+	require.NoError(t, err)
+	route, _ := got.Step("route")
+	require.Equal(t, tasker.StepEnqueued, route.State)
+	_, err = b.store.ClaimStep(ctx, store.ClaimStepParams{StepID: route.ID, WorkerID: "dies-before-commit", Lease: 50 * time.Millisecond})
+	require.NoError(t, err)
+
 	b.start(t)
-	require.Eventually(t, func() bool {
-		got, err := b.engine.GetTask(context.Background(), task.ID)
-		require.NoError(t, err)
-		r, ok := got.Step("route")
-		return ok && r.State != tasker.StepPending
-	}, 10*time.Second, 5*time.Millisecond)
-	got := b.wait(t, task.ID)
+	got = b.wait(t, task.ID)
 	require.Equal(t, tasker.TaskComplete, got.State)
+	require.Equal(t, int32(1), decisions.Load(), "the rescued attempt ran the decision")
+	route, _ = got.Step("route")
+	require.Equal(t, 2, route.Attempts)
 	counts := map[string]int{}
 	for _, s := range got.Steps {
 		counts[s.Name]++
 	}
-	for name, n := range counts {
-		require.Equal(t, 1, n, name)
-	}
-	require.Len(t, counts, 6)
+	require.Equal(t, map[string]int{"validate": 1, "route": 1, "manager_approval": 1, "finance_review": 1, "finalize": 1, "notify": 1}, counts)
 	requireLegalTransitions(t, b.engine, task.ID)
 }
 
