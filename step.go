@@ -104,7 +104,8 @@ func (s *Step) Input(v any) error {
 // RawInput returns the task's context as JSON.
 func (s *Step) RawInput() json.RawMessage { return s.context }
 
-// Config returns the step's handler.initialization from its template (nil when there is none).
+// Config returns the step's handler.initialization from its template (nil when there is none);
+// a batch worker's also holds its "cursor", "batch_metadata" and "is_no_op", as in Tasker Core.
 // The map is the step's own copy.
 func (s *Step) Config() map[string]any { return s.config }
 

@@ -464,6 +464,18 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			method = ts.Handler.Method
 		}
 	}
+	// As in Tasker Core, a batch worker finds its cursor in its initialization too.
+	if st.BatchGroup != nil && len(st.Inputs) > 0 {
+		var extra map[string]any
+		if json.Unmarshal(st.Inputs, &extra) == nil {
+			if config == nil {
+				config = map[string]any{}
+			}
+			for k, v := range extra {
+				config[k] = v
+			}
+		}
+	}
 	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
 		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs,
@@ -525,7 +537,7 @@ func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) stor
 	}
 	var perm *PermanentError
 	if errors.As(out.err, &perm) {
-		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "permanent"})
+		return fail(store.OutcomePermanent, StepFailure{Message: perm.Err.Error(), Kind: "permanent"})
 	}
 	se := StepFailure{Message: out.err.Error(), Kind: "retryable"}
 	if errors.Is(cause, errStepTimeout) {
