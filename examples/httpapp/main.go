@@ -47,6 +47,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/exampledb"
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
@@ -396,15 +397,6 @@ func main() {
 	}
 }
 
-func databaseURL() string {
-	for _, k := range []string{"TASKER_DATABASE_URL", "DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
 func logger() logr.Logger {
 	level := slog.LevelWarn
 	if os.Getenv("TASKER_DEBUG") != "" {
@@ -415,19 +407,11 @@ func logger() logr.Logger {
 
 // run connects to the database, listens on addr and serves until ctx ends.
 func run(ctx context.Context, addr string, out io.Writer) error {
-	url := databaseURL()
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := exampledb.Connect(ctx)
 	if err != nil {
-		return fmt.Errorf("bad database URL: %w", err)
+		return err
 	}
 	defer pool.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		return fmt.Errorf("no PostgreSQL answers at %s (%v).\n"+
-			"Start one (on Debian: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)\n"+
-			"or set TASKER_DATABASE_URL=postgres://user:pass@host:5432/db", url, err)
-	}
 	app, err := NewApp(ctx, pool, Schema, logger())
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/exampledb"
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
@@ -146,30 +147,13 @@ func main() {
 	}
 }
 
-func databaseURL() string {
-	for _, k := range []string{"TASKER_DATABASE_URL", "DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
 // run connects to the database and runs one order through the workflow.
 func run(ctx context.Context, out io.Writer) error {
-	url := databaseURL()
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := exampledb.Connect(ctx)
 	if err != nil {
-		return fmt.Errorf("bad database URL: %w", err)
+		return err
 	}
 	defer pool.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		return fmt.Errorf("no PostgreSQL answers at %s (%v).\n"+
-			"Start one (on Debian: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)\n"+
-			"or set TASKER_DATABASE_URL=postgres://user:pass@host:5432/db", url, err)
-	}
 	_, err = runWith(ctx, pool, Schema, out)
 	return err
 }
