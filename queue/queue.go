@@ -90,3 +90,17 @@ var ErrNotFound = errors.New("queue: message not found")
 type BatchSender interface {
 	QueueSend(b *pgx.Batch, queue string, payloads [][]byte, delay time.Duration) error
 }
+
+// Publisher is implemented by queues that live outside the database, such as RabbitMQ, whose
+// sends cannot join a PostgreSQL transaction. With such a queue the engine records a step as
+// enqueued inside its transaction and publishes the step's message after the commit; a sweeper
+// run by the elected engine re-publishes, from database state, any message lost between the two
+// (a crash, a broker outage). Duplicates are harmless: a step's claim is a compare-and-set, so a
+// second delivery is recognised and dropped. Such a queue's SendTx should return
+// ErrNotTransactional.
+type Publisher interface {
+	Publish(ctx context.Context, queue string, payloads [][]byte, delay time.Duration) error
+}
+
+// ErrNotTransactional is returned by SendTx of a queue that can only publish after a commit.
+var ErrNotTransactional = errors.New("queue: this queue cannot send inside a transaction; use Publish after commit")
