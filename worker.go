@@ -321,14 +321,22 @@ func (w *workers) execute(ns string, m queue.Message) {
 		return
 	}
 	if msg.Retry {
-		if err := e.store.PromoteRetry(w.dbctx, store.PromoteRetryParams{StepID: msg.StepID}); err != nil {
-			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-				ack() // the step moved on (cancelled, blocked, promoted by another delivery)
-				return
+		err := e.store.PromoteRetry(w.dbctx, store.PromoteRetryParams{StepID: msg.StepID})
+		switch {
+		case errors.Is(err, store.ErrNotDue):
+			if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 100*time.Millisecond); err != nil && !errors.Is(err, queue.ErrNotFound) {
+				e.log.Error(err, "postpone early retry message", "step", msg.StepID)
 			}
+			return
+		case errors.Is(err, store.ErrNotFound):
+			ack()
+			return
+		case err != nil && !errors.Is(err, store.ErrConflict):
 			e.log.Error(err, "promote retry", "step", msg.StepID)
 			return // the message comes back after its visibility timeout
 		}
+		// Promoted now, or already promoted by an earlier delivery whose worker died before its
+		// claim: either way the claim below decides (and drops the message if the step moved on).
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease}
 	if msg.TaskName != "" && msg.Step != "" {

@@ -26,6 +26,9 @@ var ErrNotFound = errors.New("store: not found")
 // someone else moved it first, or the operation does not apply to its current state.
 var ErrConflict = errors.New("store: state changed concurrently or does not allow this")
 
+// ErrNotDue is returned by PromoteRetry when the step's backoff has not elapsed yet.
+var ErrNotDue = errors.New("store: retry not due yet")
+
 // Enqueuer puts steps on the delivery queue inside the store's transaction, so that a step is
 // enqueued if and only if the transaction that made it ready commits.
 type Enqueuer interface {

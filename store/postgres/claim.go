@@ -108,14 +108,23 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 		if c.state.Terminal() || c.state == statemachine.TaskBlockedByFailures {
 			return fmt.Errorf("promote retry of %s: task is %s: %w", p.StepID, c.state, store.ErrConflict)
 		}
-		tag, err := tx.Exec(ctx, s.q(`
-			UPDATE {s}.steps SET state = 'enqueued', next_retry_at = NULL, updated_at = now()
-			 WHERE step_id = $1 AND state = 'waiting_for_retry' AND next_retry_at <= now() + interval '5 milliseconds'`), p.StepID)
+		var due bool
+		err = tx.QueryRow(ctx, s.q(`
+			SELECT next_retry_at <= now() + interval '5 milliseconds' FROM {s}.steps
+			 WHERE step_id = $1 AND state = 'waiting_for_retry' FOR UPDATE`), p.StepID).Scan(&due)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+		if !due {
+			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
+		}
+		if _, err := tx.Exec(ctx, s.q(`
+			UPDATE {s}.steps SET state = 'enqueued', next_retry_at = NULL, updated_at = now()
+			 WHERE step_id = $1`), p.StepID); err != nil {
+			return err
 		}
 		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepWaitingForRetry}},
 			statemachine.StepEventEnqueue, statemachine.StepEnqueued, map[string]any{"reason": "backoff elapsed"}); err != nil {

@@ -1,0 +1,171 @@
+// Command worker is the chaos test's worker process: it registers the chaos diamond and its
+// handler and runs an engine's workers on one schema until SIGTERM or SIGINT (or until its parent
+// process goes away). The chaos test starts several of these and SIGKILLs them at random.
+//
+//	worker -database-url postgres://postgres@127.0.0.1:5432/postgres?pool_max_conns=5 -schema t_0123
+//
+// Every flag also reads an environment variable (TASKER_CHAOS_DATABASE_URL, TASKER_CHAOS_SCHEMA,
+// TASKER_CHAOS_WORKER_ID, ...); a flag given on the command line wins. It exits 0 after a clean stop.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/chaos"
+	"github.com/tasker-systems/tasker/store/postgres"
+)
+
+// runningLine is logged once the worker has its signal handler and is about to take work; the
+// test tells a worker stopped before it (SIGTERM during start-up, fatal to a Go program that has
+// not called signal.Notify yet) from one that failed to stop.
+const runningLine = "chaos worker running"
+
+type options struct {
+	url, schema, workerID  string
+	concurrency            int
+	lease, shutdown        time.Duration
+	leaderTTL, rescueEvery time.Duration
+	minSleep, maxSleep     time.Duration
+	verbose                bool
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos worker:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx = stopWithParent(ctx)
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos worker:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v := os.Getenv("TASKER_CHAOS_" + name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(name, "")); err == nil {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(env(name, "")); err == nil {
+		return n
+	}
+	return def
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.StringVar(&o.url, "database-url", env("DATABASE_URL", ""), "PostgreSQL URL; put pool_max_conns in it to size the pool (TASKER_CHAOS_DATABASE_URL)")
+	fs.StringVar(&o.schema, "schema", env("SCHEMA", ""), "migrated tasker schema, which also holds chaos_effects (TASKER_CHAOS_SCHEMA)")
+	fs.StringVar(&o.workerID, "worker-id", env("WORKER_ID", ""), "engine worker ID; empty means host-pid-random (TASKER_CHAOS_WORKER_ID)")
+	fs.IntVar(&o.concurrency, "concurrency", envInt("CONCURRENCY", 8), "handlers run at once (TASKER_CHAOS_CONCURRENCY)")
+	fs.DurationVar(&o.lease, "lease", envDuration("LEASE", 2*time.Second), "step lease, tasker.Config.Lease (TASKER_CHAOS_LEASE)")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 5*time.Second), "tasker.Config.ShutdownTimeout (TASKER_CHAOS_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&o.leaderTTL, "leader-ttl", envDuration("LEADER_TTL", 0), "tasker.Config.LeaderTTL; 0 means the engine's default (TASKER_CHAOS_LEADER_TTL)")
+	fs.DurationVar(&o.rescueEvery, "rescue-interval", envDuration("RESCUE_INTERVAL", 0), "tasker.Config.RescueInterval; 0 means the engine's default (TASKER_CHAOS_RESCUE_INTERVAL)")
+	fs.DurationVar(&o.minSleep, "min-sleep", envDuration("MIN_SLEEP", 5*time.Millisecond), "shortest handler sleep (TASKER_CHAOS_MIN_SLEEP)")
+	fs.DurationVar(&o.maxSleep, "max-sleep", envDuration("MAX_SLEEP", 50*time.Millisecond), "longest handler sleep (TASKER_CHAOS_MAX_SLEEP)")
+	fs.BoolVar(&o.verbose, "v", env("VERBOSE", "") != "", "log every step attempt (TASKER_CHAOS_VERBOSE)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.url == "" || o.schema == "" {
+		return nil, errors.New("-database-url and -schema are required")
+	}
+	if o.maxSleep < o.minSleep {
+		return nil, fmt.Errorf("-max-sleep %s is below -min-sleep %s", o.maxSleep, o.minSleep)
+	}
+	return o, nil
+}
+
+// stopWithParent ends ctx when the parent process goes away, so that a worker never outlives the
+// test that started it, even when the test binary itself is killed.
+func stopWithParent(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	parent := os.Getppid()
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if os.Getppid() != parent {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx
+}
+
+func run(ctx context.Context, o *options) error {
+	pool, err := pgxpool.New(context.WithoutCancel(ctx), o.url)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	defer pool.Close()
+
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug - 1
+	}
+	logger := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	engine, err := tasker.NewEngine(tasker.Config{
+		Store:           postgres.New(pool, postgres.WithSchema(o.schema)),
+		Logger:          logger,
+		WorkerID:        o.workerID,
+		Concurrency:     o.concurrency,
+		Lease:           o.lease,
+		ShutdownTimeout: o.shutdown,
+		LeaderTTL:       o.leaderTTL,
+		RescueInterval:  o.rescueEvery,
+	})
+	if err != nil {
+		return err
+	}
+	tmpl, err := chaos.Template()
+	if err != nil {
+		return err
+	}
+	if err := engine.Register(tmpl); err != nil {
+		return err
+	}
+	engine.Handle(chaos.Handler, chaos.Work(pool, o.schema, engine.WorkerID(), o.minSleep, o.maxSleep))
+
+	logger.Info(runningLine, "pid", os.Getpid(), "worker_id", engine.WorkerID(), "schema", o.schema,
+		"concurrency", o.concurrency, "lease", o.lease)
+	if err := engine.RunWorkers(ctx); err != nil {
+		return err
+	}
+	logger.Info("chaos worker stopped", "pid", os.Getpid())
+	return nil
+}
