@@ -50,8 +50,12 @@ func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
 	if err != nil {
 		return err
 	}
-	p.Namespace, p.Enqueuer = ns, enqueuer{e}
+	enq := e.enqueuerFor()
+	p.Namespace, p.Enqueuer = ns, enq
 	res, err := e.store.OperatorAction(ctx, p)
+	if err == nil {
+		enq.flush(ctx)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: %s", ErrStepNotFound, p.StepID)

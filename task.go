@@ -146,15 +146,22 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		pos[i] = len(steps)
 		steps = append(steps, ns)
 	}
+	enq := e.enqueuerFor()
 	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
-		Steps: steps, Enqueuer: enqueuer{e}, Template: r.registryRow(),
+		Steps: steps, Enqueuer: enq, Template: r.registryRow(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
 	}
+	if tx == nil {
+		enq.flush(ctx)
+	}
+	// With a queue outside the database and the caller's transaction, nothing may be published
+	// before that transaction commits, which only the caller knows: the sweeper publishes the
+	// first steps once they have waited Config.RepublishAfter.
 	if tx == nil {
 		r.persisted.Store(true) // committed: later creations need not write the registry row
 	}

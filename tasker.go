@@ -57,6 +57,9 @@ const (
 	// LeaderTTLDefault is how long the maintenance leader's election holds without renewal: when
 	// the leader dies, another engine takes over within about this long.
 	LeaderTTLDefault = 6 * time.Second
+	// RepublishAfterDefault is how long a step may wait enqueued, with a queue outside the
+	// database, before its message is published again.
+	RepublishAfterDefault = 30 * time.Second
 	// RescueIntervalDefault is how often the leader looks for steps whose lease expired; it is
 	// lowered to Lease/2 when the lease is shorter.
 	RescueIntervalDefault = 5 * time.Second
@@ -103,6 +106,9 @@ type Config struct {
 	RescueInterval time.Duration
 	// MaxDecisionSteps caps the steps one decision may create; 0 means MaxDecisionStepsDefault.
 	MaxDecisionSteps int
+	// RepublishAfter is, with a queue outside the database (queue.Publisher), how long a step may
+	// wait enqueued before the sweeper publishes its message again; 0 means RepublishAfterDefault.
+	RepublishAfter time.Duration
 	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
 	DisableMaintenance bool
 }
@@ -163,6 +169,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if cfg.RepublishAfter <= 0 {
+		cfg.RepublishAfter = RepublishAfterDefault
 	}
 	if cfg.MaxDecisionSteps <= 0 {
 		cfg.MaxDecisionSteps = MaxDecisionStepsDefault

@@ -30,10 +30,60 @@ type stepMessage struct {
 	Step     string `json:"step,omitempty"`
 }
 
-// enqueuer sends step messages on the engine's queue, one queue per namespace.
-type enqueuer struct{ e *Engine }
+// enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
+// lives outside the database (queue.Publisher) it collects the messages of one store call, which
+// the caller publishes with flush once the call has committed.
+type enqueuer struct {
+	e       *Engine
+	pending *[]pendingSend
+}
+
+type pendingSend struct {
+	ns    string
+	step  store.StepRef
+	delay time.Duration
+}
+
+// enqueuerFor returns the enqueuer for one store call.
+func (e *Engine) enqueuerFor() enqueuer {
+	if _, ok := e.queue.(queue.Publisher); ok {
+		return enqueuer{e: e, pending: new([]pendingSend)}
+	}
+	return enqueuer{e: e}
+}
+
+// flush publishes what a committed store call enqueued (once per step: a store call that ran its
+// transaction again enqueued it again). A failure is logged: the sweeper re-publishes from
+// database state.
+func (q enqueuer) flush(ctx context.Context) {
+	if q.pending == nil || len(*q.pending) == 0 {
+		return
+	}
+	pub := q.e.queue.(queue.Publisher)
+	seen := map[uuid.UUID]bool{}
+	for _, p := range *q.pending {
+		if seen[p.step.StepID] {
+			continue
+		}
+		seen[p.step.StepID] = true
+		payloads, err := stepPayloads([]store.StepRef{p.step})
+		if err == nil {
+			err = pub.Publish(ctx, p.ns, payloads, p.delay)
+		}
+		if err != nil {
+			q.e.log.Error(err, "publish step message; the sweeper will publish it again", "step", p.step.StepID)
+		}
+	}
+	*q.pending = (*q.pending)[:0]
+}
 
 func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
+	if q.pending != nil {
+		for _, st := range steps {
+			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
+		}
+		return nil
+	}
 	payloads, err := stepPayloads(steps)
 	if err != nil {
 		return err
@@ -158,7 +208,18 @@ func (w *workers) run(ctx context.Context) error {
 			defer bg.Done()
 			el := maintenance.Elector{Store: e.store, Name: "maintenance", ID: e.cfg.WorkerID, TTL: e.cfg.LeaderTTL, Log: e.log}
 			el.Run(ctx, func(lctx context.Context) {
+				if _, ok := e.queue.(queue.Publisher); !ok {
+					maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
+					return
+				}
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					maintenance.Every(lctx, e.cfg.RepublishAfter/3, w.sweep)
+				}()
 				maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
+				wg.Wait()
 			})
 		}()
 	}
@@ -397,8 +458,12 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	p := w.classify(st, out, cause)
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
-	p.Enqueuer = enqueuer{e}
+	enq := e.enqueuerFor()
+	p.Enqueuer = enq
 	res, err := w.record(p)
+	if err == nil {
+		enq.flush(w.dbctx)
+	}
 	// The ack follows the commit, off the next step's critical path: if this process dies in
 	// between, the message comes back and its claim finds the step already moved on.
 	if err == nil {
@@ -641,8 +706,12 @@ func (w *workers) rescue(ctx context.Context) {
 			p.Error, _ = json.Marshal(se)
 		}
 		p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = st.TaskID, st.ID, st.LeaseOwner, st.Attempts, ex.Namespace
-		p.Enqueuer, p.LeaseExpired = enqueuer{e}, true
+		enq := e.enqueuerFor()
+		p.Enqueuer, p.LeaseExpired = enq, true
 		res, err := e.store.RecordOutcome(ctx, p)
+		if err == nil {
+			enq.flush(ctx)
+		}
 		if err != nil {
 			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
 				e.log.Error(err, "rescue step", "step", st.Name, "task", st.TaskID)
@@ -705,5 +774,36 @@ func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.Outco
 		p.Kind, p.Result = store.OutcomeSuccess, raw
 	case BatchIsolate:
 		p.Isolated = true
+	}
+}
+
+// sweep publishes again the messages of steps that waited enqueued for longer than
+// Config.RepublishAfter: with a queue outside the database, a message can be lost between a
+// commit and its publish (a crash, a broker outage). A duplicate is dropped at its claim.
+func (w *workers) sweep(ctx context.Context) {
+	e := w.e
+	pub, ok := e.queue.(queue.Publisher)
+	if !ok {
+		return
+	}
+	stale, err := e.store.StaleSteps(ctx, store.StaleStepsParams{OlderThan: e.cfg.RepublishAfter, Limit: 500})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "look for stale steps")
+		}
+		return
+	}
+	for _, st := range stale {
+		payloads, err := stepPayloads([]store.StepRef{st.Ref})
+		if err == nil {
+			err = pub.Publish(ctx, st.Namespace, payloads, 0)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error(err, "re-publish step message", "step", st.Ref.StepID)
+			}
+			continue
+		}
+		e.log.Info("re-published the message of a step that waited too long", "step", st.Ref.StepID, "task", st.Ref.TaskID)
 	}
 }

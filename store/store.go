@@ -82,6 +82,10 @@ type Store interface {
 	Resign(ctx context.Context, p LeadParams) error
 	// ExpiredSteps lists steps in progress whose lease has expired: their worker died or was cut off.
 	ExpiredSteps(ctx context.Context, p ExpiredStepsParams) ([]ExpiredStep, error)
+	// StaleSteps lists steps enqueued (or due for their retry) for longer than p.OlderThan, and
+	// marks them as seen so that each is listed at most once per OlderThan: the sweeper publishes
+	// their messages again.
+	StaleSteps(ctx context.Context, p StaleStepsParams) ([]StaleStep, error)
 }
 
 // CheckpointParams saves a checkpoint for the attempt a worker holds.
@@ -102,6 +106,18 @@ type LeadParams struct {
 // ExpiredStepsParams bounds ExpiredSteps.
 type ExpiredStepsParams struct {
 	Limit int
+}
+
+// StaleStepsParams bounds StaleSteps.
+type StaleStepsParams struct {
+	OlderThan time.Duration
+	Limit     int
+}
+
+// StaleStep is a step whose message may have been lost.
+type StaleStep struct {
+	Ref       StepRef
+	Namespace string
 }
 
 // ExpiredStep is a step whose lease expired, with what the rescuer needs to settle its attempt.

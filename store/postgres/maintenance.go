@@ -72,3 +72,40 @@ func (s *Store) ExpiredSteps(ctx context.Context, p store.ExpiredStepsParams) ([
 	}
 	return out, rows.Err()
 }
+
+// StaleSteps lists steps enqueued, or due for their retry, since longer than p.OlderThan, and
+// touches them so that the next sweep within OlderThan skips them.
+func (s *Store) StaleSteps(ctx context.Context, p store.StaleStepsParams) ([]store.StaleStep, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 500
+	}
+	rows, err := s.pool.Query(ctx, s.q(`
+		WITH stale AS (
+			SELECT step_id FROM {s}.steps
+			 WHERE state IN ('enqueued', 'waiting_for_retry')
+			   AND updated_at < now() - $1 * interval '1 millisecond'
+			   AND (state = 'enqueued' OR next_retry_at < now())
+			 ORDER BY updated_at
+			 LIMIT $2
+			   FOR UPDATE SKIP LOCKED
+		)
+		UPDATE {s}.steps st SET updated_at = now()
+		  FROM stale, {s}.tasks t
+		 WHERE st.step_id = stale.step_id AND t.task_id = st.task_id
+		RETURNING st.step_id, st.task_id, st.state = 'waiting_for_retry', st.template_step, t.namespace, t.name, t.version`),
+		p.OlderThan.Milliseconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("stale steps: %w", err)
+	}
+	defer rows.Close()
+	var out []store.StaleStep
+	for rows.Next() {
+		var st store.StaleStep
+		if err := rows.Scan(&st.Ref.StepID, &st.Ref.TaskID, &st.Ref.Retry, &st.Ref.Name, &st.Namespace, &st.Ref.TaskName, &st.Ref.Version); err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
