@@ -1,0 +1,381 @@
+package tasker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// execute runs one delivered message: claim the step, run the handler, record the outcome.
+func (w *workers) execute(ns string, m queue.Message) {
+	defer w.inflight.Done()
+	defer w.release(ns, 1)
+	e := w.e
+	ack := func() {
+		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+			e.log.Error(err, "ack message", "namespace", ns, "message", m.ID)
+		}
+	}
+	var msg stepMessage
+	if err := json.Unmarshal(m.Payload, &msg); err != nil || msg.StepID == uuid.Nil {
+		e.log.Error(err, "dropping malformed queue message", "namespace", ns, "message", m.ID)
+		ack()
+		return
+	}
+	if msg.Retry {
+		err := e.store.PromoteRetry(w.dbctx, store.PromoteRetryParams{StepID: msg.StepID})
+		switch {
+		case errors.Is(err, store.ErrNotDue):
+			if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 100*time.Millisecond); err != nil && !errors.Is(err, queue.ErrNotFound) {
+				e.log.Error(err, "postpone early retry message", "step", msg.StepID)
+			}
+			return
+		case errors.Is(err, store.ErrNotFound):
+			ack()
+			return
+		case err != nil && !errors.Is(err, store.ErrConflict):
+			e.log.Error(err, "promote retry", "step", msg.StepID)
+			return // the message comes back after its visibility timeout
+		}
+		// Promoted now, or already promoted by an earlier delivery whose worker died before its
+		// claim: either way the claim below decides (and drops the message if the step moved on).
+	}
+	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease}
+	if msg.TaskName != "" && msg.Step != "" {
+		if r, err := e.template(ns, msg.TaskName, msg.Version); err == nil {
+			if anc, ok := r.ancestors[msg.Step]; ok && !r.dynamic[msg.Step] {
+				params.Ancestors = append([]string{}, anc...) // non-nil, even when empty
+			}
+		}
+	}
+	claim, err := e.store.ClaimStep(w.dbctx, params)
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			ack() // a duplicate delivery, or the step was cancelled
+			return
+		}
+		e.log.Error(err, "claim step", "step", msg.StepID)
+		return
+	}
+	w.attempt(ns, m, claim)
+}
+
+// handlerOutcome is what a handler call came to.
+type handlerOutcome struct {
+	result    any
+	err       error
+	panicked  bool
+	stack     string
+	abandoned bool
+}
+
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
+	e := w.e
+	st, task := &c.Step, &c.Task
+	start := time.Now()
+	hctx, cancel := context.WithCancelCause(w.handlerBase)
+	defer cancel(nil)
+	e.runs.add(task.ID, st.ID, cancel)
+	defer e.runs.remove(task.ID, st.ID)
+	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
+	defer tcancel()
+
+	stopBeat := w.heartbeat(ns, m, st, cancel)
+	out := w.call(tctx, st, task, c.Results)
+	stopBeat()
+
+	cause := context.Cause(tctx)
+	switch {
+	case (out.err != nil || out.abandoned) && errors.Is(cause, ErrShutdown):
+		w.giveBack(ns, m, st)
+		return
+	case errors.Is(cause, ErrTaskCancelled) && (out.err != nil || out.abandoned):
+		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+			e.log.Error(err, "ack message", "message", m.ID)
+		}
+		return
+	}
+	p := w.classify(st, out, cause)
+	w.applyStepType(st, task, &p)
+	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	enq := e.enqueuerFor()
+	p.Enqueuer = enq
+	res, err := w.record(p)
+	if err == nil {
+		enq.flush(w.dbctx)
+	}
+	// The ack follows the commit, off the next step's critical path: if this process dies in
+	// between, the message comes back and its claim finds the step already moved on.
+	if err == nil {
+		if aerr := e.queue.Ack(w.dbctx, ns, m.ID); aerr != nil {
+			e.log.Error(aerr, "ack message", "message", m.ID)
+		}
+	}
+	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
+			if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
+				e.log.Error(err, "ack message", "message", m.ID)
+			}
+			return
+		}
+		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
+		return
+	}
+	kv := []any{"task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState}
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		e.log.V(1).Info("step attempt", kv...)
+	case store.OutcomeRetry:
+		e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+		w.wakeAfter(ns, p.RetryDelay)
+	case store.OutcomePermanent:
+		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
+	}
+	if res.Settled {
+		e.waiters.notify(task.ID)
+	}
+}
+
+func errorMessage(raw json.RawMessage) string {
+	var se StepFailure
+	_ = json.Unmarshal(raw, &se)
+	return se.Message
+}
+
+// record commits an outcome, trying again on transient database errors.
+func (w *workers) record(p store.OutcomeParams) (*store.OutcomeResult, error) {
+	delay := 100 * time.Millisecond
+	for i := 0; ; i++ {
+		res, err := w.e.store.RecordOutcome(w.dbctx, p)
+		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || i == 5 {
+			return res, err
+		}
+		w.e.log.Error(err, "record outcome; trying again", "step", p.StepID, "in", delay)
+		time.Sleep(delay)
+		delay = min(delay*2, 3*time.Second)
+	}
+}
+
+// call runs the handler, recovering a panic; a handler that ignores its cancelled context is
+// abandoned after abandonGrace.
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) handlerOutcome {
+	if isNoOp(st.Inputs) {
+		return handlerOutcome{result: map[string]any{"no_op": true}}
+	}
+	h, ok := w.e.handler(st.Handler)
+	if !ok {
+		return handlerOutcome{err: &noHandlerError{name: st.Handler}}
+	}
+	tmpl, _ := w.e.template(task.Namespace, task.Name, task.Version)
+	var config map[string]any
+	var method string
+	if tmpl != nil {
+		if ts, ok := tmpl.t.Step(st.TemplateStep); ok {
+			config = cloneMap(ts.Handler.Initialization)
+			method = ts.Handler.Method
+		}
+	}
+	// As in Tasker Core, a batch worker finds its cursor in its initialization too.
+	if st.BatchGroup != nil && len(st.Inputs) > 0 {
+		var extra map[string]any
+		if json.Unmarshal(st.Inputs, &extra) == nil {
+			if config == nil {
+				config = map[string]any{}
+			}
+			for k, v := range extra {
+				config[k] = v
+			}
+		}
+	}
+	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
+		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
+		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs,
+		checkpoint: st.Checkpoint, save: func(ctx context.Context, raw json.RawMessage) error {
+			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
+		}}
+	done := make(chan handlerOutcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- handlerOutcome{err: fmt.Errorf("panic: %v", r), panicked: true, stack: string(debug.Stack())}
+			}
+		}()
+		res, err := h.Handle(ctx, s)
+		done <- handlerOutcome{result: res, err: err}
+	}()
+	select {
+	case o := <-done:
+		return o
+	case <-ctx.Done():
+		select {
+		case o := <-done:
+			return o
+		case <-time.After(abandonGrace):
+			w.e.log.Info("handler ignores its cancelled context; abandoning it", "step", st.Name, "handler", st.Handler)
+			return handlerOutcome{abandoned: true, err: context.Cause(ctx)}
+		}
+	}
+}
+
+type noHandlerError struct{ name string }
+
+func (e *noHandlerError) Error() string {
+	return fmt.Sprintf("no handler registered for %q: call Engine.Handle(%q, ...)", e.name, e.name)
+}
+
+// classify turns a handler outcome into the outcome to record.
+func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) store.OutcomeParams {
+	fail := func(kind store.OutcomeKind, se StepFailure) store.OutcomeParams {
+		se.Attempt = st.Attempts
+		raw, _ := json.Marshal(se)
+		return store.OutcomeParams{Kind: kind, Error: raw}
+	}
+	var nh *noHandlerError
+	switch {
+	case out.panicked:
+		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "panic", Stack: out.stack})
+	case errors.As(out.err, &nh):
+		return fail(store.OutcomePermanent, StepFailure{Message: nh.Error(), Kind: "no_handler"})
+	case out.err == nil && !out.abandoned:
+		raw, err := json.Marshal(out.result)
+		if err != nil {
+			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + err.Error(), Kind: "invalid_result"})
+		}
+		if len(raw) > w.e.cfg.MaxPayloadBytes {
+			return fail(store.OutcomePermanent, StepFailure{Message: fmt.Sprintf("result of %d bytes is over the %d-byte limit", len(raw), w.e.cfg.MaxPayloadBytes), Kind: "invalid_result"})
+		}
+		return store.OutcomeParams{Kind: store.OutcomeSuccess, Result: raw}
+	}
+	var perm *PermanentError
+	if errors.As(out.err, &perm) {
+		return fail(store.OutcomePermanent, StepFailure{Message: perm.Err.Error(), Kind: "permanent"})
+	}
+	se := StepFailure{Message: out.err.Error(), Kind: "retryable"}
+	if errors.Is(cause, errStepTimeout) {
+		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %v", st.Timeout, out.err), Kind: "timeout"}
+	}
+	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
+		if se.Kind == "retryable" {
+			se.Kind = "exhausted"
+		}
+		return fail(store.OutcomePermanent, se)
+	}
+	p := fail(store.OutcomeRetry, se)
+	var ra *RetryAfterError
+	if errors.As(out.err, &ra) {
+		p.RetryDelay = ra.Delay
+	} else {
+		p.RetryDelay = backoffDelay(st.Backoff, st.BackoffBase, st.MaxBackoff, st.Attempts)
+	}
+	return p
+}
+
+// heartbeat renews the step's lease and its message's visibility every third of the lease, and
+// cancels the handler when the step is no longer this worker's (cancelled elsewhere, rescued).
+func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel context.CancelCauseFunc) (stop func()) {
+	e := w.e
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
+			if errors.Is(err, store.ErrConflict) {
+				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
+				cancel(ErrTaskCancelled)
+				return
+			}
+			if err != nil {
+				e.log.Error(err, "heartbeat", "step", st.Name)
+				continue
+			}
+			if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); err != nil {
+				e.log.Error(err, "extend message visibility", "step", st.Name)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// giveBack returns a step cut off by shutdown to the queue without spending its attempt.
+func (w *workers) giveBack(ns string, m queue.Message, st *store.Step) {
+	e := w.e
+	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: "shutdown"})
+	if err != nil {
+		e.log.Error(err, "give step back on shutdown", "step", st.Name)
+		return
+	}
+	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 0); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		e.log.Error(err, "make message visible again", "step", st.Name)
+	}
+	e.log.Info("step given back on shutdown", "step", st.Name, "attempt", st.Attempts)
+}
+
+func isNoOp(inputs json.RawMessage) bool {
+	if len(inputs) == 0 {
+		return false
+	}
+	var in struct {
+		IsNoOp bool `json:"is_no_op"`
+	}
+	return json.Unmarshal(inputs, &in) == nil && in.IsNoOp
+}
+
+// applyStepType adds what a step's type asks of its outcome: the steps a decision or a batchable
+// step creates, and a batch worker's failure strategy.
+func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.OutcomeParams) {
+	r, err := w.e.template(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return
+	}
+	if p.Kind == store.OutcomeSuccess {
+		plan, err := w.e.spawnPlan(w.dbctx, r, st, p.Result)
+		var inv *invalidOutcomeError
+		switch {
+		case errors.As(err, &inv):
+			raw, _ := json.Marshal(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
+			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
+		case err != nil:
+			raw, _ := json.Marshal(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
+			*p = store.OutcomeParams{Kind: store.OutcomeRetry, Error: raw, RetryDelay: time.Second}
+		default:
+			p.Spawn = plan
+		}
+		return
+	}
+	if p.Kind != store.OutcomePermanent || st.BatchGroup == nil {
+		return
+	}
+	switch BatchFailureStrategy(st.FailureStrategy) {
+	case BatchContinueOnFailure, "":
+		// The worker completes with its failure as its result, so the convergence step still runs
+		// and sees it; the error stays in the audit trail.
+		var se StepFailure
+		_ = json.Unmarshal(p.Error, &se)
+		raw, _ := json.Marshal(map[string]any{"failed": true, "error": se})
+		p.Kind, p.Result = store.OutcomeSuccess, raw
+	case BatchIsolate:
+		p.Isolated = true
+	}
+}

@@ -1,0 +1,112 @@
+package tasker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// stepMessage is the payload of a queue message: which step to run.
+type stepMessage struct {
+	TaskID uuid.UUID `json:"task_id"`
+	StepID uuid.UUID `json:"step_id"`
+	// Retry marks the timer message of a step waiting for its backoff.
+	Retry bool `json:"retry,omitempty"`
+	// TaskName, Version and Step name the step in its template, so that the worker knows its
+	// ancestors before it claims it; empty when the sender did not know them.
+	TaskName string `json:"task,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Step     string `json:"step,omitempty"`
+}
+
+// enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
+// lives outside the database (queue.Publisher) it collects the messages of one store call, which
+// the caller publishes with flush once the call has committed.
+type enqueuer struct {
+	e       *Engine
+	pending *[]pendingSend
+}
+
+type pendingSend struct {
+	ns    string
+	step  store.StepRef
+	delay time.Duration
+}
+
+// enqueuerFor returns the enqueuer for one store call.
+func (e *Engine) enqueuerFor() enqueuer {
+	if _, ok := e.queue.(queue.Publisher); ok {
+		return enqueuer{e: e, pending: new([]pendingSend)}
+	}
+	return enqueuer{e: e}
+}
+
+// flush publishes what a committed store call enqueued (once per step: a store call that ran its
+// transaction again enqueued it again). A failure is logged: the sweeper re-publishes from
+// database state.
+func (q enqueuer) flush(ctx context.Context) {
+	if q.pending == nil || len(*q.pending) == 0 {
+		return
+	}
+	pub := q.e.queue.(queue.Publisher)
+	seen := map[uuid.UUID]bool{}
+	for _, p := range *q.pending {
+		if seen[p.step.StepID] {
+			continue
+		}
+		seen[p.step.StepID] = true
+		payloads, err := stepPayloads([]store.StepRef{p.step})
+		if err == nil {
+			err = pub.Publish(ctx, p.ns, payloads, p.delay)
+		}
+		if err != nil {
+			q.e.log.Error(err, "publish step message; the sweeper will publish it again", "step", p.step.StepID)
+		}
+	}
+	*q.pending = (*q.pending)[:0]
+}
+
+func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
+	if q.pending != nil {
+		for _, st := range steps {
+			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
+		}
+		return nil
+	}
+	payloads, err := stepPayloads(steps)
+	if err != nil {
+		return err
+	}
+	return q.e.queue.SendTx(ctx, tx, ns, payloads, delay)
+}
+
+// EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
+func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
+	bs, ok := q.e.queue.(queue.BatchSender)
+	if !ok {
+		return false, nil
+	}
+	payloads, err := stepPayloads(steps)
+	if err != nil {
+		return true, err
+	}
+	return true, bs.QueueSend(b, ns, payloads, delay)
+}
+
+func stepPayloads(steps []store.StepRef) ([][]byte, error) {
+	payloads := make([][]byte, len(steps))
+	for i, s := range steps {
+		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name})
+		if err != nil {
+			return nil, err
+		}
+		payloads[i] = b
+	}
+	return payloads, nil
+}
