@@ -96,7 +96,11 @@ func (p *planner) has(name string) bool { _, ok := p.planned[name]; return ok ||
 
 func (p *planner) add(ns store.NewStep) {
 	if i, ok := p.planned[ns.Name]; ok {
-		p.plan.Steps[i].ParentNames = append(p.plan.Steps[i].ParentNames, ns.ParentNames...)
+		for _, parent := range ns.ParentNames {
+			if !slices.Contains(p.plan.Steps[i].ParentNames, parent) {
+				p.plan.Steps[i].ParentNames = append(p.plan.Steps[i].ParentNames, parent)
+			}
+		}
 		return
 	}
 	p.planned[ns.Name] = len(p.plan.Steps)

@@ -117,17 +117,21 @@ func (w *workers) run(ctx context.Context) error {
 			})
 		}()
 	}
+	var fetchers sync.WaitGroup
 	for _, ns := range w.nss {
 		w.signal(ns) // look once at start-up
-		bg.Add(1)
+		fetchers.Add(1)
 		go func() {
-			defer bg.Done()
+			defer fetchers.Done()
 			w.fetchLoop(ctx, ns)
 		}()
 	}
 	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", w.nss, "concurrency", e.cfg.Concurrency)
 
 	<-ctx.Done()
+	// No handler starts once the fetch loops are gone; only then may the drain wait for the
+	// in-flight ones.
+	fetchers.Wait()
 	drained := make(chan struct{})
 	go func() { w.inflight.Wait(); close(drained) }()
 	select {

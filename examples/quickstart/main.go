@@ -62,10 +62,24 @@ func main() {
 func run(ctx context.Context, out io.Writer) error {
 	pool, err := exampledb.Connect(ctx)
 	if err != nil {
-		return err
+		// No database: run the same workflow on the in-memory backend, and say so.
+		fmt.Fprintf(os.Stderr, "note: %v\nnote: running on the in-memory backend instead (nothing is kept).\n\n", err)
+		engine, err := tasker.NewMemoryEngine(tasker.Config{Logger: logger()})
+		if err != nil {
+			return err
+		}
+		return runOn(ctx, engine, out)
 	}
 	defer pool.Close()
 	return runWith(ctx, pool, Schema, out)
+}
+
+func logger() logr.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("TASKER_DEBUG") != "" {
+		level = slog.LevelDebug - 1
+	}
+	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // runWith migrates schema, runs one task and prints its steps and result.
@@ -73,18 +87,18 @@ func runWith(ctx context.Context, pool *pgxpool.Pool, schema string, out io.Writ
 	if err := migrations.Migrate(ctx, pool, migrations.WithSchema(schema)); err != nil {
 		return err
 	}
-	level := slog.LevelWarn
-	if os.Getenv("TASKER_DEBUG") != "" {
-		level = slog.LevelDebug - 1
-	}
-	logger := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	engine, err := tasker.NewEngine(tasker.Config{
 		Store:  postgres.New(pool, postgres.WithSchema(schema)),
-		Logger: logger,
+		Logger: logger(),
 	})
 	if err != nil {
 		return err
 	}
+	return runOn(ctx, engine, out)
+}
+
+// runOn registers the workflow on engine, runs one task and prints its steps and result.
+func runOn(ctx context.Context, engine *tasker.Engine, out io.Writer) error {
 	tmpl, err := tasker.ParseTemplate([]byte(templateYAML))
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
@@ -20,4 +21,13 @@ func TestQuickstartPrintsTheResult(t *testing.T) {
 	for _, step := range []string{"square_1", "square_2", "square_3", "square_4"} {
 		require.Contains(t, out.String(), step)
 	}
+}
+
+func TestQuickstartOnTheMemoryBackend(t *testing.T) {
+	t.Parallel()
+	engine, err := tasker.NewMemoryEngine(tasker.Config{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, runOn(context.Background(), engine, &out))
+	require.Contains(t, out.String(), "result: 2821109907456")
 }

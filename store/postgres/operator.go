@@ -56,7 +56,7 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, meta); err != nil {
 			return err
 		}
-		if _, err := s.addCounters(ctx, tx, p.TaskID, -len(moves), -c.active, -c.failed); err != nil {
+		if _, err := s.addCountersIsolated(ctx, tx, p.TaskID, 0, -len(moves), -c.active, -c.failed, -c.isolated); err != nil {
 			return err
 		}
 		hops, err := taskPath(c.state, statemachine.TaskEventCancel)

@@ -1,0 +1,170 @@
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// holds reports whether a worker holds the step for the given attempt.
+func holds(st *stepRow, workerID string, attempt int) bool {
+	return st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == workerID &&
+		st.s.Attempts == attempt
+}
+
+// finished reports whether a step counts as done for its dependents.
+func finished(st statemachine.StepState) bool {
+	return st == statemachine.StepComplete || st == statemachine.StepResolvedManually
+}
+
+// ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
+// what its handler needs. It returns store.ErrConflict when the step is not enqueued (a duplicate
+// delivery, a cancelled task, or no such step): the message should be dropped.
+func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
+	var out *store.ClaimedStep
+	err := s.write(ctx, func(tx *txn) error {
+		st, ok := s.steps[p.StepID]
+		if !ok || st.s.State != statemachine.StepEnqueued {
+			return fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
+		}
+		tx.setStepState(st, statemachine.StepInProgress)
+		set(tx, &st.s.Attempts, st.s.Attempts+1)
+		set(tx, &st.s.LeaseOwner, p.WorkerID)
+		set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+		set(tx, &st.s.StartedAt, ptr(tx.now))
+		set(tx, &st.s.UpdatedAt, tx.now)
+		meta := mustJSONB(map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts})
+		if err := tx.stepTransition(st, statemachine.StepEnqueued, statemachine.StepInProgress, statemachine.StepEventStart, meta); err != nil {
+			return err
+		}
+		out = &store.ClaimedStep{Step: cloneStep(&st.s), Task: cloneTask(&st.task.t), Results: ancestorResults(st, p.Ancestors)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ancestorResults returns the results of the named steps of st's task, or, when names is nil, of
+// every ancestor through the task's edges; only finished steps with a result count.
+func ancestorResults(st *stepRow, names []string) map[string]json.RawMessage {
+	results := map[string]json.RawMessage{}
+	add := func(a *stepRow) {
+		if finished(a.s.State) && a.s.Result != nil {
+			results[a.s.Name] = cloneRaw(a.s.Result)
+		}
+	}
+	if names != nil {
+		for _, name := range names {
+			if a, ok := st.task.byName[name]; ok {
+				add(a)
+			}
+		}
+		return results
+	}
+	seen := map[*stepRow]bool{}
+	stack := slices.Clone(st.parents)
+	for len(stack) > 0 {
+		a := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		add(a)
+		stack = append(stack, a.parents...)
+	}
+	return results
+}
+
+// PromoteRetry moves a step whose backoff has elapsed from waiting_for_retry to enqueued and
+// wakes its task. It returns store.ErrNotDue when the backoff has not elapsed (within 5ms), and
+// store.ErrConflict when the step is not waiting or its task is blocked or finished (an operator
+// fix re-sends it).
+func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) error {
+	return s.write(ctx, func(tx *txn) error {
+		st, ok := s.steps[p.StepID]
+		if !ok {
+			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+		}
+		t := st.task
+		if t.t.State.Terminal() || t.t.State == statemachine.TaskBlockedByFailures {
+			return fmt.Errorf("promote retry of %s: task is %s: %w", p.StepID, t.t.State, store.ErrConflict)
+		}
+		if st.s.State != statemachine.StepWaitingForRetry {
+			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+		}
+		if st.s.NextRetryAt == nil {
+			return fmt.Errorf("promote retry of %s: no retry time", p.StepID)
+		}
+		if st.s.NextRetryAt.After(tx.now.Add(5 * time.Millisecond)) {
+			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
+		}
+		tx.setStepState(st, statemachine.StepEnqueued)
+		set(tx, &st.s.NextRetryAt, nil)
+		set(tx, &st.s.UpdatedAt, tx.now)
+		if err := tx.writeStepTransitions([]stepMove{{st, statemachine.StepWaitingForRetry}},
+			statemachine.StepEventEnqueue, statemachine.StepEnqueued, map[string]any{"reason": "backoff elapsed"}); err != nil {
+			return err
+		}
+		c, err := tx.addCounters(t, 0, 0, 1, 0, 0)
+		if err != nil {
+			return err
+		}
+		_, err = tx.settle(t, c, nil)
+		return err
+	})
+}
+
+// Heartbeat extends the lease of a step its worker still holds and returns the step's state; when
+// the worker no longer holds it (cancelled, rescued), it returns the current state and
+// store.ErrConflict.
+func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statemachine.StepState, error) {
+	var state statemachine.StepState
+	err := s.write(ctx, func(tx *txn) error {
+		st, ok := s.steps[p.StepID]
+		if !ok {
+			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+		}
+		state = st.s.State
+		if st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID {
+			set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if state != statemachine.StepInProgress {
+		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
+	}
+	return state, nil
+}
+
+// ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,
+// as a graceful shutdown does for handlers it had to cut off.
+func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) error {
+	return s.write(ctx, func(tx *txn) error {
+		st, ok := s.steps[p.StepID]
+		if !ok || !holds(st, p.WorkerID, p.Attempt) {
+			return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+		}
+		tx.setStepState(st, statemachine.StepEnqueued)
+		set(tx, &st.s.Attempts, st.s.Attempts-1)
+		set(tx, &st.s.LeaseOwner, "")
+		set(tx, &st.s.LeaseExpiresAt, nil)
+		set(tx, &st.s.UpdatedAt, tx.now)
+		if err := checkStep(st); err != nil {
+			return err
+		}
+		return tx.writeStepTransitions([]stepMove{{st, statemachine.StepInProgress}},
+			statemachine.StepEventRelease, statemachine.StepEnqueued,
+			map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
+	})
+}

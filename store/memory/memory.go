@@ -1,0 +1,267 @@
+// Package memory is tasker's in-memory store: the whole engine in one process with no database,
+// for unit tests of workflows and for demos that need no set-up.
+//
+//	st := memory.New()
+//	engine, _ := tasker.NewEngine(tasker.Config{Store: st}) // the queue is st.DefaultQueue()
+//
+// It has the semantics of store/postgres, which is its specification: the same states and
+// transitions, each state move a compare-and-set checked against the statemachine tables and
+// recorded as a transition (one current per task and per step); the same task counters and
+// settling; joins released in O(1) per parent; decisions, batches (held workers, failure
+// strategies) and checkpoints; identity uniqueness; leases, heartbeats and the rescue of expired
+// ones; cancellation; operator actions; leader election. Each operation runs under one mutex and is
+// atomic: when it fails, everything it changed is undone, as a rolled-back transaction would be.
+// JSON documents (contexts, results, errors, checkpoints, transition metadata) are returned as
+// PostgreSQL's jsonb returns them (keys sorted, ", " and ": " between items), and times have
+// PostgreSQL's microsecond precision, so a test that passes on one store passes on the other.
+//
+// Differences that remain: there are no transactions, so CreateTask with a caller's pgx.Tx (that
+// is, Engine.CreateTaskTx with a non-nil tx) returns ErrNoTransactions; nothing survives the
+// process, and nothing is ever deleted; several engines share the store only when they share the
+// *Store value, in one process.
+//
+// The store sends the queue messages of an operation through its store.Enqueuer while it holds its
+// lock, after the state change and before anything can observe it, so that a step's message is
+// never read before the step is enqueued. The Enqueuer (for the engine, its queue's SendTx) must
+// therefore not call back into the store; queue/memqueue, the store's DefaultQueue, does not.
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/queue/memqueue"
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// ErrNoTransactions is returned by CreateTask when given a caller's transaction: the memory store
+// cannot join it. Create tasks with Engine.CreateTask (or CreateTaskTx with a nil tx).
+var ErrNoTransactions = errors.New("store/memory: the memory store has no transactions; create the task without a pgx.Tx")
+
+// Store implements store.Store in memory. It is safe for concurrent use. Create it with New; the
+// zero value is not usable.
+type Store struct {
+	q *memqueue.Queue
+
+	mu         sync.Mutex
+	last       time.Time // the clock's latest reading: it never goes back
+	templates  map[templateKey]*templateRow
+	tasks      map[uuid.UUID]*taskRow
+	identities map[identityKey]*taskRow
+	steps      map[uuid.UUID]*stepRow
+	edges      map[[2]uuid.UUID]struct{} // (from, to)
+	inProgress map[uuid.UUID]*stepRow    // steps in in_progress, for ExpiredSteps
+	leaders    map[string]*leaderRow
+	seq        int64 // transition ids
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store with its own queue.
+func New() *Store {
+	return &Store{
+		q:          memqueue.New(),
+		templates:  map[templateKey]*templateRow{},
+		tasks:      map[uuid.UUID]*taskRow{},
+		identities: map[identityKey]*taskRow{},
+		steps:      map[uuid.UUID]*stepRow{},
+		edges:      map[[2]uuid.UUID]struct{}{},
+		inProgress: map[uuid.UUID]*stepRow{},
+		leaders:    map[string]*leaderRow{},
+	}
+}
+
+// DefaultQueue returns the store's in-memory queue (one per store, shared by every engine on
+// it): the engine's default when no queue is configured.
+func (s *Store) DefaultQueue() queue.Queue { return s.q }
+
+type templateKey struct{ namespace, name, version string }
+
+type templateRow struct {
+	definition json.RawMessage
+	checksum   string
+	createdAt  time.Time
+	updatedAt  time.Time
+}
+
+type identityKey struct{ namespace, name, hash string }
+
+// taskRow is a task with its steps and its audit trail.
+type taskRow struct {
+	t        store.Task // State and the counters live here
+	isolated int        // steps_isolated
+	steps    []*stepRow // in creation order
+	byName   map[string]*stepRow
+	trail    []*transition // the task's and its steps' transitions, in the order written
+	cur      *transition   // the task's current transition
+}
+
+// stepRow is a step with its edges.
+type stepRow struct {
+	s                 store.Step
+	task              *taskRow
+	parentsTotal      int
+	parentsUnfinished int
+	held              bool
+	parents           []*stepRow
+	children          []*stepRow
+	cur               *transition // the step's current transition
+}
+
+// transition is one row of the audit trail.
+type transition struct {
+	id         int64
+	step       *stepRow // nil for the task's own transitions
+	from, to   string
+	event      string
+	meta       json.RawMessage
+	sortKey    int
+	mostRecent bool
+	createdAt  time.Time
+}
+
+type leaderRow struct {
+	leaderID  string
+	electedAt time.Time
+	expiresAt time.Time
+}
+
+// clock returns the time at PostgreSQL's precision, never earlier than its previous reading, so
+// that the audit trail's order by time is the order of writing. Called with s.mu held.
+func (s *Store) clock() time.Time {
+	t := time.Now().Truncate(time.Microsecond)
+	if t.Before(s.last) {
+		t = s.last
+	}
+	s.last = t
+	return t
+}
+
+// txn is one operation's changes: each is undone, newest first, when the operation fails.
+type txn struct {
+	s     *Store
+	now   time.Time // PostgreSQL's now(): the operation's start
+	undo  []func()
+	sends []send
+}
+
+// send is an Enqueuer call deferred to the end of the operation.
+type send struct {
+	q     store.Enqueuer
+	ns    string
+	refs  []store.StepRef
+	delay time.Duration
+}
+
+// set assigns v to *p, remembering the old value.
+func set[T any](tx *txn, p *T, v T) {
+	old := *p
+	tx.undo = append(tx.undo, func() { *p = old })
+	*p = v
+}
+
+func (tx *txn) onUndo(f func()) { tx.undo = append(tx.undo, f) }
+
+// enqueue schedules an Enqueuer call for the end of the operation; nil q sends nothing.
+func (tx *txn) enqueue(q store.Enqueuer, ns string, refs []store.StepRef, delay time.Duration) {
+	if q == nil || len(refs) == 0 {
+		return
+	}
+	tx.sends = append(tx.sends, send{q, ns, refs, delay})
+}
+
+// write runs fn as one atomic operation under the store's lock. Its queue messages are sent last,
+// still under the lock; when fn or a send fails, every change is undone (messages already sent by
+// an earlier send of the same operation stay: their claims find the steps not enqueued and drop
+// them).
+func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx := &txn{s: s, now: s.clock()}
+	err := fn(tx)
+	for i := 0; err == nil && i < len(tx.sends); i++ {
+		sd := tx.sends[i]
+		err = sd.q.EnqueueTx(ctx, nil, sd.ns, sd.refs, sd.delay)
+	}
+	if err != nil {
+		for i := len(tx.undo) - 1; i >= 0; i-- {
+			tx.undo[i]()
+		}
+		return err
+	}
+	return nil
+}
+
+// read runs fn under the store's lock.
+func (s *Store) read(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fn()
+}
+
+// setStepState moves a step's row to state to (the transition is written separately), keeping
+// the index of steps in progress.
+func (tx *txn) setStepState(st *stepRow, to statemachine.StepState) {
+	from := st.s.State
+	if from == to {
+		return
+	}
+	set(tx, &st.s.State, to)
+	s := tx.s
+	id := st.s.ID
+	switch {
+	case to == statemachine.StepInProgress:
+		s.inProgress[id] = st
+		tx.onUndo(func() { delete(s.inProgress, id) })
+	case from == statemachine.StepInProgress:
+		delete(s.inProgress, id)
+		tx.onUndo(func() { s.inProgress[id] = st })
+	}
+}
+
+// checkTask enforces the tasks table's check constraints on the counters.
+func checkTask(t *taskRow) error {
+	c := &t.t
+	if c.StepsTotal < 0 || c.StepsUnfinished < 0 || c.StepsActive < 0 || c.StepsFailed < 0 {
+		return fmt.Errorf(`new row for relation "tasks" violates check constraint "tasks_counters_check" (task %s: total %d, unfinished %d, active %d, failed %d)`,
+			c.ID, c.StepsTotal, c.StepsUnfinished, c.StepsActive, c.StepsFailed)
+	}
+	if t.isolated < 0 || t.isolated > c.StepsFailed {
+		return fmt.Errorf(`new row for relation "tasks" violates check constraint "tasks_isolated_check" (task %s: isolated %d, failed %d)`,
+			c.ID, t.isolated, c.StepsFailed)
+	}
+	return nil
+}
+
+// checkStep enforces the steps table's check constraints.
+func checkStep(st *stepRow) error {
+	if st.parentsUnfinished < 0 || st.parentsUnfinished > st.parentsTotal {
+		return fmt.Errorf(`new row for relation "steps" violates check constraint "steps_parents_check" (step %s: unfinished %d of %d)`,
+			st.s.ID, st.parentsUnfinished, st.parentsTotal)
+	}
+	if st.s.Attempts < 0 || st.s.MaxAttempts < 1 {
+		return fmt.Errorf(`new row for relation "steps" violates check constraint "steps_attempts_check" (step %s: attempts %d, max %d)`,
+			st.s.ID, st.s.Attempts, st.s.MaxAttempts)
+	}
+	return nil
+}
+
+// millis keeps a duration's milliseconds, as the steps table stores them.
+func millis(d time.Duration) time.Duration { return time.Duration(d.Milliseconds()) * time.Millisecond }
+
+// ptr returns a pointer to a copy of t.
+func ptr(t time.Time) *time.Time { return &t }

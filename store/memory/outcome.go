@@ -1,0 +1,287 @@
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// RecordOutcome records an attempt's outcome with a compare-and-set on the attempt the worker
+// holds, releases and enqueues the dependents it makes ready, updates the task's counters and
+// settles the task, atomically (with p.BeforeCommit, called with a nil pgx.Tx). It returns
+// store.ErrConflict when the worker no longer holds the step (cancelled, rescued).
+func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	var res *store.OutcomeResult
+	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		res, err = tx.recordOutcome(ctx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// outcomeStep prepares the step's side of an outcome: its new state, event, result or error,
+// and transition metadata.
+func outcomeStep(p store.OutcomeParams) (to statemachine.StepState, event statemachine.StepEvent, result, lastErr, meta json.RawMessage, err error) {
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		to, event = statemachine.StepComplete, statemachine.StepEventComplete
+		result, err = jsonb(p.Result)
+	case store.OutcomeRetry:
+		to, event = statemachine.StepWaitingForRetry, statemachine.StepEventFailRetryable
+	case store.OutcomePermanent:
+		to, event = statemachine.StepError, statemachine.StepEventFailPermanent
+	default:
+		return "", "", nil, nil, nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
+	}
+	if err != nil {
+		return "", "", nil, nil, nil, fmt.Errorf("record outcome of %s: result: %w", p.StepID, err)
+	}
+	if p.Kind != store.OutcomeSuccess {
+		if lastErr, err = jsonb(p.Error); err != nil {
+			return "", "", nil, nil, nil, fmt.Errorf("record outcome of %s: error: %w", p.StepID, err)
+		}
+	}
+	m := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
+	if len(p.Error) > 0 {
+		m["error"] = json.RawMessage(p.Error)
+	}
+	if p.Kind == store.OutcomeRetry {
+		m["retry_in_ms"] = p.RetryDelay.Milliseconds()
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return "", "", nil, nil, nil, err
+	}
+	if meta, err = jsonb(raw); err != nil {
+		return "", "", nil, nil, nil, err
+	}
+	return to, event, result, lastErr, meta, nil
+}
+
+// runnable reports whether a task in this state may start steps.
+func runnable(st statemachine.TaskState) bool {
+	return !st.Terminal() && st != statemachine.TaskBlockedByFailures
+}
+
+func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	s := tx.s
+	to, event, result, lastErr, meta, err := outcomeStep(p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := statemachine.NextStep(statemachine.StepInProgress, event); err != nil {
+		return nil, err
+	}
+	t, ok := s.tasks[p.TaskID]
+	if !ok {
+		return nil, fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
+	}
+	before := countersOf(t)
+	st, ok := s.steps[p.StepID]
+	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.now))) {
+		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
+	}
+	tx.setStepState(st, to)
+	if result != nil {
+		set(tx, &st.s.Result, result)
+	}
+	if lastErr != nil {
+		set(tx, &st.s.LastError, lastErr)
+	}
+	var next *time.Time
+	if to == statemachine.StepWaitingForRetry {
+		next = ptr(tx.now.Add(millis(p.RetryDelay)))
+	}
+	set(tx, &st.s.NextRetryAt, next)
+	set(tx, &st.s.LeaseOwner, "")
+	set(tx, &st.s.LeaseExpiresAt, nil)
+	set(tx, &st.s.UpdatedAt, tx.now)
+	if to == statemachine.StepComplete {
+		set(tx, &st.s.CompletedAt, ptr(tx.now))
+	}
+	if err := tx.stepTransition(st, statemachine.StepInProgress, to, event, meta); err != nil {
+		return nil, fmt.Errorf("record transition of %s: %w", p.StepID, err)
+	}
+
+	var ready []*stepRow
+	spawned := 0
+	if p.Kind == store.OutcomeSuccess {
+		if p.Spawn != nil {
+			if spawned, err = tx.spawn(t, st, p.Spawn); err != nil {
+				return nil, err
+			}
+		}
+		if ready, err = tx.releaseChildren(st, true); err != nil {
+			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
+		}
+	}
+	// A batch worker that finishes frees its slot for a held sibling (unless its failure blocks
+	// the task: then nothing new starts).
+	if st.s.BatchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
+		ready = append(ready, tx.unholdNext(t, *st.s.BatchGroup)...)
+	}
+	// Children released while the task cannot run stay pending until an operator fix re-arms it.
+	if !runnable(before.state) && len(ready) > 0 {
+		for _, r := range ready {
+			tx.setStepState(r, statemachine.StepPending)
+		}
+		ready = nil
+	}
+	dUnfinished, dActive, dFailed, dIsolated := 0, len(ready)-1, 0, 0
+	switch p.Kind {
+	case store.OutcomeSuccess:
+		dUnfinished = spawned - 1
+	case store.OutcomePermanent:
+		dFailed = 1
+		if p.Isolated {
+			dIsolated = 1
+		}
+	}
+	if err := tx.writeStepTransitions(pendingMoves(ready), statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
+		return nil, fmt.Errorf("record enqueue transitions: %w", err)
+	}
+	c, err := tx.addCounters(t, spawned, dUnfinished, dActive, dFailed, dIsolated)
+	if err != nil {
+		return nil, fmt.Errorf("update task counters: %w", err)
+	}
+	if len(ready) > 0 {
+		refs := make([]store.StepRef, len(ready))
+		for i, r := range ready {
+			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.s.ID, TaskName: before.name, Version: before.version, Name: r.s.TemplateStep}
+		}
+		tx.enqueue(p.Enqueuer, p.Namespace, refs, 0)
+	}
+	if p.Kind == store.OutcomeRetry {
+		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep}}
+		tx.enqueue(p.Enqueuer, p.Namespace, ref, p.RetryDelay)
+	}
+	state, err := tx.settle(t, c, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID})
+	if err != nil {
+		return nil, err
+	}
+	if p.BeforeCommit != nil {
+		if err := p.BeforeCommit(ctx, nil); err != nil {
+			return nil, err
+		}
+	}
+	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
+		Settled: state != before.state && state.Settled()}, nil
+}
+
+// pendingMoves lists steps moving out of pending.
+func pendingMoves(sts []*stepRow) []stepMove {
+	moves := make([]stepMove, len(sts))
+	for i, st := range sts {
+		moves[i] = stepMove{st, statemachine.StepPending}
+	}
+	return moves
+}
+
+// releaseChildren counts a finished step off each child's unfinished parents (a join costs O(1)
+// per parent) and, when canEnqueue, moves the children that become ready (pending, not held, no
+// unfinished parent left) to enqueued; it returns those. Their transitions are the caller's.
+func (tx *txn) releaseChildren(st *stepRow, canEnqueue bool) ([]*stepRow, error) {
+	var ready []*stepRow
+	for _, c := range st.children {
+		set(tx, &c.parentsUnfinished, c.parentsUnfinished-1)
+		set(tx, &c.s.UpdatedAt, tx.now)
+		if err := checkStep(c); err != nil {
+			return nil, err
+		}
+		if c.parentsUnfinished == 0 && c.s.State == statemachine.StepPending && !c.held && canEnqueue {
+			tx.setStepState(c, statemachine.StepEnqueued)
+			ready = append(ready, c)
+		}
+	}
+	return ready, nil
+}
+
+// unholdNext lets the first held worker of a batch (by name) go, enqueued if its parents are
+// done, as a sibling frees its slot. It returns the worker when it became ready.
+func (tx *txn) unholdNext(t *taskRow, group uuid.UUID) []*stepRow {
+	var pick *stepRow
+	for _, st := range t.steps {
+		if st.held && st.s.BatchGroup != nil && *st.s.BatchGroup == group && (pick == nil || st.s.Name < pick.s.Name) {
+			pick = st
+		}
+	}
+	if pick == nil {
+		return nil
+	}
+	set(tx, &pick.held, false)
+	set(tx, &pick.s.UpdatedAt, tx.now)
+	if pick.parentsUnfinished == 0 && pick.s.State == statemachine.StepPending {
+		tx.setStepState(pick, statemachine.StepEnqueued)
+		return []*stepRow{pick}
+	}
+	return nil
+}
+
+// enqueuePending records pending → enqueued for steps already set to enqueued and sends them
+// (with their template step's name, not their template's).
+func (tx *txn) enqueuePending(t *taskRow, ns string, ready []*stepRow, q store.Enqueuer) error {
+	if len(ready) == 0 {
+		return nil
+	}
+	if err := tx.writeStepTransitions(pendingMoves(ready), statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
+		return err
+	}
+	refs := make([]store.StepRef, len(ready))
+	for i, r := range ready {
+		refs[i] = store.StepRef{TaskID: t.t.ID, StepID: r.s.ID, Name: r.s.TemplateStep}
+	}
+	tx.enqueue(q, ns, refs, 0)
+	return nil
+}
+
+// spawn creates the steps of a decision's or batchable step's outcome, with their edges and first
+// transitions, and returns how many steps it created. The deciding step counts as an unfinished
+// parent of its new children: its own completion releases them right after, through the usual
+// release. Names are unique per task, so replaying an outcome cannot create a step twice.
+func (tx *txn) spawn(t *taskRow, decider *stepRow, plan *store.SpawnPlan) (int, error) {
+	created := 0
+	for _, ns := range plan.Steps {
+		if _, exists := t.byName[ns.Name]; exists {
+			continue
+		}
+		st, err := tx.newStep(t, ns)
+		if err != nil {
+			return 0, fmt.Errorf("create steps: %w", err)
+		}
+		tx.firstStepTransition(st)
+		created++
+	}
+	// Edges from every named parent that exists to every child still pending; a child counts each
+	// new parent as unfinished unless it has already finished (the decider never has: its release
+	// follows).
+	for _, ns := range plan.Steps {
+		for _, parentName := range ns.ParentNames {
+			child, parent := t.byName[ns.Name], t.byName[parentName]
+			if child == nil || parent == nil || child.s.State != statemachine.StepPending {
+				continue
+			}
+			if _, dup := tx.s.edges[[2]uuid.UUID{parent.s.ID, child.s.ID}]; dup {
+				continue
+			}
+			if err := tx.addEdge(parent, child); err != nil {
+				return 0, fmt.Errorf("create edges: %w", err)
+			}
+			set(tx, &child.parentsTotal, child.parentsTotal+1)
+			if !finished(parent.s.State) || parent == decider {
+				set(tx, &child.parentsUnfinished, child.parentsUnfinished+1)
+			}
+			set(tx, &child.s.UpdatedAt, tx.now)
+		}
+	}
+	return created, nil
+}
