@@ -161,25 +161,6 @@ func (tx *txn) addCounters(t *taskRow, dTotal, dUnfinished, dActive, dFailed, dI
 	return countersOf(t), nil
 }
 
-// target is the state a task's counters call for.
-func (c counters) target() statemachine.TaskState {
-	switch {
-	case c.failed-c.isolated > 0:
-		return statemachine.TaskBlockedByFailures
-	case c.unfinished == 0:
-		return statemachine.TaskComplete
-	case c.active > 0:
-		return statemachine.TaskStepsInProcess
-	case c.failed > 0:
-		// Only isolated failures are left and nothing else runs: the task waits for an operator.
-		return statemachine.TaskBlockedByFailures
-	default:
-		// Nothing runs, nothing failed, something is unfinished: only steps waiting for their
-		// backoff (and the pending steps behind them) can be left.
-		return statemachine.TaskWaitingForRetry
-	}
-}
-
 // settle moves the task from its current state to the one its counters call for, through
 // evaluating_results, as the state machine requires. A task that stays writes nothing:
 // transitions that do not change the state are not recorded.
@@ -197,33 +178,14 @@ func (tx *txn) settle(t *taskRow, c counters, meta map[string]any) (statemachine
 // settleHops plans the path from the task's state to the one its counters call for; no hops
 // when it stays.
 func settleHops(taskID uuid.UUID, c counters) ([]taskHop, statemachine.TaskState, error) {
-	cur, want := c.state, c.target()
-	if cur.Terminal() || cur == want {
-		return nil, cur, nil
-	}
-	var events []statemachine.TaskEvent
-	switch cur {
-	case statemachine.TaskBlockedByFailures:
-		events = append(events, statemachine.TaskEventOperatorFix)
-	case statemachine.TaskStepsInProcess, statemachine.TaskWaitingForRetry, statemachine.TaskWaitingForDependencies:
-		events = append(events, statemachine.TaskEventEvaluate)
-	case statemachine.TaskEvaluatingResults:
-	default:
-		return nil, cur, fmt.Errorf("settle task %s: unexpected state %s", taskID, cur)
-	}
-	switch want {
-	case statemachine.TaskComplete:
-		events = append(events, statemachine.TaskEventAllStepsComplete)
-	case statemachine.TaskBlockedByFailures:
-		events = append(events, statemachine.TaskEventPermanentFailure)
-	case statemachine.TaskWaitingForRetry:
-		events = append(events, statemachine.TaskEventAwaitingRetry)
-	case statemachine.TaskStepsInProcess:
-		events = append(events, statemachine.TaskEventReadyStepsFound, statemachine.TaskEventStepsEnqueued)
-	}
-	hops, err := taskPath(cur, events...)
+	path, want, err := statemachine.SettlePath(c.state, statemachine.StepCounts{
+		Unfinished: c.unfinished, Active: c.active, Failed: c.failed, Isolated: c.isolated})
 	if err != nil {
-		return nil, cur, err
+		return nil, c.state, fmt.Errorf("settle task %s: %w", taskID, err)
+	}
+	hops := make([]taskHop, len(path))
+	for i, h := range path {
+		hops[i] = taskHop{event: h.Event, to: h.To}
 	}
 	return hops, want, nil
 }
