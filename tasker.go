@@ -370,8 +370,23 @@ func (r *registered) registryRow() *store.RegisterTemplateParams {
 	if r.persisted.Load() {
 		return nil
 	}
+	return r.registryParams()
+}
+
+func (r *registered) registryParams() *store.RegisterTemplateParams {
 	return &store.RegisterTemplateParams{Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Definition: r.definition, Checksum: r.checksum}
+}
+
+// registeredTemplates lists every registered template version.
+func (e *Engine) registeredTemplates() []*registered {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var out []*registered
+	for _, versions := range e.templates {
+		out = append(out, versions...)
+	}
+	return out
 }
 
 // TaskState is a task's state; see package statemachine for the machine.

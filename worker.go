@@ -30,6 +30,13 @@ func (e *Engine) RunWorkers(ctx context.Context) error {
 	if err := e.checkSchema(ctx); err != nil {
 		return err
 	}
+	// Bring the database's template registry up to date with this engine's definitions.
+	for _, r := range e.registeredTemplates() {
+		if err := e.store.RegisterTemplate(ctx, *r.registryParams()); err != nil {
+			return err
+		}
+		r.persisted.Store(true)
+	}
 	nss := e.namespaces()
 	if len(nss) == 0 {
 		return errors.New("tasker: RunWorkers: no namespace to serve: register a template or set Config.Namespaces")

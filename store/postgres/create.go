@@ -69,8 +69,14 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		tags = []string{}
 	}
 	if p.Template != nil {
-		if err := s.registerTemplate(ctx, tx, *p.Template); err != nil {
-			return nil, err
+		// DO NOTHING takes no lock on an existing row, so concurrent creations do not queue behind
+		// each other here; RegisterTemplate (at RunWorkers' start) updates a changed definition.
+		if _, err := tx.Exec(ctx, s.q(`
+			INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (namespace, name, version) DO NOTHING`),
+			p.Template.Namespace, p.Template.Name, p.Template.Version, p.Template.Definition, p.Template.Checksum); err != nil {
+			return nil, fmt.Errorf("register template %s/%s@%s: %w", p.Template.Namespace, p.Template.Name, p.Template.Version, err)
 		}
 	}
 	initial := statemachine.TaskStepsInProcess
