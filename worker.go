@@ -28,11 +28,17 @@ func (e *Engine) RunWorkers(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 	if err := e.checkSchema(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	// Bring the database's template registry up to date with this engine's definitions.
 	for _, r := range e.registeredTemplates() {
 		if err := e.store.RegisterTemplate(ctx, *r.registryParams()); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before it started
+			}
 			return err
 		}
 		r.persisted.Store(true)
