@@ -226,6 +226,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		case "idle":
 			err = b.idle(ctx)
 		}
+		if err == nil {
+			err = b.checkDB(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc, err)
 		}

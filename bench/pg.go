@@ -29,7 +29,15 @@ type bench struct {
 	sqlProf      *sqlProfile
 	sqlProfUnits int
 	sqlProfUnit  string
+	// lock holds the advisory lock that keeps two bench runs from sharing the server; dbOID is the
+	// bench database's OID, which must not change during the run.
+	lock  *pgx.Conn
+	dbOID uint32
 }
+
+// benchLockKey is the advisory lock (in the URL's database) that one bench run holds at a time:
+// two runs would drop and re-create each other's databases.
+const benchLockKey = 0x7a5c6e72
 
 // series is one system's latency samples, for the plot.
 type series struct {
@@ -50,8 +58,23 @@ func newBench(ctx context.Context, o options, log io.Writer) (*bench, error) {
 			"Start one (on Debian: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)\n"+
 			"or set TASKER_DATABASE_URL=postgres://user:pass@host:5432/db", o.url, err)
 	}
-	defer conn.Close(context.Background())
-	b := &bench{o: o, log: log, nonce: time.Now().UnixNano(), start: time.Now(), dbosDB: "tasker_bench_dbos"}
+	b := &bench{o: o, log: log, nonce: time.Now().UnixNano(), start: time.Now(), dbosDB: "tasker_bench_dbos", lock: conn}
+	ok := false
+	defer func() {
+		if !ok {
+			conn.Close(context.Background())
+		}
+	}()
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, benchLockKey).Scan(&locked); err != nil {
+		return nil, err
+	}
+	if !locked {
+		b.logf("another bench run is using this server; waiting for it to finish")
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, benchLockKey); err != nil {
+			return nil, err
+		}
+	}
 	if b.env, err = collectEnv(ctx, conn); err != nil {
 		return nil, err
 	}
@@ -65,12 +88,34 @@ func newBench(ctx context.Context, o options, log io.Writer) (*bench, error) {
 			return nil, fmt.Errorf("create database %s (or run with -db \"\" to use the URL's database): %w", o.database, err)
 		}
 		b.db = o.database
+		if err := conn.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, o.database).Scan(&b.dbOID); err != nil {
+			return nil, err
+		}
 	}
+	ok = true
 	return b, nil
 }
 
-// close drops the bench's database.
+// checkDB returns an error when the bench's database is no longer the one it created: someone
+// dropped it during the run, and the pools may have reconnected to another of the same name.
+func (b *bench) checkDB(ctx context.Context) error {
+	if b.db == "" {
+		return nil
+	}
+	var oid uint32
+	err := b.lock.QueryRow(ctx, `SELECT coalesce((SELECT oid FROM pg_database WHERE datname = $1), 0)`, b.db).Scan(&oid)
+	if err != nil {
+		return err
+	}
+	if oid != b.dbOID {
+		return fmt.Errorf("database %s was dropped during the run (by another program?): the results are void", b.db)
+	}
+	return nil
+}
+
+// close drops the bench's database and releases the bench lock.
 func (b *bench) close() {
+	defer b.lock.Close(context.Background())
 	if b.db == "" {
 		return
 	}

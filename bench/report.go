@@ -123,6 +123,14 @@ func (r Result) summary() string {
 	return strings.Join(parts, " ")
 }
 
+// plural writes n and the noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // ms formats a latency in milliseconds with three significant figures.
 func ms(d time.Duration) string {
 	if d == 0 {

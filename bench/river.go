@@ -205,7 +205,7 @@ func (b *bench) riverHandoff(ctx context.Context, cooldown time.Duration) error 
 	res := Result{Scenario: "handoff", System: label}.withLatencies(gaps)
 	res.set("steps_per_s", float64(chains*sz.ChainLen)/elapsed.Seconds())
 	res.perUnit("step", chains*sz.ChainLen, d, tx, chains*sz.ChainLen+10)
-	res.Note = fmt.Sprintf("%d chain(s) of %d jobs; each job inserts the next and completes itself (JobCompleteTx) in one transaction", chains, sz.ChainLen)
+	res.Note = fmt.Sprintf("%s of %d jobs; each job inserts the next and completes itself (JobCompleteTx) in one transaction", plural(chains, "chain"), sz.ChainLen)
 	b.add(res)
 	b.handoffSamples = append(b.handoffSamples, series{Label: label, Samples: gaps})
 	return nil
@@ -260,10 +260,8 @@ func (b *bench) riverThroughput(ctx context.Context, cooldown time.Duration) err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	select {
-	case <-w.done:
-	case <-wctx.Done():
-		return fmt.Errorf("river throughput: %d of %d ran: %w", w.ran.Load(), n, wctx.Err())
+	if err := awaitProgress(wctx, w.done, &w.ran); err != nil {
+		return fmt.Errorf("river throughput: %d of %d ran: %w", w.ran.Load(), n, err)
 	}
 	// Done means completed in the database: River completes jobs in batches after Work returns.
 	q := `SELECT count(*) FROM ` + pgx.Identifier{r.schema, "river_job"}.Sanitize() + ` WHERE state <> 'completed'`

@@ -190,7 +190,7 @@ func (b *bench) taskerHandoff(ctx context.Context) error {
 	res.set("steps_per_s", float64(sz.Chains*sz.ChainLen)/elapsed.Seconds())
 	res.perUnit("step", sz.Chains*sz.ChainLen, d, tx, sz.Chains*sz.ChainLen+10)
 	b.sqlProfUnits, b.sqlProfUnit = b.sqlProfUnits+sz.Chains*sz.ChainLen+10, "step"
-	res.Note = fmt.Sprintf("%d chains of %d steps", sz.Chains, sz.ChainLen)
+	res.Note = fmt.Sprintf("%s of %d steps", plural(sz.Chains, "chain"), sz.ChainLen)
 	b.add(res)
 	b.handoffSamples = append(b.handoffSamples, series{Label: "tasker", Samples: gaps})
 	return nil
@@ -286,9 +286,9 @@ func (b *bench) taskerThroughput(ctx context.Context) error {
 		}
 		return nil, nil
 	})
-	// One task created on its own first, as a running service will have done: until a CreateTask
-	// in its own transaction commits the template's registry row, every CreateTaskTx upserts it,
-	// and concurrent creators queue on that row's lock.
+	// One task created on its own first, as a running service will have done, so that the
+	// template's registry row exists before the parallel bulk transactions: the first insert of
+	// that row would make the others wait for its transaction to end.
 	if _, err := r.engine.CreateTask(ctx, r.request("one", -1)); err != nil {
 		return err
 	}
@@ -303,10 +303,8 @@ func (b *bench) taskerThroughput(ctx context.Context) error {
 	r.start()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	select {
-	case <-all:
-	case <-wctx.Done():
-		return fmt.Errorf("tasker throughput: %d of %d ran: %w", ran.Load(), sz.ThroughputTasks, wctx.Err())
+	if err := awaitProgress(wctx, all, &ran); err != nil {
+		return fmt.Errorf("tasker throughput: %d of %d ran: %w", ran.Load(), sz.ThroughputTasks+1, err)
 	}
 	if err := r.waitAllSettled(wctx); err != nil {
 		return err
@@ -538,4 +536,28 @@ func (b *bench) idleRate(ctx context.Context, database string, c *stmtCounter, r
 	res.set("trips_per_s", float64(d.trips)/secs)
 	res.set("tx_per_s", float64(n1-n0-self)/secs)
 	return nil
+}
+
+// errStalled is returned when a throughput run stops making progress.
+var errStalled = errors.New("no progress for a minute")
+
+// awaitProgress waits for done, failing when the counter has not moved for a minute.
+func awaitProgress(ctx context.Context, done <-chan struct{}, counter *atomic.Int64) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	last, since := counter.Load(), time.Now()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if n := counter.Load(); n != last {
+				last, since = n, time.Now()
+			} else if time.Since(since) > time.Minute {
+				return errStalled
+			}
+		}
+	}
 }
