@@ -29,6 +29,10 @@ steps:
 // every step's handler runs exactly once (no process crashes here, so no repeats are allowed).
 func TestSeveralEnginesShareOneDatabase(t *testing.T) {
 	t.Parallel()
+	eachBackend(t, testSeveralEngines)
+}
+
+func testSeveralEngines(t *testing.T, setup setupFunc) {
 	b := setup(t)
 	const engines, tasks = 3, 60
 	var mu sync.Mutex
@@ -36,12 +40,17 @@ func TestSeveralEnginesShareOneDatabase(t *testing.T) {
 	byEngine := map[string]int{} // worker -> steps run
 	var all []*bundle
 	for i := range engines {
-		eng, err := tasker.NewEngine(tasker.Config{
-			Store: postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema)), Logger: testLogger(),
-			WorkerID: fmt.Sprintf("engine-%d", i), Concurrency: 4,
+		eb := b.sibling(t, func(c *tasker.Config) {
+			c.WorkerID, c.Concurrency = fmt.Sprintf("engine-%d", i), 4
+			switch b.backend {
+			case backendPostgres, backendRabbitMQ: // as another process: a store and a broker connection of its own
+				c.Store = postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema))
+				if rq, ok := c.Queue.(*testRabbitMQ); ok {
+					c.Queue = rq.peer(t)
+				}
+			}
 		})
-		require.NoError(t, err)
-		eb := &bundle{db: b.db, engine: eng}
+		eng := eb.engine
 		eb.register(t, diamondYAML)
 		id := eng.WorkerID()
 		eng.HandleFunc("work", func(ctx context.Context, s *tasker.Step) (any, error) {

@@ -44,33 +44,31 @@ func addOne(_ context.Context, s *tasker.Step) (any, error) {
 
 func TestLinearTaskCompletes(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.register(t, linearYAML)
-	b.engine.HandleFunc("add_one", addOne)
-	b.start(t)
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, linearYAML)
+		b.engine.HandleFunc("add_one", addOne)
+		b.start(t)
 
-	task := b.create(t, "test", "linear", map[string]any{"x": 1})
-	require.Equal(t, tasker.TaskStepsInProcess, task.State)
-	task = b.wait(t, task.ID)
-	require.Equal(t, tasker.TaskComplete, task.State)
-	require.NotNil(t, task.CompletedAt)
-	require.Len(t, task.Steps, 3)
-	for i, name := range []string{"a", "b", "c"} {
-		s, ok := task.Step(name)
-		require.True(t, ok)
-		require.Equal(t, tasker.StepComplete, s.State)
-		require.Equal(t, 1, s.Attempts)
-		require.Equal(t, int64(i+1), jsonInt(t, s.Result))
-	}
-	trs := requireLegalTransitions(t, b.engine, task.ID)
-	// The task's own trail: created, started, steps enqueued, then evaluated to complete.
-	var taskEvents []string
-	for _, tr := range trs {
-		if tr.StepName == "" {
-			taskEvents = append(taskEvents, tr.Event)
+		task := b.create(t, "test", "linear", map[string]any{"x": 1})
+		require.Equal(t, tasker.TaskStepsInProcess, task.State)
+		task = b.wait(t, task.ID)
+		require.Equal(t, tasker.TaskComplete, task.State)
+		require.NotNil(t, task.CompletedAt)
+		require.JSONEq(t, `{"x": 1}`, string(task.Context))
+		require.Len(t, task.Steps, 3)
+		for i, name := range []string{"a", "b", "c"} {
+			s, ok := task.Step(name)
+			require.True(t, ok)
+			require.Equal(t, name, task.Steps[i].Name, "steps in creation order")
+			require.Equal(t, tasker.StepComplete, s.State)
+			require.Equal(t, 1, s.Attempts)
+			require.Equal(t, int64(i+1), jsonInt(t, s.Result))
 		}
-	}
-	require.Equal(t, []string{"create", "start", "initialized", "steps_enqueued", "evaluate", "all_steps_complete"}, taskEvents)
+		trs := requireLegalTransitions(t, b.engine, task.ID)
+		// The task's own trail: created, started, steps enqueued, then evaluated to complete.
+		require.Equal(t, []string{"create", "start", "initialized", "steps_enqueued", "evaluate", "all_steps_complete"}, taskEvents(trs))
+	})
 }
 
 const flakyYAML = `
@@ -93,148 +91,167 @@ func flakyTemplate(maxAttempts int, timeout string) string {
 
 func TestStepOutcomes(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name         string
-		maxAttempts  int
-		timeout      string
-		handler      func(ctx context.Context, s *tasker.Step) (any, error)
-		wantState    tasker.TaskState
-		wantAttempts int
-		wantKind     string // the first step's last error kind
-	}{
-		{
-			name: "success", maxAttempts: 3, timeout: "5",
-			handler:   func(context.Context, *tasker.Step) (any, error) { return 41, nil },
-			wantState: tasker.TaskComplete, wantAttempts: 1,
-		},
-		{
-			name: "retryable then success", maxAttempts: 3, timeout: "5",
-			handler: func(_ context.Context, s *tasker.Step) (any, error) {
-				if s.Attempt < 3 {
-					return nil, errors.New("flaky upstream")
-				}
-				return 41, nil
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		tests := []struct {
+			name         string
+			maxAttempts  int
+			timeout      string
+			handler      func(ctx context.Context, s *tasker.Step) (any, error)
+			wantState    tasker.TaskState
+			wantAttempts int
+			wantKind     string // the first step's last error kind
+		}{
+			{
+				name: "success", maxAttempts: 3, timeout: "5",
+				handler:   func(context.Context, *tasker.Step) (any, error) { return 41, nil },
+				wantState: tasker.TaskComplete, wantAttempts: 1,
 			},
-			wantState: tasker.TaskComplete, wantAttempts: 3, wantKind: "retryable",
-		},
-		{
-			name: "exhaustion", maxAttempts: 2, timeout: "5",
-			handler:   func(context.Context, *tasker.Step) (any, error) { return nil, errors.New("always down") },
-			wantState: tasker.TaskBlockedByFailures, wantAttempts: 2, wantKind: "exhausted",
-		},
-		{
-			name: "permanent", maxAttempts: 5, timeout: "5",
-			handler: func(context.Context, *tasker.Step) (any, error) {
-				return nil, tasker.Permanent(errors.New("card declined"))
+			{
+				name: "retryable then success", maxAttempts: 3, timeout: "5",
+				handler: func(_ context.Context, s *tasker.Step) (any, error) {
+					if s.Attempt < 3 {
+						return nil, errors.New("flaky upstream")
+					}
+					return 41, nil
+				},
+				wantState: tasker.TaskComplete, wantAttempts: 3, wantKind: "retryable",
 			},
-			wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "permanent",
-		},
-		{
-			name: "panic", maxAttempts: 5, timeout: "5",
-			handler:   func(context.Context, *tasker.Step) (any, error) { panic("nil map somewhere") },
-			wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "panic",
-		},
-		{
-			name: "timeout then success", maxAttempts: 3, timeout: "0.2",
-			handler: func(ctx context.Context, s *tasker.Step) (any, error) {
-				if s.Attempt == 1 {
-					<-ctx.Done()
-					return nil, ctx.Err()
-				}
-				return 41, nil
+			{
+				name: "exhaustion", maxAttempts: 2, timeout: "5",
+				handler:   func(context.Context, *tasker.Step) (any, error) { return nil, errors.New("always down") },
+				wantState: tasker.TaskBlockedByFailures, wantAttempts: 2, wantKind: "exhausted",
 			},
-			wantState: tasker.TaskComplete, wantAttempts: 2, wantKind: "timeout",
-		},
-		{
-			name: "result not JSON", maxAttempts: 3, timeout: "5",
-			handler:   func(context.Context, *tasker.Step) (any, error) { return make(chan int), nil },
-			wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "invalid_result",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			b.register(t, flakyTemplate(tc.maxAttempts, tc.timeout))
-			b.engine.HandleFunc("flaky", tc.handler)
-			b.engine.HandleFunc("add_one", addOne)
-			b.start(t)
+			{
+				name: "permanent", maxAttempts: 5, timeout: "5",
+				handler: func(context.Context, *tasker.Step) (any, error) {
+					return nil, tasker.Permanent(errors.New("card declined"))
+				},
+				wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "permanent",
+			},
+			{
+				name: "panic", maxAttempts: 5, timeout: "5",
+				handler:   func(context.Context, *tasker.Step) (any, error) { panic("nil map somewhere") },
+				wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "panic",
+			},
+			{
+				name: "timeout then success", maxAttempts: 3, timeout: "0.2",
+				handler: func(ctx context.Context, s *tasker.Step) (any, error) {
+					if s.Attempt == 1 {
+						<-ctx.Done()
+						return nil, ctx.Err()
+					}
+					return 41, nil
+				},
+				wantState: tasker.TaskComplete, wantAttempts: 2, wantKind: "timeout",
+			},
+			{
+				name: "result not JSON", maxAttempts: 3, timeout: "5",
+				handler:   func(context.Context, *tasker.Step) (any, error) { return make(chan int), nil },
+				wantState: tasker.TaskBlockedByFailures, wantAttempts: 1, wantKind: "invalid_result",
+			},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				b.register(t, flakyTemplate(tc.maxAttempts, tc.timeout))
+				b.engine.HandleFunc("flaky", tc.handler)
+				b.engine.HandleFunc("add_one", addOne)
+				b.start(t)
 
-			task := b.wait(t, b.create(t, "test", "flaky", nil).ID)
-			require.Equal(t, tc.wantState, task.State)
-			first, _ := task.Step("first")
-			after, _ := task.Step("after")
-			require.Equal(t, tc.wantAttempts, first.Attempts)
-			if tc.wantKind == "" {
-				require.Nil(t, first.LastError)
-			} else {
-				require.NotNil(t, first.LastError)
-				require.Equal(t, tc.wantKind, first.LastError.Kind, first.LastError.Message)
-			}
-			if tc.wantState == tasker.TaskComplete {
-				require.Equal(t, tasker.StepComplete, first.State)
-				require.Equal(t, int64(42), jsonInt(t, after.Result))
-			} else {
-				require.Equal(t, tasker.StepError, first.State)
-				require.Equal(t, tasker.StepPending, after.State, "no new step starts once the task is blocked")
-				require.Nil(t, task.CompletedAt)
-			}
-			if tc.wantKind == "panic" {
-				require.Contains(t, first.LastError.Stack, "engine_test.go")
-			}
-			requireLegalTransitions(t, b.engine, task.ID)
-		})
-	}
+				task := b.wait(t, b.create(t, "test", "flaky", nil).ID)
+				require.Equal(t, tc.wantState, task.State)
+				first, _ := task.Step("first")
+				after, _ := task.Step("after")
+				require.Equal(t, tc.wantAttempts, first.Attempts)
+				if tc.wantKind == "" {
+					require.Nil(t, first.LastError)
+				} else {
+					require.NotNil(t, first.LastError)
+					require.Equal(t, tc.wantKind, first.LastError.Kind, first.LastError.Message)
+				}
+				if tc.wantState == tasker.TaskComplete {
+					require.Equal(t, tasker.StepComplete, first.State)
+					require.Equal(t, int64(42), jsonInt(t, after.Result))
+				} else {
+					require.Equal(t, tasker.StepError, first.State)
+					require.Equal(t, tasker.StepPending, after.State, "no new step starts once the task is blocked")
+					require.Nil(t, task.CompletedAt)
+				}
+				if tc.wantKind == "panic" {
+					require.Contains(t, first.LastError.Stack, "engine_test.go")
+				}
+				trs := requireLegalTransitions(t, b.engine, task.ID)
+				var failures int
+				for _, tr := range trs {
+					if tr.StepName == "first" && (tr.Event == "fail_retryable" || tr.Event == "fail_permanent") {
+						failures++
+						require.NotNil(t, tr.Failure(), "every failed attempt keeps its error in the audit trail")
+					}
+				}
+				want := tc.wantAttempts - 1
+				if tc.wantState != tasker.TaskComplete {
+					want = tc.wantAttempts
+				}
+				require.Equal(t, want, failures)
+			})
+		}
+	})
 }
 
 func TestRetryAfterAndBackoffAreHonoured(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.register(t, flakyTemplate(3, "5"))
-	var failedAt atomic.Int64
-	var gap atomic.Int64
-	b.engine.HandleFunc("flaky", func(_ context.Context, s *tasker.Step) (any, error) {
-		now := time.Now().UnixNano()
-		if s.Attempt == 1 {
-			failedAt.Store(now)
-			return nil, tasker.RetryAfter(400*time.Millisecond, errors.New("429 too many requests"))
-		}
-		gap.Store(now - failedAt.Load())
-		return 1, nil
-	})
-	b.engine.HandleFunc("add_one", addOne)
-	b.start(t)
-	task := b.wait(t, b.create(t, "test", "flaky", nil).ID)
-	require.Equal(t, tasker.TaskComplete, task.State)
-	require.GreaterOrEqual(t, time.Duration(gap.Load()), 400*time.Millisecond, "the retry ran before RetryAfter's delay")
-
-	trs := requireLegalTransitions(t, b.engine, task.ID)
-	var found bool
-	for _, tr := range trs {
-		if tr.StepName == "first" && tr.Event == "fail_retryable" {
-			var meta struct {
-				RetryInMs int64 `json:"retry_in_ms"`
-				Error     struct {
-					Message string `json:"message"`
-				} `json:"error"`
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, flakyTemplate(3, "5"))
+		var failedAt atomic.Int64
+		var gap atomic.Int64
+		b.engine.HandleFunc("flaky", func(_ context.Context, s *tasker.Step) (any, error) {
+			now := time.Now().UnixNano()
+			if s.Attempt == 1 {
+				failedAt.Store(now)
+				return nil, tasker.RetryAfter(400*time.Millisecond, errors.New("429 too many requests"))
 			}
-			require.NoError(t, json.Unmarshal(tr.Metadata, &meta))
-			require.Equal(t, int64(400), meta.RetryInMs)
-			require.Contains(t, meta.Error.Message, "429")
-			found = true
+			gap.Store(now - failedAt.Load())
+			return 1, nil
+		})
+		b.engine.HandleFunc("add_one", addOne)
+		b.start(t)
+		task := b.wait(t, b.create(t, "test", "flaky", nil).ID)
+		require.Equal(t, tasker.TaskComplete, task.State)
+		require.GreaterOrEqual(t, time.Duration(gap.Load()), 400*time.Millisecond, "the retry ran before RetryAfter's delay")
+
+		trs := requireLegalTransitions(t, b.engine, task.ID)
+		var found bool
+		for _, tr := range trs {
+			if tr.StepName == "first" && tr.Event == "fail_retryable" {
+				var meta struct {
+					RetryInMs int64 `json:"retry_in_ms"`
+					Error     struct {
+						Message string `json:"message"`
+					} `json:"error"`
+				}
+				require.NoError(t, json.Unmarshal(tr.Metadata, &meta))
+				require.Equal(t, int64(400), meta.RetryInMs)
+				require.Contains(t, meta.Error.Message, "429")
+				found = true
+			}
 		}
-	}
-	require.True(t, found, "the retryable failure is in the audit trail")
+		require.True(t, found, "the retryable failure is in the audit trail")
+		require.Contains(t, taskEvents(trs), "awaiting_retry", "the task waited for the retry")
+	})
 }
 
 func TestUnknownHandlerFailsStepPermanently(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.register(t, linearYAML) // add_one is never registered
-	b.start(t)
-	task := b.wait(t, b.create(t, "test", "linear", nil).ID)
-	require.Equal(t, tasker.TaskBlockedByFailures, task.State)
-	a, _ := task.Step("a")
-	require.Equal(t, "no_handler", a.LastError.Kind)
-	require.Contains(t, a.LastError.Message, `"add_one"`)
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, linearYAML) // add_one is never registered
+		b.start(t)
+		task := b.wait(t, b.create(t, "test", "linear", nil).ID)
+		require.Equal(t, tasker.TaskBlockedByFailures, task.State)
+		a, _ := task.Step("a")
+		require.Equal(t, "no_handler", a.LastError.Kind)
+		require.Contains(t, a.LastError.Message, `"add_one"`)
+	})
 }

@@ -82,6 +82,12 @@ func loadFixture(t *testing.T, file string) (*tasker.Template, bool) {
 // fixtureEngine is setup(t) with the template registered.
 func fixtureEngine(t *testing.T, tmpl *tasker.Template, opts ...setupOpt) *bundle {
 	t.Helper()
+	return fixtureEngineOn(t, setupB, tmpl, opts...)
+}
+
+// fixtureEngineOn is fixtureEngine on the backend of setup.
+func fixtureEngineOn(t *testing.T, setup setupFunc, tmpl *tasker.Template, opts ...setupOpt) *bundle {
+	t.Helper()
 	b := setup(t, opts...)
 	require.NoError(t, b.engine.Register(tmpl))
 	return b
@@ -729,7 +735,7 @@ type flowSpec struct {
 }
 
 // runFlow runs a business fixture to completion and checks the flow of results.
-func runFlow(t *testing.T, spec flowSpec) (*bundle, *tasker.Template, *tasker.Task, *sync.Map) {
+func runFlow(t *testing.T, setup setupFunc, spec flowSpec) (*bundle, *tasker.Template, *tasker.Task, *sync.Map) {
 	t.Helper()
 	tmpl, _ := loadFixture(t, spec.file)
 	registered := tmpl
@@ -742,7 +748,7 @@ func runFlow(t *testing.T, spec flowSpec) (*bundle, *tasker.Template, *tasker.Ta
 		require.Equal(t, tasker.StepStandard, st.Type, "%s: %s", spec.file, st.Name)
 		require.Contains(t, spec.steps, st.Name, "no business logic for %s", st.Name)
 	}
-	b := fixtureEngine(t, registered, spec.opts...)
+	b := fixtureEngineOn(t, setup, registered, spec.opts...)
 	calls := &sync.Map{}
 	h := flowHandler(tmpl, spec.steps, calls)
 	for _, st := range tmpl.Steps {
@@ -1167,23 +1173,25 @@ func dlqStalenessSpec() flowSpec {
 
 func TestFixtureBusinessWorkflows(t *testing.T) {
 	t.Parallel()
-	for _, spec := range []flowSpec{
-		ecommerceSpec(), customerSuccessSpec(), paymentsSpec(), dataPipelineSpec(), microservicesSpec(),
-		businessWorkflowSpec(), domainEventsSpec(false), dlqStalenessSpec(),
-	} {
-		t.Run(spec.file, func(t *testing.T) {
-			t.Parallel()
-			b, tmpl, task, calls := runFlow(t, spec)
-			requireFlow(t, spec, tmpl, task, calls)
-			requireLegalTransitions(t, b.engine, task.ID)
-		})
-	}
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		for _, spec := range []flowSpec{
+			ecommerceSpec(), customerSuccessSpec(), paymentsSpec(), dataPipelineSpec(), microservicesSpec(),
+			businessWorkflowSpec(), domainEventsSpec(false), dlqStalenessSpec(),
+		} {
+			t.Run(spec.file, func(t *testing.T) {
+				t.Parallel()
+				b, tmpl, task, calls := runFlow(t, setup, spec)
+				requireFlow(t, spec, tmpl, task, calls)
+				requireLegalTransitions(t, b.engine, task.ID)
+			})
+		}
+	})
 
 	// The test environment gives every step of domain_event_publishing one attempt: a payment
 	// failure blocks the task at once and the steps after it never run.
 	t.Run("domain_event_publishing.yaml/simulated payment failure", func(t *testing.T) {
 		t.Parallel()
-		b, _, task, calls := runFlow(t, domainEventsSpec(true))
+		b, _, task, calls := runFlow(t, setupB, domainEventsSpec(true))
 		require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
 		v, _ := task.Step("domain_events_validate_order")
 		require.Equal(t, tasker.StepComplete, v.State)
@@ -1207,7 +1215,7 @@ func TestFixtureBusinessWorkflows(t *testing.T) {
 		t.Parallel()
 		var seen sync.Map
 		spec := methodDispatchSpec(&seen)
-		b, tmpl, task, calls := runFlow(t, spec)
+		b, tmpl, task, calls := runFlow(t, setupB, spec)
 		requireFlow(t, spec, tmpl, task, calls)
 		requireLegalTransitions(t, b.engine, task.ID)
 

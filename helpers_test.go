@@ -16,18 +16,47 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/memory"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
-// bundle is one test's engine on its own schema.
+// bundle is one test's engine on its own store: a fresh PostgreSQL schema, or a fresh memory store.
 type bundle struct {
-	db     *testdb.DB
-	engine *tasker.Engine
-	store  *postgres.Store
-	stop   func()
+	backend string          // backendPostgres, backendRabbitMQ or backendMemory
+	db      *testdb.DB      // nil on the memory backend
+	store   *postgres.Store // nil on the memory backend
+	st      store.Store     // the engine's store, whatever the backend
+	engine  *tasker.Engine
+	cfg     tasker.Config // the engine's configuration, for sibling
+	stop    func()
 }
 
 type setupOpt func(*tasker.Config)
+
+// setupFunc makes a test's bundle on one backend.
+type setupFunc func(t testing.TB, opts ...setupOpt) *bundle
+
+// The backends of the engine-level suite: every test written with eachBackend runs on each.
+const (
+	backendPostgres = "postgres+pgqueue"
+	backendRabbitMQ = "postgres+rabbitmq"
+	backendMemory   = "memory"
+)
+
+var backends = []string{backendPostgres, backendRabbitMQ, backendMemory}
+
+// eachBackend runs f as a parallel subtest on every backend, with a setup that makes bundles on it.
+// A test uses it by naming the parameter setup, so that its body reads as a PostgreSQL test does.
+func eachBackend(t *testing.T, f func(t *testing.T, setup setupFunc)) {
+	t.Helper()
+	for _, be := range backends {
+		t.Run(be, func(t *testing.T) {
+			t.Parallel()
+			f(t, func(t testing.TB, opts ...setupOpt) *bundle { return setupOn(t, be, opts...) })
+		})
+	}
+}
 
 func testLogger() logr.Logger {
 	if os.Getenv("TASKER_TEST_LOG") == "" {
@@ -36,21 +65,78 @@ func testLogger() logr.Logger {
 	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 1}))
 }
 
-// setup returns an engine on a fresh schema; call b.start to run its workers (stopped at cleanup).
-func setup(t *testing.T, opts ...setupOpt) *bundle { return setupB(t, opts...) }
+// setup returns an engine on a fresh PostgreSQL schema with its pgqueue; call b.start to run its
+// workers (stopped at cleanup).
+func setup(t *testing.T, opts ...setupOpt) *bundle { return setupOn(t, backendPostgres, opts...) }
 
 // setupB is setup for tests and benchmarks.
-func setupB(t testing.TB, opts ...setupOpt) *bundle {
+func setupB(t testing.TB, opts ...setupOpt) *bundle { return setupOn(t, backendPostgres, opts...) }
+
+// setupOn returns an engine on a fresh store of the named backend. On postgres+rabbitmq the queue
+// has its own prefix, and the broker queues of the namespaces registered through b.register are
+// deleted when the test ends.
+func setupOn(t testing.TB, backend string, opts ...setupOpt) *bundle {
 	t.Helper()
-	db := testdb.New(t, testdb.WithMaxConns(20))
-	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
-	cfg := tasker.Config{Store: st, Logger: testLogger(), Lease: 3 * time.Second, ShutdownTimeout: 2 * time.Second}
+	b := &bundle{backend: backend}
+	cfg := tasker.Config{Logger: testLogger(), Lease: 3 * time.Second, ShutdownTimeout: 2 * time.Second}
+	switch backend {
+	case backendPostgres, backendRabbitMQ:
+		b.db = testdb.New(t, testdb.WithMaxConns(20))
+		b.store = postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema))
+		b.st = b.store
+		if backend == backendRabbitMQ {
+			cfg.Queue = newTestRabbitMQ(t)
+		}
+	case backendMemory:
+		b.st = memory.New()
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
+	cfg.Store = b.st
 	for _, o := range opts {
 		o(&cfg)
 	}
 	eng, err := tasker.NewEngine(cfg)
 	require.NoError(t, err)
-	return &bundle{db: db, engine: eng, store: st}
+	b.engine = eng
+	b.cfg = cfg
+	return b
+}
+
+// sibling returns another engine on the bundle's store and queue, as a second process would have
+// on the same database (on the memory backend: the same store value); opts apply to a copy of the
+// bundle's configuration.
+func (b *bundle) sibling(t testing.TB, opts ...setupOpt) *bundle {
+	t.Helper()
+	cfg := b.cfg
+	cfg.WorkerID = ""
+	for _, o := range opts {
+		o(&cfg)
+	}
+	eng, err := tasker.NewEngine(cfg)
+	require.NoError(t, err)
+	s := *b
+	s.engine, s.cfg, s.stop = eng, cfg, nil
+	return &s
+}
+
+// taskEvents lists the task's own transition events.
+func taskEvents(trs []tasker.Transition) []string {
+	var out []string
+	for _, tr := range trs {
+		if tr.StepName == "" {
+			out = append(out, tr.Event)
+		}
+	}
+	return out
+}
+
+// memStore is the bundle's memory store; the test fails on another backend.
+func (b *bundle) memStore(t testing.TB) *memory.Store {
+	t.Helper()
+	m, ok := b.st.(*memory.Store)
+	require.True(t, ok, "the bundle's store is %T, not the memory store", b.st)
+	return m
 }
 
 // start runs the engine's workers until the test ends.

@@ -4,40 +4,115 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/queue/rabbitmq"
 )
 
-const rabbitURL = "amqp://guest:guest@127.0.0.1:5672/"
+// rabbitURL is the broker the tests use: $TASKER_TEST_RABBITMQ_URL, else the local one.
+var rabbitURL = func() string {
+	if u := os.Getenv("TASKER_TEST_RABBITMQ_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}()
+
+// testRabbitMQ is a rabbitmq.Queue with a prefix of its own that remembers the queue names it is
+// used with, so that the test's broker queues can be deleted when it ends. Embedding keeps the
+// Publisher method, so the engine publishes after its commits.
+type testRabbitMQ struct {
+	*rabbitmq.Queue
+	prefix string
+	mu     sync.Mutex
+	names  map[string]bool
+}
+
+func (q *testRabbitMQ) note(names ...string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, n := range names {
+		q.names[n] = true
+	}
+}
+
+func (q *testRabbitMQ) Publish(ctx context.Context, name string, payloads [][]byte, delay time.Duration) error {
+	q.note(name)
+	return q.Queue.Publish(ctx, name, payloads, delay)
+}
+
+func (q *testRabbitMQ) Read(ctx context.Context, name string, n int, vt time.Duration) ([]queue.Message, error) {
+	q.note(name)
+	return q.Queue.Read(ctx, name, n, vt)
+}
+
+func (q *testRabbitMQ) Listen(ctx context.Context, names []string, wake func(string)) error {
+	q.note(names...)
+	return q.Queue.Listen(ctx, names, wake)
+}
+
+// newTestRabbitMQ connects to the test broker with a fresh prefix; when the test ends it closes the
+// queue and deletes the broker queues and the dead-letter exchange it used (delay queues expire by
+// themselves). It fails, never skips, when the broker does not answer.
+func newTestRabbitMQ(t testing.TB, opts ...rabbitmq.Option) *testRabbitMQ {
+	t.Helper()
+	return newTestRabbitMQPrefix(t, "tasker-test-"+strings.ToLower(rand.Text()[:10])+".", opts...)
+}
+
+// peer is another connection to the same broker queues, as another process would have.
+func (q *testRabbitMQ) peer(t testing.TB, opts ...rabbitmq.Option) *testRabbitMQ {
+	t.Helper()
+	return newTestRabbitMQPrefix(t, q.prefix, opts...)
+}
+
+func newTestRabbitMQPrefix(t testing.TB, prefix string, opts ...rabbitmq.Option) *testRabbitMQ {
+	t.Helper()
+	q, err := rabbitmq.New(rabbitURL, append([]rabbitmq.Option{rabbitmq.WithPrefix(prefix), rabbitmq.WithPrefetch(16),
+		rabbitmq.WithPollInterval(200 * time.Millisecond)}, opts...)...)
+	require.NoError(t, err, "RabbitMQ must answer at %s (rabbitmq-server -detached, or set TASKER_TEST_RABBITMQ_URL)", rabbitURL)
+	tq := &testRabbitMQ{Queue: q, prefix: prefix, names: map[string]bool{}}
+	t.Cleanup(func() {
+		_ = q.Close()
+		conn, err := amqp.Dial(rabbitURL)
+		if err != nil {
+			t.Logf("cannot delete the test's broker queues: %v", err)
+			return
+		}
+		defer conn.Close()
+		tq.mu.Lock()
+		defer tq.mu.Unlock()
+		for name := range tq.names {
+			for _, bq := range []string{q.QueueName(name), q.DeadLetterQueueName(name)} {
+				ch, err := conn.Channel() // one each: an error closes the channel
+				if err != nil {
+					return
+				}
+				_, _ = ch.QueueDelete(bq, false, false, false)
+				_ = ch.Close()
+			}
+		}
+		if ch, err := conn.Channel(); err == nil {
+			_ = ch.ExchangeDelete(prefix+"dead-letter", false, false)
+			_ = ch.Close()
+		}
+	})
+	return tq
+}
 
 // TestEngineOnRabbitMQ runs diamond tasks, each with a retry, on PostgreSQL + RabbitMQ: messages
 // are published after each commit, retries go through the broker's delay queues.
 func TestEngineOnRabbitMQ(t *testing.T) {
 	t.Parallel()
-	prefix := "tasker-test-" + strings.ToLower(rand.Text()[:8]) + "."
-	q, err := rabbitmq.New(rabbitURL, rabbitmq.WithPrefix(prefix), rabbitmq.WithPrefetch(8))
-	require.NoError(t, err, "RabbitMQ must answer at %s (rabbitmq-server -detached)", rabbitURL)
-	t.Cleanup(func() {
-		_ = q.Close()
-		conn, err := amqp.Dial(rabbitURL)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		_, _ = ch.QueueDelete(q.QueueName("rmq"), false, false, false)
-		_, _ = ch.QueueDelete(q.DeadLetterQueueName("rmq"), false, false, false)
-	})
+	q := newTestRabbitMQ(t, rabbitmq.WithPrefetch(8))
 	b := setup(t, func(c *tasker.Config) { c.Queue = q; c.Concurrency = 8 })
 	b.register(t, `
 name: diamond

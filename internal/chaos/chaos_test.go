@@ -20,6 +20,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/chaos"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -44,6 +45,9 @@ var (
 	flagMaxSleep  = flag.Duration("chaos.max-sleep", 50*time.Millisecond, "longest handler sleep")
 	flagLogs      = flag.String("chaos.logs", "", "keep the worker processes' logs in this directory (default: a temporary one, removed)")
 	flagVerbose   = flag.Bool("chaos.verbose", false, "the workers log every step attempt (TASKER_CHAOS_VERBOSE)")
+	flagRabbitURL = flag.String("chaos.rabbitmq-url", rabbitURLDefault(), "the broker of TestChaosRabbitMQ (or $TASKER_TEST_RABBITMQ_URL)")
+	flagRabbitN   = flag.Int("chaos.rabbitmq-tasks", 150, "diamond tasks TestChaosRabbitMQ creates")
+	flagRabbitDur = flag.Duration("chaos.rabbitmq-duration", 10*time.Second, "how long TestChaosRabbitMQ kills workers")
 	flagRace      = flag.Bool("chaos.race", raceEnabled, "build the worker with the race detector (default: when the test runs with -race)")
 )
 
@@ -51,8 +55,34 @@ var (
 // -chaos.kill-every for -chaos.duration and restarts it, while -chaos.tasks diamond tasks are
 // created; then it checks that nothing was lost and reports how often handlers ran again.
 func TestChaos(t *testing.T) {
+	runChaos(t, chaosRun{tasks: *flagTasks, duration: *flagDuration})
+}
+
+// TestChaosRabbitMQ is TestChaos with RabbitMQ as the queue (the store stays PostgreSQL): the
+// workers publish after their commits, so a kill can also land between a commit and its publish,
+// and the broker redelivers what a killed worker held; the sweeper publishes again what was lost.
+func TestChaosRabbitMQ(t *testing.T) {
+	runChaos(t, chaosRun{tasks: *flagRabbitN, duration: *flagRabbitDur, rabbitURL: *flagRabbitURL})
+}
+
+// rabbitURLDefault is $TASKER_TEST_RABBITMQ_URL, else the local broker.
+func rabbitURLDefault() string {
+	if u := os.Getenv("TASKER_TEST_RABBITMQ_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// chaosRun sizes one chaos run; rabbitURL set means the queue is RabbitMQ.
+type chaosRun struct {
+	tasks     int
+	duration  time.Duration
+	rabbitURL string
+}
+
+func runChaos(t *testing.T, run chaosRun) {
 	began := time.Now()
-	n, workers := *flagTasks, *flagWorkers
+	n, workers := run.tasks, *flagWorkers
 	require.Positive(t, n)
 	require.Positive(t, workers)
 	ctx := context.Background()
@@ -65,7 +95,15 @@ func TestChaos(t *testing.T) {
 	require.NoError(t, err)
 
 	// The test process creates the tasks with an engine that runs no workers.
-	creator, err := tasker.NewEngine(tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema))})
+	var q queue.Queue
+	var rabbitEnv []string
+	if run.rabbitURL != "" {
+		prefix := fmt.Sprintf("tasker-chaos-%016x.", rand.Uint64())
+		q = testRabbitMQ(t, run.rabbitURL, prefix)
+		rabbitEnv = []string{"TASKER_CHAOS_RABBITMQ_URL=" + run.rabbitURL, "TASKER_CHAOS_RABBITMQ_PREFIX=" + prefix,
+			"TASKER_CHAOS_REPUBLISH_AFTER=2s"}
+	}
+	creator, err := tasker.NewEngine(tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)), Queue: q})
 	require.NoError(t, err)
 	tmpl, err := chaos.Template()
 	require.NoError(t, err)
@@ -80,6 +118,7 @@ func TestChaos(t *testing.T) {
 		"TASKER_CHAOS_MIN_SLEEP="+flagMinSleep.String(),
 		"TASKER_CHAOS_MAX_SLEEP="+flagMaxSleep.String(),
 	)
+	env = append(env, rabbitEnv...)
 	if *flagVerbose {
 		env = append(env, "TASKER_CHAOS_VERBOSE=1")
 	}
@@ -87,15 +126,18 @@ func TestChaos(t *testing.T) {
 
 	// Tasks are created at a steady pace throughout the chaos, so that every kill lands on running
 	// handlers, the last ones too.
-	var fig figures
+	fig := figures{duration: run.duration, queue: "PostgreSQL"}
+	if run.rabbitURL != "" {
+		fig.queue = "RabbitMQ"
+	}
 	fig.chaosStart = time.Now()
 	created := make(chan error, 1)
 	within := *flagCreate
 	if within < 0 {
-		within = *flagDuration
+		within = run.duration
 	}
 	go func() { created <- createTasks(ctx, creator, n, within) }()
-	killLoop(t, fl, func() int {
+	killLoop(t, fl, run.duration, n, func() int {
 		var done int
 		_ = db.Pool.QueryRow(ctx, sq(`SELECT count(*) FROM {s}.tasks WHERE state = 'complete'`)).Scan(&done)
 		return done
@@ -142,18 +184,18 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos figures:\n%s", fig.String(n, workers))
 }
 
-// killLoop SIGKILLs a random worker every -chaos.kill-every for -chaos.duration and restarts it
+// killLoop SIGKILLs a random worker every -chaos.kill-every for duration and restarts it
 // at once; complete says how far the tasks are, for the log.
-func killLoop(t *testing.T, fl *fleet, complete func() int) {
+func killLoop(t *testing.T, fl *fleet, duration time.Duration, n int, complete func() int) {
 	t.Helper()
 	if *flagKillEvery <= 0 {
-		time.Sleep(*flagDuration)
+		time.Sleep(duration)
 		return
 	}
 	start := time.Now()
 	tick := time.NewTicker(*flagKillEvery)
 	defer tick.Stop()
-	end := time.After(*flagDuration)
+	end := time.After(duration)
 	for {
 		select {
 		case <-end:
@@ -163,7 +205,7 @@ func killLoop(t *testing.T, fl *fleet, complete func() int) {
 			pid, err := fl.killAndRestart(slot)
 			require.NoError(t, err)
 			t.Logf("%6.1fs: SIGKILL worker slot %d (pid %d), restarted; %d/%d tasks complete",
-				time.Since(start).Seconds(), slot, pid, complete(), *flagTasks)
+				time.Since(start).Seconds(), slot, pid, complete(), n)
 		}
 	}
 }
@@ -174,16 +216,17 @@ type figures struct {
 	kills, processes, complete                 int
 	chaosStart, chaosEnd, createdAt, settledAt time.Time
 	settledOK                                  bool
-	total                                      time.Duration
+	total, duration                            time.Duration
+	queue                                      string
 }
 
 func (f *figures) String(n, workers int) string {
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	var b strings.Builder
-	fmt.Fprintf(&b, "  tasks %d (%d steps), %d worker processes x concurrency %d, lease %s, worker built with -race: %v\n",
-		n, 4*n, workers, *flagConc, *flagLease, *flagRace)
+	fmt.Fprintf(&b, "  tasks %d (%d steps), queue %s, %d worker processes x concurrency %d, lease %s, worker built with -race: %v\n",
+		n, 4*n, f.queue, workers, *flagConc, *flagLease, *flagRace)
 	fmt.Fprintf(&b, "  kills %d (every %s for %s; %d processes started in all)\n",
-		f.kills, *flagKillEvery, *flagDuration, f.processes)
+		f.kills, *flagKillEvery, f.duration, f.processes)
 	fmt.Fprintf(&b, "  handler runs %d for %d steps: repeats %d (%d steps ran more than once, at most %d times)\n",
 		f.effects, f.steps, f.effects-f.stepsRun, f.stepsRepeated, f.maxRuns)
 	fmt.Fprintf(&b, "  steps by attempts %s; tasks complete %d/%d\n", f.attempts, f.complete, n)

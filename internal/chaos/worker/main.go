@@ -4,6 +4,11 @@
 //
 //	worker -database-url postgres://postgres@127.0.0.1:5432/postgres?pool_max_conns=5 -schema t_0123
 //
+// With -rabbitmq-url the engine's queue is RabbitMQ (queue/rabbitmq, with -rabbitmq-prefix); the
+// store stays PostgreSQL. -create N creates N diamond tasks before the workers start, and
+// -stall-publish N makes the Nth publish to RabbitMQ (after a commit) log stalledLine and block
+// forever, so that the test can SIGKILL the process between a commit and its publish.
+//
 // Every flag also reads an environment variable (TASKER_CHAOS_DATABASE_URL, TASKER_CHAOS_SCHEMA,
 // TASKER_CHAOS_WORKER_ID, ...); a flag given on the command line wins. It exits 0 after a clean stop.
 package main
@@ -17,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +31,8 @@ import (
 
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/chaos"
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/queue/rabbitmq"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -33,6 +41,13 @@ import (
 // not called signal.Notify yet) from one that failed to stop.
 const runningLine = "chaos worker running"
 
+// stalledLine is logged (on stdout) when -stall-publish holds a publish; createdLine precedes the
+// ID of each task -create made.
+const (
+	stalledLine = "chaos worker publish stalled"
+	createdLine = "chaos worker created task"
+)
+
 type options struct {
 	url, schema, workerID  string
 	concurrency            int
@@ -40,6 +55,9 @@ type options struct {
 	leaderTTL, rescueEvery time.Duration
 	minSleep, maxSleep     time.Duration
 	verbose                bool
+	rabbitURL, rabbitPref  string
+	republishAfter         time.Duration
+	create, stallPublish   int
 }
 
 func main() {
@@ -91,12 +109,20 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.rescueEvery, "rescue-interval", envDuration("RESCUE_INTERVAL", 0), "tasker.Config.RescueInterval; 0 means the engine's default (TASKER_CHAOS_RESCUE_INTERVAL)")
 	fs.DurationVar(&o.minSleep, "min-sleep", envDuration("MIN_SLEEP", 5*time.Millisecond), "shortest handler sleep (TASKER_CHAOS_MIN_SLEEP)")
 	fs.DurationVar(&o.maxSleep, "max-sleep", envDuration("MAX_SLEEP", 50*time.Millisecond), "longest handler sleep (TASKER_CHAOS_MAX_SLEEP)")
+	fs.StringVar(&o.rabbitURL, "rabbitmq-url", env("RABBITMQ_URL", ""), "RabbitMQ URL: the engine's queue is RabbitMQ instead of PostgreSQL (TASKER_CHAOS_RABBITMQ_URL)")
+	fs.StringVar(&o.rabbitPref, "rabbitmq-prefix", env("RABBITMQ_PREFIX", "tasker-chaos."), "prefix of the broker queues (TASKER_CHAOS_RABBITMQ_PREFIX)")
+	fs.DurationVar(&o.republishAfter, "republish-after", envDuration("REPUBLISH_AFTER", 0), "tasker.Config.RepublishAfter; 0 means the engine's default (TASKER_CHAOS_REPUBLISH_AFTER)")
+	fs.IntVar(&o.create, "create", envInt("CREATE", 0), "diamond tasks to create before the workers start (TASKER_CHAOS_CREATE)")
+	fs.IntVar(&o.stallPublish, "stall-publish", envInt("STALL_PUBLISH", 0), "block forever in the Nth RabbitMQ publish, after logging a line; 0 never (TASKER_CHAOS_STALL_PUBLISH)")
 	fs.BoolVar(&o.verbose, "v", env("VERBOSE", "") != "", "log every step attempt (TASKER_CHAOS_VERBOSE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if o.url == "" || o.schema == "" {
 		return nil, errors.New("-database-url and -schema are required")
+	}
+	if o.stallPublish > 0 && o.rabbitURL == "" {
+		return nil, errors.New("-stall-publish needs -rabbitmq-url")
 	}
 	if o.maxSleep < o.minSleep {
 		return nil, fmt.Errorf("-max-sleep %s is below -min-sleep %s", o.maxSleep, o.minSleep)
@@ -139,8 +165,20 @@ func run(ctx context.Context, o *options) error {
 		level = slog.LevelDebug - 1
 	}
 	logger := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var q queue.Queue // nil: the engine's PostgreSQL queue
+	if o.rabbitURL != "" {
+		rq, err := rabbitmq.New(o.rabbitURL, rabbitmq.WithPrefix(o.rabbitPref), rabbitmq.WithPrefetch(o.concurrency),
+			rabbitmq.WithLogger(logger), rabbitmq.WithConnectionName("tasker-chaos "+o.workerID))
+		if err != nil {
+			return err
+		}
+		defer rq.Close()
+		q = &stallingPublisher{Queue: rq, stallAt: int64(o.stallPublish)}
+	}
 	engine, err := tasker.NewEngine(tasker.Config{
 		Store:           postgres.New(pool, postgres.WithSchema(o.schema)),
+		Queue:           q,
+		RepublishAfter:  o.republishAfter,
 		Logger:          logger,
 		WorkerID:        o.workerID,
 		Concurrency:     o.concurrency,
@@ -161,6 +199,13 @@ func run(ctx context.Context, o *options) error {
 	}
 	engine.Handle(chaos.Handler, chaos.Work(pool, o.schema, engine.WorkerID(), o.minSleep, o.maxSleep))
 
+	for range o.create {
+		task, err := engine.CreateTask(ctx, tasker.TaskRequest{Namespace: chaos.Namespace, Name: chaos.TaskName})
+		if err != nil {
+			return err
+		}
+		fmt.Println(createdLine, task.ID)
+	}
 	logger.Info(runningLine, "pid", os.Getpid(), "worker_id", engine.WorkerID(), "schema", o.schema,
 		"concurrency", o.concurrency, "lease", o.lease)
 	if err := engine.RunWorkers(ctx); err != nil {
@@ -168,4 +213,20 @@ func run(ctx context.Context, o *options) error {
 	}
 	logger.Info("chaos worker stopped", "pid", os.Getpid())
 	return nil
+}
+
+// stallingPublisher is the RabbitMQ queue, except that its stallAt-th Publish prints stalledLine and
+// then never returns: the process is to be killed there, between a commit and its publish.
+type stallingPublisher struct {
+	*rabbitmq.Queue
+	stallAt int64
+	calls   atomic.Int64
+}
+
+func (q *stallingPublisher) Publish(ctx context.Context, name string, payloads [][]byte, delay time.Duration) error {
+	if n := q.calls.Add(1); q.stallAt > 0 && n == q.stallAt {
+		fmt.Println(stalledLine, len(payloads))
+		select {}
+	}
+	return q.Queue.Publish(ctx, name, payloads, delay)
 }
