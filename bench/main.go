@@ -8,6 +8,10 @@
 // It reads TASKER_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). Each
 // system runs in a fresh schema of its own (bench_tasker_<n>, bench_river_<n>), dropped
 // afterwards; DBOS, which wants a database, gets tasker_bench_dbos, dropped before and after.
+// tasker also runs, in the handoff, throughput and DAG scenarios, on PostgreSQL with RabbitMQ
+// (TASKER_RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672/; broker queues named
+// tasker-bench-<random>.*, deleted afterwards; skipped when no broker answers) and in memory
+// (NewMemoryEngine), each compared with tasker on PostgreSQL's own queue in the same run.
 // See BENCHMARKS.md at the repository root for the scenarios and the published results.
 package main
 
@@ -55,13 +59,16 @@ var (
 // scenario names, in run order.
 var allScenarios = []string{"handoff", "latency", "throughput", "dag", "scale", "idle"}
 
-// allSystems are the systems the bench knows.
-var allSystems = []string{"tasker", "river", "dbos"}
+// allSystems are the systems the bench knows: tasker on PostgreSQL with its own queue, tasker on
+// PostgreSQL with RabbitMQ and tasker in memory (the last two in the handoff, throughput and DAG
+// scenarios only), River and DBOS.
+var allSystems = []string{"tasker", "tasker-rabbitmq", "tasker-memory", "river", "dbos"}
 
 type options struct {
 	quick      bool
 	jsonOut    bool
 	url        string
+	rabbitURL  string
 	scenarios  []string
 	systems    []string
 	png        string
@@ -97,6 +104,7 @@ func main() {
 	flag.IntVar(&conns, "conns", 0, "connections in each system's pool (default 20)")
 	flag.Parse()
 	o.url = databaseURL()
+	o.rabbitURL = rabbitURL()
 	o.scenarios = splitList(only)
 	o.systems = splitList(systems)
 	for _, s := range o.scenarios {
@@ -150,6 +158,14 @@ func databaseURL() string {
 		return v
 	}
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// rabbitURL is the broker of the RabbitMQ variant: TASKER_RABBITMQ_URL, else the local one.
+func rabbitURL() string {
+	if v := os.Getenv("TASKER_RABBITMQ_URL"); v != "" {
+		return v
+	}
+	return rabbitURLDefault
 }
 
 // Report is the JSON document of a run.
@@ -237,6 +253,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return errors.New("interrupted")
 	}
+	compareBackends(b.results)
 	rep.Results = b.results
 	rep.Duration = time.Since(start)
 	for _, s := range b.handoffSamples {
@@ -260,6 +277,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	printEnv(tableOut, rep)
 	printTable(tableOut, rep.Results)
+	printBackends(tableOut, rep.Results)
 	if b.sqlProf != nil {
 		b.sqlProf.print(tableOut, b.sqlProfUnits, b.sqlProfUnit)
 	}

@@ -33,6 +33,8 @@ type bench struct {
 	// bench database's OID, which must not change during the run.
 	lock  *pgx.Conn
 	dbOID uint32
+	// rabbitSkip, once the broker did not answer, is why the RabbitMQ variant is skipped.
+	rabbitSkip string
 }
 
 // benchLockKey is the advisory lock (in the URL's database) that one bench run holds at a time:
@@ -176,7 +178,7 @@ func (b *bench) has(system string) bool {
 }
 
 func (b *bench) add(r Result) {
-	if !r.Published && !r.Unsupported {
+	if !r.Published && !r.Unsupported && !r.Skipped {
 		r.Load1 = load1()
 		if b.o.quiet > 0 {
 			r.BusyBefore = b.busyBefore

@@ -49,7 +49,11 @@ func plotHandoff(path string, ss []series) error {
 	leg := p.Legend
 	p.Legend = plot.NewLegend()
 	leg.Top, leg.Left, leg.XOffs, leg.YOffs = true, true, 0.6*vg.Inch, -0.1*vg.Inch
-	const w, h, legendH = 9 * vg.Inch, 5.8 * vg.Inch, 0.75 * vg.Inch
+	// About a sixth of an inch per legend line, and the plot keeps its size whatever their number.
+	lines := len(args) / 2
+	legendH := 0.25*vg.Inch + vg.Length(lines)*0.17*vg.Inch
+	const w = 9 * vg.Inch
+	h := 5.05*vg.Inch + legendH
 	img := vgimg.New(w, h)
 	dc := draw.New(img)
 	p.Draw(draw.Crop(dc, 0, 0, legendH, 0))

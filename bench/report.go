@@ -32,6 +32,16 @@ type Result struct {
 	Published bool `json:"published,omitempty"`
 	// Unsupported marks a scenario the system cannot do.
 	Unsupported bool `json:"unsupported,omitempty"`
+	// Skipped marks a system that could not run here (the reason is in Note), such as tasker on
+	// RabbitMQ without a broker.
+	Skipped bool `json:"skipped,omitempty"`
+	// Backend is, for tasker's rows, the store and queue: pgqueue (PostgreSQL with its own
+	// queue), rabbitmq (PostgreSQL with RabbitMQ) or memory (NewMemoryEngine).
+	Backend string `json:"backend,omitempty"`
+	// VsTasker holds, for the rows of the rabbitmq and memory backends, each of p50, p90, p99,
+	// tasks_per_s and steps_per_s divided by the same figure of the pgqueue row of the same
+	// scenario and run.
+	VsTasker map[string]float64 `json:"vs_tasker,omitempty"`
 	// Load1 is the 1-minute load average when the result was taken; BusyBefore (with -quiet) the
 	// share of CPU that others used just before the system's run.
 	Load1      float64 `json:"load1"`
@@ -103,6 +113,9 @@ func (r Result) resultText() string {
 			parts = append(parts, fmt.Sprintf(metricLabel[k], v))
 		}
 	}
+	if vs := r.vsText(); vs != "" {
+		parts = append(parts, vs)
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -131,13 +144,16 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// ms formats a latency in milliseconds with three significant figures.
+// ms formats a latency in milliseconds with three significant figures (below 0.1 ms, in whole
+// microseconds).
 func ms(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
 	v := float64(d) / float64(time.Millisecond)
 	switch {
+	case v < 0.1: // the memory engine's handoffs
+		return fmt.Sprintf("%.0f µs", v*1000)
 	case v < 10:
 		return fmt.Sprintf("%.2f ms", v)
 	case v < 100:
@@ -178,7 +194,7 @@ func printEnv(w io.Writer, rep Report) {
 // loadText says how busy the machine was: the 1-minute load average at the result, and with
 // -quiet the share of CPU busy just before the run.
 func (r Result) loadText() string {
-	if r.Published || r.Unsupported {
+	if r.Published || r.Unsupported || r.Skipped {
 		return ""
 	}
 	t := fmt.Sprintf("%.1f", r.Load1)
@@ -209,6 +225,11 @@ func writeMarkdown(path string, rep Report) error {
 	fmt.Fprintln(&sb, "```")
 	fmt.Fprintln(&sb)
 	markdownTable(&sb, rep.Results)
+	var bl strings.Builder
+	printBackends(&bl, rep.Results)
+	if bl.Len() > 0 {
+		fmt.Fprintf(&sb, "\n```%s```\n", bl.String())
+	}
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
 

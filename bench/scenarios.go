@@ -14,8 +14,8 @@ func riverLabel(cooldown time.Duration) string {
 }
 
 func (b *bench) handoff(ctx context.Context) error {
-	if b.has("tasker") {
-		if err := b.taskerHandoff(ctx); err != nil {
+	for _, be := range b.backends() {
+		if err := b.taskerHandoff(ctx, be); err != nil {
 			return err
 		}
 	}
@@ -66,8 +66,8 @@ func (b *bench) latency(ctx context.Context) error {
 }
 
 func (b *bench) throughput(ctx context.Context) error {
-	if b.has("tasker") {
-		if err := b.taskerThroughput(ctx); err != nil {
+	for _, be := range b.backends() {
+		if err := b.taskerThroughput(ctx, be); err != nil {
 			return err
 		}
 	}
@@ -82,8 +82,8 @@ func (b *bench) throughput(ctx context.Context) error {
 }
 
 func (b *bench) dagThroughput(ctx context.Context) error {
-	if b.has("tasker") {
-		if err := b.taskerDAG(ctx); err != nil {
+	for _, be := range b.backends() {
+		if err := b.taskerDAG(ctx, be); err != nil {
 			return err
 		}
 	}

@@ -8,151 +8,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/tasker-systems/tasker"
-	"github.com/tasker-systems/tasker/migrations"
-	"github.com/tasker-systems/tasker/statemachine"
-	"github.com/tasker-systems/tasker/store/postgres"
 )
-
-// taskerRig is one tasker engine on a fresh schema, with its own pool.
-type taskerRig struct {
-	b      *bench
-	schema string
-	pool   *pgxpool.Pool
-	engine *tasker.Engine
-	meter  *xactMeter
-	stmts  *stmtCounter
-	stop   context.CancelFunc
-	done   chan error
-	closed bool
-	tx     int64
-}
-
-// newTasker migrates a fresh schema and returns an engine with the templates registered. Its
-// workers do not run until start.
-func (b *bench) newTasker(ctx context.Context, concurrency int, templates ...string) (*taskerRig, error) {
-	b.settle(ctx)
-	schema, err := b.freshSchema(ctx, "bench_tasker")
-	if err != nil {
-		return nil, err
-	}
-	if err := b.withConn(ctx, "", func(c *pgx.Conn) error {
-		return migrations.Migrate(ctx, c, migrations.WithSchema(schema))
-	}); err != nil {
-		return nil, fmt.Errorf("migrate %s: %w", schema, err)
-	}
-	var params map[string]string
-	if b.o.stmtLog {
-		params = map[string]string{"log_min_duration_statement": "0"}
-	}
-	stmts := &stmtCounter{prof: b.sqlProf}
-	pool, err := b.pool(ctx, "", params, stmts)
-	if err != nil {
-		return nil, err
-	}
-	engine, err := tasker.NewEngine(tasker.Config{Store: postgres.New(pool, postgres.WithSchema(schema)), Concurrency: concurrency})
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	for _, y := range templates {
-		t, err := tasker.ParseTemplate([]byte(y))
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		if err := engine.Register(t); err != nil {
-			pool.Close()
-			return nil, err
-		}
-	}
-	return &taskerRig{b: b, schema: schema, pool: pool, engine: engine, stmts: stmts, meter: b.meter(ctx, "")}, nil
-}
-
-// start runs the engine's workers until close.
-func (r *taskerRig) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	r.stop = cancel
-	r.done = make(chan error, 1)
-	go func() { r.done <- r.engine.RunWorkers(ctx) }()
-}
-
-// failed returns RunWorkers' error if it returned early.
-func (r *taskerRig) failed() error {
-	if r.done == nil {
-		return nil
-	}
-	select {
-	case err := <-r.done:
-		r.done <- err
-		if err == nil {
-			err = errors.New("RunWorkers returned")
-		}
-		return err
-	default:
-		return nil
-	}
-}
-
-// close stops the workers, closes the pool and drops the schema; it returns the database
-// transactions counted since newTasker (-1 when unknown).
-func (r *taskerRig) close(ctx context.Context) int64 {
-	if r.closed {
-		return r.tx
-	}
-	r.closed = true
-	if r.stop != nil {
-		r.stop()
-		if err := <-r.done; err != nil {
-			r.b.logf("tasker RunWorkers: %v", err)
-		}
-	}
-	r.pool.Close()
-	r.tx = r.meter.stop(ctx)
-	r.b.dropSchema(r.schema)
-	return r.tx
-}
-
-// run creates a task and waits for it to complete.
-func (r *taskerRig) run(ctx context.Context, name string, i int) (*tasker.Task, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	task, err := r.engine.CreateTask(ctx, r.request(name, i))
-	if err != nil {
-		return nil, err
-	}
-	return r.wait(ctx, task)
-}
-
-func (r *taskerRig) request(name string, i int) tasker.TaskRequest {
-	// Strict identity: the nonce and i make every context, so every task, new.
-	return tasker.TaskRequest{Namespace: "bench", Name: name, Context: map[string]any{"i": i, "run": r.b.nonce}}
-}
-
-func (r *taskerRig) wait(ctx context.Context, task *tasker.Task) (*tasker.Task, error) {
-	t, err := r.engine.WaitTask(ctx, task.ID)
-	if err != nil {
-		if ferr := r.failed(); ferr != nil {
-			return nil, ferr
-		}
-		return nil, err
-	}
-	if t.State != tasker.TaskComplete {
-		return nil, fmt.Errorf("task %s (%s) ended %s", t.ID, t.Name, t.State)
-	}
-	return t, nil
-}
 
 func noop(_ context.Context, s *tasker.Step) (any, error) { return s.Name, nil }
 
-// taskerHandoff runs chains of ChainLen steps one after the other; a sample is the time from a
-// handler's return to the next step's handler start (outcome commit, notify, read, claim).
-func (b *bench) taskerHandoff(ctx context.Context) error {
+// taskerHandoff runs chains of ChainLen steps one after the other on a backend; a sample is the
+// time from a handler's return to the next step's handler start (outcome commit, notify, read,
+// claim).
+func (b *bench) taskerHandoff(ctx context.Context, be backend) error {
 	sz := b.o.sz
-	r, err := b.newTasker(ctx, 0, chainYAML("chain", sz.ChainLen), chainYAML("warm", 10))
+	r, err := b.newTasker(ctx, be, 0, chainYAML("chain", sz.ChainLen), chainYAML("warm", 10))
+	if reason, ok := skipReason(err); ok {
+		b.skipped("handoff", be, reason)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -186,20 +56,22 @@ func (b *bench) taskerHandoff(ctx context.Context) error {
 	elapsed := time.Since(t0)
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
-	res := Result{Scenario: "handoff", System: "tasker"}.withLatencies(gaps)
+	res := r.result("handoff").withLatencies(gaps)
 	res.set("steps_per_s", float64(sz.Chains*sz.ChainLen)/elapsed.Seconds())
-	res.perUnit("step", sz.Chains*sz.ChainLen, d, tx, sz.Chains*sz.ChainLen+10)
-	b.sqlProfUnits, b.sqlProfUnit = b.sqlProfUnits+sz.Chains*sz.ChainLen+10, "step"
-	res.Note = fmt.Sprintf("%s of %d steps", plural(sz.Chains, "chain"), sz.ChainLen)
+	r.perUnit(&res, "step", sz.Chains*sz.ChainLen, d, tx, sz.Chains*sz.ChainLen+10)
+	if be == backendPG {
+		b.sqlProfUnits, b.sqlProfUnit = b.sqlProfUnits+sz.Chains*sz.ChainLen+10, "step"
+	}
+	res.Note = fmt.Sprintf("%s of %d steps%s", plural(sz.Chains, "chain"), sz.ChainLen, r.noteSuffix())
 	b.add(res)
-	b.handoffSamples = append(b.handoffSamples, series{Label: "tasker", Samples: gaps})
+	b.handoffSamples = append(b.handoffSamples, series{Label: r.label(), Samples: gaps})
 	return nil
 }
 
 // taskerLatency runs linear-4 and diamond-4 tasks one at a time, CreateTask to WaitTask, on one
 // engine, and returns a result per shape.
 func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
-	r, err := b.newTasker(ctx, 0, linear4YAML, diamond4YAML)
+	r, err := b.newTasker(ctx, backendPG, 0, linear4YAML, diamond4YAML)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +94,7 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 			}
 			ds = append(ds, time.Since(t0))
 		}
-		res := Result{Scenario: sh.label, System: "tasker"}.withLatencies(ds)
+		res := r.result(sh.label).withLatencies(ds)
 		res.perUnit("task", b.o.sz.LatencyTasks, r.stmts.since(c0), -1, 0)
 		res.Note = "one task at a time, CreateTask to WaitTask"
 		out = append(out, res)
@@ -230,50 +102,17 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 	return out, nil
 }
 
-// unsettledStates are the task states WaitTask would wait on.
-func unsettledStates() []tasker.TaskState {
-	var out []tasker.TaskState
-	for _, s := range statemachine.TaskStates() {
-		if !s.Settled() {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// waitAllSettled polls until no task is unsettled, then checks that none failed.
-func (r *taskerRig) waitAllSettled(ctx context.Context) error {
-	states := unsettledStates()
-	for {
-		ts, err := r.engine.ListTasks(ctx, tasker.ListOptions{States: states, Limit: 1})
-		if err != nil {
-			return err
-		}
-		if len(ts) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	bad, err := r.engine.ListTasks(ctx, tasker.ListOptions{States: []tasker.TaskState{tasker.TaskError, tasker.TaskBlockedByFailures, tasker.TaskCancelled}, Limit: 1})
-	if err != nil {
-		return err
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("task %s ended %s", bad[0].ID, bad[0].State)
-	}
-	return nil
-}
-
-// taskerThroughput creates ThroughputTasks one-step tasks in bulk (CreateTaskTx, 250 per
-// transaction, 4 transactions at a time), then starts Workers workers and times them to the
-// last task's completion.
-func (b *bench) taskerThroughput(ctx context.Context) error {
+// taskerThroughput creates ThroughputTasks one-step tasks in bulk, then starts Workers workers
+// and times them to the last task's completion. On PostgreSQL's own queue the tasks are created
+// with CreateTaskTx, 250 per transaction, 4 transactions at a time; on RabbitMQ and in memory with
+// CreateTask, 8 at a time (see createEach).
+func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 	sz := b.o.sz
-	r, err := b.newTasker(ctx, sz.Workers, oneStepYAML)
+	r, err := b.newTasker(ctx, be, sz.Workers, oneStepYAML)
+	if reason, ok := skipReason(err); ok {
+		b.skipped("throughput 1-step", be, reason)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -294,17 +133,24 @@ func (b *bench) taskerThroughput(ctx context.Context) error {
 	}
 	c0 := r.stmts.snapshot()
 	tc := time.Now()
-	if err := r.createBulk(ctx, "one", sz.ThroughputTasks, 250, 4); err != nil {
+	creation := "CreateTaskTx, 250 per tx, 4 tx at a time, after one CreateTask"
+	if be == backendPG {
+		err = r.createBulk(ctx, "one", sz.ThroughputTasks, 250, 4)
+	} else {
+		creation = "CreateTask, 8 at a time"
+		err = r.createEach(ctx, "one", sz.ThroughputTasks, 8)
+	}
+	if err != nil {
 		return err
 	}
 	created := time.Since(tc)
-	b.logf("  tasker: created %d tasks in %s", sz.ThroughputTasks, created.Round(time.Millisecond))
+	b.logf("  %s: created %d tasks in %s", r.label(), sz.ThroughputTasks, created.Round(time.Millisecond))
 	t0 := time.Now()
 	r.start()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	if err := awaitProgress(wctx, all, &ran); err != nil {
-		return fmt.Errorf("tasker throughput: %d of %d ran: %w", ran.Load(), sz.ThroughputTasks+1, err)
+		return fmt.Errorf("%s throughput: %d of %d ran: %w", r.label(), ran.Load(), sz.ThroughputTasks+1, err)
 	}
 	if err := r.waitAllSettled(wctx); err != nil {
 		return err
@@ -312,55 +158,24 @@ func (b *bench) taskerThroughput(ctx context.Context) error {
 	elapsed := time.Since(t0)
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
-	res := Result{Scenario: "throughput 1-step", System: "tasker", N: sz.ThroughputTasks}
+	res := r.result("throughput 1-step")
+	res.N = sz.ThroughputTasks
 	res.set("tasks_per_s", float64(sz.ThroughputTasks)/elapsed.Seconds())
 	res.set("created_per_s", float64(sz.ThroughputTasks)/created.Seconds())
-	res.perUnit("task", sz.ThroughputTasks, d, tx, sz.ThroughputTasks)
-	res.Note = fmt.Sprintf("%d workers; created before the workers start (CreateTaskTx, 250 per tx, 4 tx at a time, after one CreateTask)", sz.Workers)
+	r.perUnit(&res, "task", sz.ThroughputTasks, d, tx, sz.ThroughputTasks)
+	res.Note = fmt.Sprintf("%d workers; created before the workers start (%s)%s", sz.Workers, creation, r.noteSuffix())
 	b.add(res)
 	return nil
 }
 
-// createBulk creates n tasks of a template with CreateTaskTx, per transactions of batch tasks,
-// par transactions at a time.
-func (r *taskerRig) createBulk(ctx context.Context, name string, n, batch, par int) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, par)
-	for range par {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				from := int(next.Add(int64(batch))) - batch
-				if from >= n {
-					return
-				}
-				to := min(from+batch, n)
-				err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-					for i := from; i < to; i++ {
-						if _, err := r.engine.CreateTaskTx(ctx, tx, r.request(name, i)); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
-
-// taskerDAG runs DAGTasks diamond tasks with DAGInFlight of them in flight.
-func (b *bench) taskerDAG(ctx context.Context) error {
+// taskerDAG runs DAGTasks diamond tasks with DAGInFlight of them in flight, on a backend.
+func (b *bench) taskerDAG(ctx context.Context, be backend) error {
 	sz := b.o.sz
-	r, err := b.newTasker(ctx, sz.Workers, diamond4YAML)
+	r, err := b.newTasker(ctx, be, sz.Workers, diamond4YAML)
+	if reason, ok := skipReason(err); ok {
+		b.skipped("dag throughput", be, reason)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -382,11 +197,11 @@ func (b *bench) taskerDAG(ctx context.Context) error {
 	}
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
-	res := Result{Scenario: "dag throughput", System: "tasker"}.withLatencies(ds)
+	res := r.result("dag throughput").withLatencies(ds)
 	res.set("tasks_per_s", float64(sz.DAGTasks)/elapsed.Seconds())
 	res.set("steps_per_s", 4*float64(sz.DAGTasks)/elapsed.Seconds())
-	res.perUnit("task", sz.DAGTasks, d, tx, sz.DAGTasks+sz.Warmup)
-	res.Note = fmt.Sprintf("diamond-4, %d in flight, %d workers; percentiles are per task", sz.DAGInFlight, sz.Workers)
+	r.perUnit(&res, "task", sz.DAGTasks, d, tx, sz.DAGTasks+sz.Warmup)
+	res.Note = fmt.Sprintf("diamond-4, %d in flight, %d workers; percentiles are per task%s", sz.DAGInFlight, sz.Workers, r.noteSuffix())
 	b.add(res)
 	return nil
 }
@@ -432,7 +247,7 @@ func inFlight(ctx context.Context, n, par int, fn func(context.Context, int) err
 // running) one task of BigTask steps.
 func (b *bench) taskerScale(ctx context.Context) error {
 	sz := b.o.sz
-	r, err := b.newTasker(ctx, sz.Workers, fanInYAML("fanin", sz.FanOut))
+	r, err := b.newTasker(ctx, backendPG, sz.Workers, fanInYAML("fanin", sz.FanOut))
 	if err != nil {
 		return err
 	}
@@ -451,7 +266,8 @@ func (b *bench) taskerScale(ctx context.Context) error {
 	}
 	elapsed := time.Since(t0)
 	r.close(ctx)
-	res := Result{Scenario: "scale fan-in", System: "tasker", N: sz.FanOut + 1}
+	res := r.result("scale fan-in")
+	res.N = sz.FanOut + 1
 	res.set("seconds", elapsed.Seconds())
 	res.set("create_seconds", created.Seconds())
 	res.set("steps_per_s", float64(sz.FanOut+1)/elapsed.Seconds())
@@ -466,7 +282,7 @@ func (b *bench) taskerScale(ctx context.Context) error {
 		return err
 	}
 	parsed := time.Since(tp)
-	r, err = b.newTasker(ctx, 0)
+	r, err = b.newTasker(ctx, backendPG, 0)
 	if err != nil {
 		return err
 	}
@@ -479,7 +295,8 @@ func (b *bench) taskerScale(ctx context.Context) error {
 		return err
 	}
 	created = time.Since(t0)
-	res = Result{Scenario: "scale create", System: "tasker", N: sz.BigTask}
+	res = r.result("scale create")
+	res.N = sz.BigTask
 	res.set("seconds", created.Seconds())
 	res.Note = fmt.Sprintf("CreateTask of %d steps (%d roots + a join; first use, so the template is written too); ParseTemplate took %.3f s",
 		sz.BigTask, sz.BigTask-1, parsed.Seconds())
@@ -489,14 +306,14 @@ func (b *bench) taskerScale(ctx context.Context) error {
 
 // taskerIdle measures the transactions an idle engine (workers running, nothing to do) causes.
 func (b *bench) taskerIdle(ctx context.Context) error {
-	r, err := b.newTasker(ctx, 0, linear4YAML)
+	r, err := b.newTasker(ctx, backendPG, 0, linear4YAML)
 	if err != nil {
 		return err
 	}
 	defer r.close(ctx)
 	r.engine.HandleFunc("noop", noop)
 	r.start()
-	res := Result{Scenario: "idle", System: "tasker"}
+	res := r.result("idle")
 	if err := b.idleRate(ctx, "", r.stmts, &res); err != nil {
 		return err
 	}
