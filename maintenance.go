@@ -59,7 +59,9 @@ func (w *workers) rescue(ctx context.Context) {
 
 // sweep publishes again the messages of steps that waited enqueued for longer than
 // Config.RepublishAfter: with a queue outside the database, a message can be lost between a
-// commit and its publish (a crash, a broker outage). A duplicate is dropped at its claim.
+// commit and its publish (a crash, a broker outage). A duplicate is dropped at its claim. With a
+// queue.ReadyCounter it holds back a namespace whose queue has messages waiting: the steps behind a
+// backlog have their messages in it, and re-publishing them every RepublishAfter would only grow it.
 func (w *workers) sweep(ctx context.Context) {
 	e := w.e
 	pub, ok := e.queue.(queue.Publisher)
@@ -73,17 +75,41 @@ func (w *workers) sweep(ctx context.Context) {
 		}
 		return
 	}
+	// One publish per namespace; a namespace whose queue has a backlog is held back (see
+	// queue.ReadyCounter): its steps come up again after another RepublishAfter.
+	var order []string
+	byNS := map[string][]store.StepRef{}
 	for _, st := range stale {
-		payloads, err := stepPayloads([]store.StepRef{st.Ref})
+		if _, ok := byNS[st.Namespace]; !ok {
+			order = append(order, st.Namespace)
+		}
+		byNS[st.Namespace] = append(byNS[st.Namespace], st.Ref)
+	}
+	rc, counts := e.queue.(queue.ReadyCounter)
+	for _, ns := range order {
+		refs := byNS[ns]
+		if counts {
+			n, err := rc.ReadyCount(ctx, ns)
+			if err == nil && n > 0 {
+				e.log.V(1).Info("holding back re-publishing while the queue has a backlog", "namespace", ns, "ready", n, "steps", len(refs))
+				continue
+			}
+			if err != nil && ctx.Err() == nil {
+				e.log.Error(err, "count the messages ready in the queue; re-publishing anyway", "namespace", ns)
+			}
+		}
+		payloads, err := stepPayloads(refs)
 		if err == nil {
-			err = pub.Publish(ctx, st.Namespace, payloads, 0)
+			err = pub.Publish(ctx, ns, payloads, 0)
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				e.log.Error(err, "re-publish step message", "step", st.Ref.StepID)
+				e.log.Error(err, "re-publish step messages", "namespace", ns, "steps", len(refs))
 			}
 			continue
 		}
-		e.log.Info("re-published the message of a step that waited too long", "step", st.Ref.StepID, "task", st.Ref.TaskID)
+		for _, ref := range refs {
+			e.log.Info("re-published the message of a step that waited too long", "step", ref.StepID, "task", ref.TaskID)
+		}
 	}
 }

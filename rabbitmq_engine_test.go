@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
@@ -33,8 +34,11 @@ var rabbitURL = func() string {
 type testRabbitMQ struct {
 	*rabbitmq.Queue
 	prefix string
-	mu     sync.Mutex
-	names  map[string]bool
+	// published counts the payloads published, readyCounts the calls of ReadyCount.
+	published, readyCounts atomic.Int64
+
+	mu    sync.Mutex
+	names map[string]bool
 }
 
 func (q *testRabbitMQ) note(names ...string) {
@@ -47,7 +51,13 @@ func (q *testRabbitMQ) note(names ...string) {
 
 func (q *testRabbitMQ) Publish(ctx context.Context, name string, payloads [][]byte, delay time.Duration) error {
 	q.note(name)
+	q.published.Add(int64(len(payloads)))
 	return q.Queue.Publish(ctx, name, payloads, delay)
+}
+
+func (q *testRabbitMQ) ReadyCount(ctx context.Context, name string) (int, error) {
+	q.readyCounts.Add(1)
+	return q.Queue.ReadyCount(ctx, name)
 }
 
 func (q *testRabbitMQ) Read(ctx context.Context, name string, n int, vt time.Duration) ([]queue.Message, error) {
@@ -151,4 +161,47 @@ steps:
 		requireLegalTransitions(t, b.engine, task.ID)
 	}
 	require.Equal(t, int64(60), flaky.Load())
+}
+
+// TestSweeperHoldsBackWhileTheQueueHasABacklog: while the broker queue has messages waiting, the
+// sweeper does not re-publish the steps that wait enqueued behind them (their messages are in the
+// backlog), however long they wait; once the backlog drains everything completes.
+func TestSweeperHoldsBackWhileTheQueueHasABacklog(t *testing.T) {
+	t.Parallel()
+	b := setupOn(t, backendRabbitMQ, func(c *tasker.Config) {
+		c.Concurrency = 1
+		c.RepublishAfter = 200 * time.Millisecond
+		c.RescueInterval = 100 * time.Millisecond
+		c.Lease = 10 * time.Second
+	})
+	q := b.cfg.Queue.(*testRabbitMQ)
+	b.register(t, `
+name: one
+namespace_name: backlog
+version: 1.0.0
+steps:
+  - {name: a, handler: {callable: slow}}
+`)
+	release := make(chan struct{})
+	b.engine.HandleFunc("slow", func(ctx context.Context, s *tasker.Step) (any, error) {
+		select {
+		case <-release:
+			return 1, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	b.start(t)
+	const n = 40 // more than the prefetch (16), so that messages wait ready in the broker
+	var ids []uuid.UUID
+	for i := range n {
+		ids = append(ids, b.create(t, "backlog", "one", map[string]any{"i": i}).ID)
+	}
+	require.Eventually(t, func() bool { return q.readyCounts.Load() >= 5 }, 20*time.Second, 10*time.Millisecond,
+		"the sweeper looked at the stale steps several times")
+	require.Equal(t, int64(n), q.published.Load(), "nothing was re-published while the backlog lasted")
+	close(release)
+	for _, id := range ids {
+		require.Equal(t, tasker.TaskComplete, b.wait(t, id).State)
+	}
 }

@@ -104,3 +104,12 @@ type Publisher interface {
 
 // ErrNotTransactional is returned by SendTx of a queue that can only publish after a commit.
 var ErrNotTransactional = errors.New("queue: this queue cannot send inside a transaction; use Publish after commit")
+
+// ReadyCounter is implemented by Publisher queues that can tell how many messages wait ready (not
+// yet delivered to any consumer) in a queue. The engine's sweeper asks before it re-publishes the
+// messages of steps that waited enqueued too long: while a queue has a backlog, such a step's
+// message is most likely in it, and re-publishing would only add duplicates to the backlog, over
+// and over. A message really lost is re-published once the backlog has drained.
+type ReadyCounter interface {
+	ReadyCount(ctx context.Context, queue string) (int, error)
+}
