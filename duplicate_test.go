@@ -60,10 +60,14 @@ func backendQueue(t testing.TB, b *bundle) (queue.Queue, func(ctx context.Contex
 		}
 	case backendRabbitMQ:
 		rq := b.cfg.Queue.(*testRabbitMQ)
-		return rq, func(ctx context.Context, name string, payloads ...[]byte) error { return rq.Publish(ctx, name, payloads, 0) }
+		return rq, func(ctx context.Context, name string, payloads ...[]byte) error {
+			return rq.Publish(ctx, name, payloads, 0)
+		}
 	default:
 		mq := b.memStore(t).DefaultQueue()
-		return mq, func(ctx context.Context, name string, payloads ...[]byte) error { return mq.SendTx(ctx, nil, name, payloads, 0) }
+		return mq, func(ctx context.Context, name string, payloads ...[]byte) error {
+			return mq.SendTx(ctx, nil, name, payloads, 0)
+		}
 	}
 }
 
