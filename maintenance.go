@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
@@ -90,7 +91,7 @@ func (w *workers) sweep(ctx context.Context) {
 		refs := byNS[ns]
 		if counts {
 			n, err := rc.ReadyCount(ctx, ns)
-			if err == nil && n > 0 {
+			if err == nil && n > 0 && w.holdBack(ns, n) {
 				e.log.V(1).Info("holding back re-publishing while the queue has a backlog", "namespace", ns, "ready", n, "steps", len(refs))
 				continue
 			}
@@ -98,6 +99,9 @@ func (w *workers) sweep(ctx context.Context) {
 				e.log.Error(err, "count the messages ready in the queue; re-publishing anyway", "namespace", ns)
 			}
 		}
+		w.heldMu.Lock()
+		delete(w.heldSince, ns)
+		w.heldMu.Unlock()
 		payloads, err := stepPayloads(refs)
 		if err == nil {
 			err = pub.Publish(ctx, ns, payloads, 0)
@@ -112,4 +116,26 @@ func (w *workers) sweep(ctx context.Context) {
 			e.log.Info("re-published the message of a step that waited too long", "step", ref.StepID, "task", ref.TaskID)
 		}
 	}
+}
+
+// maxHoldBack bounds, in RepublishAfter periods, how long the sweeper holds back a namespace whose
+// queue always has a backlog (a queue saturated for good), so that a lost message still goes out.
+const maxHoldBack = 10
+
+// holdBack reports whether the sweeper may hold back ns's re-publishing for its backlog: it may,
+// unless it has done so for maxHoldBack RepublishAfter periods in a row.
+func (w *workers) holdBack(ns string, ready int) bool {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	since, ok := w.heldSince[ns]
+	if !ok {
+		w.heldSince[ns] = time.Now()
+		return true
+	}
+	if time.Since(since) < maxHoldBack*w.e.cfg.RepublishAfter {
+		return true
+	}
+	w.e.log.Info("the queue has had a backlog for too long; re-publishing anyway", "namespace", ns, "ready", ready,
+		"since", since)
+	return false
 }

@@ -109,7 +109,8 @@ type Config struct {
 	// RepublishAfter is, with a queue outside the database (queue.Publisher), how long a step may
 	// wait enqueued before the sweeper publishes its message again; 0 means RepublishAfterDefault.
 	// The sweeper skips a namespace whose queue reports messages waiting (queue.ReadyCounter, which
-	// queue/rabbitmq implements): a backlog delays a lost message's re-publish until it drains.
+	// queue/rabbitmq implements): a backlog delays a lost message's re-publish until it drains, or
+	// for 10 × RepublishAfter at most.
 	RepublishAfter time.Duration
 	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
 	DisableMaintenance bool

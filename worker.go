@@ -63,6 +63,9 @@ type workers struct {
 	dbctx       context.Context // for bookkeeping that must finish even while stopping
 	inflight    sync.WaitGroup
 
+	heldMu    sync.Mutex
+	heldSince map[string]time.Time // namespaces whose re-publishing the sweeper holds back, since when
+
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}
 	stopped  bool
@@ -75,6 +78,8 @@ func newWorkers(e *Engine, nss []string) *workers {
 		nsSlots: map[string]chan struct{}{},
 		wake:    map[string]chan struct{}{},
 		timers:  map[*time.Timer]struct{}{},
+
+		heldSince: map[string]time.Time{},
 	}
 	for _, ns := range nss {
 		w.wake[ns] = make(chan struct{}, 1)

@@ -109,7 +109,8 @@ var ErrNotTransactional = errors.New("queue: this queue cannot send inside a tra
 // yet delivered to any consumer) in a queue. The engine's sweeper asks before it re-publishes the
 // messages of steps that waited enqueued too long: while a queue has a backlog, such a step's
 // message is most likely in it, and re-publishing would only add duplicates to the backlog, over
-// and over. A message really lost is re-published once the backlog has drained.
+// and over. A message really lost is re-published once the backlog has drained (or, in a queue
+// saturated for good, after a bounded wait).
 type ReadyCounter interface {
 	ReadyCount(ctx context.Context, queue string) (int, error)
 }
