@@ -20,11 +20,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 	defer w.inflight.Done()
 	defer w.release(ns, 1)
 	e := w.e
-	ack := func() {
-		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
-			e.log.Error(err, "ack message", "namespace", ns, "message", m.ID)
-		}
-	}
+	ack := func() { w.ack(ns, m.ID) }
 	var msg stepMessage
 	if err := json.Unmarshal(m.Payload, &msg); err != nil || msg.StepID == uuid.Nil {
 		e.log.Error(err, "dropping malformed queue message", "namespace", ns, "message", m.ID)
@@ -69,6 +65,20 @@ func (w *workers) execute(ns string, m queue.Message) {
 	w.attempt(ns, m, claim)
 }
 
+// ack acknowledges a message. A message the queue no longer has (queue.ErrNotFound: RabbitMQ voids
+// the deliveries of a channel lost in an outage, and delivers them again) is no error: its next
+// delivery is dropped at the claim.
+func (w *workers) ack(ns string, id int64) {
+	err := w.e.queue.Ack(w.dbctx, ns, id)
+	switch {
+	case err == nil:
+	case errors.Is(err, queue.ErrNotFound):
+		w.e.log.V(1).Info("ack of a message the queue no longer holds; a redelivery will be dropped", "namespace", ns, "message", id)
+	default:
+		w.e.log.Error(err, "ack message", "namespace", ns, "message", id)
+	}
+}
+
 // handlerOutcome is what a handler call came to.
 type handlerOutcome struct {
 	result    any
@@ -100,9 +110,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 		return
 	case errors.Is(cause, ErrTaskCancelled) && (out.err != nil || out.abandoned):
 		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
-		if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
-			e.log.Error(err, "ack message", "message", m.ID)
-		}
+		w.ack(ns, m.ID)
 		return
 	}
 	p := w.classify(st, out, cause)
@@ -117,17 +125,13 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	// The ack follows the commit, off the next step's critical path: if this process dies in
 	// between, the message comes back and its claim finds the step already moved on.
 	if err == nil {
-		if aerr := e.queue.Ack(w.dbctx, ns, m.ID); aerr != nil {
-			e.log.Error(aerr, "ack message", "message", m.ID)
-		}
+		w.ack(ns, m.ID)
 	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
-			if err := e.queue.Ack(w.dbctx, ns, m.ID); err != nil {
-				e.log.Error(err, "ack message", "message", m.ID)
-			}
+			w.ack(ns, m.ID)
 			return
 		}
 		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
@@ -310,7 +314,11 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 				e.log.Error(err, "heartbeat", "step", st.Name)
 				continue
 			}
-			if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); err != nil {
+			if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
+				// The queue gave the message up (RabbitMQ after an outage): its redelivery is
+				// dropped at the claim while this worker holds the step's lease.
+				e.log.V(1).Info("extend: the queue no longer holds the message", "step", st.Name)
+			} else if err != nil {
 				e.log.Error(err, "extend message visibility", "step", st.Name)
 			}
 		}
