@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -108,7 +109,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	case (out.err != nil || out.abandoned) && errors.Is(cause, ErrShutdown):
 		w.giveBack(ns, m, st)
 		return
-	case errors.Is(cause, ErrTaskCancelled) && (out.err != nil || out.abandoned):
+	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && (out.err != nil || out.abandoned):
 		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
 		w.ack(ns, m.ID)
 		return
@@ -307,7 +308,11 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
 			if errors.Is(err, store.ErrConflict) {
 				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
-				cancel(ErrTaskCancelled)
+				if state == statemachine.StepCancelled {
+					cancel(ErrTaskCancelled)
+				} else {
+					cancel(ErrLeaseLost)
+				}
 				return
 			}
 			if err != nil {

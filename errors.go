@@ -33,6 +33,10 @@ var (
 	ErrAlreadyRunning = errors.New("tasker: workers already running")
 	// ErrTaskCancelled is the cause of a handler context cancelled because its task was cancelled.
 	ErrTaskCancelled = errors.New("tasker: task cancelled")
+	// ErrLeaseLost is the cause of a handler context cancelled because its step is no longer this
+	// worker's: its lease expired and the step was rescued, or another worker holds it now. The
+	// handler's outcome would be dropped.
+	ErrLeaseLost = errors.New("tasker: step lease lost")
 	// ErrShutdown is the cause of a handler context cancelled because the engine is stopping.
 	ErrShutdown = errors.New("tasker: engine shutting down")
 )

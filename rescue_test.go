@@ -2,12 +2,14 @@ package tasker_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -94,5 +96,71 @@ func TestLongHandlerKeepsItsLease(t *testing.T) {
 		first, _ := got.Step("first")
 		require.Equal(t, 1, first.Attempts, "no rescue of a live handler")
 		require.Nil(t, first.LastError)
+	})
+}
+
+// stallingHeartbeats is the engine's store with its first heartbeat held until release is closed,
+// as a worker stalled (a long pause, a network partition) would be: its lease runs out meanwhile.
+type stallingHeartbeats struct {
+	store.Store
+	stalled, release chan struct{}
+	once             sync.Once
+}
+
+func (s *stallingHeartbeats) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statemachine.StepState, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.stalled)
+		<-s.release
+	}
+	return s.Store.Heartbeat(ctx, p)
+}
+
+// TestStalledWorkerLosesItsLease: a worker whose heartbeat stalls past its lease has its step
+// rescued and run again; when the heartbeat comes back it finds the step gone and cancels the
+// stale handler with ErrLeaseLost, whose outcome is never recorded.
+func TestStalledWorkerLosesItsLease(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		base := setup(t)
+		q, _ := backendQueue(t, base)
+		st := &stallingHeartbeats{Store: base.st, stalled: make(chan struct{}), release: make(chan struct{})}
+		b := base.sibling(t, func(c *tasker.Config) {
+			c.Store, c.Queue = st, q
+			c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
+		})
+		b.register(t, flakyTemplate(3, "30"))
+		cause := make(chan error, 1)
+		b.engine.HandleFunc("flaky", func(ctx context.Context, s *tasker.Step) (any, error) {
+			if s.Attempt == 1 {
+				<-ctx.Done()
+				cause <- context.Cause(ctx)
+				return "too late", nil // dropped: the step is no longer this attempt's
+			}
+			return 41, nil
+		})
+		b.engine.HandleFunc("add_one", addOne)
+		b.start(t)
+		task := b.create(t, "test", "flaky", nil)
+		<-st.stalled
+		got := b.wait(t, task.ID) // attempt 2 completes while attempt 1 still runs
+		require.Equal(t, tasker.TaskComplete, got.State)
+		close(st.release)
+		select {
+		case err := <-cause:
+			require.ErrorIs(t, err, tasker.ErrLeaseLost)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stale handler was never cancelled")
+		}
+		got, err := b.engine.GetTask(context.Background(), task.ID)
+		require.NoError(t, err)
+		first, _ := got.Step("first")
+		require.Equal(t, tasker.StepComplete, first.State)
+		require.Equal(t, 2, first.Attempts)
+		require.Equal(t, int64(41), jsonInt(t, first.Result), "the stale attempt's result was dropped")
+		require.NotNil(t, first.LastError)
+		require.Equal(t, "lease_expired", first.LastError.Kind)
+		requireLegalTransitions(t, b.engine, task.ID)
 	})
 }

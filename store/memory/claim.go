@@ -123,17 +123,19 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 }
 
 // Heartbeat extends the lease of a step its worker still holds and returns the step's state; when
-// the worker no longer holds it (cancelled, rescued), it returns the current state and
-// store.ErrConflict.
+// the worker no longer holds it (cancelled, rescued, or claimed since by another worker), it
+// returns the current state and store.ErrConflict.
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statemachine.StepState, error) {
 	var state statemachine.StepState
+	var held bool
 	err := s.write(ctx, func(tx *txn) error {
 		st, ok := s.steps[p.StepID]
 		if !ok {
 			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 		}
 		state = st.s.State
-		if st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID {
+		held = st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID
+		if held {
 			set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
 		}
 		return nil
@@ -143,6 +145,9 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	}
 	if state != statemachine.StepInProgress {
 		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
+	}
+	if !held {
+		return state, fmt.Errorf("heartbeat %s: another worker holds it: %w", p.StepID, store.ErrConflict)
 	}
 	return state, nil
 }

@@ -140,10 +140,11 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 }
 
 // Heartbeat extends the lease of a step its worker still holds and returns the step's state; when
-// the worker no longer holds it (cancelled, rescued), it returns the current state and
-// store.ErrConflict.
+// the worker no longer holds it (cancelled, rescued, or claimed since by another worker), it
+// returns the current state and store.ErrConflict.
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statemachine.StepState, error) {
 	var state statemachine.StepState
+	var held bool
 	err := s.pool.QueryRow(ctx, s.q(`
 		WITH ext AS (
 			UPDATE {s}.steps SET lease_expires_at = now() + $3 * interval '1 millisecond'
@@ -153,7 +154,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 		SELECT state, true FROM ext
 		UNION ALL
 		SELECT state, false FROM {s}.steps WHERE step_id = $1 AND NOT EXISTS (SELECT 1 FROM ext)`),
-		p.StepID, p.WorkerID, p.Lease.Milliseconds()).Scan(&state, new(bool))
+		p.StepID, p.WorkerID, p.Lease.Milliseconds()).Scan(&state, &held)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 	}
@@ -162,6 +163,9 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	}
 	if state != statemachine.StepInProgress {
 		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
+	}
+	if !held {
+		return state, fmt.Errorf("heartbeat %s: another worker holds it: %w", p.StepID, store.ErrConflict)
 	}
 	return state, nil
 }

@@ -124,8 +124,9 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	return &store.CreateTaskResult{Task: *task}, nil
 }
 
-// insertSteps writes the steps, their edges and their first transitions (create, and enqueue for
-// the roots), stamping transitions with clock_timestamp() so the audit trail keeps its order.
+// insertSteps writes the steps (every field of store.NewStep, the batch ones included, as spawn
+// does), their edges and their first transitions (create, and enqueue for the roots), stamping
+// transitions with clock_timestamp() so the audit trail keeps its order.
 func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) error {
 	n := len(p.Steps)
 	var (
@@ -135,7 +136,9 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 		maxAttempts, parents                     = make([]int32, n), make([]int32, n)
 		retryable                                = make([]bool, n)
 		baseMs, maxMs, timeoutMs                 = make([]int64, n), make([]int64, n), make([]int64, n)
-		inputs                                   = make([]*string, n)
+		inputs, strategies                       = make([]*string, n), make([]*string, n)
+		held                                     = make([]bool, n)
+		groups                                   = make([]*uuid.UUID, n)
 		edgeFrom, edgeTo                         []uuid.UUID
 	)
 	for i, st := range p.Steps {
@@ -150,6 +153,15 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 			v := string(st.Inputs)
 			inputs[i] = &v
 		}
+		held[i] = st.Held
+		if st.BatchGroup != uuid.Nil {
+			g := st.BatchGroup
+			groups[i] = &g
+		}
+		if st.FailureStrategy != "" {
+			v := st.FailureStrategy
+			strategies[i] = &v
+		}
 		for _, parent := range st.Parents {
 			edgeFrom = append(edgeFrom, p.Steps[parent].StepID)
 			edgeTo = append(edgeTo, st.StepID)
@@ -159,20 +171,22 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 		WITH ins AS (
 			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
 			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
-			                       parents_unfinished, inputs)
+			                       parents_unfinished, inputs, held, batch_group, failure_strategy)
 			SELECT u.id, $1, u.name, u.tstep, u.handler, u.type, u.state, u.max_attempts, u.retryable, u.backoff,
-			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb
+			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb, u.held, u.grp, u.strategy
 			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-			              $9::bool[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::text[])
+			              $9::bool[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::text[],
+			              $16::bool[], $17::uuid[], $18::text[])
 			       AS u(id, name, tstep, handler, type, state, max_attempts, retryable, backoff, base_ms, max_ms,
-			            timeout_ms, parents, inputs)
+			            timeout_ms, parents, inputs, held, grp, strategy)
 			RETURNING step_id, state
 		)
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
 		SELECT step_id, $1, NULL, 'pending', 'create', 1, state = 'pending', clock_timestamp() FROM ins
 		UNION ALL
 		SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, true, clock_timestamp() FROM ins WHERE state = 'enqueued'`),
-		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs)
+		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
+		held, groups, strategies)
 	if err != nil {
 		return fmt.Errorf("insert steps: %w", err)
 	}
