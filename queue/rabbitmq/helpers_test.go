@@ -55,7 +55,7 @@ type bundle struct {
 // setup gives a test its own queue-name prefix, an admin channel to inspect the broker with, and
 // deletes every queue the test touched when it ends. It fails (never skips) when the broker is
 // down.
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -108,13 +108,13 @@ func setup(t *testing.T) *bundle {
 
 // open returns a new Queue with the test's prefix, closed when the test ends; names are the queue
 // names the test will use, deleted at its end.
-func (b *bundle) open(t *testing.T, names []string, opts ...Option) *Queue {
+func (b *bundle) open(t testing.TB, names []string, opts ...Option) *Queue {
 	t.Helper()
 	return b.openURL(t, testURL(), names, opts...)
 }
 
 // openURL is open with another broker URL.
-func (b *bundle) openURL(t *testing.T, url string, names []string, opts ...Option) *Queue {
+func (b *bundle) openURL(t testing.TB, url string, names []string, opts ...Option) *Queue {
 	t.Helper()
 	opts = append([]Option{WithPrefix(b.prefix), WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond),
 		WithConnectionName("tasker-test " + t.Name())}, opts...)
@@ -238,67 +238,6 @@ func closeFromServer(t *testing.T, conn *amqp.Connection) {
 	require.NotEmpty(t, pid, "no broker connection from local port %d in:\n%s", port, out)
 	out, err = exec.Command("rabbitmqctl", "-q", "close_connection", pid, "tasker test: closed by the server").CombinedOutput()
 	require.NoError(t, err, "rabbitmqctl close_connection: %s", out)
-}
-
-// wakes records wake-ups without ever blocking the listener.
-type wakes chan string
-
-func (w wakes) wake(name string) {
-	select {
-	case w <- name:
-	default:
-	}
-}
-
-// expect waits for a wake-up of name, skipping others.
-func (w wakes) expect(t *testing.T, name string, within time.Duration) {
-	t.Helper()
-	deadline := time.After(within)
-	for {
-		select {
-		case got := <-w:
-			if got == name {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no wake-up for queue %q within %v", name, within)
-		}
-	}
-}
-
-// drain forgets the wake-ups received so far.
-func (w wakes) drain() {
-	for {
-		select {
-		case <-w:
-		default:
-			return
-		}
-	}
-}
-
-// listen runs q.Listen until the test ends (or stop is called) and checks that it returns nil
-// promptly.
-func listen(t *testing.T, q *Queue, names ...string) (w wakes, stop func()) {
-	t.Helper()
-	w = make(wakes, 4096)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Listen(ctx, names, w.wake) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-time.After(5 * time.Second):
-				t.Error("Listen did not return after its context ended")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return w, stop
 }
 
 func payloads(n int) []string {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/queue/queuetest"
 )
 
 // TestBrokerOutage cuts the network between a Queue and the broker, as a broker restart does: Read
@@ -21,8 +22,8 @@ func TestBrokerOutage(t *testing.T) {
 	p := newProxy(t) // first, so that it is still up while the test's queues close
 	b := setup(t)
 	q := b.openURL(t, p.url(t), []string{"q"}, WithPollInterval(time.Hour), WithPublishTimeout(300*time.Millisecond))
-	w, _ := listen(t, q, "q")
-	w.expect(t, "q", 5*time.Second)
+	l := queuetest.Listen(t, q, "q")
+	l.Expect("q", 5*time.Second)
 	publish(t, b.ctx, q, "q", 0, `"before"`)
 	held := readN(t, b.ctx, q, "q", 1, time.Hour)
 
@@ -38,9 +39,9 @@ func TestBrokerOutage(t *testing.T) {
 	require.ErrorIs(t, q.Ack(b.ctx, "q", held[0].ID), queue.ErrNotFound, "a delivery of the lost connection is void")
 
 	time.Sleep(time.Second) // a few failed reconnect attempts
-	w.drain()
+	l.Drain()
 	p.setDown(false)
-	w.expect(t, "q", 10*time.Second) // consuming again
+	l.Expect("q", 10*time.Second) // consuming again
 	again := readN(t, b.ctx, q, "q", 1, time.Hour)
 	require.JSONEq(t, `"before"`, string(again[0].Payload))
 	require.Equal(t, 2, again[0].ReadCount)
@@ -83,8 +84,8 @@ func TestBrokerRestart(t *testing.T) {
 	q, err := New(n.url(), WithReconnectBackoff(50*time.Millisecond, time.Second), WithPollInterval(time.Hour))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, q.Close()) })
-	w, _ := listen(t, q, "q")
-	w.expect(t, "q", 10*time.Second)
+	l := queuetest.Listen(t, q, "q")
+	l.Expect("q", 10*time.Second)
 
 	publish(t, ctx, q, "q", 0, `"held"`, `"buffered"`)
 	publish(t, ctx, q, "q", 8*time.Second, `"delayed"`) // still in its delay queue when the node stops
@@ -102,9 +103,9 @@ func TestBrokerRestart(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotConnected)
 	require.ErrorIs(t, q.Ack(ctx, "q", held[0].ID), queue.ErrNotFound)
 
-	w.drain()
+	l.Drain()
 	n.start(t)
-	w.expect(t, "q", 30*time.Second) // consuming again
+	l.Expect("q", 30*time.Second) // consuming again
 	got := map[string]int{}
 	var ids []int64
 	require.Eventually(t, func() bool {

@@ -2,7 +2,7 @@ package rabbitmq
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"os/exec"
 	"sync"
 	"testing"
@@ -12,79 +12,72 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/queue/queuetest"
 )
 
-func TestPublishReadAck(t *testing.T) {
+// harness runs the conformance suite on a Queue of the given type with a broker prefix of its own
+// per subtest. Read hands out what the queue's consumer has buffered, so it lags a send by a
+// moment (no ImmediateRead); nothing joins a transaction (Publish after commit instead); and
+// classic queues only flag a redelivery, so their read counts stop at 2.
+func harness(qt QueueType) queuetest.Harness {
+	return queuetest.Harness{
+		New: func(t testing.TB, cfg queuetest.Config) queuetest.Backend {
+			b := setup(t)
+			return queuetest.Backend{Queue: b.open(t, cfg.Queues, WithQueueType(qt), WithPollInterval(cfg.PollInterval))}
+		},
+		Capabilities: queuetest.Capabilities{ExactReadCounts: qt == QueueTypeQuorum, Ordered: true},
+	}
+}
+
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, qt := range []QueueType{QueueTypeQuorum, QueueTypeClassic} {
 		t.Run(string(qt), func(t *testing.T) {
 			t.Parallel()
-			b := setup(t)
-			q := b.open(t, []string{"steps", "other"}, WithQueueType(qt))
-			before := time.Now()
-			publish(t, b.ctx, q, "steps", 0, `{"n": 1}`, `{"n": 2}`, `{"b": [1, 2], "a": "x"}`)
-			publish(t, b.ctx, q, "other", 0, `"elsewhere"`)
-
-			msgs := readN(t, b.ctx, q, "steps", 3, time.Minute)
-			for i, m := range msgs {
-				require.Equal(t, "steps", m.Queue)
-				require.Equal(t, 1, m.ReadCount)
-				require.WithinDuration(t, before, m.EnqueuedAt, 5*time.Second)
-				if i > 0 {
-					require.Greater(t, m.ID, msgs[i-1].ID, "oldest first")
-				}
-			}
-			require.JSONEq(t, `{"n": 1}`, string(msgs[0].Payload))
-			require.JSONEq(t, `{"n": 2}`, string(msgs[1].Payload))
-			require.JSONEq(t, `{"a": "x", "b": [1, 2]}`, string(msgs[2].Payload))
-			readNone(t, b.ctx, q, "steps", 200*time.Millisecond)
-
-			require.NoError(t, q.Ack(b.ctx, "steps", ids(msgs)[:2]...))
-			require.NoError(t, q.AckTx(b.ctx, nil, "steps", msgs[2].ID), "AckTx acks at once; the tx plays no part")
-			require.NoError(t, q.Ack(b.ctx, "steps", ids(msgs)...), "acking twice is harmless")
-			require.NoError(t, q.Ack(b.ctx, "steps"), "acking nothing is a no-op")
-
-			other := readN(t, b.ctx, q, "other", 1, time.Minute)
-			require.JSONEq(t, `"elsewhere"`, string(other[0].Payload))
-
-			// Closing returns what was not acked to the broker: only "other"'s message.
-			require.NoError(t, q.Close())
-			require.ErrorIs(t, q.Ack(b.ctx, "other", other[0].ID), queue.ErrNotFound, "void after Close")
-			require.Zero(t, b.ready(t, q.QueueName("steps")))
-			require.Eventually(t, func() bool { return b.ready(t, q.QueueName("other")) == 1 }, 5*time.Second, 10*time.Millisecond)
-			_, err := q.Read(b.ctx, "steps", 1, time.Minute)
-			require.ErrorIs(t, err, ErrClosed)
-			require.ErrorIs(t, q.Publish(b.ctx, "steps", [][]byte{[]byte(`1`)}, 0), ErrClosed)
+			queuetest.Run(t, harness(qt))
 		})
 	}
 }
 
-func TestSendTxIsNotTransactional(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	q := b.open(t, nil)
-	require.ErrorIs(t, q.SendTx(b.ctx, nil, "q", [][]byte{[]byte(`1`)}, 0), queue.ErrNotTransactional)
+func BenchmarkPublishReadAck(b *testing.B) {
+	queuetest.Benchmark(b, harness(QueueTypeQuorum))
 }
 
+// TestClose: closing gives the broker back what was not acked and voids the ids read; the Queue
+// refuses calls afterwards.
+func TestClose(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	q := b.open(t, []string{"steps", "other"})
+	publish(t, b.ctx, q, "steps", 0, `1`)
+	publish(t, b.ctx, q, "other", 0, `"elsewhere"`)
+	steps := readN(t, b.ctx, q, "steps", 1, time.Minute)
+	require.NoError(t, q.Ack(b.ctx, "steps", ids(steps)...))
+	other := readN(t, b.ctx, q, "other", 1, time.Minute)
+
+	require.NoError(t, q.Close())
+	require.ErrorIs(t, q.Ack(b.ctx, "other", other[0].ID), queue.ErrNotFound, "void after Close")
+	require.Zero(t, b.ready(t, q.QueueName("steps")), "the ack went through before the connection closed")
+	require.Eventually(t, func() bool { return b.ready(t, q.QueueName("other")) == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, err := q.Read(b.ctx, "steps", 1, time.Minute)
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, q.Publish(b.ctx, "steps", [][]byte{[]byte(`1`)}, 0), ErrClosed)
+	require.NoError(t, q.Close(), "closing twice is harmless")
+}
+
+// TestBadArguments covers what the conformance suite does not: names and delays the broker
+// cannot take, and connection options.
 func TestBadArguments(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := b.open(t, []string{"q"})
-	_, err := q.Read(b.ctx, "q", 0, time.Minute)
-	require.ErrorContains(t, err, "n must be positive")
-	_, err = q.Read(b.ctx, "q", 1, 0)
-	require.ErrorContains(t, err, "visibility timeout must be positive")
-	require.ErrorContains(t, q.Extend(b.ctx, "q", 1, 0), "visibility timeout must be positive")
-
-	err = q.Publish(b.ctx, "q", [][]byte{[]byte(`{}`), []byte(`{"broken":`)}, 0)
+	err := q.Publish(b.ctx, "q", [][]byte{[]byte(`{}`), []byte(`{"broken":`)}, 0)
 	require.ErrorContains(t, err, "payload 1 is not valid JSON")
 	require.False(t, b.exists(t, q.QueueName("q")), "checked before anything was sent, or even declared")
-	require.NoError(t, q.Publish(b.ctx, "q", nil, 0), "no payloads is a no-op")
-	require.ErrorContains(t, q.Publish(b.ctx, "", [][]byte{[]byte(`1`)}, 0), "empty queue name")
 	require.ErrorContains(t, q.Publish(b.ctx, "a@delay.5", [][]byte{[]byte(`1`)}, 0), `contains "@"`)
+	_, err = q.Read(b.ctx, "a@delay.5", 1, time.Minute)
+	require.ErrorContains(t, err, `contains "@"`)
 	require.ErrorContains(t, q.Publish(b.ctx, "q", [][]byte{[]byte(`1`)}, 365*24*time.Hour), "longer than the broker's timers allow")
-	require.ErrorContains(t, q.Listen(b.ctx, nil, func(string) {}), "no queues")
-	require.ErrorContains(t, q.Listen(b.ctx, []string{"q"}, nil), "nil wake function")
 
 	_, err = New("amqp://guest:guest@127.0.0.1:1/")
 	require.ErrorContains(t, err, "connect to the broker")
@@ -92,18 +85,51 @@ func TestBadArguments(t *testing.T) {
 	require.ErrorContains(t, err, "unknown queue type")
 }
 
-func TestReadLimit(t *testing.T) {
+// TestDeliveryIDs: an id stands for one delivery of a message. Once its visibility timeout has
+// passed, the id is void and Ack, Extend and RetryLater report queue.ErrNotFound, since the
+// broker delivers the message again under a new id; once given back with RetryLater, it is
+// settled and acking it is harmless.
+func TestDeliveryIDs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := b.open(t, []string{"q"})
-	publish(t, b.ctx, q, "q", 0, `1`, `2`, `3`, `4`, `5`)
-	first := readN(t, b.ctx, q, "q", 2, time.Minute)
-	require.Len(t, first, 2)
-	rest := readN(t, b.ctx, q, "q", 3, time.Minute)
-	require.Less(t, first[1].ID, rest[0].ID, "oldest first")
-	require.JSONEq(t, `1`, string(first[0].Payload))
-	require.JSONEq(t, `3`, string(rest[0].Payload))
-	require.NoError(t, q.Ack(b.ctx, "q", append(ids(first), ids(rest)...)...))
+	publish(t, b.ctx, q, "q", 0, `{"k": "v"}`)
+	first := readN(t, b.ctx, q, "q", 1, 200*time.Millisecond)[0]
+	again := readN(t, b.ctx, q, "q", 1, time.Hour)[0]
+	require.Equal(t, 2, again.ReadCount)
+	require.NotEqual(t, first.ID, again.ID, "a new delivery, a new id")
+
+	err := q.Ack(b.ctx, "q", first.ID)
+	require.ErrorIs(t, err, queue.ErrNotFound, "the first delivery is void: it cannot be acked")
+	require.ErrorContains(t, err, "delivers it again")
+	require.ErrorIs(t, q.Extend(b.ctx, "q", first.ID, time.Minute), queue.ErrNotFound)
+	require.ErrorIs(t, q.RetryLater(b.ctx, "q", first.ID, 0), queue.ErrNotFound)
+
+	require.NoError(t, q.RetryLater(b.ctx, "q", again.ID, 0))
+	third := readN(t, b.ctx, q, "q", 1, time.Hour)[0]
+	require.NotEqual(t, again.ID, third.ID)
+	require.NoError(t, q.Ack(b.ctx, "q", again.ID), "settled by RetryLater: acking it is harmless")
+	require.NoError(t, q.Ack(b.ctx, "q", third.ID))
+}
+
+// TestReadAfterListenEnds: a message read while Listen ran can still be acked after it returned,
+// and Read starts the queue's consumer again.
+func TestReadAfterListenEnds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	q := b.open(t, []string{"a"}, WithPollInterval(time.Hour))
+	l := queuetest.Listen(t, q, "a")
+	publish(t, b.ctx, q, "a", 0, `1`)
+	l.Expect("a", 5*time.Second)
+	msgs := readN(t, b.ctx, q, "a", 1, time.Minute)
+	l.Stop()
+
+	publish(t, b.ctx, q, "a", 0, `2`)
+	require.NoError(t, q.Ack(b.ctx, "a", msgs[0].ID))
+	rest := readN(t, b.ctx, q, "a", 1, time.Minute)
+	require.JSONEq(t, `2`, string(rest[0].Payload))
+	require.NoError(t, q.Ack(b.ctx, "a", rest[0].ID))
+	require.Eventually(t, func() bool { return b.ready(t, q.QueueName("a")) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
 
 // TestPublisherConfirms checks that Publish returns once the broker holds the messages, and that a
@@ -147,28 +173,6 @@ func TestPublishToDeletedQueue(t *testing.T) {
 	require.JSONEq(t, `2`, string(msgs[0].Payload))
 }
 
-func TestPublishDelay(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	q := b.open(t, []string{"q"})
-	sent := time.Now()
-	publish(t, b.ctx, q, "q", time.Second, `"later"`)
-	publish(t, b.ctx, q, "q", 0, `"now"`)
-	publish(t, b.ctx, q, "q", 300*time.Millisecond, `"soon"`)
-
-	now := readN(t, b.ctx, q, "q", 1, time.Minute)
-	require.JSONEq(t, `"now"`, string(now[0].Payload))
-	soon := readN(t, b.ctx, q, "q", 1, time.Minute)
-	require.JSONEq(t, `"soon"`, string(soon[0].Payload), "a shorter delay is not held up by a longer one")
-	require.GreaterOrEqual(t, time.Since(sent), 300*time.Millisecond)
-	later := readN(t, b.ctx, q, "q", 1, time.Minute)
-	require.GreaterOrEqual(t, time.Since(sent), time.Second, "never early")
-	require.JSONEq(t, `"later"`, string(later[0].Payload))
-	require.Equal(t, 1, later[0].ReadCount)
-	require.WithinDuration(t, sent, later[0].EnqueuedAt, time.Second, "EnqueuedAt is the publish time")
-	require.NoError(t, q.Ack(b.ctx, "q", now[0].ID, soon[0].ID, later[0].ID))
-}
-
 func TestDelayMillis(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -196,67 +200,6 @@ func TestDelayMillis(t *testing.T) {
 	got, err := delayMillis(24 * 24 * time.Hour)
 	require.NoError(t, err)
 	require.LessOrEqual(t, got, maxDelayMillis)
-}
-
-func TestRetryLater(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	q := b.open(t, []string{"q", "other"})
-	publish(t, b.ctx, q, "q", 0, `{"k": "v"}`)
-	msgs := readN(t, b.ctx, q, "q", 1, time.Hour)
-	id := msgs[0].ID
-	require.Equal(t, 1, msgs[0].ReadCount)
-
-	require.NoError(t, q.RetryLater(b.ctx, "q", id, 0))
-	msgs = readN(t, b.ctx, q, "q", 1, time.Hour)
-	require.Equal(t, 2, msgs[0].ReadCount, "given back now: read again at once, counted")
-	require.NoError(t, q.Ack(b.ctx, "q", id), "the old id is settled: acking it is harmless")
-
-	given := time.Now()
-	require.NoError(t, q.RetryLater(b.ctx, "q", msgs[0].ID, 700*time.Millisecond))
-	readNone(t, b.ctx, q, "q", 500*time.Millisecond)
-	msgs = readN(t, b.ctx, q, "q", 1, time.Hour)
-	require.GreaterOrEqual(t, time.Since(given), 700*time.Millisecond)
-	require.Equal(t, 3, msgs[0].ReadCount, "the read count travels with the republished message")
-	require.JSONEq(t, `{"k": "v"}`, string(msgs[0].Payload))
-	require.WithinDuration(t, given, msgs[0].EnqueuedAt, 5*time.Second, "EnqueuedAt is kept")
-	require.Less(t, msgs[0].EnqueuedAt, given)
-
-	id = msgs[0].ID
-	require.ErrorIs(t, q.RetryLater(b.ctx, "other", id, 0), queue.ErrNotFound, "ids belong to their queue")
-	require.NoError(t, q.Ack(b.ctx, "q", id))
-	require.ErrorIs(t, q.RetryLater(b.ctx, "q", id, 0), queue.ErrNotFound)
-	require.ErrorIs(t, q.RetryLater(b.ctx, "q", id, time.Second), queue.ErrNotFound)
-	require.ErrorIs(t, q.RetryLater(b.ctx, "q", 1<<40, 0), queue.ErrNotFound)
-}
-
-func TestVisibilityTimeout(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	q := b.open(t, []string{"q"})
-	publish(t, b.ctx, q, "q", 0, `{"k": "v"}`)
-
-	msgs := readN(t, b.ctx, q, "q", 1, 500*time.Millisecond)
-	require.Equal(t, 1, msgs[0].ReadCount)
-	readNone(t, b.ctx, q, "q", 300*time.Millisecond)
-	again := readN(t, b.ctx, q, "q", 1, time.Minute)
-	require.Equal(t, 2, again[0].ReadCount, "given back after the timeout, counted")
-	require.NotEqual(t, msgs[0].ID, again[0].ID, "a new delivery, a new id")
-	require.JSONEq(t, `{"k": "v"}`, string(again[0].Payload))
-
-	err := q.Ack(b.ctx, "q", msgs[0].ID)
-	require.ErrorIs(t, err, queue.ErrNotFound, "the first delivery is void: it cannot be acked")
-	require.ErrorContains(t, err, "delivers it again")
-	require.ErrorIs(t, q.Extend(b.ctx, "q", msgs[0].ID, time.Minute), queue.ErrNotFound)
-	require.ErrorIs(t, q.RetryLater(b.ctx, "q", msgs[0].ID, 0), queue.ErrNotFound)
-
-	// Extend keeps a message past its first timeout.
-	require.NoError(t, q.RetryLater(b.ctx, "q", again[0].ID, 0))
-	msgs = readN(t, b.ctx, q, "q", 1, 300*time.Millisecond)
-	require.NoError(t, q.Extend(b.ctx, "q", msgs[0].ID, time.Minute))
-	readNone(t, b.ctx, q, "q", time.Second)
-	require.NoError(t, q.Ack(b.ctx, "q", msgs[0].ID))
-	require.ErrorIs(t, q.Extend(b.ctx, "q", msgs[0].ID, time.Minute), queue.ErrNotFound)
 }
 
 // TestRedeliveryAfterCrash: a consumer whose connection ends without acking loses its messages
@@ -330,13 +273,13 @@ func TestConcurrentConsumers(t *testing.T) {
 	)
 	for range consumers {
 		q := b.open(t, nil, WithPrefetch(16))
-		w, stop := listen(t, q, "q")
+		l := queuetest.Listen(t, q, "q")
 		wg.Go(func() {
-			defer stop()
+			defer l.Stop()
 			last := time.Now()
 			for time.Since(last) < 2*time.Second { // until idle: everything was taken
 				select {
-				case <-w:
+				case <-l.C():
 				case <-time.After(100 * time.Millisecond):
 				}
 				for {
@@ -365,7 +308,7 @@ func TestConcurrentConsumers(t *testing.T) {
 	for i := 0; i < total; i += 100 {
 		var batch [][]byte
 		for j := i; j < i+100; j++ {
-			batch = append(batch, []byte(`{"i": `+itoa(j)+`}`))
+			batch = append(batch, fmt.Appendf(nil, `{"i": %d}`, j))
 		}
 		require.NoError(t, pub.Publish(b.ctx, "q", batch, 0))
 	}
@@ -381,60 +324,18 @@ func TestConcurrentConsumers(t *testing.T) {
 	require.Zero(t, b.ready(t, pub.QueueName("q")))
 }
 
-func itoa(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
-}
-
-// TestListen: wake-ups on deliveries, on the poll, none after Listen returns.
-func TestListen(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	q := b.open(t, []string{"a", "b"}, WithPollInterval(time.Hour))
-	w, stop := listen(t, q, "a", "b")
-	w.expect(t, "a", 5*time.Second) // on start
-	w.expect(t, "b", 5*time.Second)
-	w.drain()
-
-	publish(t, b.ctx, q, "a", 0, `1`)
-	w.expect(t, "a", 5*time.Second)
-	msgs := readN(t, b.ctx, q, "a", 1, time.Minute)
-	publish(t, b.ctx, q, "b", 0, `2`)
-	w.expect(t, "b", 5*time.Second)
-
-	stop()
-	w.drain()
-	publish(t, b.ctx, q, "a", 0, `3`)
-	time.Sleep(200 * time.Millisecond)
-	require.Empty(t, w, "no wake-up after Listen returned")
-	// Read after Listen still settles what was read, and starts the consumer again.
-	require.NoError(t, q.Ack(b.ctx, "a", msgs[0].ID))
-	rest := readN(t, b.ctx, q, "a", 1, time.Minute)
-	require.JSONEq(t, `3`, string(rest[0].Payload))
-	require.NoError(t, q.Ack(b.ctx, "a", rest[0].ID))
-
-	polled := b.open(t, nil, WithPollInterval(50*time.Millisecond))
-	w2, _ := listen(t, polled, "idle")
-	b.mu.Lock()
-	b.names["idle"] = struct{}{}
-	b.mu.Unlock()
-	for range 4 {
-		w2.expect(t, "idle", time.Second)
-	}
-}
-
 // TestListenStopGivesBackUnread: when the last Listen of a queue ends, what its consumer holds
 // unread goes to other consumers, while what it read can still be acked.
 func TestListenStopGivesBackUnread(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	first := b.open(t, []string{"q"}, WithPrefetch(10))
-	w, stop := listen(t, first, "q")
+	l := queuetest.Listen(t, first, "q")
 	publish(t, b.ctx, first, "q", 0, payloads(5)...)
-	w.expect(t, "q", 5*time.Second)
+	l.Expect("q", 5*time.Second)
 	read := readN(t, b.ctx, first, "q", 1, time.Hour)
 	require.Eventually(t, func() bool { return buffered(first, "q") == 4 }, 5*time.Second, 10*time.Millisecond)
-	stop()
+	l.Stop()
 
 	second := b.open(t, nil)
 	others := readN(t, b.ctx, second, "q", 4, time.Hour)
@@ -462,17 +363,17 @@ func TestReconnect(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := b.open(t, []string{"q"}, WithPollInterval(time.Hour))
-	w, _ := listen(t, q, "q")
-	w.expect(t, "q", 5*time.Second)
+	l := queuetest.Listen(t, q, "q")
+	l.Expect("q", 5*time.Second)
 	publish(t, b.ctx, q, "q", 0, `"before"`)
 	held := readN(t, b.ctx, q, "q", 1, time.Hour)
 
 	pubConn, _ := q.pub.current()
 	subConn, _ := q.sub.current()
-	w.drain()
+	l.Drain()
 	closeFromServer(t, subConn)
 	closeFromServer(t, pubConn)
-	w.expect(t, "q", 10*time.Second) // the consumer is back on a new connection
+	l.Expect("q", 10*time.Second) // the consumer is back on a new connection
 
 	err := q.Ack(b.ctx, "q", held[0].ID)
 	require.ErrorIs(t, err, queue.ErrNotFound, "a delivery of the lost channel is void")
@@ -481,7 +382,7 @@ func TestReconnect(t *testing.T) {
 	require.Equal(t, 2, again[0].ReadCount)
 
 	publish(t, b.ctx, q, "q", 0, `"after"`)
-	w.expect(t, "q", 5*time.Second)
+	l.Expect("q", 5*time.Second)
 	after := readN(t, b.ctx, q, "q", 1, time.Hour)
 	require.JSONEq(t, `"after"`, string(after[0].Payload))
 	require.NoError(t, q.Ack(b.ctx, "q", again[0].ID, after[0].ID))
