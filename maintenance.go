@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -138,4 +141,73 @@ func (w *workers) holdBack(ns string, ready int) bool {
 	w.e.log.Info("the queue has had a backlog for too long; re-publishing anyway", "namespace", ns, "ready", ready,
 		"since", since)
 	return false
+}
+
+// listenCommits publishes, while this engine leads, the first steps of each task created in a
+// caller's transaction as soon as that transaction commits (announced by the store): the engine
+// cannot publish them itself, since only the caller sees its commit. An announcement lost (no
+// leader listening at the time, too many at once) leaves the steps to the sweeper.
+func (w *workers) listenCommits(ctx context.Context, cl store.CommitListener) {
+	ids := make(chan uuid.UUID, 1024)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-ids:
+				w.publishTask(ctx, id)
+			}
+		}
+	}()
+	err := cl.ListenCommits(ctx, func(id uuid.UUID) {
+		select {
+		case ids <- id:
+		default:
+			w.e.log.Info("too many commit announcements at once; the sweeper will publish this task's steps", "task", id)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		w.e.log.Error(err, "listen for commits; the sweeper will publish the steps of tasks created in callers' transactions")
+	}
+	wg.Wait()
+}
+
+// publishTask publishes the messages of a task's enqueued steps.
+func (w *workers) publishTask(ctx context.Context, id uuid.UUID) {
+	e := w.e
+	pub := e.queue.(queue.Publisher)
+	task, err := e.store.GetTask(ctx, id)
+	var steps []store.Step
+	if err == nil {
+		steps, err = e.store.GetSteps(ctx, id)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "read a committed task to publish its steps; the sweeper will", "task", id)
+		}
+		return
+	}
+	var refs []store.StepRef
+	for _, s := range steps {
+		if s.State == statemachine.StepEnqueued {
+			refs = append(refs, store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep})
+		}
+	}
+	if len(refs) == 0 {
+		return
+	}
+	payloads, err := stepPayloads(refs)
+	if err == nil {
+		err = pub.Publish(ctx, task.Namespace, payloads, 0)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "publish the steps of a committed task; the sweeper will publish them again", "task", id)
+		}
+		return
+	}
+	e.log.V(1).Info("published the first steps of a task created in a caller's transaction", "task", id, "steps", len(refs))
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -134,5 +136,64 @@ func TestCreateTaskTxWithAfterCommitQueue(t *testing.T) {
 		require.NoError(t, tx.Commit(ctx))
 		got := b.wait(t, task.ID)
 		require.Equal(t, tasker.TaskComplete, got.State)
+	})
+}
+
+// TestCreateTaskTxIsPublishedAtCommit: with a queue outside the database, a task created in the
+// caller's transaction is announced by the store when that transaction commits, and the elected
+// engine publishes its first steps then, without waiting for the sweeper (RepublishAfter is an
+// hour here). A transaction rolled back announces nothing.
+func TestCreateTaskTxIsPublishedAtCommit(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		lossy, _ := setupLosing(t, setup)
+		if lossy.db == nil {
+			t.Skip("the memory store has no transactions (see TestMemoryCreateTaskTxRefusesACallersTransaction)")
+		}
+		b := lossy.sibling(t, func(c *tasker.Config) { c.RepublishAfter = time.Hour })
+		b.register(t, linearYAML)
+		var runs atomic.Int64
+		b.engine.HandleFunc("add_one", func(ctx context.Context, s *tasker.Step) (any, error) {
+			runs.Add(1)
+			return addOne(ctx, s)
+		})
+		b.start(t)
+		ctx := context.Background()
+		createTx := func(i int, commit bool) uuid.UUID {
+			tx, err := b.db.Pool.Begin(ctx)
+			require.NoError(t, err)
+			task, err := b.engine.CreateTaskTx(ctx, tx, tasker.TaskRequest{Namespace: "test", Name: "linear", Context: map[string]any{"i": i}})
+			require.NoError(t, err)
+			if commit {
+				require.NoError(t, tx.Commit(ctx))
+			} else {
+				require.NoError(t, tx.Rollback(ctx))
+			}
+			return task.ID
+		}
+		completes := func(id uuid.UUID, within time.Duration) bool {
+			deadline := time.Now().Add(within)
+			for time.Now().Before(deadline) {
+				task, err := b.engine.GetTask(ctx, id)
+				require.NoError(t, err)
+				if task.State == tasker.TaskComplete {
+					return true
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return false
+		}
+		// The engine listens once it leads; announcements before that go to the sweeper.
+		warm := false
+		for i := 0; i < 30 && !warm; i++ {
+			warm = completes(createTx(i, true), time.Second)
+		}
+		require.True(t, warm, "no task created in a transaction completed within a second of its commit")
+		before := runs.Load()
+		createTx(-1, false)
+		for i := 100; i < 105; i++ {
+			require.True(t, completes(createTx(i, true), 10*time.Second), "task %d was not published at its commit", i)
+		}
+		require.Equal(t, before+15, runs.Load(), "the rolled-back task never ran")
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -147,11 +148,13 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		steps = append(steps, ns)
 	}
 	enq := e.enqueuerFor()
+	_, publishes := e.queue.(queue.Publisher)
 	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
 		Steps: steps, Enqueuer: enq, Template: r.registryRow(),
+		AnnounceCommit: tx != nil && publishes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
@@ -160,8 +163,10 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		enq.flush(ctx)
 	}
 	// With a queue outside the database and the caller's transaction, nothing may be published
-	// before that transaction commits, which only the caller knows: the sweeper publishes the
-	// first steps once they have waited Config.RepublishAfter.
+	// before that transaction commits, which only the caller and the database see: a store that is
+	// a store.CommitListener announces the commit to the elected engine, which publishes the first
+	// steps then; otherwise (or if the announcement is lost) the sweeper publishes them once they
+	// have waited Config.RepublishAfter.
 	if tx == nil {
 		r.persisted.Store(true) // committed: later creations need not write the registry row
 	}

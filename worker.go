@@ -8,6 +8,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/maintenance"
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/store"
 )
 
 // errStepTimeout is the cause of a handler context that reached the step's timeout.
@@ -130,6 +131,13 @@ func (w *workers) run(ctx context.Context) error {
 					defer wg.Done()
 					maintenance.Every(lctx, e.cfg.RepublishAfter/3, w.sweep)
 				}()
+				if cl, ok := e.store.(store.CommitListener); ok {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						w.listenCommits(lctx, cl)
+					}()
+				}
 				maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
 				wg.Wait()
 			})

@@ -185,6 +185,21 @@ type CreateTaskParams struct {
 	Enqueuer       Enqueuer
 	// Template, when set, is written to the template registry in the same transaction.
 	Template *RegisterTemplateParams
+	// AnnounceCommit asks a CommitListener store to announce the new task to ListenCommits once
+	// the transaction commits (not when it rolls back, nor for a duplicate). The engine sets it when
+	// the task is created in a caller's transaction and its queue publishes after commits, which only
+	// the database sees happen.
+	AnnounceCommit bool
+}
+
+// CommitListener is implemented by stores that can announce the commit of a task created with
+// CreateTaskParams.AnnounceCommit (store/postgres, with NOTIFY). Announcements are hints: one can
+// be lost (no listener at the time, a dropped connection), so the sweeper stays the safety net.
+type CommitListener interface {
+	// ListenCommits calls announced with the ID of each task whose creation committed, until ctx
+	// ends; it returns nil then, after everything it started has stopped. announced must not block
+	// for long.
+	ListenCommits(ctx context.Context, announced func(taskID uuid.UUID)) error
 }
 
 // CreateTaskResult is the created task, or the existing one when Duplicate is set.

@@ -117,6 +117,11 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 			return nil, fmt.Errorf("enqueue root steps: %w", err)
 		}
 	}
+	if p.AnnounceCommit {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.commitChannel, p.TaskID.String()); err != nil {
+			return nil, fmt.Errorf("announce the task's commit: %w", err)
+		}
+	}
 	task, err := s.getTask(ctx, tx, p.TaskID)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,6 +29,9 @@ type Store struct {
 	schema string
 	ident  string // the quoted schema identifier
 	cache  sync.Map
+
+	commitChannel string // the NOTIFY channel of ListenCommits
+	log           logr.Logger
 }
 
 var _ store.Store = (*Store)(nil)
@@ -39,9 +43,13 @@ type Option func(*Store)
 // must be a plain lower-case identifier; New panics otherwise, as for a malformed constant.
 func WithSchema(name string) Option { return func(s *Store) { s.schema = name } }
 
+// WithLogger sets the logger of the store's own background work (ListenCommits' connection
+// trouble); the default discards.
+func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
+
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, schema: migrations.SchemaDefault}
+	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -49,6 +57,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 		panic(err)
 	}
 	s.ident = pgx.Identifier{s.schema}.Sanitize()
+	s.commitChannel = channelName(commitChannelPrefix, s.schema)
 	return s
 }
 
