@@ -107,7 +107,10 @@ func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error)
 
 // CreateTaskTx is CreateTask inside the caller's transaction: the task exists, and its steps
 // run, only if tx commits. A failure inside CreateTaskTx rolls back to a savepoint, so tx stays
-// usable. A nil tx means a transaction of its own.
+// usable. A nil tx means a transaction of its own. With a queue outside the database
+// (queue.Publisher, such as RabbitMQ) the first steps are published once tx commits: the
+// PostgreSQL store announces the commit to the engine elected for maintenance, and the sweeper
+// publishes them after Config.RepublishAfter if that announcement is lost.
 func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (*Task, error) {
 	r, err := e.template(req.Namespace, req.Name, req.Version)
 	if err != nil {
