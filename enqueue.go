@@ -47,29 +47,42 @@ func (e *Engine) enqueuerFor() enqueuer {
 	return enqueuer{e: e}
 }
 
-// flush publishes what a committed store call enqueued (once per step: a store call that ran its
-// transaction again enqueued it again). A failure is logged: the sweeper re-publishes from
-// database state.
+// flush publishes what a committed store call enqueued, one Publish per namespace and delay, once
+// per step (a store call that ran its transaction again enqueued it again). A failure is logged:
+// the sweeper re-publishes from database state.
 func (q enqueuer) flush(ctx context.Context) {
 	if q.pending == nil || len(*q.pending) == 0 {
 		return
 	}
 	pub := q.e.queue.(queue.Publisher)
+	type group struct {
+		ns    string
+		delay time.Duration
+	}
+	var order []group
+	steps := map[group][]store.StepRef{}
 	seen := map[uuid.UUID]bool{}
 	for _, p := range *q.pending {
 		if seen[p.step.StepID] {
 			continue
 		}
 		seen[p.step.StepID] = true
-		payloads, err := stepPayloads([]store.StepRef{p.step})
-		if err == nil {
-			err = pub.Publish(ctx, p.ns, payloads, p.delay)
+		g := group{p.ns, p.delay}
+		if _, ok := steps[g]; !ok {
+			order = append(order, g)
 		}
-		if err != nil {
-			q.e.log.Error(err, "publish step message; the sweeper will publish it again", "step", p.step.StepID)
-		}
+		steps[g] = append(steps[g], p.step)
 	}
 	*q.pending = (*q.pending)[:0]
+	for _, g := range order {
+		payloads, err := stepPayloads(steps[g])
+		if err == nil {
+			err = pub.Publish(ctx, g.ns, payloads, g.delay)
+		}
+		if err != nil {
+			q.e.log.Error(err, "publish step messages; the sweeper will publish them again", "namespace", g.ns, "steps", len(steps[g]))
+		}
+	}
 }
 
 func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
