@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 func TestCancelRunningTask(t *testing.T) {
@@ -424,5 +425,47 @@ func TestShutdownGivesStepsBackWithoutSpendingAttempts(t *testing.T) {
 			}
 		}
 		require.True(t, released, "the give-back is in the audit trail")
+	})
+}
+
+// TestCancellationReachesOtherEnginesAtOnce: a task cancelled through one engine stops its handler
+// running in another engine at once (the store announces the cancellation), not at the handler's
+// next heartbeat, which the 30-second lease puts 10 seconds away.
+func TestCancellationReachesOtherEnginesAtOnce(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		worker := setup(t, func(c *tasker.Config) { c.Lease = 30 * time.Second })
+		worker.register(t, linearYAML)
+		started := make(chan struct{})
+		sawCancel := make(chan error, 1)
+		worker.engine.HandleFunc("add_one", func(ctx context.Context, s *tasker.Step) (any, error) {
+			close(started)
+			<-ctx.Done()
+			sawCancel <- context.Cause(ctx)
+			return nil, ctx.Err()
+		})
+		worker.start(t)
+		other := worker.sibling(t) // runs no workers: the handler is not here
+		other.register(t, linearYAML)
+		task := other.create(t, "test", "linear", nil)
+		<-started
+		if worker.db != nil { // wait until the worker's event listener has run its LISTEN
+			require.Eventually(t, func() bool {
+				var n int
+				err := worker.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+					WHERE application_name = $1 AND query ILIKE '%' || $2 || '%'`, postgres.EventsApplicationName, worker.db.Schema).Scan(&n)
+				return err == nil && n > 0
+			}, 10*time.Second, 10*time.Millisecond)
+		}
+		cancelledAt := time.Now()
+		require.NoError(t, other.engine.CancelTask(context.Background(), task.ID, "stop"))
+		select {
+		case cause := <-sawCancel:
+			require.ErrorIs(t, cause, tasker.ErrTaskCancelled)
+			require.Less(t, time.Since(cancelledAt), 5*time.Second, "well before the next heartbeat")
+		case <-time.After(8 * time.Second):
+			t.Fatal("the handler in the other engine was not cancelled before its next heartbeat")
+		}
+		require.Equal(t, tasker.TaskCancelled, worker.wait(t, task.ID).State)
 	})
 }

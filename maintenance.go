@@ -143,34 +143,48 @@ func (w *workers) holdBack(ns string, ready int) bool {
 	return false
 }
 
-// listenCommits publishes, while this engine leads, the first steps of each task created in a
-// caller's transaction as soon as that transaction commits (announced by the store): the engine
-// cannot publish them itself, since only the caller sees its commit. An announcement lost (no
-// leader listening at the time, too many at once) leaves the steps to the sweeper.
-func (w *workers) listenCommits(ctx context.Context, cl store.CommitListener) {
-	ids := make(chan uuid.UUID, 1024)
+// listenEvents follows the store's announcements (store.EventListener) while the workers run: a
+// task cancelled by another process stops its handlers here at once, rather than at their next
+// heartbeat; and while this engine leads, a task created in a caller's transaction has its first
+// steps published as soon as that transaction commits (the engine that created it cannot see the
+// commit). An announcement lost leaves the work to the heartbeats and to the sweeper.
+func (w *workers) listenEvents(ctx context.Context, el store.EventListener) {
+	e := w.e
+	_, publishes := e.queue.(queue.Publisher)
+	created := make(chan uuid.UUID, 1024)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case id := <-ids:
-				w.publishTask(ctx, id)
+	if publishes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case id := <-created:
+					w.publishTask(ctx, id)
+				}
 			}
-		}
-	}()
-	err := cl.ListenCommits(ctx, func(id uuid.UUID) {
-		select {
-		case ids <- id:
-		default:
-			w.e.log.Info("too many commit announcements at once; the sweeper will publish this task's steps", "task", id)
+		}()
+	}
+	err := el.ListenEvents(ctx, func(ev store.Event) {
+		switch ev.Kind {
+		case store.EventTaskCancelled:
+			e.runs.cancelTask(ev.TaskID)
+			e.waiters.notify(ev.TaskID)
+		case store.EventTaskCreated:
+			if !publishes || !w.leading.Load() {
+				return
+			}
+			select {
+			case created <- ev.TaskID:
+			default:
+				e.log.Info("too many creation announcements at once; the sweeper will publish this task's steps", "task", ev.TaskID)
+			}
 		}
 	})
 	if err != nil && ctx.Err() == nil {
-		w.e.log.Error(err, "listen for commits; the sweeper will publish the steps of tasks created in callers' transactions")
+		e.log.Error(err, "listen for the store's announcements; cancellations will arrive with heartbeats, and the sweeper will publish the steps of tasks created in callers' transactions")
 	}
 	wg.Wait()
 }

@@ -386,8 +386,9 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 }
 
 // CancelTask cancels a task: its unfinished steps are cancelled and handlers running them see
-// their context cancelled (at once in this process, at their next heartbeat elsewhere). It returns
-// ErrNotAllowed for a task that already finished.
+// their context cancelled, with the cause ErrTaskCancelled: at once in this process, and in other
+// processes as soon as the store's announcement reaches them (store.EventListener), or at their
+// next heartbeat if it is lost. It returns ErrNotAllowed for a task that already finished.
 func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) error {
 	res, err := e.store.CancelTask(ctx, store.CancelTaskParams{TaskID: id, Reason: reason})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/maintenance"
@@ -64,6 +65,8 @@ type workers struct {
 	dbctx       context.Context // for bookkeeping that must finish even while stopping
 	inflight    sync.WaitGroup
 
+	leading atomic.Bool // this engine holds the maintenance leadership
+
 	heldMu    sync.Mutex
 	heldSince map[string]time.Time // namespaces whose re-publishing the sweeper holds back, since when
 
@@ -121,6 +124,8 @@ func (w *workers) run(ctx context.Context) error {
 			defer bg.Done()
 			el := maintenance.Elector{Store: e.store, Name: "maintenance", ID: e.cfg.WorkerID, TTL: e.cfg.LeaderTTL, Log: e.log}
 			el.Run(ctx, func(lctx context.Context) {
+				w.leading.Store(true)
+				defer w.leading.Store(false)
 				if _, ok := e.queue.(queue.Publisher); !ok {
 					maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
 					return
@@ -131,16 +136,17 @@ func (w *workers) run(ctx context.Context) error {
 					defer wg.Done()
 					maintenance.Every(lctx, e.cfg.RepublishAfter/3, w.sweep)
 				}()
-				if cl, ok := e.store.(store.CommitListener); ok {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						w.listenCommits(lctx, cl)
-					}()
-				}
+
 				maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
 				wg.Wait()
 			})
+		}()
+	}
+	if el, ok := e.store.(store.EventListener); ok {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			w.listenEvents(listenCtx, el)
 		}()
 	}
 	var fetchers sync.WaitGroup

@@ -185,21 +185,38 @@ type CreateTaskParams struct {
 	Enqueuer       Enqueuer
 	// Template, when set, is written to the template registry in the same transaction.
 	Template *RegisterTemplateParams
-	// AnnounceCommit asks a CommitListener store to announce the new task to ListenCommits once
+	// AnnounceCommit asks an EventListener store to announce the new task (EventTaskCreated) once
 	// the transaction commits (not when it rolls back, nor for a duplicate). The engine sets it when
 	// the task is created in a caller's transaction and its queue publishes after commits, which only
 	// the database sees happen.
 	AnnounceCommit bool
 }
 
-// CommitListener is implemented by stores that can announce the commit of a task created with
-// CreateTaskParams.AnnounceCommit (store/postgres, with NOTIFY). Announcements are hints: one can
-// be lost (no listener at the time, a dropped connection), so the sweeper stays the safety net.
-type CommitListener interface {
-	// ListenCommits calls announced with the ID of each task whose creation committed, until ctx
-	// ends; it returns nil then, after everything it started has stopped. announced must not block
-	// for long.
-	ListenCommits(ctx context.Context, announced func(taskID uuid.UUID)) error
+// EventListener is implemented by stores that announce some changes to every engine once they
+// commit (store/postgres with NOTIFY, store/memory in process). Announcements are hints, sent only
+// for committed changes: one can be lost (no listener at the time, a dropped connection), so the
+// engine keeps its slower safety nets (the sweeper, heartbeats).
+type EventListener interface {
+	// ListenEvents calls handle for each announcement until ctx ends; it returns nil then, after
+	// everything it started has stopped. handle must not block for long.
+	ListenEvents(ctx context.Context, handle func(Event)) error
+}
+
+// EventKind is what an Event announces.
+type EventKind int
+
+// The events a store announces.
+const (
+	// EventTaskCreated: a task created with CreateTaskParams.AnnounceCommit was committed.
+	EventTaskCreated EventKind = iota + 1
+	// EventTaskCancelled: a task was cancelled; its handlers running anywhere should stop.
+	EventTaskCancelled
+)
+
+// Event is one announcement.
+type Event struct {
+	Kind   EventKind
+	TaskID uuid.UUID
 }
 
 // CreateTaskResult is the created task, or the existing one when Duplicate is set.

@@ -61,6 +61,8 @@ type Store struct {
 	inProgress map[uuid.UUID]*stepRow    // steps in in_progress, for ExpiredSteps
 	leaders    map[string]*leaderRow
 	seq        int64 // transition ids
+
+	ev events // ListenEvents' subscribers
 }
 
 var _ store.Store = (*Store)(nil)

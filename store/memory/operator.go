@@ -56,6 +56,7 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 	if err != nil {
 		return nil, err
 	}
+	s.announce(store.Event{Kind: store.EventTaskCancelled, TaskID: p.TaskID})
 	return res, nil
 }
 

@@ -118,7 +118,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		}
 	}
 	if p.AnnounceCommit {
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.commitChannel, p.TaskID.String()); err != nil {
+		if err := s.notify(ctx, tx, eventCreated, p.TaskID); err != nil {
 			return nil, fmt.Errorf("announce the task's commit: %w", err)
 		}
 	}

@@ -66,6 +66,9 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if err := s.moveTask(ctx, tx, p.TaskID, c.state, hops, meta); err != nil {
 			return err
 		}
+		if err := s.notify(ctx, tx, eventCancelled, p.TaskID); err != nil {
+			return fmt.Errorf("announce the cancellation of %s: %w", p.TaskID, err)
+		}
 		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: statemachine.TaskCancelled, Settled: true}
 		return nil
 	})

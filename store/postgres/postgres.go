@@ -30,7 +30,7 @@ type Store struct {
 	ident  string // the quoted schema identifier
 	cache  sync.Map
 
-	commitChannel string // the NOTIFY channel of ListenCommits
+	eventsChannel string // the NOTIFY channel of ListenEvents
 	log           logr.Logger
 }
 
@@ -43,7 +43,7 @@ type Option func(*Store)
 // must be a plain lower-case identifier; New panics otherwise, as for a malformed constant.
 func WithSchema(name string) Option { return func(s *Store) { s.schema = name } }
 
-// WithLogger sets the logger of the store's own background work (ListenCommits' connection
+// WithLogger sets the logger of the store's own background work (ListenEvents' connection
 // trouble); the default discards.
 func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
 
@@ -57,7 +57,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 		panic(err)
 	}
 	s.ident = pgx.Identifier{s.schema}.Sanitize()
-	s.commitChannel = channelName(commitChannelPrefix, s.schema)
+	s.eventsChannel = channelName(eventsChannelPrefix, s.schema)
 	return s
 }
 

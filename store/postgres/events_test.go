@@ -14,17 +14,27 @@ import (
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
-// TestListenCommits: a task created with AnnounceCommit is announced when its transaction commits,
-// never when it rolls back, nor without AnnounceCommit; ListenCommits returns nil when its context
-// ends (goleak checks that nothing it started is left).
-func TestListenCommits(t *testing.T) {
+// TestListenEvents: a task created with AnnounceCommit is announced when its transaction commits,
+// never when it rolls back, nor without AnnounceCommit; a cancellation is announced; ListenEvents
+// returns nil when its context ends (goleak checks that nothing it started is left).
+func TestListenEvents(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 	ctx, cancel := context.WithCancel(context.Background())
 	announced := make(chan uuid.UUID, 10)
+	cancelled := make(chan uuid.UUID, 10)
 	done := make(chan error, 1)
-	go func() { done <- st.ListenCommits(ctx, func(id uuid.UUID) { announced <- id }) }()
+	go func() {
+		done <- st.ListenEvents(ctx, func(ev store.Event) {
+			switch ev.Kind {
+			case store.EventTaskCreated:
+				announced <- ev.TaskID
+			case store.EventTaskCancelled:
+				cancelled <- ev.TaskID
+			}
+		})
+	}()
 
 	create := func(announce, commit bool) uuid.UUID {
 		t.Helper()
@@ -74,11 +84,20 @@ func TestListenCommits(t *testing.T) {
 		t.Fatalf("unexpected announcement of %s", got)
 	case <-time.After(200 * time.Millisecond):
 	}
+
+	_, err := st.CancelTask(context.Background(), store.CancelTaskParams{TaskID: want, Reason: "test"})
+	require.NoError(t, err)
+	select {
+	case got := <-cancelled:
+		require.Equal(t, want, got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the cancellation was not announced")
+	}
 	cancel()
 	select {
 	case err := <-done:
 		require.NoError(t, err)
 	case <-time.After(5 * time.Second):
-		t.Fatal("ListenCommits did not return after its context ended")
+		t.Fatal("ListenEvents did not return after its context ended")
 	}
 }
