@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -119,13 +120,17 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
 	enq := e.enqueuerFor()
 	p.Enqueuer = enq
+	if ba, ok := e.queue.(queue.BatchAcker); ok {
+		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
+	}
 	res, err := w.record(p)
 	if err == nil {
 		enq.flush(w.dbctx)
 	}
-	// The ack follows the commit, off the next step's critical path: if this process dies in
-	// between, the message comes back and its claim finds the step already moved on.
-	if err == nil {
+	// The ack joins the outcome's transaction when the store and the queue allow it; otherwise it
+	// follows the commit: if this process dies in between, the message comes back and its claim
+	// finds the step already moved on.
+	if err == nil && !res.Acked {
 		w.ack(ns, m.ID)
 	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]

@@ -121,6 +121,10 @@ func (w *workers) sweep(ctx context.Context) {
 	}
 }
 
+// listenStartWait bounds how long RunWorkers waits for the store's announcements before it starts
+// handlers.
+const listenStartWait = 2 * time.Second
+
 // maxHoldBack bounds, in RepublishAfter periods, how long the sweeper holds back a namespace whose
 // queue always has a backlog (a queue saturated for good), so that a lost message still goes out.
 const maxHoldBack = 10
@@ -148,7 +152,10 @@ func (w *workers) holdBack(ns string, ready int) bool {
 // heartbeat; and while this engine leads, a task created in a caller's transaction has its first
 // steps published as soon as that transaction commits (the engine that created it cannot see the
 // commit). An announcement lost leaves the work to the heartbeats and to the sweeper.
-func (w *workers) listenEvents(ctx context.Context, el store.EventListener) {
+//
+// listening is closed at the first EventListening.
+func (w *workers) listenEvents(ctx context.Context, el store.EventListener, listening chan<- struct{}) {
+	var once sync.Once
 	e := w.e
 	_, publishes := e.queue.(queue.Publisher)
 	created := make(chan uuid.UUID, 1024)
@@ -169,6 +176,8 @@ func (w *workers) listenEvents(ctx context.Context, el store.EventListener) {
 	}
 	err := el.ListenEvents(ctx, func(ev store.Event) {
 		switch ev.Kind {
+		case store.EventListening:
+			once.Do(func() { close(listening) })
 		case store.EventTaskCancelled:
 			e.runs.cancelTask(ev.TaskID)
 			e.waiters.notify(ev.TaskID)

@@ -143,11 +143,21 @@ func (w *workers) run(ctx context.Context) error {
 		}()
 	}
 	if el, ok := e.store.(store.EventListener); ok {
+		listening := make(chan struct{})
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			w.listenEvents(listenCtx, el)
+			w.listenEvents(listenCtx, el, listening)
 		}()
+		// Handlers start once the store's announcements reach this engine, so that a cancellation
+		// made from the first moment stops them at once; a listener slow to connect does not hold
+		// the start-up for long (heartbeats cover the gap).
+		select {
+		case <-listening:
+		case <-ctx.Done():
+		case <-time.After(listenStartWait):
+			e.log.Info("the store's announcements are not listened to yet; starting anyway", "waited", listenStartWait)
+		}
 	}
 	var fetchers sync.WaitGroup
 	for _, ns := range w.nss {

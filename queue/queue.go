@@ -91,6 +91,14 @@ type BatchSender interface {
 	QueueSend(b *pgx.Batch, queue string, payloads [][]byte, delay time.Duration) error
 }
 
+// BatchAcker is implemented by queues whose acks can join a pipelined pgx.Batch that the caller
+// runs inside its own transaction: the messages are removed only if it commits. The engine uses it
+// to acknowledge a step's message in the transaction that records the step's outcome, saving a
+// round trip.
+type BatchAcker interface {
+	QueueAck(b *pgx.Batch, queue string, ids ...int64) error
+}
+
 // Publisher is implemented by queues that live outside the database, such as RabbitMQ, whose
 // sends cannot join a PostgreSQL transaction. With such a queue the engine records a step as
 // enqueued inside its transaction and publishes the step's message after the commit; a sweeper

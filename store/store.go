@@ -211,6 +211,9 @@ const (
 	EventTaskCreated EventKind = iota + 1
 	// EventTaskCancelled: a task was cancelled; its handlers running anywhere should stop.
 	EventTaskCancelled
+	// EventListening: the listener is in place, at first and again after each reconnection
+	// (announcements made while it was away are lost). TaskID is uuid.Nil.
+	EventListening
 )
 
 // Event is one announcement.
@@ -279,6 +282,10 @@ type OutcomeParams struct {
 	// Isolated, with OutcomePermanent, marks the failure as isolated: the rest of the task goes on
 	// and the task settles in blocked_by_failures only when nothing else can run.
 	Isolated bool
+	// AckBatch, when set, may be called by a store that commits the outcome with a pipelined
+	// pgx.Batch (store/postgres's hot path), to queue the ack of the attempt's message into that
+	// batch; the store then reports OutcomeResult.Acked. Other paths ignore it.
+	AckBatch func(b *pgx.Batch) error
 }
 
 // OutcomeResult reports the task's state after an outcome or operator action.
@@ -289,6 +296,8 @@ type OutcomeResult struct {
 	Settled bool
 	// Released lists the dependents that were enqueued.
 	Released int
+	// Acked reports that OutcomeParams.AckBatch ran in the committed transaction.
+	Acked bool
 }
 
 // ReleaseStepParams gives an in-progress step back to the queue without spending its attempt

@@ -210,6 +210,20 @@ func (q *Queue) QueueSend(b *pgx.Batch, queueName string, payloads [][]byte, del
 
 var _ queue.BatchSender = (*Queue)(nil)
 
+// QueueAck implements queue.BatchAcker: the ack runs in b, inside the caller's transaction.
+func (q *Queue) QueueAck(b *pgx.Batch, queueName string, ids ...int64) error {
+	if queueName == "" {
+		return errors.New("pgqueue: ack: empty queue name")
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	b.Queue(q.ackSQL, queueName, ids)
+	return nil
+}
+
+var _ queue.BatchAcker = (*Queue)(nil)
+
 // Read implements queue.Queue in one statement.
 func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Duration) ([]queue.Message, error) {
 	if n <= 0 {

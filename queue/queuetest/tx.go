@@ -146,3 +146,39 @@ func testBatchSender(t *testing.T, h Harness) {
 		b.none(t, QueueMain)
 	})
 }
+
+func testBatchAcker(t *testing.T, h Harness) {
+	t.Run("AcksWhenTheBatchCommits", func(t *testing.T) {
+		t.Parallel()
+		if !h.Capabilities.Transactions {
+			t.Skip("a queue.BatchAcker's batch runs in a transaction; " + skipNoTransactions)
+		}
+		b := setup(t, h)
+		ba, ok := b.Queue.(queue.BatchAcker)
+		if !ok {
+			t.Skip("the queue is no queue.BatchAcker")
+		}
+		b.send(t, QueueMain, 0, `1`)
+		m := b.read(t, QueueMain, 1, hidden)[0]
+		batch := &pgx.Batch{}
+		require.Error(t, ba.QueueAck(batch, "", m.ID), "an empty queue name")
+		require.NoError(t, ba.QueueAck(batch, QueueMain), "no ids is a no-op")
+		require.Zero(t, batch.Len(), "refused acks queue nothing")
+
+		tx := b.begin(t)
+		batch = &pgx.Batch{}
+		require.NoError(t, ba.QueueAck(batch, QueueMain, m.ID))
+		require.NoError(t, tx.SendBatch(b.ctx, batch).Close())
+		require.NoError(t, tx.Rollback(b.ctx))
+		require.NoError(t, b.Queue.RetryLater(b.ctx, QueueMain, m.ID, 0), "a rolled-back ack keeps the message")
+		m = b.read(t, QueueMain, 1, hidden)[0]
+
+		tx = b.begin(t)
+		batch = &pgx.Batch{}
+		require.NoError(t, ba.QueueAck(batch, QueueMain, m.ID))
+		require.NoError(t, tx.SendBatch(b.ctx, batch).Close())
+		require.NoError(t, tx.Commit(b.ctx))
+		require.ErrorIs(t, b.Queue.Extend(b.ctx, QueueMain, m.ID, time.Minute), queue.ErrNotFound, "committed: gone")
+		b.none(t, QueueMain)
+	})
+}

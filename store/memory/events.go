@@ -26,6 +26,7 @@ func (s *Store) ListenEvents(ctx context.Context, handle func(store.Event)) erro
 	}
 	s.ev.subs[h] = struct{}{}
 	s.ev.mu.Unlock()
+	handle(store.Event{Kind: store.EventListening})
 	<-ctx.Done()
 	s.ev.mu.Lock()
 	delete(s.ev.subs, h)

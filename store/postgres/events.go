@@ -84,25 +84,7 @@ func (s *Store) ListenEvents(ctx context.Context, handle func(store.Event)) erro
 		},
 		ReconnectDelay: eventsReconnectDelay,
 	}
-	l.Handle(s.eventsChannel, pgxlisten.HandlerFunc(func(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-		var ev store.Event
-		var rest string
-		switch {
-		case strings.HasPrefix(n.Payload, eventCreated):
-			ev.Kind, rest = store.EventTaskCreated, n.Payload[len(eventCreated):]
-		case strings.HasPrefix(n.Payload, eventCancelled):
-			ev.Kind, rest = store.EventTaskCancelled, n.Payload[len(eventCancelled):]
-		default:
-			return nil
-		}
-		id, err := uuid.Parse(rest)
-		if err != nil {
-			return nil
-		}
-		ev.TaskID = id
-		handle(ev)
-		return nil
-	}))
+	l.Handle(s.eventsChannel, &eventHandler{handle: handle})
 	_ = l.Listen(ctx) // returns only when ctx ends
 	// A connection interrupted by ctx closes asynchronously; wait until it has.
 	mu.Lock()
@@ -110,5 +92,36 @@ func (s *Store) ListenEvents(ctx context.Context, handle func(store.Event)) erro
 	for _, c := range conns {
 		<-c.PgConn().CleanupDone()
 	}
+	return nil
+}
+
+// eventHandler turns the events channel's notifications into store.Events; as a
+// pgxlisten.BacklogHandler it reports EventListening once LISTEN is in place on a connection.
+type eventHandler struct {
+	handle func(store.Event)
+}
+
+func (h *eventHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	h.handle(store.Event{Kind: store.EventListening})
+	return nil
+}
+
+func (h *eventHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	var ev store.Event
+	var rest string
+	switch {
+	case strings.HasPrefix(n.Payload, eventCreated):
+		ev.Kind, rest = store.EventTaskCreated, n.Payload[len(eventCreated):]
+	case strings.HasPrefix(n.Payload, eventCancelled):
+		ev.Kind, rest = store.EventTaskCancelled, n.Payload[len(eventCancelled):]
+	default:
+		return nil
+	}
+	id, err := uuid.Parse(rest)
+	if err != nil {
+		return nil
+	}
+	ev.TaskID = id
+	h.handle(ev)
 	return nil
 }

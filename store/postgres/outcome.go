@@ -561,10 +561,15 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 			return fail(err)
 		}
 	}
+	if p.AckBatch != nil {
+		if err := p.AckBatch(b); err != nil {
+			return fail(fmt.Errorf("ack the message of %s: %w", p.StepID, err))
+		}
+	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
 	}
 	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: state != before.state && state.Settled()}, nil
+		Settled: state != before.state && state.Settled(), Acked: p.AckBatch != nil}, nil
 }
