@@ -46,6 +46,7 @@ type VersionError struct {
 	Library  int // the highest version this library knows
 }
 
+// Error says which side is behind and what to do about it.
 func (e *VersionError) Error() string {
 	if e.Database > e.Library {
 		return fmt.Sprintf("tasker: schema %q is at version %d, newer than this library's %d; upgrade tasker", e.Schema, e.Database, e.Library)

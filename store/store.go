@@ -32,6 +32,8 @@ var ErrNotDue = errors.New("store: retry not due yet")
 // Enqueuer puts steps on the delivery queue inside the store's transaction, so that a step is
 // enqueued if and only if the transaction that made it ready commits.
 type Enqueuer interface {
+	// EnqueueTx enqueues steps on the queue of namespace as part of the store's transaction tx
+	// (nil for a store without transactions); they become visible after delay.
 	EnqueueTx(ctx context.Context, tx pgx.Tx, namespace string, steps []StepRef, delay time.Duration) error
 }
 
@@ -55,20 +57,46 @@ type StepRef struct {
 
 // Store is the persistence seam.
 type Store interface {
+	// RegisterTemplate stores a template definition in the registry, replacing an older
+	// definition under the same key.
 	RegisterTemplate(ctx context.Context, p RegisterTemplateParams) error
+	// CreateTask creates a task as CreateTaskParams says, inside tx when it is not nil (a store
+	// without transactions refuses a non-nil tx with an error of its own). A task with the same
+	// identity hash for the same template is returned with Duplicate set, and nothing is written.
 	CreateTask(ctx context.Context, tx pgx.Tx, p CreateTaskParams) (*CreateTaskResult, error)
+	// ClaimStep moves an enqueued step to in_progress for one more attempt, under a lease, and
+	// returns what its handler needs. It returns ErrConflict when the step is not enqueued (a
+	// duplicate delivery, a cancelled task): the message should be dropped.
 	ClaimStep(ctx context.Context, p ClaimStepParams) (*ClaimedStep, error)
+	// PromoteRetry moves a step whose backoff has elapsed from waiting_for_retry to enqueued. It
+	// returns ErrNotDue when the backoff has not elapsed, and ErrConflict when the step is not
+	// waiting or its task is blocked or finished.
 	PromoteRetry(ctx context.Context, p PromoteRetryParams) error
+	// RecordOutcome records an attempt's outcome as OutcomeParams says, with a compare-and-set on
+	// the attempt the worker holds. It returns ErrConflict when the worker no longer holds the
+	// step (the task was cancelled, the step rescued).
 	RecordOutcome(ctx context.Context, p OutcomeParams) (*OutcomeResult, error)
+	// ReleaseStep gives an in-progress step back to the queue without spending its attempt.
 	ReleaseStep(ctx context.Context, p ReleaseStepParams) error
+	// Heartbeat extends the lease of a step its worker still holds and returns the step's state;
+	// when the worker no longer holds it, it returns the current state and ErrConflict.
 	Heartbeat(ctx context.Context, p HeartbeatParams) (statemachine.StepState, error)
+	// CancelTask cancels a task and every step that has not finished. It returns ErrConflict when
+	// the task is already terminal.
 	CancelTask(ctx context.Context, p CancelTaskParams) (*OutcomeResult, error)
+	// OperatorAction applies an operator's action to a step in error and resumes the task when
+	// no failure is left. It returns ErrConflict when the step is not in error or the task has
+	// finished.
 	OperatorAction(ctx context.Context, p OperatorParams) (*OutcomeResult, error)
+	// GetTask returns a task, or ErrNotFound.
 	GetTask(ctx context.Context, id uuid.UUID) (*Task, error)
+	// GetSteps returns a task's steps in creation order.
 	GetSteps(ctx context.Context, taskID uuid.UUID) ([]Step, error)
 	// StepTask returns the task and namespace a step belongs to.
 	StepTask(ctx context.Context, stepID uuid.UUID) (uuid.UUID, string, error)
+	// ListTasks returns the tasks that match the filter, newest first.
 	ListTasks(ctx context.Context, p ListTasksParams) ([]Task, error)
+	// Transitions returns the audit trail of a task and its steps, in the order it was written.
 	Transitions(ctx context.Context, taskID uuid.UUID) ([]Transition, error)
 
 	// SaveCheckpoint stores a batch worker's checkpoint while its worker holds the step.

@@ -144,10 +144,8 @@ func New(t T, tmpl *tasker.Template, handlers Handlers, opts ...Option) *Harness
 	return h
 }
 
-// idle waits, up to grace, until no step of an unfinished task is enqueued or in progress. Besides
-// letting handlers finish, this keeps the engine's shutdown away from steps still being fetched:
-// RunWorkers can race (inflight.Add against inflight.Wait) when its context ends just as a fetch
-// loop reads a message, which go test -race reports.
+// idle waits, up to grace, until no step of an unfinished task is enqueued or in progress, so that
+// the steps a test set going finish before the workers stop (rather than being given back).
 func (h *Harness) idle(grace time.Duration) {
 	ctx := context.Background()
 	unfinished := []tasker.TaskState{statemachine.TaskPending, statemachine.TaskInitializing, statemachine.TaskEnqueuingSteps,

@@ -90,8 +90,9 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 }
 
 // PromoteRetry moves a step whose backoff has elapsed from waiting_for_retry to enqueued and
-// wakes its task. It returns store.ErrConflict when the step is not waiting, its backoff has not
-// elapsed, or its task is blocked or finished (an operator fix re-sends it).
+// wakes its task. It returns store.ErrNotDue when its backoff has not elapsed, and
+// store.ErrConflict when the step is not waiting or its task is blocked or finished (an operator
+// fix re-sends it).
 func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) error {
 	return s.withRetry(ctx, func(tx pgx.Tx) error {
 		var taskID uuid.UUID
