@@ -101,3 +101,60 @@ func TestListenEvents(t *testing.T) {
 		t.Fatal("ListenEvents did not return after its context ended")
 	}
 }
+
+// TestListenEventsReconnects: when the listener's connection is killed, ListenEvents connects again
+// (reporting EventListening once more) and announcements flow again.
+func TestListenEventsReconnects(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan struct{}, 10)
+	cancelled := make(chan uuid.UUID, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- st.ListenEvents(ctx, func(ev store.Event) {
+			switch ev.Kind {
+			case store.EventListening:
+				listening <- struct{}{}
+			case store.EventTaskCancelled:
+				cancelled <- ev.TaskID
+			}
+		})
+	}()
+	waitListening := func() {
+		t.Helper()
+		select {
+		case <-listening:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener did not report EventListening")
+		}
+	}
+	waitListening()
+
+	var killed int
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		 WHERE application_name = $1 AND query ILIKE '%' || $2 || '%'`, postgres.EventsApplicationName, db.Schema).Scan(&killed))
+	require.Equal(t, 1, killed, "the listener's backend")
+	waitListening() // connected again
+
+	id := uuid.Must(uuid.NewV7())
+	_, err := st.CreateTask(context.Background(), nil, store.CreateTaskParams{
+		TaskID: id, Namespace: "ns", Name: "t", Version: "1", Context: json.RawMessage(`{}`), IdentityHash: id.String(),
+		Template: &store.RegisterTemplateParams{Namespace: "ns", Name: "t", Version: "1", Definition: json.RawMessage(`{}`), Checksum: "c"},
+		Steps: []store.NewStep{{StepID: uuid.Must(uuid.NewV7()), Name: "a", TemplateStep: "a", Handler: "h",
+			Type: "standard", MaxAttempts: 1, Backoff: "none", Timeout: time.Second}},
+	})
+	require.NoError(t, err)
+	_, err = st.CancelTask(context.Background(), store.CancelTaskParams{TaskID: id, Reason: "test"})
+	require.NoError(t, err)
+	select {
+	case got := <-cancelled:
+		require.Equal(t, id, got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no announcement after the reconnection")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
