@@ -64,7 +64,10 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "step", msg.StepID)
 		return
 	}
-	w.attempt(ns, m, claim)
+	// A step whose outcome released another may hand it straight to this worker (ClaimNext).
+	for claim != nil {
+		m, claim = w.attempt(ns, m, claim)
+	}
 }
 
 // ack acknowledges a message. A message the queue no longer has (queue.ErrNotFound: RabbitMQ voids
@@ -90,7 +93,9 @@ type handlerOutcome struct {
 	abandoned bool
 }
 
-func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
+// attempt runs one claimed step and records its outcome. It returns the next step this worker
+// claimed in the same transaction (a step the outcome made ready) and its held message, or nil.
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (queue.Message, *store.ClaimedStep) {
 	e := w.e
 	st, task := &c.Step, &c.Task
 	start := time.Now()
@@ -109,11 +114,11 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	switch {
 	case (out.err != nil || out.abandoned) && errors.Is(cause, ErrShutdown):
 		w.giveBack(ns, m, st)
-		return
+		return queue.Message{}, nil
 	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && (out.err != nil || out.abandoned):
 		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
 		w.ack(ns, m.ID)
-		return
+		return queue.Message{}, nil
 	}
 	p := w.classify(st, out, cause)
 	w.applyStepType(st, task, &p)
@@ -122,6 +127,11 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	p.Enqueuer = enq
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
+	}
+	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() {
+		if _, ok := e.queue.(queue.BatchHolder); ok {
+			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch}
+		}
 	}
 	res, err := w.record(p)
 	if err == nil {
@@ -138,10 +148,10 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 		if errors.Is(err, store.ErrConflict) {
 			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
 			w.ack(ns, m.ID)
-			return
+			return queue.Message{}, nil
 		}
 		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
-		return
+		return queue.Message{}, nil
 	}
 	kv := []any{"task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState}
 	switch p.Kind {
@@ -156,6 +166,11 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) {
 	if res.Settled {
 		e.waiters.notify(task.ID)
 	}
+	if res.Next == nil {
+		return queue.Message{}, nil
+	}
+	next := queue.Message{ID: res.Next.MessageID, Queue: ns, ReadCount: 1, EnqueuedAt: time.Now()}
+	return next, &res.Next.ClaimedStep
 }
 
 func errorMessage(raw json.RawMessage) string {

@@ -99,6 +99,20 @@ func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []s
 	return q.e.queue.SendTx(ctx, tx, ns, payloads, delay)
 }
 
+// HoldBatch queues into b the message of a step the worker claims in the same transaction, held
+// by it (queue.BatchHolder), for store.ClaimNextParams.Hold.
+func (q enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease time.Duration, id *int64) (bool, error) {
+	bh, ok := q.e.queue.(queue.BatchHolder)
+	if !ok {
+		return false, nil
+	}
+	payloads, err := stepPayloads([]store.StepRef{step})
+	if err != nil {
+		return true, err
+	}
+	return true, bh.QueueSendHeld(b, ns, payloads[0], lease, id)
+}
+
 // EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
 func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
 	bs, ok := q.e.queue.(queue.BatchSender)

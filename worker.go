@@ -65,7 +65,8 @@ type workers struct {
 	dbctx       context.Context // for bookkeeping that must finish even while stopping
 	inflight    sync.WaitGroup
 
-	leading atomic.Bool // this engine holds the maintenance leadership
+	leading  atomic.Bool // this engine holds the maintenance leadership
+	stopping atomic.Bool // RunWorkers' context has ended: no new work is taken on
 
 	heldMu    sync.Mutex
 	heldSince map[string]time.Time // namespaces whose re-publishing the sweeper holds back, since when
@@ -171,6 +172,7 @@ func (w *workers) run(ctx context.Context) error {
 	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", w.nss, "concurrency", e.cfg.Concurrency)
 
 	<-ctx.Done()
+	w.stopping.Store(true)
 	// No handler starts once the fetch loops are gone; only then may the drain wait for the
 	// in-flight ones.
 	fetchers.Wait()

@@ -99,6 +99,16 @@ type BatchAcker interface {
 	QueueAck(b *pgx.Batch, queue string, ids ...int64) error
 }
 
+// BatchHolder is implemented by queues that can send, inside a pipelined pgx.Batch run in the
+// caller's transaction, a message its sender holds already: hidden for vt and counted as read once,
+// as if the sender had read it. *id receives the message's ID when the batch runs. The engine uses
+// it when a worker takes on, in the transaction that completes a step, a step that this completion
+// makes ready: the message exists (for heartbeats, acks, and redelivery should the worker die) but
+// no other worker reads it.
+type BatchHolder interface {
+	QueueSendHeld(b *pgx.Batch, queue string, payload []byte, vt time.Duration, id *int64) error
+}
+
 // Publisher is implemented by queues that live outside the database, such as RabbitMQ, whose
 // sends cannot join a PostgreSQL transaction. With such a queue the engine records a step as
 // enqueued inside its transaction and publishes the step's message after the commit; a sweeper

@@ -314,6 +314,29 @@ type OutcomeParams struct {
 	// pgx.Batch (store/postgres's hot path), to queue the ack of the attempt's message into that
 	// batch; the store then reports OutcomeResult.Acked. Other paths ignore it.
 	AckBatch func(b *pgx.Batch) error
+	// ClaimNext, with OutcomeSuccess, asks a store that commits the outcome in a pipelined
+	// pgx.Batch (store/postgres's hot path) to claim for the same worker, in the same transaction,
+	// one of the steps this outcome makes ready, so that the worker runs it next without a trip
+	// through the queue. Its message is still sent, held by the worker (ClaimNextParams.Hold).
+	// The claimed step comes back in OutcomeResult.Next; other paths ignore ClaimNext.
+	ClaimNext *ClaimNextParams
+}
+
+// ClaimNextParams configures OutcomeParams.ClaimNext.
+type ClaimNextParams struct {
+	// Lease is the claimed step's lease, and how long its held message stays hidden.
+	Lease time.Duration
+	// Hold queues into b the message of the claimed step, held by the worker (see
+	// queue.BatchHolder); *id receives its ID when the batch runs. It reports false when the queue
+	// cannot, and the store then claims nothing.
+	Hold func(b *pgx.Batch, namespace string, step StepRef, lease time.Duration, id *int64) (bool, error)
+}
+
+// NextStep is a step claimed by RecordOutcome for the worker that recorded the outcome.
+type NextStep struct {
+	ClaimedStep
+	// MessageID is the ID of the step's message, which the worker holds.
+	MessageID int64
 }
 
 // OutcomeResult reports the task's state after an outcome or operator action.
@@ -326,6 +349,8 @@ type OutcomeResult struct {
 	Released int
 	// Acked reports that OutcomeParams.AckBatch ran in the committed transaction.
 	Acked bool
+	// Next is the step claimed for the worker (OutcomeParams.ClaimNext), or nil.
+	Next *NextStep
 }
 
 // ReleaseStepParams gives an in-progress step back to the queue without spending its attempt

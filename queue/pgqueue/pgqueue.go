@@ -66,6 +66,7 @@ type Queue struct {
 
 	sendNotifySQL string
 	sendSQL       string
+	sendHeldSQL   string
 	readSQL       string
 	ackSQL        string
 	setVTSQL      string
@@ -118,6 +119,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Queue {
 	FROM unnest($2::text[]) WITH ORDINALITY AS p(doc, ord)
 	ORDER BY p.ord`
 	q.sendSQL = insert
+	q.sendHeldSQL = `INSERT INTO ` + table + ` (queue_name, payload, vt, read_ct)
+	VALUES ($1, $2::jsonb, now() + make_interval(secs => $3::float8), 1)
+	RETURNING msg_id`
 	// A data-modifying CTE always runs to completion, so this is one round trip for both; the
 	// notification is queued by the transaction and delivered only at commit.
 	q.sendNotifySQL = `WITH ins AS (` + insert + `) SELECT pg_notify($4, $1)`
@@ -223,6 +227,25 @@ func (q *Queue) QueueAck(b *pgx.Batch, queueName string, ids ...int64) error {
 }
 
 var _ queue.BatchAcker = (*Queue)(nil)
+
+// QueueSendHeld implements queue.BatchHolder: the message is inserted already read once and hidden
+// for vt, with no notification.
+func (q *Queue) QueueSendHeld(b *pgx.Batch, queueName string, payload []byte, vt time.Duration, id *int64) error {
+	switch {
+	case queueName == "":
+		return errors.New("pgqueue: send held: empty queue name")
+	case vt <= 0:
+		return fmt.Errorf("pgqueue: send held: visibility timeout %s is not positive", vt)
+	case !json.Valid(payload):
+		return fmt.Errorf("pgqueue: send held to queue %q: the payload is not valid JSON", queueName)
+	}
+	b.Queue(q.sendHeldSQL, queueName, string(payload), vt.Seconds()).QueryRow(func(row pgx.Row) error {
+		return row.Scan(id)
+	})
+	return nil
+}
+
+var _ queue.BatchHolder = (*Queue)(nil)
 
 // Read implements queue.Queue in one statement.
 func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Duration) ([]queue.Message, error) {

@@ -182,3 +182,42 @@ func testBatchAcker(t *testing.T, h Harness) {
 		b.none(t, QueueMain)
 	})
 }
+
+func testBatchHolder(t *testing.T, h Harness) {
+	t.Run("HeldMessageIsHiddenAndReadOnce", func(t *testing.T) {
+		t.Parallel()
+		if !h.Capabilities.Transactions {
+			t.Skip("a queue.BatchHolder's batch runs in a transaction; " + skipNoTransactions)
+		}
+		b := setup(t, h)
+		bh, ok := b.Queue.(queue.BatchHolder)
+		if !ok {
+			t.Skip("the queue is no queue.BatchHolder")
+		}
+		var id int64
+		batch := &pgx.Batch{}
+		require.Error(t, bh.QueueSendHeld(batch, "", []byte(`1`), time.Second, &id), "an empty queue name")
+		require.Error(t, bh.QueueSendHeld(batch, QueueMain, []byte(`{`), time.Second, &id), "invalid JSON")
+		require.Error(t, bh.QueueSendHeld(batch, QueueMain, []byte(`1`), 0, &id), "no visibility timeout")
+		require.Zero(t, batch.Len(), "refused sends queue nothing")
+
+		tx := b.begin(t)
+		batch = &pgx.Batch{}
+		require.NoError(t, bh.QueueSendHeld(batch, QueueMain, []byte(`{"held": true}`), time.Second, &id))
+		require.NoError(t, tx.SendBatch(b.ctx, batch).Close())
+		require.NoError(t, tx.Rollback(b.ctx))
+		b.noneFor(t, QueueMain, 1500*time.Millisecond) // rolled back: never appears
+
+		tx = b.begin(t)
+		batch = &pgx.Batch{}
+		require.NoError(t, bh.QueueSendHeld(batch, QueueMain, []byte(`{"held": true}`), 600*time.Millisecond, &id))
+		require.NoError(t, tx.SendBatch(b.ctx, batch).Close())
+		require.NoError(t, tx.Commit(b.ctx))
+		require.NotZero(t, id)
+		b.noneFor(t, QueueMain, 300*time.Millisecond) // held: hidden
+		msgs := b.await(t, QueueMain, 1, hidden)      // surfaces once its timeout passes
+		require.Equal(t, id, msgs[0].ID)
+		require.Equal(t, 2, msgs[0].ReadCount, "held counts as one read")
+		require.NoError(t, b.Queue.Ack(b.ctx, QueueMain, id))
+	})
+}

@@ -101,3 +101,92 @@ func TestOutcomeAcksInItsTransaction(t *testing.T) {
 	require.False(t, res.Acked)
 	require.Equal(t, 1, remaining())
 }
+
+// holdEnqueuer is sendEnqueuer that can also hold a claimed step's message (ClaimNext).
+func (e sendEnqueuer) hold(b *pgx.Batch, ns string, ref store.StepRef, lease time.Duration, id *int64) (bool, error) {
+	return true, e.q.QueueSendHeld(b, ns, e.payloads([]store.StepRef{ref})[0], lease, id)
+}
+
+// TestOutcomeClaimsTheNextStep: with ClaimNext, the outcome that releases steps claims one of them
+// for the same worker in its transaction: in_progress under the worker's lease, with its ancestors'
+// results and a message held by the worker (hidden, read once); the other released steps are
+// enqueued with visible messages; the audit trail stays a legal path.
+func TestOutcomeClaimsTheNextStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testdb.New(t)
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	q := pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema))
+	enq := sendEnqueuer{q}
+	task := uuid.Must(uuid.NewV7())
+	ids := map[string]uuid.UUID{}
+	var steps []store.NewStep
+	for i, name := range []string{"a", "b", "c"} {
+		ids[name] = uuid.Must(uuid.NewV7())
+		ns := store.NewStep{StepID: ids[name], Name: name, TemplateStep: name, Handler: "h", Type: "standard",
+			MaxAttempts: 1, Backoff: "none", Timeout: time.Second}
+		if i > 0 {
+			ns.Parents = []int{0}
+		}
+		steps = append(steps, ns)
+	}
+	_, err := st.CreateTask(ctx, nil, store.CreateTaskParams{
+		TaskID: task, Namespace: "ns", Name: "t", Version: "1", Context: json.RawMessage(`{}`), IdentityHash: task.String(),
+		Enqueuer: enq, Steps: steps,
+		Template: &store.RegisterTemplateParams{Namespace: "ns", Name: "t", Version: "1", Definition: json.RawMessage(`{}`), Checksum: "c"},
+	})
+	require.NoError(t, err)
+	msgs, err := q.Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	_, err = st.ClaimStep(ctx, store.ClaimStepParams{StepID: ids["a"], WorkerID: "w", Lease: time.Minute})
+	require.NoError(t, err)
+
+	res, err := st.RecordOutcome(ctx, store.OutcomeParams{TaskID: task, StepID: ids["a"], WorkerID: "w", Attempt: 1,
+		Kind: store.OutcomeSuccess, Result: json.RawMessage(`7`), Namespace: "ns", Enqueuer: enq,
+		AckBatch:  func(b *pgx.Batch) error { return q.QueueAck(b, "ns", msgs[0].ID) },
+		ClaimNext: &store.ClaimNextParams{Lease: time.Minute, Hold: enq.hold}})
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Released)
+	require.NotNil(t, res.Next)
+	next := res.Next
+	require.Contains(t, []uuid.UUID{ids["b"], ids["c"]}, next.Step.ID)
+	require.Equal(t, "in_progress", string(next.Step.State))
+	require.Equal(t, "w", next.Step.LeaseOwner)
+	require.Equal(t, 1, next.Step.Attempts)
+	require.Equal(t, task, next.Task.ID)
+	require.JSONEq(t, `{"a": 7}`, mustJSON(t, next.Results))
+	other := ids["b"]
+	if next.Step.ID == ids["b"] {
+		other = ids["c"]
+	}
+
+	visible, err := q.Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, visible, 1, "only the other released step's message is visible")
+	require.Contains(t, string(visible[0].Payload), other.String())
+	// The held message exists, hidden, read once: the worker extends and acks it as its own.
+	require.NoError(t, q.Extend(ctx, "ns", next.MessageID, time.Minute))
+	var readCount int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT read_ct FROM `+db.Schema+`.queue_messages WHERE msg_id = $1`, next.MessageID).Scan(&readCount))
+	require.Equal(t, 1, readCount)
+	_, err = st.ClaimStep(ctx, store.ClaimStepParams{StepID: next.Step.ID, WorkerID: "x", Lease: time.Minute})
+	require.ErrorIs(t, err, store.ErrConflict, "another delivery of it is dropped")
+
+	trs, err := st.Transitions(ctx, task)
+	require.NoError(t, err)
+	var path []string
+	for _, tr := range trs {
+		if tr.StepID == next.Step.ID {
+			path = append(path, tr.To)
+		}
+	}
+	require.Equal(t, []string{"pending", "enqueued", "in_progress"}, path)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}

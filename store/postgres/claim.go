@@ -16,18 +16,15 @@ import (
 
 func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
-// ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
-// what its handler needs, in one round trip. It returns store.ErrConflict when the step is not
-// enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
-func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
-	b := &pgx.Batch{}
-	b.Queue(s.q(`
+// claimSQL moves the enqueued step $1 to in_progress for worker $2 with a lease of $3 ms, records
+// the start transition, and returns the step.
+const claimSQL = `
 		WITH claimed AS (
 			UPDATE {s}.steps
 			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $2,
 			       lease_expires_at = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now()
 			 WHERE step_id = $1 AND state = 'enqueued'
-			RETURNING `+stepColumns+`
+			RETURNING ` + stepColumns + `
 		), prev AS (
 			UPDATE {s}.step_transitions t SET most_recent = false
 			  FROM claimed c WHERE t.step_id = c.step_id AND t.most_recent
@@ -38,21 +35,52 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 			       jsonb_build_object('worker_id', $2::text, 'attempt', c.attempts), prev.sort_key + 1, clock_timestamp()
 			  FROM claimed c, prev
 		)
-		SELECT * FROM claimed`), p.StepID, p.WorkerID, p.Lease.Milliseconds())
-	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1)`), p.StepID)
-	if p.Ancestors != nil {
-		b.Queue(s.q(`SELECT name, result FROM {s}.steps
+		SELECT * FROM claimed`
+
+// claimTaskSQL loads the task of step $1.
+const claimTaskSQL = `SELECT ` + taskColumns + ` FROM {s}.tasks WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1)`
+
+// claimNamedResultsSQL loads the results of the steps named $2 in the task of step $1.
+const claimNamedResultsSQL = `SELECT name, result FROM {s}.steps
 			WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1) AND name = ANY($2)
-			  AND state IN ('complete', 'resolved_manually') AND result IS NOT NULL`), p.StepID, p.Ancestors)
-	} else {
-		b.Queue(s.q(`
+			  AND state IN ('complete', 'resolved_manually') AND result IS NOT NULL`
+
+// claimAncestorResultsSQL loads the results of every ancestor of step $1, along the task's edges.
+const claimAncestorResultsSQL = `
 			WITH RECURSIVE anc(step_id) AS (
 				SELECT from_step_id FROM {s}.edges WHERE to_step_id = $1
 				UNION
 				SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
 			)
 			SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
-			 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`), p.StepID)
+			 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`
+
+// scanResults reads name/result rows into a map.
+func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
+	defer rows.Close()
+	results := map[string]json.RawMessage{}
+	for rows.Next() {
+		var name string
+		var res json.RawMessage
+		if err := rows.Scan(&name, &res); err != nil {
+			return nil, err
+		}
+		results[name] = res
+	}
+	return results, rows.Err()
+}
+
+// ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
+// what its handler needs, in one round trip. It returns store.ErrConflict when the step is not
+// enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
+func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
+	b := &pgx.Batch{}
+	b.Queue(s.q(claimSQL), p.StepID, p.WorkerID, p.Lease.Milliseconds())
+	b.Queue(s.q(claimTaskSQL), p.StepID)
+	if p.Ancestors != nil {
+		b.Queue(s.q(claimNamedResultsSQL), p.StepID, p.Ancestors)
+	} else {
+		b.Queue(s.q(claimAncestorResultsSQL), p.StepID)
 	}
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -72,19 +100,9 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 	if err != nil {
 		return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
 	}
-	results := map[string]json.RawMessage{}
-	for rows.Next() {
-		var name string
-		var res json.RawMessage
-		if err := rows.Scan(&name, &res); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		results[name] = res
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+	results, err := scanResults(rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
 	}
 	return &store.ClaimedStep{Step: *st, Task: *task, Results: results}, nil
 }

@@ -530,6 +530,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	}
 
 	b := &pgx.Batch{}
+	var next *claimNext
 	if len(ready) > 0 {
 		n := len(ready)
 		b.Queue(s.q(enqueueTransitionsSQL), releasedIDs(ready)).Exec(func(tag pgconn.CommandTag) error {
@@ -542,8 +543,18 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		for i, r := range ready {
 			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
 		}
-		if _, err := be.EnqueueBatch(b, p.Namespace, refs, 0); err != nil {
-			return fail(fmt.Errorf("enqueue ready steps: %w", err))
+		if p.ClaimNext != nil && p.Kind == store.OutcomeSuccess {
+			if next, err = s.queueClaimNext(b, p, refs[0]); err != nil {
+				return fail(err)
+			}
+			if next != nil {
+				refs = refs[1:]
+			}
+		}
+		if len(refs) > 0 {
+			if _, err := be.EnqueueBatch(b, p.Namespace, refs, 0); err != nil {
+				return fail(fmt.Errorf("enqueue ready steps: %w", err))
+			}
 		}
 	}
 	b.Queue(s.q(`UPDATE {s}.tasks
@@ -570,6 +581,58 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
 	}
-	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: state != before.state && state.Settled(), Acked: p.AckBatch != nil}, nil
+	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
+		Settled: state != before.state && state.Settled(), Acked: p.AckBatch != nil}
+	if next != nil && next.claimed.Step.ID != uuid.Nil {
+		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
+	}
+	return res, nil
+}
+
+// claimNext is what queueClaimNext's statements fill in when the batch runs.
+type claimNext struct {
+	claimed   store.ClaimedStep
+	messageID int64
+}
+
+// queueClaimNext queues into b, after the enqueue transitions of the released steps, the held
+// message of ref and its claim for p.WorkerID (claimSQL and the loads of ClaimStep), so that the
+// worker runs it next. It returns nil when the queue cannot hold a message.
+func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.StepRef) (*claimNext, error) {
+	next := &claimNext{}
+	ok, err := p.ClaimNext.Hold(b, p.Namespace, ref, p.ClaimNext.Lease, &next.messageID)
+	if err != nil {
+		return nil, fmt.Errorf("hold the message of %s: %w", ref.StepID, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	b.Queue(s.q(claimSQL), ref.StepID, p.WorkerID, p.ClaimNext.Lease.Milliseconds()).QueryRow(func(row pgx.Row) error {
+		st, err := scanStep(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // cannot happen (the step was enqueued in this transaction); its held message will surface
+		}
+		if err != nil {
+			return fmt.Errorf("claim %s for its releasing worker: %w", ref.StepID, err)
+		}
+		next.claimed.Step = *st
+		return nil
+	})
+	b.Queue(s.q(claimTaskSQL), ref.StepID).QueryRow(func(row pgx.Row) error {
+		task, err := scanTask(row)
+		if err != nil {
+			return fmt.Errorf("claim %s: load task: %w", ref.StepID, err)
+		}
+		next.claimed.Task = *task
+		return nil
+	})
+	b.Queue(s.q(claimAncestorResultsSQL), ref.StepID).Query(func(rows pgx.Rows) error {
+		results, err := scanResults(rows)
+		if err != nil {
+			return fmt.Errorf("claim %s: load results: %w", ref.StepID, err)
+		}
+		next.claimed.Results = results
+		return nil
+	})
+	return next, nil
 }
