@@ -47,14 +47,8 @@ func (w *workers) execute(ns string, m queue.Message) {
 		// Promoted now, or already promoted by an earlier delivery whose worker died before its
 		// claim: either way the claim below decides (and drops the message if the step moved on).
 	}
-	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease}
-	if msg.TaskName != "" && msg.Step != "" {
-		if r, err := e.template(ns, msg.TaskName, msg.Version); err == nil {
-			if anc, ok := r.ancestors[msg.Step]; ok && !r.dynamic[msg.Step] {
-				params.Ancestors = append([]string{}, anc...) // non-nil, even when empty
-			}
-		}
-	}
+	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
+		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
 	claim, err := e.store.ClaimStep(w.dbctx, params)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -82,6 +76,24 @@ func (w *workers) ack(ns string, id int64) {
 	default:
 		w.e.log.Error(err, "ack message", "namespace", ns, "message", id)
 	}
+}
+
+// templateAncestors names, from the registered template, the steps whose results a step's handler
+// sees; nil when the template is unknown here or the step is created at run time (the store then
+// walks the task's edges).
+func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
+	if ref.TaskName == "" || ref.Name == "" {
+		return nil
+	}
+	r, err := e.template(ns, ref.TaskName, ref.Version)
+	if err != nil {
+		return nil
+	}
+	anc, ok := r.ancestors[ref.Name]
+	if !ok || r.dynamic[ref.Name] {
+		return nil
+	}
+	return append([]string{}, anc...) // non-nil, even when empty
 }
 
 // handlerOutcome is what a handler call came to.
@@ -130,7 +142,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	}
 	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
-			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch}
+			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch, Ancestors: e.templateAncestors}
 		}
 	}
 	res, err := w.record(p)

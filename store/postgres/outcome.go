@@ -626,7 +626,17 @@ func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.St
 		next.claimed.Task = *task
 		return nil
 	})
-	b.Queue(s.q(claimAncestorResultsSQL), ref.StepID).Query(func(rows pgx.Rows) error {
+	var ancestors []string
+	if p.ClaimNext.Ancestors != nil {
+		ancestors = p.ClaimNext.Ancestors(p.Namespace, ref)
+	}
+	var results *pgx.QueuedQuery
+	if ancestors != nil {
+		results = b.Queue(s.q(claimNamedResultsSQL), ref.StepID, ancestors)
+	} else {
+		results = b.Queue(s.q(claimAncestorResultsSQL), ref.StepID)
+	}
+	results.Query(func(rows pgx.Rows) error {
 		results, err := scanResults(rows)
 		if err != nil {
 			return fmt.Errorf("claim %s: load results: %w", ref.StepID, err)
