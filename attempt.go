@@ -96,6 +96,24 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	return append([]string{}, anc...) // non-nil, even when empty
 }
 
+// canRun tells whether this engine has the handler of a released step, by its template: a step
+// whose handler is registered only in other engines is left to the queue.
+func (e *Engine) canRun(ns string, ref store.StepRef) bool {
+	if ref.TaskName == "" || ref.Name == "" {
+		return false
+	}
+	r, err := e.template(ns, ref.TaskName, ref.Version)
+	if err != nil {
+		return false
+	}
+	st, ok := r.t.Step(ref.Name)
+	if !ok {
+		return false
+	}
+	_, ok = e.handler(st.Handler.Callable)
+	return ok
+}
+
 // handlerOutcome is what a handler call came to.
 type handlerOutcome struct {
 	result    any
@@ -142,7 +160,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	}
 	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
-			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch, Ancestors: e.templateAncestors}
+			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,
+				Accept: e.canRun, Ancestors: e.templateAncestors}
 		}
 	}
 	res, err := w.record(p)

@@ -330,6 +330,9 @@ type ClaimNextParams struct {
 	// queue.BatchHolder); *id receives its ID when the batch runs. It reports false when the queue
 	// cannot, and the store then claims nothing.
 	Hold func(b *pgx.Batch, namespace string, step StepRef, lease time.Duration, id *int64) (bool, error)
+	// Accept, when set, tells whether the worker can run a released step (the store claims the
+	// first one accepted, or none).
+	Accept func(namespace string, step StepRef) bool
 	// Ancestors, when set, names the steps whose results the claimed step's handler sees, as
 	// ClaimStepParams.Ancestors does (nil: every ancestor along the task's edges).
 	Ancestors func(namespace string, step StepRef) []string

@@ -110,7 +110,8 @@ func (e sendEnqueuer) hold(b *pgx.Batch, ns string, ref store.StepRef, lease tim
 // TestOutcomeClaimsTheNextStep: with ClaimNext, the outcome that releases steps claims one of them
 // for the same worker in its transaction: in_progress under the worker's lease, with its ancestors'
 // results and a message held by the worker (hidden, read once); the other released steps are
-// enqueued with visible messages; the audit trail stays a legal path.
+// enqueued with visible messages; the audit trail stays a legal path. Only a step the worker
+// accepts (ClaimNextParams.Accept) is claimed.
 func TestOutcomeClaimsTheNextStep(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -118,6 +119,85 @@ func TestOutcomeClaimsTheNextStep(t *testing.T) {
 	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 	q := pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema))
 	enq := sendEnqueuer{q}
+
+	// A worker that accepts none of the released steps claims nothing: both are enqueued.
+	task, ids, msg := forkTask(t, st, q, enq)
+	res, err := st.RecordOutcome(ctx, store.OutcomeParams{TaskID: task, StepID: ids["a"], WorkerID: "w", Attempt: 1,
+		Kind: store.OutcomeSuccess, Result: json.RawMessage(`7`), Namespace: "ns", Enqueuer: enq,
+		AckBatch: func(b *pgx.Batch) error { return q.QueueAck(b, "ns", msg.ID) },
+		ClaimNext: &store.ClaimNextParams{Lease: time.Minute, Hold: enq.hold,
+			Accept: func(string, store.StepRef) bool { return false }}})
+	require.NoError(t, err)
+	require.Nil(t, res.Next)
+	visible, err := q.Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, visible, 2, "both released steps' messages are visible")
+	require.NoError(t, q.Ack(ctx, "ns", visible[0].ID, visible[1].ID))
+
+	// One that accepts only c claims c.
+	task, ids, msg = forkTask(t, st, q, enq)
+	res, err = st.RecordOutcome(ctx, store.OutcomeParams{TaskID: task, StepID: ids["a"], WorkerID: "w", Attempt: 1,
+		Kind: store.OutcomeSuccess, Result: json.RawMessage(`7`), Namespace: "ns", Enqueuer: enq,
+		AckBatch: func(b *pgx.Batch) error { return q.QueueAck(b, "ns", msg.ID) },
+		ClaimNext: &store.ClaimNextParams{Lease: time.Minute, Hold: enq.hold,
+			Accept: func(_ string, ref store.StepRef) bool { return ref.Name == "c" }}})
+	require.NoError(t, err)
+	require.NotNil(t, res.Next)
+	require.Equal(t, ids["c"], res.Next.Step.ID)
+	visible, err = q.Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, visible, 1)
+	require.Contains(t, string(visible[0].Payload), ids["b"].String())
+	require.NoError(t, q.Ack(ctx, "ns", visible[0].ID))
+
+	// Any step: one is claimed, the other enqueued.
+	task, ids, msg = forkTask(t, st, q, enq)
+	res, err = st.RecordOutcome(ctx, store.OutcomeParams{TaskID: task, StepID: ids["a"], WorkerID: "w", Attempt: 1,
+		Kind: store.OutcomeSuccess, Result: json.RawMessage(`7`), Namespace: "ns", Enqueuer: enq,
+		AckBatch:  func(b *pgx.Batch) error { return q.QueueAck(b, "ns", msg.ID) },
+		ClaimNext: &store.ClaimNextParams{Lease: time.Minute, Hold: enq.hold}})
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Released)
+	require.NotNil(t, res.Next)
+	next := res.Next
+	require.Contains(t, []uuid.UUID{ids["b"], ids["c"]}, next.Step.ID)
+	require.Equal(t, "in_progress", string(next.Step.State))
+	require.Equal(t, "w", next.Step.LeaseOwner)
+	require.Equal(t, 1, next.Step.Attempts)
+	require.Equal(t, task, next.Task.ID)
+	require.JSONEq(t, `{"a": 7}`, mustJSON(t, next.Results))
+	other := ids["b"]
+	if next.Step.ID == ids["b"] {
+		other = ids["c"]
+	}
+
+	visible, err = q.Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, visible, 1, "only the other released step's message is visible")
+	require.Contains(t, string(visible[0].Payload), other.String())
+	// The held message exists, hidden, read once: the worker extends and acks it as its own.
+	require.NoError(t, q.Extend(ctx, "ns", next.MessageID, time.Minute))
+	var readCount int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT read_ct FROM `+db.Schema+`.queue_messages WHERE msg_id = $1`, next.MessageID).Scan(&readCount))
+	require.Equal(t, 1, readCount)
+	_, err = st.ClaimStep(ctx, store.ClaimStepParams{StepID: next.Step.ID, WorkerID: "x", Lease: time.Minute})
+	require.ErrorIs(t, err, store.ErrConflict, "another delivery of it is dropped")
+
+	trs, err := st.Transitions(ctx, task)
+	require.NoError(t, err)
+	var path []string
+	for _, tr := range trs {
+		if tr.StepID == next.Step.ID {
+			path = append(path, tr.To)
+		}
+	}
+	require.Equal(t, []string{"pending", "enqueued", "in_progress"}, path)
+}
+
+// forkTask creates a task a -> (b, c), reads a's message and claims a for worker "w".
+func forkTask(t *testing.T, st *postgres.Store, q *pgqueue.Queue, enq sendEnqueuer) (uuid.UUID, map[string]uuid.UUID, queue.Message) {
+	t.Helper()
+	ctx := context.Background()
 	task := uuid.Must(uuid.NewV7())
 	ids := map[string]uuid.UUID{}
 	var steps []store.NewStep
@@ -141,47 +221,7 @@ func TestOutcomeClaimsTheNextStep(t *testing.T) {
 	require.Len(t, msgs, 1)
 	_, err = st.ClaimStep(ctx, store.ClaimStepParams{StepID: ids["a"], WorkerID: "w", Lease: time.Minute})
 	require.NoError(t, err)
-
-	res, err := st.RecordOutcome(ctx, store.OutcomeParams{TaskID: task, StepID: ids["a"], WorkerID: "w", Attempt: 1,
-		Kind: store.OutcomeSuccess, Result: json.RawMessage(`7`), Namespace: "ns", Enqueuer: enq,
-		AckBatch:  func(b *pgx.Batch) error { return q.QueueAck(b, "ns", msgs[0].ID) },
-		ClaimNext: &store.ClaimNextParams{Lease: time.Minute, Hold: enq.hold}})
-	require.NoError(t, err)
-	require.Equal(t, 2, res.Released)
-	require.NotNil(t, res.Next)
-	next := res.Next
-	require.Contains(t, []uuid.UUID{ids["b"], ids["c"]}, next.Step.ID)
-	require.Equal(t, "in_progress", string(next.Step.State))
-	require.Equal(t, "w", next.Step.LeaseOwner)
-	require.Equal(t, 1, next.Step.Attempts)
-	require.Equal(t, task, next.Task.ID)
-	require.JSONEq(t, `{"a": 7}`, mustJSON(t, next.Results))
-	other := ids["b"]
-	if next.Step.ID == ids["b"] {
-		other = ids["c"]
-	}
-
-	visible, err := q.Read(ctx, "ns", 10, time.Minute)
-	require.NoError(t, err)
-	require.Len(t, visible, 1, "only the other released step's message is visible")
-	require.Contains(t, string(visible[0].Payload), other.String())
-	// The held message exists, hidden, read once: the worker extends and acks it as its own.
-	require.NoError(t, q.Extend(ctx, "ns", next.MessageID, time.Minute))
-	var readCount int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT read_ct FROM `+db.Schema+`.queue_messages WHERE msg_id = $1`, next.MessageID).Scan(&readCount))
-	require.Equal(t, 1, readCount)
-	_, err = st.ClaimStep(ctx, store.ClaimStepParams{StepID: next.Step.ID, WorkerID: "x", Lease: time.Minute})
-	require.ErrorIs(t, err, store.ErrConflict, "another delivery of it is dropped")
-
-	trs, err := st.Transitions(ctx, task)
-	require.NoError(t, err)
-	var path []string
-	for _, tr := range trs {
-		if tr.StepID == next.Step.ID {
-			path = append(path, tr.To)
-		}
-	}
-	require.Equal(t, []string{"pending", "enqueued", "in_progress"}, path)
+	return task, ids, msgs[0]
 }
 
 func mustJSON(t *testing.T, v any) string {

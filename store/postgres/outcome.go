@@ -544,11 +544,17 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
 		}
 		if p.ClaimNext != nil && p.Kind == store.OutcomeSuccess {
-			if next, err = s.queueClaimNext(b, p, refs[0]); err != nil {
-				return fail(err)
-			}
-			if next != nil {
-				refs = refs[1:]
+			for i, ref := range refs {
+				if p.ClaimNext.Accept != nil && !p.ClaimNext.Accept(p.Namespace, ref) {
+					continue
+				}
+				if next, err = s.queueClaimNext(b, p, ref); err != nil {
+					return fail(err)
+				}
+				if next != nil {
+					refs = append(refs[:i:i], refs[i+1:]...)
+				}
+				break
 			}
 		}
 		if len(refs) > 0 {
