@@ -77,9 +77,10 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 	b := &pgx.Batch{}
 	b.Queue(s.q(claimSQL), p.StepID, p.WorkerID, p.Lease.Milliseconds())
 	b.Queue(s.q(claimTaskSQL), p.StepID)
-	if p.Ancestors != nil {
+	loadResults := p.Ancestors == nil || len(p.Ancestors) > 0 // a root step has none to load
+	if p.Ancestors != nil && loadResults {
 		b.Queue(s.q(claimNamedResultsSQL), p.StepID, p.Ancestors)
-	} else {
+	} else if loadResults {
 		b.Queue(s.q(claimAncestorResultsSQL), p.StepID)
 	}
 	br := s.pool.SendBatch(ctx, b)
@@ -96,13 +97,15 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 	if err != nil {
 		return nil, fmt.Errorf("claim step %s: load task: %w", p.StepID, err)
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
-	}
-	results, err := scanResults(rows)
-	if err != nil {
-		return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+	results := map[string]json.RawMessage{}
+	if loadResults {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+		}
+		if results, err = scanResults(rows); err != nil {
+			return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+		}
 	}
 	return &store.ClaimedStep{Step: *st, Task: *task, Results: results}, nil
 }

@@ -636,6 +636,10 @@ func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.St
 	if p.ClaimNext.Ancestors != nil {
 		ancestors = p.ClaimNext.Ancestors(p.Namespace, ref)
 	}
+	next.claimed.Results = map[string]json.RawMessage{}
+	if ancestors != nil && len(ancestors) == 0 {
+		return next, nil // no ancestor: nothing to load
+	}
 	var results *pgx.QueuedQuery
 	if ancestors != nil {
 		results = b.Queue(s.q(claimNamedResultsSQL), ref.StepID, ancestors)
