@@ -36,6 +36,10 @@ type testRabbitMQ struct {
 	prefix string
 	// published counts the payloads published, readyCounts the calls of ReadyCount.
 	published, readyCounts atomic.Int64
+	// republishAfterTotal, when set, makes Publish note in overTotalAt when published first passes
+	// it; firstBacklog is when ReadyCount first found messages waiting.
+	republishAfterTotal       atomic.Int64
+	firstBacklog, overTotalAt time.Time
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -51,13 +55,27 @@ func (q *testRabbitMQ) note(names ...string) {
 
 func (q *testRabbitMQ) Publish(ctx context.Context, name string, payloads [][]byte, delay time.Duration) error {
 	q.note(name)
-	q.published.Add(int64(len(payloads)))
+	if total := q.published.Add(int64(len(payloads))); total > q.republishAfterTotal.Load() && q.republishAfterTotal.Load() > 0 {
+		q.mu.Lock()
+		if q.overTotalAt.IsZero() {
+			q.overTotalAt = time.Now()
+		}
+		q.mu.Unlock()
+	}
 	return q.Queue.Publish(ctx, name, payloads, delay)
 }
 
 func (q *testRabbitMQ) ReadyCount(ctx context.Context, name string) (int, error) {
 	q.readyCounts.Add(1)
-	return q.Queue.ReadyCount(ctx, name)
+	n, err := q.Queue.ReadyCount(ctx, name)
+	if err == nil && n > 0 {
+		q.mu.Lock()
+		if q.firstBacklog.IsZero() {
+			q.firstBacklog = time.Now()
+		}
+		q.mu.Unlock()
+	}
+	return n, err
 }
 
 func (q *testRabbitMQ) Read(ctx context.Context, name string, n int, vt time.Duration) ([]queue.Message, error) {
@@ -194,17 +212,21 @@ steps:
 	})
 	b.start(t)
 	const n = 40 // more than the prefetch (16), so that messages wait ready in the broker
+	q.republishAfterTotal.Store(n)
 	var ids []uuid.UUID
 	for i := range n {
 		ids = append(ids, b.create(t, "backlog", "one", map[string]any{"i": i}).ID)
 	}
-	start := time.Now()
-	require.Eventually(t, func() bool { return q.readyCounts.Load() >= 3 }, 20*time.Second, 10*time.Millisecond,
-		"the sweeper looked at the stale steps several times")
-	require.Equal(t, int64(n), q.published.Load(), "nothing was re-published while the backlog lasted (%s)", time.Since(start))
-	require.Eventually(t, func() bool { return q.published.Load() > n }, 20*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return q.published.Load() > n }, 30*time.Second, 10*time.Millisecond,
 		"after 10 periods of backlog the sweeper re-publishes anyway")
-	t.Logf("re-published after %s of backlog", time.Since(start).Round(time.Millisecond))
+	q.mu.Lock()
+	first, over := q.firstBacklog, q.overTotalAt
+	q.mu.Unlock()
+	require.False(t, first.IsZero(), "the sweeper found the backlog")
+	held := over.Sub(first)
+	t.Logf("re-published after %s of backlog", held.Round(time.Millisecond))
+	// 10 periods of 300 ms, less a sweep interval (100 ms) for when the first look came.
+	require.GreaterOrEqual(t, held, 2900*time.Millisecond, "nothing was re-published while the backlog lasted")
 	close(release)
 	for _, id := range ids {
 		require.Equal(t, tasker.TaskComplete, b.wait(t, id).State)
