@@ -210,13 +210,17 @@ steps:
 			return nil, ctx.Err()
 		}
 	})
-	b.start(t)
+	// The tasks are published before the workers start, so that the backlog is there from the
+	// sweeper's first look (with workers running, slow creations would let the first steps wait in
+	// the consumer's prefetch with nothing ready in the broker, which the sweeper rightly
+	// re-publishes).
 	const n = 40 // more than the prefetch (16), so that messages wait ready in the broker
 	q.republishAfterTotal.Store(n)
 	var ids []uuid.UUID
 	for i := range n {
 		ids = append(ids, b.create(t, "backlog", "one", map[string]any{"i": i}).ID)
 	}
+	b.start(t)
 	require.Eventually(t, func() bool { return q.published.Load() > n }, 30*time.Second, 10*time.Millisecond,
 		"after 10 periods of backlog the sweeper re-publishes anyway")
 	q.mu.Lock()
