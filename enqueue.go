@@ -115,6 +115,13 @@ func (q enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease t
 
 // EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
 func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
+	if q.pending != nil {
+		// A queue outside the database: nothing joins the batch; flush publishes after the commit.
+		for _, st := range steps {
+			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
+		}
+		return true, nil
+	}
 	bs, ok := q.e.queue.(queue.BatchSender)
 	if !ok {
 		return false, nil
