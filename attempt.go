@@ -78,6 +78,48 @@ func (w *workers) ack(ns string, id int64) {
 	}
 }
 
+// releaseHandoff gives back to the queue, without spending its attempt, a step that the outcome of
+// step `from` handed to this worker (ClaimNext) when this worker cannot tell whether that outcome
+// committed. The step's held message surfaces once its lease has passed, and a worker runs it then.
+// If the step cannot be found or released now, the lease rescuer takes it over as after a crash.
+func (w *workers) releaseHandoff(taskID, from uuid.UUID) {
+	e := w.e
+	steps, err := e.store.GetSteps(w.dbctx, taskID)
+	var trs []store.Transition
+	if err == nil {
+		trs, err = e.store.Transitions(w.dbctx, taskID)
+	}
+	if err != nil {
+		e.log.Error(err, "look for a step handed over by an outcome whose commit is uncertain; the lease rescuer will take it over", "task", taskID)
+		return
+	}
+	last := map[uuid.UUID]store.Transition{}
+	for _, tr := range trs {
+		if tr.StepID != uuid.Nil && tr.SortKey >= last[tr.StepID].SortKey {
+			last[tr.StepID] = tr
+		}
+	}
+	for _, s := range steps {
+		tr, ok := last[s.ID]
+		if s.State != StepInProgress || s.LeaseOwner != e.cfg.WorkerID || !ok || tr.Event != string(statemachine.StepEventStart) {
+			continue
+		}
+		var meta struct {
+			After string `json:"after"`
+		}
+		if json.Unmarshal(tr.Metadata, &meta) != nil || meta.After != from.String() {
+			continue
+		}
+		err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: s.ID, WorkerID: e.cfg.WorkerID, Attempt: s.Attempts,
+			Reason: "handed over by an outcome whose commit this worker could not confirm"})
+		if err != nil {
+			e.log.Error(err, "give back a step handed over by an outcome whose commit is uncertain; the lease rescuer will take it over", "step", s.ID)
+			continue
+		}
+		e.log.Info("gave back a step handed over by an outcome whose commit is uncertain; it runs once its message surfaces", "task", taskID, "step", s.Name)
+	}
+}
+
 // templateAncestors names, from the registered template, the steps whose results a step's handler
 // sees; nil when the template is unknown here or the step is created at run time (the store then
 // walks the task's edges).
@@ -175,6 +217,12 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		w.ack(ns, m.ID)
 	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
+	if err != nil && p.ClaimNext != nil {
+		// The outcome may have committed although this call failed (a reply lost with the
+		// connection; a retry then finds the step moved on), handing this worker a step nobody
+		// will run: give it back rather than let its lease run out and spend its attempt.
+		w.releaseHandoff(task.ID, st.ID)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)

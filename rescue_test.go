@@ -2,7 +2,9 @@ package tasker_test
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,4 +165,70 @@ func TestStalledWorkerLosesItsLease(t *testing.T) {
 		require.Equal(t, "lease_expired", first.LastError.Kind)
 		requireLegalTransitions(t, b.engine, task.ID)
 	})
+}
+
+// lostCommitReply commits the first outcome that hands its worker a next step (ClaimNext), then
+// reports an error, as a connection lost while reading COMMIT's reply would.
+type lostCommitReply struct {
+	store.Store
+	once sync.Once
+	lost atomic.Bool
+}
+
+func (s *lostCommitReply) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	res, err := s.Store.RecordOutcome(ctx, p)
+	if err == nil && res.Next != nil {
+		s.once.Do(func() { s.lost.Store(true); err = errors.New("unexpected EOF reading the reply to COMMIT") })
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, err
+}
+
+// TestUncertainCommitGivesTheHandedStepBack: an outcome commits, handing its worker the next step,
+// but the worker never learns that it committed (its retry then finds the step moved on). The worker
+// gives the handed step back without spending its attempt, and it runs once its message surfaces,
+// even with a single attempt allowed (found in review: it was left to the lease rescuer, which
+// failed it for good without ever running it).
+func TestUncertainCommitGivesTheHandedStepBack(t *testing.T) {
+	t.Parallel()
+	base := setupOn(t, backendPostgres)
+	q, _ := backendQueue(t, base)
+	st := &lostCommitReply{Store: base.st}
+	b := base.sibling(t, func(c *tasker.Config) {
+		c.Store, c.Queue = st, q
+		c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
+	})
+	b.register(t, `
+name: chain
+namespace_name: test
+version: 1.0.0
+steps:
+  - name: first
+    handler: {callable: first}
+  - name: second
+    handler: {callable: second}
+    retry: {retryable: false, max_attempts: 1}
+    dependencies: [first]
+`)
+	var secondRuns atomic.Int32
+	b.engine.HandleFunc("first", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
+	b.engine.HandleFunc("second", func(context.Context, *tasker.Step) (any, error) {
+		secondRuns.Add(1)
+		return 2, nil
+	})
+	b.start(t)
+	got := b.wait(t, b.create(t, "test", "chain", nil).ID)
+	require.True(t, st.lost.Load(), "the lost reply was simulated")
+	second, _ := got.Step("second")
+	require.Equal(t, tasker.TaskComplete, got.State, "second: %s after %d attempts, %d runs", second.State, second.Attempts, secondRuns.Load())
+	require.Equal(t, int32(1), secondRuns.Load())
+	require.Equal(t, 1, second.Attempts)
+	trs := requireLegalTransitions(t, b.engine, got.ID)
+	var released bool
+	for _, tr := range trs {
+		released = released || (tr.StepName == "second" && tr.Event == "release")
+	}
+	require.True(t, released, "the handed step was given back")
 }

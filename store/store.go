@@ -317,8 +317,10 @@ type OutcomeParams struct {
 	// ClaimNext, with OutcomeSuccess, asks a store that commits the outcome in a pipelined
 	// pgx.Batch (store/postgres's hot path) to claim for the same worker, in the same transaction,
 	// one of the steps this outcome makes ready, so that the worker runs it next without a trip
-	// through the queue. Its message is still sent, held by the worker (ClaimNextParams.Hold).
-	// The claimed step comes back in OutcomeResult.Next; other paths ignore ClaimNext.
+	// through the queue. Its message is still sent, held by the worker (ClaimNextParams.Hold), and
+	// its start transition's metadata names the handing step ("after": StepID), so that a worker
+	// that cannot tell whether its outcome committed can find and release it. The claimed step
+	// comes back in OutcomeResult.Next; other paths ignore ClaimNext.
 	ClaimNext *ClaimNextParams
 }
 

@@ -17,7 +17,8 @@ import (
 func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // claimSQL moves the enqueued step $1 to in_progress for worker $2 with a lease of $3 ms, records
-// the start transition, and returns the step.
+// the start transition (with "after": $4, the step whose outcome handed it over, unless NULL), and
+// returns the step.
 const claimSQL = `
 		WITH claimed AS (
 			UPDATE {s}.steps
@@ -32,7 +33,9 @@ const claimSQL = `
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
-			       jsonb_build_object('worker_id', $2::text, 'attempt', c.attempts), prev.sort_key + 1, clock_timestamp()
+			       jsonb_build_object('worker_id', $2::text, 'attempt', c.attempts)
+			       || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('after', $4::text) END,
+			       prev.sort_key + 1, clock_timestamp()
 			  FROM claimed c, prev
 		)
 		SELECT * FROM claimed`
@@ -75,7 +78,7 @@ func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
 // enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
 func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	b := &pgx.Batch{}
-	b.Queue(s.q(claimSQL), p.StepID, p.WorkerID, p.Lease.Milliseconds())
+	b.Queue(s.q(claimSQL), p.StepID, p.WorkerID, p.Lease.Milliseconds(), nil)
 	b.Queue(s.q(claimTaskSQL), p.StepID)
 	loadResults := p.Ancestors == nil || len(p.Ancestors) > 0 // a root step has none to load
 	if p.Ancestors != nil && loadResults {

@@ -613,7 +613,7 @@ func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.St
 	if !ok {
 		return nil, nil
 	}
-	b.Queue(s.q(claimSQL), ref.StepID, p.WorkerID, p.ClaimNext.Lease.Milliseconds()).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q(claimSQL), ref.StepID, p.WorkerID, p.ClaimNext.Lease.Milliseconds(), p.StepID.String()).QueryRow(func(row pgx.Row) error {
 		st, err := scanStep(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // cannot happen (the step was enqueued in this transaction); its held message will surface
