@@ -173,8 +173,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	start := time.Now()
 	hctx, cancel := context.WithCancelCause(w.handlerBase)
 	defer cancel(nil)
-	e.runs.add(task.ID, st.ID, cancel)
-	defer e.runs.remove(task.ID, st.ID)
+	e.runs.add(task.ID, st.ID, st.Attempts, cancel)
+	defer e.runs.remove(task.ID, st.ID, st.Attempts)
 	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
 	defer tcancel()
 
@@ -404,7 +404,8 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 				return
 			case <-t.C:
 			}
-			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease})
+			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
+				Attempt: st.Attempts})
 			if errors.Is(err, store.ErrConflict) {
 				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
 				if state == statemachine.StepCancelled {

@@ -11,22 +11,29 @@ import (
 // their contexts at once.
 type runRegistry struct {
 	mu sync.Mutex
-	m  map[uuid.UUID]map[uuid.UUID]context.CancelCauseFunc
+	m  map[uuid.UUID]map[runKey]context.CancelCauseFunc
 }
 
-func (r *runRegistry) add(task, step uuid.UUID, cancel context.CancelCauseFunc) {
+// runKey is one attempt of a step: a stale attempt (its lease lost) may still run beside the next
+// one in the same process until its heartbeat tells it.
+type runKey struct {
+	step    uuid.UUID
+	attempt int
+}
+
+func (r *runRegistry) add(task, step uuid.UUID, attempt int, cancel context.CancelCauseFunc) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m[task] == nil {
-		r.m[task] = map[uuid.UUID]context.CancelCauseFunc{}
+		r.m[task] = map[runKey]context.CancelCauseFunc{}
 	}
-	r.m[task][step] = cancel
+	r.m[task][runKey{step, attempt}] = cancel
 }
 
-func (r *runRegistry) remove(task, step uuid.UUID) {
+func (r *runRegistry) remove(task, step uuid.UUID, attempt int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.m[task], step)
+	delete(r.m[task], runKey{step, attempt})
 	if len(r.m[task]) == 0 {
 		delete(r.m, task)
 	}

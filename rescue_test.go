@@ -232,3 +232,55 @@ steps:
 	}
 	require.True(t, released, "the handed step was given back")
 }
+
+// TestStaleAttemptIsCancelledWhenTheSameEngineRunsTheNext: attempt 1's heartbeat stalls past its
+// lease, the step is rescued, and attempt 2 is claimed by the same engine (the same worker ID).
+// When attempt 1's heartbeat comes back it must not pass for attempt 2's: attempt 1 is cancelled
+// with ErrLeaseLost while attempt 2 runs on (found in review: both ran at once).
+func TestStaleAttemptIsCancelledWhenTheSameEngineRunsTheNext(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		base := setup(t)
+		q, _ := backendQueue(t, base)
+		st := &stallingHeartbeats{Store: base.st, stalled: make(chan struct{}), release: make(chan struct{})}
+		b := base.sibling(t, func(c *tasker.Config) {
+			c.Store, c.Queue = st, q
+			c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
+		})
+		b.register(t, flakyTemplate(3, "30"))
+		cause := make(chan error, 1)
+		secondStarted, releaseSecond := make(chan struct{}), make(chan struct{})
+		b.engine.HandleFunc("flaky", func(ctx context.Context, s *tasker.Step) (any, error) {
+			if s.Attempt == 1 {
+				<-ctx.Done()
+				cause <- context.Cause(ctx)
+				return nil, context.Cause(ctx)
+			}
+			close(secondStarted)
+			select {
+			case <-releaseSecond:
+				return 41, nil
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		})
+		b.engine.HandleFunc("add_one", addOne)
+		b.start(t)
+		task := b.create(t, "test", "flaky", nil)
+		<-st.stalled
+		<-secondStarted
+		close(st.release) // attempt 1's heartbeat comes back while attempt 2 runs
+		select {
+		case err := <-cause:
+			require.ErrorIs(t, err, tasker.ErrLeaseLost)
+		case <-time.After(5 * time.Second):
+			t.Fatal("attempt 1 still runs beside attempt 2 after its heartbeat came back")
+		}
+		close(releaseSecond)
+		got := b.wait(t, task.ID)
+		require.Equal(t, tasker.TaskComplete, got.State)
+		first, _ := got.Step("first")
+		require.Equal(t, 2, first.Attempts)
+		require.Equal(t, int64(41), jsonInt(t, first.Result))
+	})
+}

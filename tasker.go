@@ -195,7 +195,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		templates: map[string][]*registered{},
 		handlers:  map[string]Handler{},
-		runs:      runRegistry{m: map[uuid.UUID]map[uuid.UUID]context.CancelCauseFunc{}},
+		runs:      runRegistry{m: map[uuid.UUID]map[runKey]context.CancelCauseFunc{}},
 		waiters:   waiterRegistry{m: map[uuid.UUID][]chan struct{}{}},
 	}, nil
 }

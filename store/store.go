@@ -376,6 +376,9 @@ type HeartbeatParams struct {
 	StepID   uuid.UUID
 	WorkerID string
 	Lease    time.Duration
+	// Attempt, when > 0, is the attempt the worker runs: the step is held only at that attempt
+	// (the same worker may have claimed a later one after its lease expired).
+	Attempt int
 }
 
 // CancelTaskParams cancels a task and every unfinished step.

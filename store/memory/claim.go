@@ -134,7 +134,8 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 		}
 		state = st.s.State
-		held = st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID
+		held = st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID &&
+			(p.Attempt == 0 || st.s.Attempts == p.Attempt)
 		if held {
 			set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
 		}

@@ -173,13 +173,13 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	err := s.pool.QueryRow(ctx, s.q(`
 		WITH ext AS (
 			UPDATE {s}.steps SET lease_expires_at = now() + $3 * interval '1 millisecond'
-			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2
+			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND ($4 = 0 OR attempts = $4)
 			RETURNING state
 		)
 		SELECT state, true FROM ext
 		UNION ALL
 		SELECT state, false FROM {s}.steps WHERE step_id = $1 AND NOT EXISTS (SELECT 1 FROM ext)`),
-		p.StepID, p.WorkerID, p.Lease.Milliseconds()).Scan(&state, &held)
+		p.StepID, p.WorkerID, p.Lease.Milliseconds(), p.Attempt).Scan(&state, &held)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 	}

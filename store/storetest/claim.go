@@ -31,6 +31,7 @@ func testHeartbeat(t *testing.T, h Harness) {
 	parallelTest(t, h, "ReportsACancellation", testHeartbeatReportsACancellation)
 	parallelTest(t, h, "ReportsARescue", testHeartbeatReportsARescue)
 	parallelTest(t, h, "AnotherWorkersHeartbeatConflicts", testHeartbeatOfAnotherWorker)
+	parallelTest(t, h, "AStaleAttemptsHeartbeatConflicts", testHeartbeatOfAStaleAttempt)
 	parallelTest(t, h, "UnknownStep", testHeartbeatUnknownStep)
 }
 
@@ -264,6 +265,29 @@ func testHeartbeatOfAnotherWorker(t *testing.T, b *bundle) {
 	st := b.step(t, g.task, g.id["a"])
 	require.Equal(t, *c.Step.LeaseExpiresAt, *st.LeaseExpiresAt, "the holder's lease is untouched")
 	require.Equal(t, "w2", st.LeaseOwner)
+}
+
+func testHeartbeatOfAStaleAttempt(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"))
+	c := b.claimAs(t, g.id["a"], worker, 100*time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
+	p := b.outcomeParams(c, store.OutcomeRetry)
+	p.LeaseExpired, p.RetryDelay = true, 0
+	_, err := b.Store.RecordOutcome(ctx, p)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return b.Store.PromoteRetry(ctx, store.PromoteRetryParams{StepID: g.id["a"]}) == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	c2 := b.claimAs(t, g.id["a"], worker, time.Minute) // the same worker takes attempt 2
+	require.Equal(t, 2, c2.Step.Attempts)
+
+	state, err := b.Store.Heartbeat(ctx, store.HeartbeatParams{StepID: g.id["a"], WorkerID: worker, Lease: time.Hour, Attempt: 1})
+	require.ErrorIs(t, err, store.ErrConflict, "attempt 1 no longer holds the step")
+	require.Equal(t, statemachine.StepInProgress, state)
+	require.Equal(t, *c2.Step.LeaseExpiresAt, *b.step(t, g.task, g.id["a"]).LeaseExpiresAt, "attempt 2's lease is untouched")
+	_, err = b.Store.Heartbeat(ctx, store.HeartbeatParams{StepID: g.id["a"], WorkerID: worker, Lease: time.Hour, Attempt: 2})
+	require.NoError(t, err)
 }
 
 func testHeartbeatUnknownStep(t *testing.T, b *bundle) {
