@@ -125,21 +125,30 @@ func (w *workers) sweep(ctx context.Context) {
 // handlers.
 const listenStartWait = 2 * time.Second
 
+// hold is the sweeper's hold-back of one namespace: since when, and when it last found a backlog.
+type hold struct{ since, seen time.Time }
+
 // maxHoldBack bounds, in RepublishAfter periods, how long the sweeper holds back a namespace whose
 // queue always has a backlog (a queue saturated for good), so that a lost message still goes out.
 const maxHoldBack = 10
 
 // holdBack reports whether the sweeper may hold back ns's re-publishing for its backlog: it may,
 // unless it has done so for maxHoldBack RepublishAfter periods in a row.
+//
+// A hold not renewed for two RepublishAfter periods (the backlog drained, or no step went stale
+// since) is over: the next backlog starts a new one.
 func (w *workers) holdBack(ns string, ready int) bool {
 	w.heldMu.Lock()
 	defer w.heldMu.Unlock()
-	since, ok := w.heldSince[ns]
-	if !ok {
-		w.heldSince[ns] = time.Now()
+	now := time.Now()
+	h, ok := w.heldSince[ns]
+	if !ok || now.Sub(h.seen) > 2*w.e.cfg.RepublishAfter {
+		w.heldSince[ns] = hold{since: now, seen: now}
 		return true
 	}
-	if time.Since(since) < maxHoldBack*w.e.cfg.RepublishAfter {
+	w.heldSince[ns] = hold{since: h.since, seen: now}
+	since := h.since
+	if now.Sub(since) < maxHoldBack*w.e.cfg.RepublishAfter {
 		return true
 	}
 	w.e.log.Info("the queue has had a backlog for too long; re-publishing anyway", "namespace", ns, "ready", ready,

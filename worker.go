@@ -69,7 +69,7 @@ type workers struct {
 	stopping atomic.Bool // RunWorkers' context has ended: no new work is taken on
 
 	heldMu    sync.Mutex
-	heldSince map[string]time.Time // namespaces whose re-publishing the sweeper holds back, since when
+	heldSince map[string]hold // namespaces whose re-publishing the sweeper holds back
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}
@@ -84,7 +84,7 @@ func newWorkers(e *Engine, nss []string) *workers {
 		wake:    map[string]chan struct{}{},
 		timers:  map[*time.Timer]struct{}{},
 
-		heldSince: map[string]time.Time{},
+		heldSince: map[string]hold{},
 	}
 	for _, ns := range nss {
 		w.wake[ns] = make(chan struct{}, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,15 @@ func (s *Store) ListenEvents(ctx context.Context, handle func(store.Event)) erro
 				return nil, err
 			}
 			mu.Lock()
+			// Forget the connections of earlier attempts whose resources are released.
+			conns = slices.DeleteFunc(conns, func(c *pgx.Conn) bool {
+				select {
+				case <-c.PgConn().CleanupDone():
+					return true
+				default:
+					return false
+				}
+			})
 			conns = append(conns, conn)
 			mu.Unlock()
 			return conn, nil
