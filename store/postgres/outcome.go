@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -262,6 +261,21 @@ const enqueueTransitionsSQL = `
 		)
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
 		SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', sort_key + 1, clock_timestamp() FROM prev`
+
+// enqueueTransitionsCheckedSQL is enqueueTransitionsSQL for a pipelined batch whose COMMIT is sent
+// with it: it fails on the server (a division by zero) unless it wrote $2 rows, so that the
+// transaction rolls back, where a check in the client would come after the commit.
+const enqueueTransitionsCheckedSQL = `
+		WITH prev AS (
+			UPDATE {s}.step_transitions SET most_recent = false
+			 WHERE step_id = ANY($1) AND most_recent AND to_state = 'pending'
+			RETURNING step_id, task_id, sort_key
+		), ins AS (
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
+			SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', sort_key + 1, clock_timestamp() FROM prev
+			RETURNING 1
+		)
+		SELECT 1 / (CASE WHEN (SELECT count(*) FROM ins) = $2 THEN 1 ELSE 0 END)`
 
 // releaseChildrenSQL counts the finished step $1 off each child's unfinished parents and moves the
 // children that become ready to enqueued (unless $2 is false), returning every child with whether
@@ -532,13 +546,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	b := &pgx.Batch{}
 	var next *claimNext
 	if len(ready) > 0 {
-		n := len(ready)
-		b.Queue(s.q(enqueueTransitionsSQL), releasedIDs(ready)).Exec(func(tag pgconn.CommandTag) error {
-			if int(tag.RowsAffected()) != n {
-				return fmt.Errorf("record enqueue transitions: wrote %d of %d", tag.RowsAffected(), n)
-			}
-			return nil
-		})
+		b.Queue(s.q(enqueueTransitionsCheckedSQL), releasedIDs(ready), len(ready))
 		refs := make([]store.StepRef, len(ready))
 		for i, r := range ready {
 			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
