@@ -103,7 +103,7 @@ func (w *workers) sweep(ctx context.Context) {
 			}
 		}
 		w.heldMu.Lock()
-		delete(w.heldSince, ns)
+		delete(w.holds, ns)
 		w.heldMu.Unlock()
 		payloads, err := stepPayloads(refs)
 		if err == nil {
@@ -141,12 +141,12 @@ func (w *workers) holdBack(ns string, ready int) bool {
 	w.heldMu.Lock()
 	defer w.heldMu.Unlock()
 	now := time.Now()
-	h, ok := w.heldSince[ns]
+	h, ok := w.holds[ns]
 	if !ok || now.Sub(h.seen) > 2*w.e.cfg.RepublishAfter {
-		w.heldSince[ns] = hold{since: now, seen: now}
+		w.holds[ns] = hold{since: now, seen: now}
 		return true
 	}
-	w.heldSince[ns] = hold{since: h.since, seen: now}
+	w.holds[ns] = hold{since: h.since, seen: now}
 	since := h.since
 	if now.Sub(since) < maxHoldBack*w.e.cfg.RepublishAfter {
 		return true

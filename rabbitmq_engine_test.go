@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,21 +11,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/testrabbit"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/queue/rabbitmq"
 )
 
-// rabbitURL is the broker the tests use: $TASKER_TEST_RABBITMQ_URL, else the local one.
-var rabbitURL = func() string {
-	if u := os.Getenv("TASKER_TEST_RABBITMQ_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}()
+// rabbitURL is the broker the tests use.
+var rabbitURL = testrabbit.URL()
 
 // testRabbitMQ is a rabbitmq.Queue with a prefix of its own that remembers the queue names it is
 // used with, so that the test's broker queues can be deleted when it ends. Embedding keeps the
@@ -106,33 +100,18 @@ func newTestRabbitMQPrefix(t testing.TB, prefix string, opts ...rabbitmq.Option)
 	t.Helper()
 	q, err := rabbitmq.New(rabbitURL, append([]rabbitmq.Option{rabbitmq.WithPrefix(prefix), rabbitmq.WithPrefetch(16),
 		rabbitmq.WithPollInterval(200 * time.Millisecond)}, opts...)...)
-	require.NoError(t, err, "RabbitMQ must answer at %s (rabbitmq-server -detached, or set TASKER_TEST_RABBITMQ_URL)", rabbitURL)
+	require.NoError(t, err, testrabbit.Unreachable(rabbitURL))
 	tq := &testRabbitMQ{Queue: q, prefix: prefix, names: map[string]bool{}}
-	t.Cleanup(func() {
-		_ = q.Close()
-		conn, err := amqp.Dial(rabbitURL)
-		if err != nil {
-			t.Logf("cannot delete the test's broker queues: %v", err)
-			return
-		}
-		defer conn.Close()
+	testrabbit.DeleteAtCleanup(t, rabbitURL, prefix, func() []string {
 		tq.mu.Lock()
 		defer tq.mu.Unlock()
+		var names []string
 		for name := range tq.names {
-			for _, bq := range []string{q.QueueName(name), q.DeadLetterQueueName(name)} {
-				ch, err := conn.Channel() // one each: an error closes the channel
-				if err != nil {
-					return
-				}
-				_, _ = ch.QueueDelete(bq, false, false, false)
-				_ = ch.Close()
-			}
+			names = append(names, q.QueueName(name), q.DeadLetterQueueName(name))
 		}
-		if ch, err := conn.Channel(); err == nil {
-			_ = ch.ExchangeDelete(prefix+"dead-letter", false, false)
-			_ = ch.Close()
-		}
+		return names
 	})
+	t.Cleanup(func() { _ = q.Close() })
 	return tq
 }
 

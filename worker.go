@@ -68,8 +68,8 @@ type workers struct {
 	leading  atomic.Bool // this engine holds the maintenance leadership
 	stopping atomic.Bool // RunWorkers' context has ended: no new work is taken on
 
-	heldMu    sync.Mutex
-	heldSince map[string]hold // namespaces whose re-publishing the sweeper holds back
+	heldMu sync.Mutex
+	holds  map[string]hold // namespaces whose re-publishing the sweeper holds back
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}
@@ -84,7 +84,7 @@ func newWorkers(e *Engine, nss []string) *workers {
 		wake:    map[string]chan struct{}{},
 		timers:  map[*time.Timer]struct{}{},
 
-		heldSince: map[string]hold{},
+		holds: map[string]hold{},
 	}
 	for _, ns := range nss {
 		w.wake[ns] = make(chan struct{}, 1)

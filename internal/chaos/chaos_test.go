@@ -20,6 +20,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/chaos"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/internal/testrabbit"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
@@ -45,7 +46,7 @@ var (
 	flagMaxSleep  = flag.Duration("chaos.max-sleep", 50*time.Millisecond, "longest handler sleep")
 	flagLogs      = flag.String("chaos.logs", "", "keep the worker processes' logs in this directory (default: a temporary one, removed)")
 	flagVerbose   = flag.Bool("chaos.verbose", false, "the workers log every step attempt (TASKER_CHAOS_VERBOSE)")
-	flagRabbitURL = flag.String("chaos.rabbitmq-url", rabbitURLDefault(), "the broker of TestChaosRabbitMQ (or $TASKER_TEST_RABBITMQ_URL)")
+	flagRabbitURL = flag.String("chaos.rabbitmq-url", testrabbit.URL(), "the broker of TestChaosRabbitMQ (or $TASKER_TEST_RABBITMQ_URL)")
 	flagRabbitN   = flag.Int("chaos.rabbitmq-tasks", 150, "diamond tasks TestChaosRabbitMQ creates")
 	flagRabbitDur = flag.Duration("chaos.rabbitmq-duration", 10*time.Second, "how long TestChaosRabbitMQ kills workers")
 	flagRace      = flag.Bool("chaos.race", raceEnabled, "build the worker with the race detector (default: when the test runs with -race)")
@@ -63,14 +64,6 @@ func TestChaos(t *testing.T) {
 // and the broker redelivers what a killed worker held; the sweeper publishes again what was lost.
 func TestChaosRabbitMQ(t *testing.T) {
 	runChaos(t, chaosRun{tasks: *flagRabbitN, duration: *flagRabbitDur, rabbitURL: *flagRabbitURL})
-}
-
-// rabbitURLDefault is $TASKER_TEST_RABBITMQ_URL, else the local broker.
-func rabbitURLDefault() string {
-	if u := os.Getenv("TASKER_TEST_RABBITMQ_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
 }
 
 // chaosRun sizes one chaos run; rabbitURL set means the queue is RabbitMQ.

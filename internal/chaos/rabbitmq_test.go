@@ -22,6 +22,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/chaos"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/internal/testrabbit"
 	"github.com/tasker-systems/tasker/queue/rabbitmq"
 )
 
@@ -35,26 +36,11 @@ const workerStalledLine = "chaos worker publish stalled"
 func testRabbitMQ(t *testing.T, url, prefix string) *rabbitmq.Queue {
 	t.Helper()
 	q, err := rabbitmq.New(url, rabbitmq.WithPrefix(prefix))
-	require.NoError(t, err, "RabbitMQ must answer at %s (rabbitmq-server -detached, or set TASKER_TEST_RABBITMQ_URL)", url)
-	t.Cleanup(func() {
-		_ = q.Close()
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			t.Logf("cannot delete the test's broker queues: %v", err)
-			return
-		}
-		defer conn.Close()
-		for _, name := range []string{q.QueueName(chaos.Namespace), q.DeadLetterQueueName(chaos.Namespace)} {
-			if ch, err := conn.Channel(); err == nil { // one each: an error closes the channel
-				_, _ = ch.QueueDelete(name, false, false, false)
-				_ = ch.Close()
-			}
-		}
-		if ch, err := conn.Channel(); err == nil {
-			_ = ch.ExchangeDelete(prefix+"dead-letter", false, false)
-			_ = ch.Close()
-		}
+	require.NoError(t, err, testrabbit.Unreachable(url))
+	testrabbit.DeleteAtCleanup(t, url, prefix, func() []string {
+		return []string{q.QueueName(chaos.Namespace), q.DeadLetterQueueName(chaos.Namespace)}
 	})
+	t.Cleanup(func() { _ = q.Close() })
 	return q
 }
 

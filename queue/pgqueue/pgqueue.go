@@ -20,8 +20,6 @@ package pgqueue
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/queue"
 )
 
@@ -143,15 +142,8 @@ WHERE queue_name = $1 AND msg_id = $2`
 	return q
 }
 
-// channelName returns the NOTIFY channel for schema, kept within PostgreSQL's 63-byte identifier
-// limit: the schema itself when it fits, a hash of it otherwise.
-func channelName(schema string) string {
-	if len(channelPrefix)+len(schema) <= 63 {
-		return channelPrefix + schema
-	}
-	sum := sha256.Sum256([]byte(schema))
-	return channelPrefix + hex.EncodeToString(sum[:12])
-}
+// channelName returns the NOTIFY channel for schema (see pgname.Channel).
+func channelName(schema string) string { return pgname.Channel(channelPrefix, schema) }
 
 // SendTx implements queue.Queue. The payloads are checked with json.Valid before anything is sent,
 // so that a bad payload does not abort the caller's transaction. Sends with delay > 0 notify nobody,

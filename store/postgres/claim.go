@@ -78,39 +78,67 @@ func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
 // enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
 func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	b := &pgx.Batch{}
-	b.Queue(s.q(claimSQL), p.StepID, p.WorkerID, p.Lease.Milliseconds(), nil)
-	b.Queue(s.q(claimTaskSQL), p.StepID)
-	loadResults := p.Ancestors == nil || len(p.Ancestors) > 0 // a root step has none to load
-	if p.Ancestors != nil && loadResults {
-		b.Queue(s.q(claimNamedResultsSQL), p.StepID, p.Ancestors)
-	} else if loadResults {
-		b.Queue(s.q(claimAncestorResultsSQL), p.StepID)
+	c := s.queueClaim(b, p.StepID, p.WorkerID, p.Lease, nil, p.Ancestors)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-
-	st, err := scanStep(br.QueryRow())
-	if errors.Is(err, pgx.ErrNoRows) {
+	if !c.found {
 		return nil, fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("claim step %s: %w", p.StepID, err)
-	}
-	task, err := scanTask(br.QueryRow())
-	if err != nil {
-		return nil, fmt.Errorf("claim step %s: load task: %w", p.StepID, err)
-	}
-	results := map[string]json.RawMessage{}
-	if loadResults {
-		rows, err := br.Query()
+	return &c.claimed, nil
+}
+
+// claim is what queueClaim's statements fill in when their batch runs.
+type claim struct {
+	claimed store.ClaimedStep
+	found   bool // the step was enqueued, and is now claimed
+}
+
+// queueClaim queues into b the claim of step for worker (claimSQL, with after the handing step
+// for ClaimNext, or nil) and the loads its handler needs: the task and the results of ancestors
+// (nil: every ancestor along the edges; empty: none, and no query).
+func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease time.Duration, after any, ancestors []string) *claim {
+	c := &claim{claimed: store.ClaimedStep{Results: map[string]json.RawMessage{}}}
+	b.Queue(s.q(claimSQL), step, worker, lease.Milliseconds(), after).QueryRow(func(row pgx.Row) error {
+		st, err := scanStep(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // not enqueued: c.found stays false
+		}
 		if err != nil {
-			return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+			return fmt.Errorf("claim step %s: %w", step, err)
 		}
-		if results, err = scanResults(rows); err != nil {
-			return nil, fmt.Errorf("claim step %s: load results: %w", p.StepID, err)
+		c.claimed.Step, c.found = *st, true
+		return nil
+	})
+	b.Queue(s.q(claimTaskSQL), step).QueryRow(func(row pgx.Row) error {
+		task, err := scanTask(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // an unknown step: not found, as above
 		}
+		if err != nil {
+			return fmt.Errorf("claim step %s: load task: %w", step, err)
+		}
+		c.claimed.Task = *task
+		return nil
+	})
+	if ancestors != nil && len(ancestors) == 0 {
+		return c // a root step has no results to load
 	}
-	return &store.ClaimedStep{Step: *st, Task: *task, Results: results}, nil
+	var results *pgx.QueuedQuery
+	if ancestors != nil {
+		results = b.Queue(s.q(claimNamedResultsSQL), step, ancestors)
+	} else {
+		results = b.Queue(s.q(claimAncestorResultsSQL), step)
+	}
+	results.Query(func(rows pgx.Rows) error {
+		res, err := scanResults(rows)
+		if err != nil {
+			return fmt.Errorf("claim step %s: load results: %w", step, err)
+		}
+		c.claimed.Results = res
+		return nil
+	})
+	return c
 }
 
 // PromoteRetry moves a step whose backoff has elapsed from waiting_for_retry to enqueued and

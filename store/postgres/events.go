@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strings"
 	"sync"
@@ -40,16 +38,6 @@ const (
 func (s *Store) notify(ctx context.Context, tx pgx.Tx, prefix string, taskID uuid.UUID) error {
 	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.eventsChannel, prefix+taskID.String())
 	return err
-}
-
-// channelName returns prefix+schema, or prefix and a hash of schema when that would pass
-// PostgreSQL's 63-byte identifier limit.
-func channelName(prefix, schema string) string {
-	if len(prefix)+len(schema) <= 63 {
-		return prefix + schema
-	}
-	sum := sha256.Sum256([]byte(schema))
-	return prefix + hex.EncodeToString(sum[:12])
 }
 
 // ListenEvents implements store.EventListener: CreateTask with AnnounceCommit and CancelTask send a

@@ -597,21 +597,21 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	}
 	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
 		Settled: state != before.state && state.Settled(), Acked: p.AckBatch != nil}
-	if next != nil && next.claimed.Step.ID != uuid.Nil {
+	if next != nil && next.found {
 		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
 	}
 	return res, nil
 }
 
-// claimNext is what queueClaimNext's statements fill in when the batch runs.
+// claimNext is the step queueClaimNext claims, and its held message, once the batch has run.
 type claimNext struct {
-	claimed   store.ClaimedStep
+	*claim
 	messageID int64
 }
 
 // queueClaimNext queues into b, after the enqueue transitions of the released steps, the held
-// message of ref and its claim for p.WorkerID (claimSQL and the loads of ClaimStep), so that the
-// worker runs it next. It returns nil when the queue cannot hold a message.
+// message of ref and its claim for p.WorkerID (queueClaim), so that the worker runs it next. It
+// returns nil when the queue cannot hold a message.
 func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.StepRef) (*claimNext, error) {
 	next := &claimNext{}
 	ok, err := p.ClaimNext.Hold(b, p.Namespace, ref, p.ClaimNext.Lease, &next.messageID)
@@ -621,46 +621,12 @@ func (s *Store) queueClaimNext(b *pgx.Batch, p store.OutcomeParams, ref store.St
 	if !ok {
 		return nil, nil
 	}
-	b.Queue(s.q(claimSQL), ref.StepID, p.WorkerID, p.ClaimNext.Lease.Milliseconds(), p.StepID.String()).QueryRow(func(row pgx.Row) error {
-		st, err := scanStep(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // cannot happen (the step was enqueued in this transaction); its held message will surface
-		}
-		if err != nil {
-			return fmt.Errorf("claim %s for its releasing worker: %w", ref.StepID, err)
-		}
-		next.claimed.Step = *st
-		return nil
-	})
-	b.Queue(s.q(claimTaskSQL), ref.StepID).QueryRow(func(row pgx.Row) error {
-		task, err := scanTask(row)
-		if err != nil {
-			return fmt.Errorf("claim %s: load task: %w", ref.StepID, err)
-		}
-		next.claimed.Task = *task
-		return nil
-	})
 	var ancestors []string
 	if p.ClaimNext.Ancestors != nil {
 		ancestors = p.ClaimNext.Ancestors(p.Namespace, ref)
 	}
-	next.claimed.Results = map[string]json.RawMessage{}
-	if ancestors != nil && len(ancestors) == 0 {
-		return next, nil // no ancestor: nothing to load
-	}
-	var results *pgx.QueuedQuery
-	if ancestors != nil {
-		results = b.Queue(s.q(claimNamedResultsSQL), ref.StepID, ancestors)
-	} else {
-		results = b.Queue(s.q(claimAncestorResultsSQL), ref.StepID)
-	}
-	results.Query(func(rows pgx.Rows) error {
-		results, err := scanResults(rows)
-		if err != nil {
-			return fmt.Errorf("claim %s: load results: %w", ref.StepID, err)
-		}
-		next.claimed.Results = results
-		return nil
-	})
+	// The step was enqueued in this transaction, so the claim finds it; were it not to, its held
+	// message would surface after the lease.
+	next.claim = s.queueClaim(b, ref.StepID, p.WorkerID, p.ClaimNext.Lease, p.StepID.String(), ancestors)
 	return next, nil
 }

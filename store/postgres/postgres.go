@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/queue/pgqueue"
@@ -57,7 +58,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 		panic(err)
 	}
 	s.ident = pgx.Identifier{s.schema}.Sanitize()
-	s.eventsChannel = channelName(eventsChannelPrefix, s.schema)
+	s.eventsChannel = pgname.Channel(eventsChannelPrefix, s.schema)
 	return s
 }
 
