@@ -2,13 +2,13 @@ package tasker_test
 
 // Decision-point and batch templates in Tasker Core's YAML layout run here over two sets
 // (corefixture.Each): tasker's own in testdata/corelayout (every run), which keep the step names
-// these handlers serve, and Tasker Core's own fixtures, read in place (never copied) from the folder
-// that TASKER_CORE_FIXTURES names. They run to the outcomes their comments describe, with Go handlers registered
-// under the fixtures' handler.callable names. The handlers do what the fixtures' comments and
-// handler.initialization say their Rust handlers do, and return Tasker Core's JSON shapes
-// ({"decision_point_outcome": ...}, {"batch_processing_outcome": ...}) with extra keys beside
-// them, as the Rust handlers do. Every expected value is computed in the test from the input,
-// independently of the engine.
+// these handlers serve, and Tasker Core's own fixtures, read in place (never copied) from the
+// folder that TASKER_CORE_FIXTURES names. They run to the outcomes their comments describe, with
+// Go handlers registered under their handler.callable names. The handlers do what Tasker Core's
+// fixtures' comments and handler.initialization say their Rust handlers do, and return Tasker
+// Core's JSON shapes ({"decision_point_outcome": ...}, {"batch_processing_outcome": ...}) with
+// extra keys beside them, as the Rust handlers do. Every expected value is computed in the test
+// from the input, independently of the engine.
 //
 // fixtures_run_test.go still calls these fixtures fixturesUnsupported (the name dates from before
 // decision points and batches were implemented); TestFixtureDynamicInventory checks that the list

@@ -4,11 +4,11 @@ package tasker_test
 // handlers registered under their handler.callable names. Every test runs over two sets
 // (corefixture.Each): tasker's own templates in testdata/corelayout, in every run, and Tasker
 // Core's own e2e fixtures, read in place (never copied) from the folder that TASKER_CORE_FIXTURES
-// names; those subtests skip when it is unset and fail when it is set but unreadable. Fixtures with a "test" environment are loaded with it
-// applied (it only shortens timeouts, lowers max_attempts or merges mock flags into
-// handler.initialization; the tests assert what it changes). Every backoff of the fixtures is
-// short enough to run as written (the longest wait is one 1 s backoff of
-// mathematical_sequence), so no template is modified.
+// names; those subtests skip when it is unset and fail when it is set but unreadable. Templates
+// with a "test" environment are loaded with it applied (it only shortens timeouts, lowers
+// max_attempts or merges mock flags into handler.initialization; the tests assert what it
+// changes). Every backoff is short enough to run as written (the longest wait is one 1 s backoff
+// of mathematical_sequence), so no template is modified.
 
 import (
 	"context"
