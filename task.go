@@ -39,7 +39,7 @@ type TaskRequest struct {
 	Tags []string
 }
 
-// Task is a task and, from GetTask, its steps.
+// Task is a task and, from GetTask, WaitTask and CreateTask, its steps.
 type Task struct {
 	ID                       uuid.UUID
 	Namespace, Name, Version string
@@ -52,7 +52,8 @@ type Task struct {
 	Tags                     []string
 	CreatedAt, UpdatedAt     time.Time
 	CompletedAt              *time.Time
-	// Steps are filled by GetTask and WaitTask, in creation order.
+	// Steps are filled by GetTask and WaitTask, and by CreateTask (and CreateTaskTx) with the
+	// steps as the creation wrote them, in creation order. ListTasks leaves them empty.
 	Steps []StepInfo
 }
 
@@ -98,8 +99,12 @@ func (t *Task) Result(step string, v any) error {
 }
 
 // CreateTask validates the request against its template, then creates the task, its steps and
-// the first transitions and enqueues the root steps, in one transaction. A request whose identity
-// matches an existing task returns that task with a *DuplicateTaskError (errors.Is
+// the first transitions and enqueues the root steps, in one transaction. It returns the task as
+// created, with its initial steps (roots enqueued, the others pending, no attempt made), taken
+// from what the creating transaction wrote: workers may have moved them on since, which GetTask
+// shows. Steps that the template creates at run time (decision branches, batch workers,
+// convergence steps) are not among them. A request whose identity matches an existing task
+// returns that task, with its steps as found, and a *DuplicateTaskError (errors.Is
 // ErrDuplicateTask). A rejected request writes nothing.
 func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error) {
 	return e.CreateTaskTx(ctx, nil, req)
@@ -174,6 +179,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		r.persisted.Store(true) // committed: later creations need not write the registry row
 	}
 	task := taskFromStore(&res.Task)
+	task.Steps = stepsFromStore(res.Steps)
 	if res.Duplicate {
 		return task, &DuplicateTaskError{ExistingID: res.Task.ID, Identity: identity}
 	}
@@ -293,10 +299,7 @@ func (e *Engine) GetTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 		return nil, err
 	}
 	task := taskFromStore(t)
-	task.Steps = make([]StepInfo, len(steps))
-	for i := range steps {
-		task.Steps[i] = stepFromStore(&steps[i])
-	}
+	task.Steps = stepsFromStore(steps)
 	return task, nil
 }
 
@@ -414,6 +417,14 @@ func taskFromStore(t *store.Task) *Task {
 		Context: t.Context, IdentityHash: t.IdentityHash, IdempotencyKey: t.IdempotencyKey, Priority: t.Priority,
 		CorrelationID: t.CorrelationID, Tags: t.Tags, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 		CompletedAt: t.CompletedAt}
+}
+
+func stepsFromStore(steps []store.Step) []StepInfo {
+	out := make([]StepInfo, len(steps))
+	for i := range steps {
+		out[i] = stepFromStore(&steps[i])
+	}
+	return out
 }
 
 func stepFromStore(s *store.Step) StepInfo {

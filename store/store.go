@@ -252,7 +252,11 @@ type Event struct {
 
 // CreateTaskResult is the created task, or the existing one when Duplicate is set.
 type CreateTaskResult struct {
-	Task      Task
+	Task Task
+	// Steps are the task's steps in creation order: for a new task as its creation wrote them
+	// (the roots enqueued, the others pending), read inside the creating transaction so that no
+	// worker has moved them yet; for a duplicate, the existing task's steps as found.
+	Steps     []Step
 	Duplicate bool
 }
 

@@ -84,6 +84,7 @@ func testCreateRecordsTaskStepsAndTransitions(t *testing.T, b *bundle) {
 	steps, err := b.Store.GetSteps(ctx, task.ID)
 	require.NoError(t, err)
 	require.Len(t, steps, 4)
+	require.Equal(t, steps, res.Steps, "CreateTask returns the steps it wrote, as GetSteps reads them")
 	for i, st := range steps {
 		want := p.Steps[i]
 		require.Equal(t, want.StepID, st.ID, "steps in creation order")
@@ -169,6 +170,15 @@ func testCreateDuplicateIdentityReturnsTheExistingTask(t *testing.T, b *bundle) 
 	require.True(t, dup.Duplicate)
 	require.Equal(t, res.Task.ID, dup.Task.ID)
 	require.Equal(t, "t", dup.Task.Name)
+	require.Equal(t, res.Steps, dup.Steps, "the existing task's steps")
+	// A duplicate's steps are read as found, not as created.
+	b.run(t, first.Steps[0].StepID)
+	dup, err = b.Store.CreateTask(ctx, nil, again)
+	require.NoError(t, err)
+	require.True(t, dup.Duplicate)
+	require.Len(t, dup.Steps, 1)
+	require.Equal(t, statemachine.StepComplete, dup.Steps[0].State)
+	b.requireSent(t)
 	b.requireSent(t) // nothing new
 	_, err = b.Store.GetTask(ctx, again.TaskID)
 	require.ErrorIs(t, err, store.ErrNotFound)
@@ -251,9 +261,12 @@ func testCreateCallerTransactionCommits(t *testing.T, b *bundle) {
 	tx, err := b.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	p := b.createParams(b.newStep("a"))
-	_, err = b.Store.CreateTask(ctx, tx, p)
+	p := b.createParams(b.newStep("a"), b.newStep("b", 0))
+	res, err := b.Store.CreateTask(ctx, tx, p)
 	require.NoError(t, err)
+	require.Len(t, res.Steps, 2, "the steps written in the caller's transaction")
+	require.Equal(t, []statemachine.StepState{statemachine.StepEnqueued, statemachine.StepPending},
+		[]statemachine.StepState{res.Steps[0].State, res.Steps[1].State})
 	_, err = b.Store.GetTask(ctx, p.TaskID)
 	require.ErrorIs(t, err, store.ErrNotFound, "not visible before the caller commits")
 	b.requireSent(t)

@@ -1,0 +1,85 @@
+package tasker_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker"
+)
+
+const createDiamondYAML = `
+name: created
+namespace_name: create
+version: 1.0.0
+steps:
+  - {name: start, handler: {callable: add_one}}
+  - {name: left, handler: {callable: add_one}, dependencies: [start]}
+  - {name: right, handler: {callable: add_one}, dependencies: [start]}
+  - {name: join, handler: {callable: add_one}, dependencies: [left, right]}
+`
+
+// requireAsCreated checks that a task returned by CreateTask carries every step of the diamond as
+// its creation wrote it, whatever the workers did since.
+func requireAsCreated(t *testing.T, task *tasker.Task) {
+	t.Helper()
+	require.Len(t, task.Steps, 4, "CreateTask returns the task's steps")
+	want := map[string]tasker.StepState{"start": tasker.StepEnqueued, "left": tasker.StepPending, "right": tasker.StepPending, "join": tasker.StepPending}
+	for i, name := range []string{"start", "left", "right", "join"} {
+		s := task.Steps[i]
+		require.Equal(t, name, s.Name, "steps in creation order")
+		require.Equal(t, want[name], s.State, "step %s as created", name)
+		require.Equal(t, "add_one", s.Handler)
+		require.Zero(t, s.Attempts, "step %s: no attempt at creation", name)
+		require.Nil(t, s.Result)
+		require.Nil(t, s.StartedAt)
+		require.NotEqual(t, uuid.Nil, s.ID)
+	}
+	require.Equal(t, tasker.TaskStepsInProcess, task.State)
+}
+
+func TestCreateTaskReturnsInitialSteps(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, createDiamondYAML)
+		b.engine.HandleFunc("add_one", addOne)
+		b.start(t)
+		ctx := context.Background()
+
+		for i := range 5 {
+			task, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "create", Name: "created", Context: map[string]int{"n": i}})
+			require.NoError(t, err)
+			requireAsCreated(t, task)
+			done := b.wait(t, task.ID)
+			require.Equal(t, tasker.TaskComplete, done.State)
+			for j := range done.Steps {
+				require.Equal(t, task.Steps[j].ID, done.Steps[j].ID, "the same steps")
+			}
+
+			// A duplicate returns the existing task with its steps as found: complete now.
+			dup, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "create", Name: "created", Context: map[string]int{"n": i}})
+			require.ErrorIs(t, err, tasker.ErrDuplicateTask)
+			require.Equal(t, task.ID, dup.ID)
+			require.Len(t, dup.Steps, 4)
+			for _, s := range dup.Steps {
+				require.Equal(t, tasker.StepComplete, s.State, "duplicate's step %s as found", s.Name)
+			}
+		}
+
+		if b.db == nil {
+			return
+		}
+		// In the caller's transaction: the steps as written, before the commit makes them visible.
+		tx, err := b.db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		task, err := b.engine.CreateTaskTx(ctx, tx, tasker.TaskRequest{Namespace: "create", Name: "created", Context: map[string]string{"in": "tx"}})
+		require.NoError(t, err)
+		requireAsCreated(t, task)
+		require.NoError(t, tx.Commit(ctx))
+		require.Equal(t, tasker.TaskComplete, b.wait(t, task.ID).State)
+	})
+}
