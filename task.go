@@ -18,6 +18,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -361,8 +362,13 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 	return out, nil
 }
 
-// WaitTask blocks until the task is settled — terminal, or blocked_by_failures waiting for an
-// operator — or ctx ends, and returns it with its steps.
+// WaitTask blocks until the task is settled, or ctx ends, and returns it with its steps. A task
+// is settled when it is terminal (complete, error, cancelled, resolved_manually), or when it is
+// blocked_by_failures with no step in flight: none enqueued, in_progress or
+// enqueued_for_orchestration. Such steps still run in a blocked task and record their outcomes,
+// so WaitTask waits for the last of them and returns their results. Steps waiting_for_retry and
+// pending steps of a blocked task are not in flight: they stay as they are until an operator's fix
+// (RetryStep, ResolveStep, CompleteStep) resumes the task, so WaitTask does not wait for them.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 	ch := e.waiters.subscribe(id)
 	defer e.waiters.unsubscribe(id, ch)
@@ -372,8 +378,14 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 		if err != nil {
 			return nil, mapStoreErr(err, id)
 		}
-		if t.State.Settled() {
-			return e.GetTask(ctx, id)
+		if statemachine.AtRest(t.State, t.StepsActive) {
+			steps, err := e.store.GetSteps(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			task := taskFromStore(t)
+			task.Steps = stepsFromStore(steps)
+			return task, nil
 		}
 		timer := time.NewTimer(delay)
 		select {

@@ -2,7 +2,9 @@ package tasker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -81,5 +83,90 @@ func TestCreateTaskReturnsInitialSteps(t *testing.T) {
 		requireAsCreated(t, task)
 		require.NoError(t, tx.Commit(ctx))
 		require.Equal(t, tasker.TaskComplete, b.wait(t, task.ID).State)
+	})
+}
+
+const blockedDiamondYAML = `
+name: blocked
+namespace_name: wait
+version: 1.0.0
+steps:
+  - {name: start, handler: {callable: add_one}}
+  - {name: fails, handler: {callable: fail_now}, dependencies: [start]}
+  - {name: slow, handler: {callable: held}, dependencies: [start]}
+  - {name: join, handler: {callable: add_one}, dependencies: [fails, slow]}
+`
+
+func TestWaitTaskWaitsForStepsInFlight(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, blockedDiamondYAML)
+		started, release := make(chan struct{}), make(chan struct{})
+		b.engine.HandleFunc("add_one", addOne)
+		b.engine.HandleFunc("fail_now", func(context.Context, *tasker.Step) (any, error) {
+			return nil, tasker.Permanent(errors.New("declined"))
+		})
+		b.engine.HandleFunc("held", func(ctx context.Context, _ *tasker.Step) (any, error) {
+			close(started)
+			select {
+			case <-release:
+				return "slow done", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+		b.start(t)
+		ctx := context.Background()
+		task := b.create(t, "wait", "blocked", nil)
+
+		<-started
+		// The failure blocks the task while slow still runs.
+		require.Eventually(t, func() bool {
+			got, err := b.engine.GetTask(ctx, task.ID)
+			require.NoError(t, err)
+			return got.State == tasker.TaskBlockedByFailures
+		}, 30*time.Second, 10*time.Millisecond)
+
+		type waited struct {
+			task *tasker.Task
+			err  error
+		}
+		done := make(chan waited, 1)
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		go func() {
+			got, err := b.engine.WaitTask(wctx, task.ID)
+			done <- waited{got, err}
+		}()
+		select {
+		case w := <-done:
+			var states []string
+			if w.task != nil {
+				for _, s := range w.task.Steps {
+					states = append(states, s.Name+"="+string(s.State))
+				}
+			}
+			t.Fatalf("WaitTask returned while slow was still running: %v %v %v", w.err, w.task.State, states)
+		case <-time.After(500 * time.Millisecond):
+		}
+
+		close(release)
+		w := <-done
+		require.NoError(t, w.err)
+		require.Equal(t, tasker.TaskBlockedByFailures, w.task.State)
+		states := map[string]tasker.StepState{}
+		for _, s := range w.task.Steps {
+			states[s.Name] = s.State
+		}
+		require.Equal(t, map[string]tasker.StepState{"start": tasker.StepComplete, "fails": tasker.StepError,
+			"slow": tasker.StepComplete, "join": tasker.StepPending}, states)
+		var res string
+		require.NoError(t, w.task.Result("slow", &res))
+		require.Equal(t, "slow done", res)
+
+		// Settled now: another wait returns at once.
+		again := b.wait(t, task.ID)
+		require.Equal(t, tasker.TaskBlockedByFailures, again.State)
 	})
 }

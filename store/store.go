@@ -355,7 +355,10 @@ type NextStep struct {
 type OutcomeResult struct {
 	TaskID    uuid.UUID
 	TaskState statemachine.TaskState
-	// Settled is set when this call moved the task into a settled state.
+	// Settled is set when this call brought the task to rest (statemachine.AtRest): into a
+	// terminal state, or into blocked_by_failures with no step left active, or, in a task already
+	// blocked, finished its last active step. A failure that blocks the task while other steps
+	// still run does not set it; the outcome of the last of them does.
 	Settled bool
 	// Released lists the dependents that were enqueued.
 	Released int
