@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -277,8 +278,9 @@ func identityHash(t *Template, ctxJSON []byte, key string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// canonicalJSON re-encodes JSON with sorted object keys and no insignificant whitespace, keeping
-// numbers as written.
+// canonicalJSON re-encodes JSON with sorted object keys, no insignificant whitespace, and each
+// number in one canonical form of its decimal value (canonicalNumber), so that {"amount":1} and
+// {"amount":1.0} have one identity.
 func canonicalJSON(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -286,7 +288,94 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
-	return json.Marshal(v) // encoding/json sorts map keys
+	return json.Marshal(canonicalNumbers(v)) // encoding/json sorts map keys
+}
+
+// canonicalNumbers replaces, in place, every number of a decoded document by its canonical form.
+func canonicalNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		return json.Number(canonicalNumber(string(x)))
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonicalNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = canonicalNumbers(e)
+		}
+	}
+	return v
+}
+
+// Bounds of canonicalNumber's plain notation: an integer keeps up to plainMaxTrailingZeros zeros
+// after its significant digits, and a fraction up to plainMaxLeadingZeros zeros after the point
+// (down to 1e-6, as encoding/json writes a float64); beyond them, scientific notation keeps the
+// form short whatever the exponent.
+const (
+	plainMaxTrailingZeros = 20
+	plainMaxLeadingZeros  = 5
+)
+
+// canonicalNumber returns one form for every way of writing a JSON number's decimal value:
+// 1, 1.0, 1.00, 1e0 and 10e-1 give "1"; 0, -0, 0.0 and 0e7 give "0"; 1.50 gives "1.5"; 1e2 gives
+// "100"; 1e21 and 10e20 give "1e21". It works on the decimal literal (the exponent as a big
+// integer), not on a float64, so it never overflows or rounds: 12345678901234567890 and
+// 12345678901234567891 stay distinct, and 1e999999999999999999999 is kept exactly. Numbers
+// written as plain integers or plain decimals in encoding/json's range keep their form, so their
+// identity is unchanged. lit must be a valid JSON number (the decoder has checked it).
+func canonicalNumber(lit string) string {
+	neg := strings.HasPrefix(lit, "-")
+	lit = strings.TrimPrefix(lit, "-")
+	mant, expLit, hasExp := strings.Cut(strings.ToLower(lit), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	exp := new(big.Int)
+	if hasExp {
+		if _, ok := exp.SetString(strings.TrimPrefix(expLit, "+"), 10); !ok {
+			return lit // not a JSON number; the decoder does not let one through
+		}
+	}
+	// The value is digits × 10^exp.
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp.Sub(exp, big.NewInt(int64(len(frac))))
+	if digits == "" {
+		return "0"
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp.Add(exp, big.NewInt(int64(len(digits)-len(trimmed))))
+	digits = trimmed
+	n := len(digits)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	// adj is the exponent of the leading digit: the value is d.ddd × 10^adj.
+	adj := new(big.Int).Add(exp, big.NewInt(int64(n-1)))
+	switch {
+	case exp.Sign() >= 0 && exp.Cmp(big.NewInt(plainMaxTrailingZeros)) <= 0:
+		b.WriteString(digits)
+		b.WriteString(strings.Repeat("0", int(exp.Int64())))
+	case exp.Sign() < 0 && adj.Cmp(big.NewInt(-plainMaxLeadingZeros-1)) >= 0:
+		point := n + int(exp.Int64()) // digits before the point; exp >= -(n+plainMaxLeadingZeros)
+		if point > 0 {
+			b.WriteString(digits[:point])
+			b.WriteByte('.')
+			b.WriteString(digits[point:])
+		} else {
+			b.WriteString("0.")
+			b.WriteString(strings.Repeat("0", -point))
+			b.WriteString(digits)
+		}
+	default:
+		b.WriteByte(digits[0])
+		if n > 1 {
+			b.WriteByte('.')
+			b.WriteString(digits[1:])
+		}
+		b.WriteByte('e')
+		b.WriteString(adj.String())
+	}
+	return b.String()
 }
 
 // GetTask returns a task with all its steps.

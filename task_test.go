@@ -2,6 +2,7 @@ package tasker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -168,5 +169,48 @@ func TestWaitTaskWaitsForStepsInFlight(t *testing.T) {
 		// Settled now: another wait returns at once.
 		again := b.wait(t, task.ID)
 		require.Equal(t, tasker.TaskBlockedByFailures, again.State)
+	})
+}
+
+func TestStrictIdentityCanonicalNumbers(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, `
+name: payment
+namespace_name: ident
+version: 1.0.0
+identity_strategy: strict
+steps:
+  - {name: a, handler: {callable: add_one}}
+`)
+		ctx := context.Background()
+		create := func(raw string) (*tasker.Task, error) {
+			return b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "ident", Name: "payment", Context: json.RawMessage(raw)})
+		}
+		first, err := create(`{"amount":1}`)
+		require.NoError(t, err)
+		for _, same := range []string{`{"amount":1.0}`, `{"amount":1e0}`, `{"amount": 10e-1}`, `{"amount":1.00}`} {
+			again, err := create(same)
+			require.ErrorIs(t, err, tasker.ErrDuplicateTask, same)
+			var dup *tasker.DuplicateTaskError
+			require.ErrorAs(t, err, &dup)
+			require.Equal(t, first.ID, dup.ExistingID, same)
+			require.Equal(t, first.ID, again.ID, same)
+			require.Equal(t, first.IdentityHash, dup.Identity)
+		}
+
+		other, err := create(`{"amount":1.5}`)
+		require.NoError(t, err)
+		require.NotEqual(t, first.ID, other.ID)
+		big1, err := create(`{"amount":12345678901234567890}`)
+		require.NoError(t, err)
+		big2, err := create(`{"amount":12345678901234567891}`)
+		require.NoError(t, err, "numbers equal as float64 are distinct values")
+		require.NotEqual(t, big1.ID, big2.ID)
+		_, err = create(`{"amount":-0}`)
+		require.NoError(t, err)
+		_, err = create(`{"amount":0.0}`)
+		require.ErrorIs(t, err, tasker.ErrDuplicateTask, "-0 and 0.0 are one value")
 	})
 }
