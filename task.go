@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -33,13 +35,24 @@ type TaskRequest struct {
 	// IdempotencyKey, when set, is the task's identity: a second request with the same key for
 	// the same template returns the first task. The caller_provided identity strategy requires it.
 	IdempotencyKey string
-	// Priority orders nothing yet; it is stored for operators.
+	// Priority is stored with the task and returned on Task, for operators; it orders nothing
+	// yet: workers take ready steps without regard to it. It must fit in 32 bits (the column is
+	// an integer).
 	Priority int
 	// CorrelationID ties the task to the caller's own records and is shown to handlers.
 	CorrelationID string
 	// Tags are free-form labels.
 	Tags []string
+	// Initiator, SourceSystem and Reason say who asked for the task (a user, a service), from
+	// which system, and why, as Tasker Core's task request does. Each is optional, valid UTF-8
+	// without NUL bytes, and at most MaxOriginBytes long.
+	Initiator    string
+	SourceSystem string
+	Reason       string
 }
+
+// MaxOriginBytes bounds TaskRequest.Initiator, SourceSystem and Reason, in bytes.
+const MaxOriginBytes = 1024
 
 // Task is a task and, from GetTask, WaitTask and CreateTask, its steps.
 type Task struct {
@@ -49,9 +62,12 @@ type Task struct {
 	Context                  json.RawMessage
 	IdentityHash             string
 	IdempotencyKey           string
-	Priority                 int
+	Priority                 int // as requested; it orders nothing yet
 	CorrelationID            string
 	Tags                     []string
+	Initiator                string // the request's; "" when it left it empty
+	SourceSystem             string // the request's; "" when it left it empty
+	Reason                   string // the request's; "" when it left it empty
 	CreatedAt, UpdatedAt     time.Time
 	CompletedAt              *time.Time
 	// Steps are filled by GetTask and WaitTask, and by CreateTask (and CreateTaskTx) with the
@@ -123,6 +139,9 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if err := validateOrigin(r.t.Key(), &req); err != nil {
+		return nil, err
+	}
 	if err := e.checkSchema(ctx); err != nil {
 		return nil, err
 	}
@@ -163,6 +182,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
+		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
 		Steps: steps, Enqueuer: enq, Template: r.registryRow(),
 		AnnounceCommit: tx != nil && publishes,
 	})
@@ -187,6 +207,32 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	}
 	e.log.V(1).Info("task created", "task", task.ID, "template", r.t.Key(), "steps", len(steps))
 	return task, nil
+}
+
+// validateOrigin checks the request's priority and its origin fields (Initiator, SourceSystem,
+// Reason) against what every store can keep, so that a bad value is an *InputError before
+// anything is written rather than a database error.
+func validateOrigin(template string, req *TaskRequest) error {
+	var violations []string
+	for _, f := range []struct{ name, value string }{
+		{"initiator", req.Initiator}, {"source_system", req.SourceSystem}, {"reason", req.Reason},
+	} {
+		switch {
+		case len(f.value) > MaxOriginBytes:
+			violations = append(violations, fmt.Sprintf("%s is %d bytes, limit %d", f.name, len(f.value), MaxOriginBytes))
+		case !utf8.ValidString(f.value):
+			violations = append(violations, f.name+" is not valid UTF-8")
+		case strings.IndexByte(f.value, 0) >= 0:
+			violations = append(violations, f.name+" holds a NUL byte")
+		}
+	}
+	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
+		violations = append(violations, fmt.Sprintf("priority %d is outside [%d, %d]", req.Priority, math.MinInt32, math.MaxInt32))
+	}
+	if len(violations) > 0 {
+		return &InputError{Template: template, Violations: violations}
+	}
+	return nil
 }
 
 // encodeContext turns the request's context into a JSON object and checks it against the size
@@ -516,8 +562,8 @@ func mapStoreErr(err error, id uuid.UUID) error {
 func taskFromStore(t *store.Task) *Task {
 	return &Task{ID: t.ID, Namespace: t.Namespace, Name: t.Name, Version: t.Version, State: t.State,
 		Context: t.Context, IdentityHash: t.IdentityHash, IdempotencyKey: t.IdempotencyKey, Priority: t.Priority,
-		CorrelationID: t.CorrelationID, Tags: t.Tags, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
-		CompletedAt: t.CompletedAt}
+		CorrelationID: t.CorrelationID, Tags: t.Tags, Initiator: t.Initiator, SourceSystem: t.SourceSystem,
+		Reason: t.Reason, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, CompletedAt: t.CompletedAt}
 }
 
 func stepsFromStore(steps []store.Step) []StepInfo {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +213,65 @@ steps:
 		require.NoError(t, err)
 		_, err = create(`{"amount":0.0}`)
 		require.ErrorIs(t, err, tasker.ErrDuplicateTask, "-0 and 0.0 are one value")
+	})
+}
+
+func TestTaskOriginRoundTrip(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, linearYAML)
+		ctx := context.Background()
+		req := tasker.TaskRequest{Namespace: "test", Name: "linear", Context: map[string]int{"x": 1},
+			Initiator: "ana@example.com", SourceSystem: "billing-api", Reason: "monthly invoice run — résumé ✓",
+			Priority: -7, CorrelationID: "corr-9", Tags: []string{"invoice"}}
+		created, err := b.engine.CreateTask(ctx, req)
+		require.NoError(t, err)
+		check := func(got *tasker.Task, from string) {
+			t.Helper()
+			require.Equal(t, []any{"ana@example.com", "billing-api", "monthly invoice run — résumé ✓", -7, "corr-9"},
+				[]any{got.Initiator, got.SourceSystem, got.Reason, got.Priority, got.CorrelationID}, from)
+		}
+		check(created, "CreateTask")
+		got, err := b.engine.GetTask(ctx, created.ID)
+		require.NoError(t, err)
+		check(got, "GetTask")
+		listed, err := b.engine.ListTasks(ctx, tasker.ListOptions{Namespace: "test"})
+		require.NoError(t, err)
+		require.Len(t, listed, 1)
+		check(&listed[0], "ListTasks")
+
+		// Left empty, they read back empty.
+		bare, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "test", Name: "linear", Context: map[string]int{"x": 2}})
+		require.NoError(t, err)
+		got, err = b.engine.GetTask(ctx, bare.ID)
+		require.NoError(t, err)
+		require.Equal(t, []any{"", "", "", 0}, []any{got.Initiator, got.SourceSystem, got.Reason, got.Priority})
+
+		// Values no store can keep are rejected, typed, and nothing is written.
+		long := strings.Repeat("x", tasker.MaxOriginBytes+1)
+		for name, bad := range map[string]tasker.TaskRequest{
+			"initiator NUL":         {Initiator: "ana\x00"},
+			"source_system UTF-8":   {SourceSystem: "billing\xff"},
+			"reason lone surrogate": {Reason: "\xed\xa0\x80"},
+			"reason too long":       {Reason: long},
+			"initiator too long":    {Initiator: long},
+			"priority out of range": {Priority: 1 << 40},
+		} {
+			bad.Namespace, bad.Name, bad.Context = "test", "linear", map[string]string{"case": name}
+			_, err := b.engine.CreateTask(ctx, bad)
+			require.ErrorIs(t, err, tasker.ErrInvalidInput, name)
+			var ie *tasker.InputError
+			require.ErrorAs(t, err, &ie, name)
+			require.Len(t, ie.Violations, 1, name)
+		}
+		all, err := b.engine.ListTasks(ctx, tasker.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, all, 2, "no rejected request wrote a task")
+
+		// The bound itself is accepted.
+		edge := strings.Repeat("é", tasker.MaxOriginBytes/2)
+		_, err = b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "test", Name: "linear", Context: map[string]int{"x": 3}, Reason: edge})
+		require.NoError(t, err)
 	})
 }

@@ -209,6 +209,9 @@ type CreateTaskParams struct {
 	Priority       int
 	CorrelationID  string
 	Tags           []string
+	Initiator      string // who asked for the task ("" stores nothing)
+	SourceSystem   string // the system it came from ("" stores nothing)
+	Reason         string // why ("" stores nothing)
 	Steps          []NewStep
 	Enqueuer       Enqueuer
 	// Template, when set, is written to the template registry in the same transaction.
@@ -429,6 +432,9 @@ type Task struct {
 	Priority        int
 	CorrelationID   string
 	Tags            []string
+	Initiator       string
+	SourceSystem    string
+	Reason          string
 	StepsTotal      int
 	StepsUnfinished int
 	StepsActive     int

@@ -104,6 +104,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 		t: store.Task{ID: p.TaskID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
 			State: statemachine.TaskStepsInProcess, Context: ctxJSON, IdentityHash: p.IdentityHash,
 			IdempotencyKey: p.IdempotencyKey, Priority: p.Priority, CorrelationID: p.CorrelationID, Tags: tags,
+			Initiator: p.Initiator, SourceSystem: p.SourceSystem, Reason: p.Reason,
 			StepsTotal: len(p.Steps), StepsUnfinished: len(p.Steps), StepsActive: len(roots),
 			CreatedAt: created, UpdatedAt: created},
 		byName: map[string]*stepRow{},

@@ -83,12 +83,14 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	var inserted bool
 	err := tx.QueryRow(ctx, s.q(`
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
-		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp())
+		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
+		                       initiator, source_system, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp(),
+		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
 		RETURNING true`),
 		p.TaskID, p.Namespace, p.Name, p.Version, string(initial), p.Context, p.IdentityHash, p.IdempotencyKey,
-		p.Priority, p.CorrelationID, tags, len(p.Steps), len(roots)).Scan(&inserted)
+		p.Priority, p.CorrelationID, tags, len(p.Steps), len(roots), p.Initiator, p.SourceSystem, p.Reason).Scan(&inserted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := s.taskByIdentity(ctx, tx, p.Namespace, p.Name, p.IdentityHash)
 		if err != nil {

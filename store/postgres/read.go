@@ -14,13 +14,13 @@ import (
 
 const taskColumns = `task_id, namespace, name, version, state, context, identity_hash, coalesce(idempotency_key, ''),
 	priority, coalesce(correlation_id, ''), tags, steps_total, steps_unfinished, steps_active, steps_failed,
-	created_at, updated_at, completed_at`
+	created_at, updated_at, completed_at, coalesce(initiator, ''), coalesce(source_system, ''), coalesce(reason, '')`
 
 func scanTask(row pgx.Row) (*store.Task, error) {
 	var t store.Task
 	err := row.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
 		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
-		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt)
+		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason)
 	if err != nil {
 		return nil, err
 	}

@@ -136,13 +136,20 @@ func testCreateKeepsTheTasksAttributes(t *testing.T, b *bundle) {
 	st.Backoff, st.BackoffBase, st.MaxBackoff, st.MaxAttempts, st.Retryable = "exponential", 1500*time.Millisecond, 30*time.Second, 5, false
 	p := b.createParams(st)
 	p.Priority, p.CorrelationID, p.IdempotencyKey, p.Tags = 4, "corr-1", "idem-1", []string{"x", "y"}
+	p.Initiator, p.SourceSystem, p.Reason = "ana@example.com", "billing", "monthly run ✓"
 	res, err := b.Store.CreateTask(context.Background(), nil, p)
 	require.NoError(t, err)
 	got := b.task(t, res.Task.ID)
+	require.Equal(t, got, res.Task, "CreateTask returns what GetTask reads")
 	require.Equal(t, 4, got.Priority)
 	require.Equal(t, "corr-1", got.CorrelationID)
 	require.Equal(t, "idem-1", got.IdempotencyKey)
 	require.Equal(t, []string{"x", "y"}, got.Tags)
+	require.Equal(t, []string{"ana@example.com", "billing", "monthly run ✓"}, []string{got.Initiator, got.SourceSystem, got.Reason})
+	listed, err := b.Store.ListTasks(context.Background(), store.ListTasksParams{})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	require.Equal(t, got, listed[0], "ListTasks reads every attribute")
 	s := b.step(t, got.ID, st.StepID)
 	require.JSONEq(t, `{"cursor": 3}`, string(s.Inputs))
 	require.Equal(t, []any{"exponential", 1500 * time.Millisecond, 30 * time.Second, 5, false},
@@ -154,6 +161,7 @@ func testCreateKeepsTheTasksAttributes(t *testing.T, b *bundle) {
 	require.Empty(t, bare.Task.Tags)
 	require.Empty(t, bare.Task.CorrelationID)
 	require.Empty(t, bare.Task.IdempotencyKey)
+	require.Empty(t, bare.Task.Initiator+bare.Task.SourceSystem+bare.Task.Reason)
 }
 
 func testCreateDuplicateIdentityReturnsTheExistingTask(t *testing.T, b *bundle) {
