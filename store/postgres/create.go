@@ -14,26 +14,43 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// RegisterTemplate stores a template definition in the registry, replacing an older definition
-// under the same key.
+// RegisterTemplate stores a template definition in the registry. The same checksum again is a
+// no-op; a different one under the same key is refused with a *store.TemplateConflictError and the
+// stored row is kept (versions are immutable).
 func (s *Store) RegisterTemplate(ctx context.Context, p store.RegisterTemplateParams) error {
 	return s.registerTemplate(ctx, s.pool, p)
 }
 
-type execer interface {
+type execQuerier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (s *Store) registerTemplate(ctx context.Context, db execer, p store.RegisterTemplateParams) error {
-	_, err := db.Exec(ctx, s.q(`
+// registerTemplate inserts the registry row unless its key exists, then compares checksums.
+// DO NOTHING takes no lock on an existing row, so concurrent creations do not queue behind each
+// other here. The comparison reads the row in a statement of its own, which (under READ COMMITTED)
+// sees a row that a concurrent transaction committed while the insert waited for it; under
+// REPEATABLE READ such an insert fails with a serialization error instead.
+func (s *Store) registerTemplate(ctx context.Context, db execQuerier, p store.RegisterTemplateParams) error {
+	tag, err := db.Exec(ctx, s.q(`
 		INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
 		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (namespace, name, version) DO UPDATE
-		   SET definition = EXCLUDED.definition, checksum = EXCLUDED.checksum, updated_at = now()
-		 WHERE {s}.templates.checksum <> EXCLUDED.checksum`),
+		ON CONFLICT (namespace, name, version) DO NOTHING`),
 		p.Namespace, p.Name, p.Version, p.Definition, p.Checksum)
 	if err != nil {
 		return fmt.Errorf("register template %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var existing string
+	err = db.QueryRow(ctx, s.q(`SELECT checksum FROM {s}.templates WHERE namespace = $1 AND name = $2 AND version = $3`),
+		p.Namespace, p.Name, p.Version).Scan(&existing)
+	if err != nil {
+		return fmt.Errorf("register template %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	if existing != p.Checksum {
+		return &store.TemplateConflictError{Namespace: p.Namespace, Name: p.Name, Version: p.Version, Existing: existing, Proposed: p.Checksum}
 	}
 	return nil
 }
@@ -69,14 +86,8 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		tags = []string{}
 	}
 	if p.Template != nil {
-		// DO NOTHING takes no lock on an existing row, so concurrent creations do not queue behind
-		// each other here; RegisterTemplate (at RunWorkers' start) updates a changed definition.
-		if _, err := tx.Exec(ctx, s.q(`
-			INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (namespace, name, version) DO NOTHING`),
-			p.Template.Namespace, p.Template.Name, p.Template.Version, p.Template.Definition, p.Template.Checksum); err != nil {
-			return nil, fmt.Errorf("register template %s/%s@%s: %w", p.Template.Namespace, p.Template.Name, p.Template.Version, err)
+		if err := s.registerTemplate(ctx, tx, *p.Template); err != nil {
+			return nil, err
 		}
 	}
 	initial := statemachine.TaskStepsInProcess
