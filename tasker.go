@@ -81,7 +81,8 @@ type Config struct {
 	// Logger receives the engine's logs; the zero value discards them. With slog:
 	// logr.FromSlogHandler(slog.Default().Handler()).
 	Logger logr.Logger
-	// WorkerID names this engine in leases and transitions; "" means host-pid-random.
+	// WorkerID names this engine in leases and transitions; "" means host-pid-random. It is
+	// valid UTF-8 without NUL, at most MaxNameBytes bytes.
 	WorkerID string
 	// Concurrency caps the handlers this engine runs at once; 0 means ConcurrencyDefault.
 	Concurrency int

@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -21,31 +20,28 @@ func (s *Store) RegisterTemplate(ctx context.Context, p store.RegisterTemplatePa
 	return s.registerTemplate(ctx, s.pool, p)
 }
 
-type execQuerier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// registerTemplate inserts the registry row unless its key exists, then compares checksums.
-// DO NOTHING takes no lock on an existing row, so concurrent creations do not queue behind each
-// other here. The comparison reads the row in a statement of its own, which (under READ COMMITTED)
-// sees a row that a concurrent transaction committed while the insert waited for it; under
-// REPEATABLE READ such an insert fails with a serialization error instead.
-func (s *Store) registerTemplate(ctx context.Context, db execQuerier, p store.RegisterTemplateParams) error {
-	tag, err := db.Exec(ctx, s.q(`
-		INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (namespace, name, version) DO NOTHING`),
-		p.Namespace, p.Name, p.Version, p.Definition, p.Checksum)
-	if err != nil {
-		return fmt.Errorf("register template %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
-	}
-	if tag.RowsAffected() == 1 {
-		return nil
-	}
+// registerTemplate inserts the registry row unless its key exists, and compares the checksums in
+// the same statement. DO NOTHING takes no lock on an existing row, so concurrent creations do not
+// queue behind each other here. A row that a concurrent transaction committed while the insert
+// waited for it is not in the statement's snapshot: a second statement reads it then (under
+// REPEATABLE READ such an insert fails with a serialization error instead).
+func (s *Store) registerTemplate(ctx context.Context, db querier, p store.RegisterTemplateParams) error {
 	var existing string
-	err = db.QueryRow(ctx, s.q(`SELECT checksum FROM {s}.templates WHERE namespace = $1 AND name = $2 AND version = $3`),
-		p.Namespace, p.Name, p.Version).Scan(&existing)
+	err := db.QueryRow(ctx, s.q(`
+		WITH ins AS (
+			INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (namespace, name, version) DO NOTHING
+			RETURNING checksum)
+		SELECT checksum FROM ins
+		UNION ALL
+		SELECT checksum FROM {s}.templates
+		 WHERE namespace = $1 AND name = $2 AND version = $3 AND NOT EXISTS (SELECT 1 FROM ins)`),
+		p.Namespace, p.Name, p.Version, p.Definition, p.Checksum).Scan(&existing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = db.QueryRow(ctx, s.q(`SELECT checksum FROM {s}.templates WHERE namespace = $1 AND name = $2 AND version = $3`),
+			p.Namespace, p.Name, p.Version).Scan(&existing)
+	}
 	if err != nil {
 		return fmt.Errorf("register template %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
 	}
