@@ -229,6 +229,11 @@ type Template struct {
 	// InputSchema is a JSON Schema (draft 2020-12 unless it says otherwise)
 	// for the task context, nil when there is none.
 	InputSchema json.RawMessage `json:"input_schema,omitempty"`
+	// InputSchemaLoader loads the documents that InputSchema refers to
+	// outside itself (a $ref to a file:// or https:// URL); nil refuses them
+	// with a *SchemaRefError, so that a template cannot read the host's
+	// files or fetch URLs. See SchemaLoader and WithInputSchemaLoader.
+	InputSchemaLoader SchemaLoader `json:"-"`
 	// Identity is the identity strategy; "" means IdentityStrict.
 	Identity IdentityStrategy `json:"identity_strategy,omitempty"`
 	// Lifecycle holds staleness thresholds; nil means the engine's settings.

@@ -1,7 +1,6 @@
 package tasker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/tasker-systems/tasker/dag"
 )
@@ -77,6 +74,10 @@ const (
 	// CodeUnknownOverrideStep: an environment overrides a step that does
 	// not exist.
 	CodeUnknownOverrideStep = "UNKNOWN_OVERRIDE_STEP"
+	// CodeTemplateTooLarge: the YAML source exceeds a limit of ParseTemplate
+	// (size, depth, or nodes with aliases expanded); the problem's Err is the
+	// *LimitError, which says which and how to raise it.
+	CodeTemplateTooLarge = "TEMPLATE_TOO_LARGE"
 )
 
 // Problem is one defect of a template.
@@ -93,6 +94,11 @@ type Problem struct {
 	Line int
 	// Message says what is wrong.
 	Message string
+	// Err is the typed error behind the problem, if any: a *LimitError for
+	// TEMPLATE_TOO_LARGE, a *SchemaRefError for an input_schema $ref that is
+	// not allowed. ValidationError.Unwrap returns these, so errors.Is and
+	// errors.As find them.
+	Err error
 }
 
 // String formats the problem on one line.
@@ -137,6 +143,19 @@ func (e *ValidationError) Error() string {
 // Is makes errors.Is(err, ErrInvalidTemplate) true.
 func (e *ValidationError) Is(target error) bool { return target == ErrInvalidTemplate }
 
+// Unwrap returns the typed errors of the problems (their Err), so that
+// errors.Is(err, ErrTemplateTooLarge) or errors.As(err, &limitErr) look
+// through the *ValidationError.
+func (e *ValidationError) Unwrap() []error {
+	var errs []error
+	for _, p := range e.Problems {
+		if p.Err != nil {
+			errs = append(errs, p.Err)
+		}
+	}
+	return errs
+}
+
 // Has reports whether any problem has the given code.
 func (e *ValidationError) Has(code string) bool {
 	return slices.ContainsFunc(e.Problems, func(p Problem) bool { return p.Code == code })
@@ -177,8 +196,13 @@ func validateTemplate(t *Template) []Problem {
 	}
 	probs = append(probs, checkLifecycle(t.Lifecycle)...)
 	if t.InputSchema != nil {
-		if _, err := compileInputSchema(t.InputSchema); err != nil {
-			add(CodeInvalidInputSchema, "", "input_schema", "%s", strings.Join(strings.Fields(err.Error()), " "))
+		if _, err := compileInputSchema(t.InputSchema, t.InputSchemaLoader); err != nil {
+			p := Problem{Code: CodeInvalidInputSchema, Field: "input_schema", Message: strings.Join(strings.Fields(err.Error()), " ")}
+			var re *SchemaRefError
+			if errors.As(err, &re) {
+				p.Err = re
+			}
+			probs = append(probs, p)
 		}
 	}
 	if len(t.Steps) == 0 {
@@ -219,23 +243,6 @@ func checkLifecycle(l *Lifecycle) []Problem {
 			Message: fmt.Sprintf("unknown staleness_action %q (want dlq, error or none)", l.StalenessAction)})
 	}
 	return probs
-}
-
-// compileInputSchema compiles a template's input_schema (draft 2020-12
-// unless the schema names another draft). The engine uses it to check a
-// task's context.
-func compileInputSchema(raw []byte) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	const loc = "tasker:input_schema.json"
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	if err := c.AddResource(loc, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(loc)
 }
 
 func checkStep(s *StepTemplate, p string) []Problem {
