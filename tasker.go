@@ -316,7 +316,7 @@ func (e *Engine) Register(t *Template) error {
 	r.ancBudget.Store(ancestorCacheNames)
 	classifyDynamic(r)
 	if len(c.InputSchema) > 0 {
-		if r.schema, err = compileInputSchema(c.InputSchema); err != nil {
+		if r.schema, err = compileInputSchema(c.InputSchema, c.InputSchemaLoader); err != nil {
 			return fmt.Errorf("tasker: template %s: input_schema: %w", c.Key(), err)
 		}
 	}

@@ -106,6 +106,21 @@ const (
 	StalenessActionDefault = "dlq"
 )
 
+// Limits of a step's settings, which Validate enforces so that every template that validates
+// can be stored and run: the database keeps durations as bigint milliseconds and attempts as a
+// 32-bit integer.
+const (
+	// StepDurationMax is the longest timeout, backoff base and backoff cap of a step: 365 days
+	// (a 30-day approval step fits; time.Duration reaches 292 years).
+	StepDurationMax = 365 * 24 * time.Hour
+	// StepDurationMin is the shortest timeout, backoff base and backoff cap of a step that is
+	// not 0: durations are kept to the millisecond (a fraction of a millisecond is dropped), so
+	// a shorter one would be stored as 0. YAML's timeout_seconds: 0.0005 is a problem.
+	StepDurationMin = time.Millisecond
+	// MaxAttemptsMax is the largest max_attempts of a step.
+	MaxAttemptsMax = 1_000_000
+)
+
 // StepOverrideAll, as the name of a StepOverride, applies the override to
 // every step (Tasker Core's convention).
 const StepOverrideAll = "ALL"
@@ -121,14 +136,17 @@ type RetryPolicy struct {
 	// `retryable`, so that the zero value means retryable.
 	NoRetry bool
 	// MaxAttempts is the total number of attempts, the first included; 0
-	// means MaxAttemptsDefault. (In YAML, max_attempts: 0 means one attempt,
-	// as in Tasker Core; an absent key means the default.)
+	// means MaxAttemptsDefault, and at most MaxAttemptsMax. (In YAML,
+	// max_attempts: 0 means one attempt, as in Tasker Core; an absent key
+	// means the default.)
 	MaxAttempts int
 	// Backoff is how the wait grows; "" means BackoffExponential.
 	Backoff BackoffKind
-	// BackoffBase is the first wait; 0 means BackoffBaseDefault.
+	// BackoffBase is the first wait; 0 means BackoffBaseDefault. Otherwise
+	// it lies between StepDurationMin and StepDurationMax.
 	BackoffBase time.Duration
 	// MaxBackoff caps the wait; 0 means max(MaxBackoffDefault, BackoffBase).
+	// Otherwise it lies between StepDurationMin and StepDurationMax.
 	MaxBackoff time.Duration
 }
 
@@ -182,7 +200,8 @@ type StepTemplate struct {
 	Type StepType `json:"type,omitempty"`
 	// Retry is the retry policy; its zero value means the defaults.
 	Retry RetryPolicy `json:"retry"`
-	// Timeout bounds one attempt; 0 means StepTimeoutDefault. YAML:
+	// Timeout bounds one attempt; 0 means StepTimeoutDefault. Otherwise it
+	// lies between StepDurationMin and StepDurationMax. YAML:
 	// timeout_seconds.
 	Timeout time.Duration `json:"-"`
 	// Batch configures batch processing, for batchable and batch_worker
@@ -230,6 +249,11 @@ type Template struct {
 	// InputSchema is a JSON Schema (draft 2020-12 unless it says otherwise)
 	// for the task context, nil when there is none.
 	InputSchema json.RawMessage `json:"input_schema,omitempty"`
+	// InputSchemaLoader loads the documents that InputSchema refers to
+	// outside itself (a $ref to a file:// or https:// URL); nil refuses them
+	// with a *SchemaRefError, so that a template cannot read the host's
+	// files or fetch URLs. See SchemaLoader and WithInputSchemaLoader.
+	InputSchemaLoader SchemaLoader `json:"-"`
 	// Identity is the identity strategy; "" means IdentityStrict.
 	Identity IdentityStrategy `json:"identity_strategy,omitempty"`
 	// Lifecycle holds staleness thresholds; nil means the engine's settings.
@@ -533,11 +557,27 @@ type retryJSON struct {
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func fromMillis(f float64) time.Duration {
-	return time.Duration(math.Round(f * float64(time.Millisecond)))
-}
+func fromMillis(f float64) time.Duration { return durationOf(f, time.Millisecond) }
 
-func fromSeconds(f float64) time.Duration { return time.Duration(math.Round(f * float64(time.Second))) }
+func fromSeconds(f float64) time.Duration { return durationOf(f, time.Second) }
+
+// durationOf converts f units to a Duration, saturating instead of overflowing, and keeping an
+// amount too small to count (1e-12 s) off 0, which would mean the default: validation then
+// reports both.
+func durationOf(f float64, unit time.Duration) time.Duration {
+	v := math.Round(f * float64(unit))
+	switch {
+	case v >= math.MaxInt64:
+		return math.MaxInt64
+	case v <= math.MinInt64:
+		return math.MinInt64
+	case v == 0 && f > 0:
+		return 1
+	case v == 0 && f < 0:
+		return -1
+	}
+	return time.Duration(v)
+}
 
 // MarshalJSON writes the policy with Tasker Core's keys (retryable,
 // max_attempts, backoff, backoff_base_ms, max_backoff_ms).

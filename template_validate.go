@@ -1,7 +1,6 @@
 package tasker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,8 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"time"
 
 	"github.com/tasker-systems/tasker/dag"
 )
@@ -53,10 +51,12 @@ const (
 	// CodeInvalidStepType: an unknown step type, or a decision step without
 	// a dependency (Tasker Core's rule).
 	CodeInvalidStepType = "INVALID_STEP_TYPE"
-	// CodeInvalidRetry: negative max_attempts, unknown backoff, negative
-	// durations, or a backoff base above the maximum.
+	// CodeInvalidRetry: max_attempts negative or above MaxAttemptsMax, an
+	// unknown backoff, a backoff duration outside StepDurationMin to
+	// StepDurationMax, or a backoff base above the maximum.
 	CodeInvalidRetry = "INVALID_RETRY"
-	// CodeInvalidTimeout: a negative timeout.
+	// CodeInvalidTimeout: a timeout outside StepDurationMin to
+	// StepDurationMax (a negative one included).
 	CodeInvalidTimeout = "INVALID_TIMEOUT"
 	// CodeInvalidBatchConfig: a batch_config that is wrong or misplaced, a
 	// batchable step without workers, or a batch_worker step that depends
@@ -77,6 +77,10 @@ const (
 	// CodeUnknownOverrideStep: an environment overrides a step that does
 	// not exist.
 	CodeUnknownOverrideStep = "UNKNOWN_OVERRIDE_STEP"
+	// CodeTemplateTooLarge: the YAML source exceeds a limit of ParseTemplate
+	// (size, depth, or nodes with aliases expanded); the problem's Err is the
+	// *LimitError, which says which and how to raise it.
+	CodeTemplateTooLarge = "TEMPLATE_TOO_LARGE"
 )
 
 // Problem is one defect of a template.
@@ -93,6 +97,11 @@ type Problem struct {
 	Line int
 	// Message says what is wrong.
 	Message string
+	// Err is the typed error behind the problem, if any: a *LimitError for
+	// TEMPLATE_TOO_LARGE, a *SchemaRefError for an input_schema $ref that is
+	// not allowed. ValidationError.Unwrap returns these, so errors.Is and
+	// errors.As find them.
+	Err error
 }
 
 // String formats the problem on one line.
@@ -137,6 +146,19 @@ func (e *ValidationError) Error() string {
 // Is makes errors.Is(err, ErrInvalidTemplate) true.
 func (e *ValidationError) Is(target error) bool { return target == ErrInvalidTemplate }
 
+// Unwrap returns the typed errors of the problems (their Err), so that
+// errors.Is(err, ErrTemplateTooLarge) or errors.As(err, &limitErr) look
+// through the *ValidationError.
+func (e *ValidationError) Unwrap() []error {
+	var errs []error
+	for _, p := range e.Problems {
+		if p.Err != nil {
+			errs = append(errs, p.Err)
+		}
+	}
+	return errs
+}
+
 // Has reports whether any problem has the given code.
 func (e *ValidationError) Has(code string) bool {
 	return slices.ContainsFunc(e.Problems, func(p Problem) bool { return p.Code == code })
@@ -177,8 +199,13 @@ func validateTemplate(t *Template) []Problem {
 	}
 	probs = append(probs, checkLifecycle(t.Lifecycle)...)
 	if t.InputSchema != nil {
-		if _, err := compileInputSchema(t.InputSchema); err != nil {
-			add(CodeInvalidInputSchema, "", "input_schema", "%s", strings.Join(strings.Fields(err.Error()), " "))
+		if _, err := compileInputSchema(t.InputSchema, t.InputSchemaLoader); err != nil {
+			p := Problem{Code: CodeInvalidInputSchema, Field: "input_schema", Message: strings.Join(strings.Fields(err.Error()), " ")}
+			var re *SchemaRefError
+			if errors.As(err, &re) {
+				p.Err = re
+			}
+			probs = append(probs, p)
 		}
 	}
 	if len(t.Steps) == 0 {
@@ -221,23 +248,6 @@ func checkLifecycle(l *Lifecycle) []Problem {
 	return probs
 }
 
-// compileInputSchema compiles a template's input_schema (draft 2020-12
-// unless the schema names another draft). The engine uses it to check a
-// task's context.
-func compileInputSchema(raw []byte) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	const loc = "tasker:input_schema.json"
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	if err := c.AddResource(loc, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(loc)
-}
-
 func checkStep(s *StepTemplate, p string) []Problem {
 	var probs []Problem
 	add := func(code, field, format string, args ...any) {
@@ -251,8 +261,8 @@ func checkStep(s *StepTemplate, p string) []Problem {
 	default:
 		add(CodeInvalidStepType, ".type", "unknown step type %q (want standard, decision, deferred_convergence, batchable or batch_worker)", s.Type)
 	}
-	if s.Timeout < 0 {
-		add(CodeInvalidTimeout, ".timeout_seconds", "the timeout is negative (%v)", s.Timeout)
+	if msg := checkDuration("the timeout", s.Timeout); msg != "" {
+		add(CodeInvalidTimeout, ".timeout_seconds", "%s", msg)
 	}
 	probs = append(probs, checkRetry(s.Retry, s.Name, p+".retry", true)...)
 	if b := s.Batch; b != nil {
@@ -286,22 +296,38 @@ func checkRetry(r RetryPolicy, step, p string, order bool) []Problem {
 	}
 	if r.MaxAttempts < 0 {
 		add(".max_attempts", "max_attempts is negative (%d)", r.MaxAttempts)
+	} else if r.MaxAttempts > MaxAttemptsMax {
+		add(".max_attempts", "max_attempts (%d) exceeds the maximum of %d", r.MaxAttempts, MaxAttemptsMax)
 	}
 	switch r.Backoff {
 	case BackoffExponential, BackoffLinear, BackoffNone:
 	default:
 		add(".backoff", "unknown backoff %q (want exponential, linear or none)", r.Backoff)
 	}
-	if r.BackoffBase < 0 {
-		add(".backoff_base_ms", "backoff_base_ms is negative (%v)", r.BackoffBase)
+	if msg := checkDuration("backoff_base_ms", r.BackoffBase); msg != "" {
+		add(".backoff_base_ms", "%s", msg)
 	}
-	if r.MaxBackoff < 0 {
-		add(".max_backoff_ms", "max_backoff_ms is negative (%v)", r.MaxBackoff)
+	if msg := checkDuration("max_backoff_ms", r.MaxBackoff); msg != "" {
+		add(".max_backoff_ms", "%s", msg)
 	}
 	if order && r.BackoffBase >= 0 && r.MaxBackoff >= 0 && r.BackoffBase > r.MaxBackoff {
 		add(".max_backoff_ms", "backoff_base_ms (%v) exceeds max_backoff_ms (%v)", r.BackoffBase, r.MaxBackoff)
 	}
 	return probs
+}
+
+// checkDuration says what is wrong with a step's duration that is not 0
+// (the default), or returns "".
+func checkDuration(what string, d time.Duration) string {
+	switch {
+	case d < 0:
+		return fmt.Sprintf("%s is negative (%v)", what, d)
+	case d > 0 && d < StepDurationMin:
+		return fmt.Sprintf("%s (%v) is shorter than %v; durations are kept to the millisecond", what, d, StepDurationMin)
+	case d > StepDurationMax:
+		return fmt.Sprintf("%s (%v) exceeds the maximum of %v (365 days)", what, d, StepDurationMax)
+	}
+	return ""
 }
 
 // checkGraph runs dag.Build and translates its problems.
@@ -404,9 +430,8 @@ func checkEnvironments(t *Template) []Problem {
 		env := t.Environments[name]
 		for k, o := range env.Steps {
 			p := fmt.Sprintf("environments.%s.steps[%d]", name, k)
-			if o.Timeout < 0 {
-				probs = append(probs, Problem{Code: CodeInvalidTimeout, Step: o.Name, Field: p + ".timeout_seconds",
-					Message: fmt.Sprintf("the timeout is negative (%v)", o.Timeout)})
+			if msg := checkDuration("the timeout", o.Timeout); msg != "" {
+				probs = append(probs, Problem{Code: CodeInvalidTimeout, Step: o.Name, Field: p + ".timeout_seconds", Message: msg})
 			}
 			// The base is compared with the maximum below, on the merged policy.
 			r := RetryPolicy{MaxAttempts: o.Retry.MaxAttempts, Backoff: o.Retry.Backoff, BackoffBase: o.Retry.BackoffBase, MaxBackoff: o.Retry.MaxBackoff}.withDefaults()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
@@ -31,7 +33,20 @@ var legacyKeys = map[string][]string{
 type ParseOption func(*parseOptions)
 
 type parseOptions struct {
-	env string
+	env                          string
+	maxBytes, maxDepth, maxNodes int
+	loader                       SchemaLoader
+}
+
+func newParseOptions(opts []ParseOption) parseOptions {
+	var o parseOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.maxBytes = limit(o.maxBytes, MaxTemplateBytesDefault)
+	o.maxDepth = limit(o.maxDepth, MaxTemplateDepthDefault)
+	o.maxNodes = limit(o.maxNodes, MaxTemplateNodesDefault)
+	return o
 }
 
 // WithEnvironment makes ParseTemplate apply the overrides of the named
@@ -53,16 +68,25 @@ func WithEnvironment(name string) ParseOption {
 // strategy; keys that start with "x-" are ignored (a place for anchors); max_attempts: 0 means one attempt; an environment's retry
 // override changes only the keys it gives; handler.initialization
 // overrides are merged at every depth.
+//
+// An untrusted template costs bounded time and memory: a source over MaxTemplateBytesDefault,
+// nesting deeper than MaxTemplateDepthDefault, or more than MaxTemplateNodesDefault nodes with
+// its aliases expanded is refused before it is read further, with a TEMPLATE_TOO_LARGE problem
+// whose Err is a *LimitError (errors.Is(err, ErrTemplateTooLarge)); WithMaxTemplateBytes,
+// WithMaxTemplateDepth and WithMaxTemplateNodes change the limits. An input_schema may refer
+// to documents outside the template ($ref to a file or a URL) only through
+// WithInputSchemaLoader.
 func ParseTemplate(data []byte, opts ...ParseOption) (*Template, error) {
-	var o parseOptions
-	for _, opt := range opts {
-		opt(&o)
+	o := newParseOptions(opts)
+	if len(data) > o.maxBytes {
+		return nil, tooLarge(&LimitError{Limit: LimitBytes, Max: o.maxBytes, Value: len(data)})
 	}
-	d := &yamlDecoder{lines: map[string]int{}}
+	d := &yamlDecoder{lines: map[string]int{}, opts: o}
 	t := d.decode(data)
 	if t == nil {
 		return nil, &ValidationError{Problems: d.problems}
 	}
+	t.InputSchemaLoader = o.loader
 	t = t.WithDefaults()
 	probs := d.problems
 	for _, p := range validateTemplate(t) {
@@ -89,11 +113,12 @@ func ParseTemplate(data []byte, opts ...ParseOption) (*Template, error) {
 	return nil, &ValidationError{Template: t.Key(), Problems: probs}
 }
 
-// ParseTemplateFile reads and parses a template file; see ParseTemplate.
+// ParseTemplateFile reads and parses a template file; see ParseTemplate. It reads no more of the
+// file than the size limit (WithMaxTemplateBytes) allows.
 func ParseTemplateFile(path string, opts ...ParseOption) (*Template, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, newParseOptions(opts).maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read template: %w", err)
+		return nil, fmt.Errorf("template %s: %w", path, err)
 	}
 	t, err := ParseTemplate(data, opts...)
 	if err != nil {
@@ -102,18 +127,73 @@ func ParseTemplateFile(path string, opts ...ParseOption) (*Template, error) {
 	return t, nil
 }
 
+// readLimited reads a file, or returns a *LimitError (in a *ValidationError) once it has read
+// more than maxBytes of it.
+func readLimited(path string, maxBytes int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > int64(maxBytes) {
+		return nil, tooLarge(&LimitError{Limit: LimitBytes, Max: maxBytes, Value: int(min(fi.Size(), math.MaxInt))})
+	}
+	r := io.Reader(f)
+	if maxBytes < math.MaxInt {
+		r = io.LimitReader(f, int64(maxBytes)+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	if len(data) > maxBytes {
+		return nil, tooLarge(&LimitError{Limit: LimitBytes, Max: maxBytes, Value: len(data)})
+	}
+	return data, nil
+}
+
+// tooLarge wraps a *LimitError in the *ValidationError that ParseTemplate returns.
+func tooLarge(le *LimitError) error {
+	return &ValidationError{Problems: []Problem{{Code: CodeTemplateTooLarge, Line: le.Line, Message: le.Error(), Err: le}}}
+}
+
 // yamlDecoder turns the YAML syntax tree into a Template, recording every
 // problem and the line of every path.
 type yamlDecoder struct {
+	opts     parseOptions
 	anchors  map[string]ast.Node
 	lines    map[string]int // YAML path -> line
 	bad      []string       // paths with an INVALID_VALUE problem
 	problems []Problem
-	depth    int
+}
+
+// limitProblem records err as a problem if it is a *LimitError or a recursive alias, and
+// reports whether it did.
+func (d *yamlDecoder) limitProblem(err error) bool {
+	var le *LimitError
+	var ae *yamlAliasError
+	switch {
+	case errors.As(err, &le):
+		d.problems = append(d.problems, Problem{Code: CodeTemplateTooLarge, Line: le.Line, Message: le.Error(), Err: le})
+	case errors.As(err, &ae):
+		d.problems = append(d.problems, Problem{Code: CodeInvalidYAML, Line: ae.line, Message: ae.Error()})
+	default:
+		return false
+	}
+	return true
 }
 
 func (d *yamlDecoder) decode(data []byte) *Template {
-	file, err := parser.ParseBytes(data, 0)
+	// The depth is checked on the bytes, then on the tokens, before the parser builds a tree:
+	// its cost grows with the square of the depth.
+	if d.limitProblem(rawDepth(data, d.opts.maxDepth)) {
+		return nil
+	}
+	tokens := lexer.Tokenize(string(data))
+	if d.limitProblem(tokenDepth(tokens, d.opts.maxDepth)) {
+		return nil
+	}
+	file, err := parser.Parse(tokens, 0)
 	if err != nil {
 		p := Problem{Code: CodeInvalidYAML, Message: err.Error()}
 		var ye yaml.Error
@@ -147,6 +227,11 @@ func (d *yamlDecoder) decode(data []byte) *Template {
 		if a, ok := n.(*ast.AnchorNode); ok && a.Name != nil {
 			d.anchors[a.Name.GetToken().Value] = a.Value
 		}
+	}
+	x := &expansion{anchors: d.anchors, maxNodes: d.opts.maxNodes, maxDepth: d.opts.maxDepth,
+		memo: map[ast.Node]shape{}, active: map[ast.Node]bool{}}
+	if _, err := x.measure(bodies[0]); d.limitProblem(err) {
+		return nil
 	}
 	return d.template(bodies[0])
 }
@@ -231,8 +316,16 @@ func (d *yamlDecoder) entries(n ast.Node, path string) []yamlEntry {
 			}
 			own = append(own, yamlEntry{key: keyString(mv.Key), line: lineOf(mv.Key), value: mv.Value})
 		}
+		if len(merged) == 0 {
+			return own
+		}
+		seen := make(map[string]bool, len(own)+len(merged))
+		for _, o := range own {
+			seen[o.key] = true
+		}
 		for _, e := range merged {
-			if !slices.ContainsFunc(own, func(o yamlEntry) bool { return o.key == e.key }) {
+			if !seen[e.key] {
+				seen[e.key] = true
 				own = append(own, e)
 			}
 		}
@@ -406,13 +499,10 @@ func (d *yamlDecoder) freeMap(n ast.Node, path string) map[string]any {
 	return m
 }
 
-// plain converts a node to plain Go values, following anchors and aliases.
+// plain converts a node to plain Go values, following anchors and aliases. The
+// document's expanded size and depth are bounded before (see expansion), and recursive
+// aliases refused there.
 func (d *yamlDecoder) plain(n ast.Node) (any, error) {
-	if d.depth > 100 {
-		return nil, errors.New("aliases nest too deeply")
-	}
-	d.depth++
-	defer func() { d.depth-- }()
 	n = d.resolve(n)
 	switch v := n.(type) {
 	case nil, *ast.NullNode:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/google/uuid"
@@ -191,6 +192,9 @@ func (tx *txn) newStep(t *taskRow, ns store.NewStep) (*stepRow, error) {
 	case "exponential", "linear", "none":
 	default:
 		return nil, fmt.Errorf(`new row for relation "steps" violates check constraint "steps_backoff_check": %q`, ns.Backoff)
+	}
+	if ns.MaxAttempts > math.MaxInt32 || ns.MaxAttempts < math.MinInt32 {
+		return nil, fmt.Errorf("max_attempts %d is out of range for the steps table's integer column", ns.MaxAttempts)
 	}
 	switch ns.FailureStrategy {
 	case "", "continue_on_failure", "fail_fast", "isolate":

@@ -153,7 +153,8 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 		ids                                      = make([]uuid.UUID, n)
 		names, tsteps, handlers, types, backoffs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		states                                   = make([]string, n)
-		maxAttempts, parents                     = make([]int32, n), make([]int32, n)
+		maxAttempts                              = make([]int64, n) // pgx refuses, not truncates, a value beyond int4
+		parents                                  = make([]int32, n)
 		retryable                                = make([]bool, n)
 		baseMs, maxMs, timeoutMs                 = make([]int64, n), make([]int64, n), make([]int64, n)
 		inputs, strategies                       = make([]*string, n), make([]*string, n)
@@ -167,7 +168,7 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 		if len(st.Parents) == 0 {
 			states[i] = string(statemachine.StepEnqueued)
 		}
-		maxAttempts[i], parents[i], retryable[i] = int32(st.MaxAttempts), int32(len(st.Parents)), st.Retryable
+		maxAttempts[i], parents[i], retryable[i] = int64(st.MaxAttempts), int32(len(st.Parents)), st.Retryable
 		baseMs[i], maxMs[i], timeoutMs[i] = st.BackoffBase.Milliseconds(), st.MaxBackoff.Milliseconds(), st.Timeout.Milliseconds()
 		if len(st.Inputs) > 0 {
 			v := string(st.Inputs)

@@ -21,7 +21,7 @@ func (s *Store) spawn(ctx context.Context, tx pgx.Tx, taskID, decider uuid.UUID,
 	}
 	ids := make([]uuid.UUID, n)
 	names, tsteps, handlers, types, backoffs, strategies := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
-	maxAttempts := make([]int32, n)
+	maxAttempts := make([]int64, n) // pgx refuses, not truncates, a value beyond int4
 	retryable, held := make([]bool, n), make([]bool, n)
 	baseMs, maxMs, timeoutMs := make([]int64, n), make([]int64, n), make([]int64, n)
 	inputs := make([]*string, n)
@@ -29,7 +29,7 @@ func (s *Store) spawn(ctx context.Context, tx pgx.Tx, taskID, decider uuid.UUID,
 	var edgeChild, edgeParent []string
 	for i, st := range plan.Steps {
 		ids[i], names[i], tsteps[i], handlers[i], types[i], backoffs[i] = st.StepID, st.Name, st.TemplateStep, st.Handler, st.Type, st.Backoff
-		maxAttempts[i], retryable[i], held[i] = int32(st.MaxAttempts), st.Retryable, st.Held
+		maxAttempts[i], retryable[i], held[i] = int64(st.MaxAttempts), st.Retryable, st.Held
 		baseMs[i], maxMs[i], timeoutMs[i] = st.BackoffBase.Milliseconds(), st.MaxBackoff.Milliseconds(), st.Timeout.Milliseconds()
 		if len(st.Inputs) > 0 {
 			v := string(st.Inputs)

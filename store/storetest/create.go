@@ -22,6 +22,7 @@ func testCreateTask(t *testing.T, h Harness) {
 	parallelTest(t, h, "ConcurrentDuplicatesCreateOneTask", testCreateConcurrentDuplicatesCreateOneTask)
 	parallelTest(t, h, "RefusesATaskWithoutRoot", testCreateRefusesATaskWithoutRoot)
 	parallelTest(t, h, "FailedEnqueueWritesNothing", testCreateFailedEnqueueWritesNothing)
+	parallelTest(t, h, "KeepsLongDurationsRefusesHugeAttempts", testCreateKeepsLongDurationsRefusesHugeAttempts)
 
 	testCreateTaskTx(t, h)
 }
@@ -318,4 +319,27 @@ func testCreateFailureLeavesCallerTransactionUsable(t *testing.T, b *bundle) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	b.task(t, good.TaskID)
 	b.requireSent(t, "b")
+}
+
+// testCreateKeepsLongDurationsRefusesHugeAttempts: durations past a 32-bit count of milliseconds
+// (24.8 days) are kept to the millisecond, and a max_attempts past 32 bits is an error, never a
+// truncated count.
+func testCreateKeepsLongDurationsRefusesHugeAttempts(t *testing.T, b *bundle) {
+	const year = 365 * 24 * time.Hour
+	st := b.newStep("a")
+	st.Timeout, st.BackoffBase, st.MaxBackoff = year, 30*24*time.Hour, year+1500*time.Microsecond
+	res, err := b.Store.CreateTask(context.Background(), nil, b.createParams(st))
+	require.NoError(t, err)
+	s := b.step(t, res.Task.ID, st.StepID)
+	require.Equal(t, []time.Duration{year, 30 * 24 * time.Hour, year + time.Millisecond}, []time.Duration{s.Timeout, s.BackoffBase, s.MaxBackoff})
+	b.requireSent(t, "a")
+
+	huge := b.newStep("a")
+	huge.MaxAttempts = 1<<32 + 1
+	_, err = b.Store.CreateTask(context.Background(), nil, b.createParams(huge))
+	require.Error(t, err)
+	tasks, err := b.Store.ListTasks(context.Background(), store.ListTasksParams{})
+	require.NoError(t, err)
+	require.Len(t, tasks, 1, "nothing written")
+	b.requireSent(t)
 }
