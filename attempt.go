@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -252,10 +253,41 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	return next, &res.Next.ClaimedStep
 }
 
+// maxLoggedErrorBytes bounds the error text of a log line.
+const maxLoggedErrorBytes = 2 << 10
+
+// errorMessage is the message of an encoded StepFailure, cut for a log line.
 func errorMessage(raw json.RawMessage) string {
 	var se StepFailure
 	_ = json.Unmarshal(raw, &se)
-	return se.Message
+	return jsonsafe.Truncate(se.Message, maxLoggedErrorBytes)
+}
+
+// errorText is err's text made storable: sanitized and cut to MaxErrorMessageBytes, less some
+// room for what classify adds around it ("timed out after ...", "no retry left").
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return storableText(err.Error(), MaxErrorMessageBytes-256)
+}
+
+// storableText cuts s to max bytes and replaces what the database cannot store (NUL, bytes that
+// are not UTF-8). It cuts first, so that a huge text is not copied whole.
+func storableText(s string, max int) string {
+	s = jsonsafe.Sanitize(jsonsafe.Truncate(s, max))
+	if len(s) > max { // each replaced byte grew to the three of U+FFFD
+		s = jsonsafe.Truncate(s, max)
+	}
+	return s
+}
+
+// failureJSON encodes an attempt's error record with its texts made storable.
+func failureJSON(se StepFailure) json.RawMessage {
+	se.Message = storableText(se.Message, MaxErrorMessageBytes)
+	se.Stack = storableText(se.Stack, MaxErrorStackBytes)
+	raw, _ := json.Marshal(se)
+	return raw
 }
 
 // record commits an outcome, trying again on transient database errors.
@@ -339,36 +371,40 @@ func (e *noHandlerError) Error() string {
 	return fmt.Sprintf("no handler registered for %q: call Engine.Handle(%q, ...)", e.name, e.name)
 }
 
-// classify turns a handler outcome into the outcome to record.
+// classify turns a handler outcome into the outcome to record. A result the database cannot store
+// fails the step for good at once (kind invalid_result), and error texts are made storable
+// (failureJSON), so that no outcome is refused inside the transaction that records it.
 func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) store.OutcomeParams {
 	fail := func(kind store.OutcomeKind, se StepFailure) store.OutcomeParams {
 		se.Attempt = st.Attempts
-		raw, _ := json.Marshal(se)
-		return store.OutcomeParams{Kind: kind, Error: raw}
+		return store.OutcomeParams{Kind: kind, Error: failureJSON(se)}
 	}
 	var nh *noHandlerError
 	switch {
 	case out.panicked:
-		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "panic", Stack: out.stack})
+		return fail(store.OutcomePermanent, StepFailure{Message: errorText(out.err), Kind: "panic", Stack: out.stack})
 	case errors.As(out.err, &nh):
 		return fail(store.OutcomePermanent, StepFailure{Message: nh.Error(), Kind: "no_handler"})
 	case out.err == nil && !out.abandoned:
 		raw, err := json.Marshal(out.result)
 		if err != nil {
-			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + err.Error(), Kind: "invalid_result"})
+			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + errorText(err), Kind: "invalid_result"})
 		}
 		if len(raw) > w.e.cfg.MaxPayloadBytes {
 			return fail(store.OutcomePermanent, StepFailure{Message: fmt.Sprintf("result of %d bytes is over the %d-byte limit", len(raw), w.e.cfg.MaxPayloadBytes), Kind: "invalid_result"})
+		}
+		if err := checkValue("result", raw); err != nil {
+			return fail(store.OutcomePermanent, StepFailure{Message: err.Error(), Kind: "invalid_result"})
 		}
 		return store.OutcomeParams{Kind: store.OutcomeSuccess, Result: raw}
 	}
 	var perm *PermanentError
 	if errors.As(out.err, &perm) {
-		return fail(store.OutcomePermanent, StepFailure{Message: perm.Err.Error(), Kind: "permanent"})
+		return fail(store.OutcomePermanent, StepFailure{Message: errorText(perm.Err), Kind: "permanent"})
 	}
-	se := StepFailure{Message: out.err.Error(), Kind: "retryable"}
+	se := StepFailure{Message: errorText(out.err), Kind: "retryable"}
 	if errors.Is(cause, errStepTimeout) {
-		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %v", st.Timeout, out.err), Kind: "timeout"}
+		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %s", st.Timeout, errorText(out.err)), Kind: "timeout"}
 	}
 	if !st.Retryable || st.Attempts >= st.MaxAttempts {
 		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
@@ -467,10 +503,10 @@ func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.Outco
 		var inv *invalidOutcomeError
 		switch {
 		case errors.As(err, &inv):
-			raw, _ := json.Marshal(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
+			raw := failureJSON(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
 			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
 		case err != nil:
-			raw, _ := json.Marshal(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
+			raw := failureJSON(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
 			*p = store.OutcomeParams{Kind: store.OutcomeRetry, Error: raw, RetryDelay: time.Second}
 		default:
 			p.Spawn = plan

@@ -32,14 +32,18 @@ func (e *Engine) ResolveStep(ctx context.Context, stepID uuid.UUID, r OperatorRe
 
 // CompleteStep completes a step in error with the given result (any JSON-encodable value), which
 // its dependents see as if the handler had returned it. The task resumes once no failed step is
-// left.
+// left. A result that is not JSON-encodable or that the database cannot store returns a
+// *ValueError (errors.Is ErrInvalidValue); one over Config.MaxPayloadBytes, ErrPayloadTooLarge.
 func (e *Engine) CompleteStep(ctx context.Context, stepID uuid.UUID, result any, r OperatorRequest) error {
 	raw, err := json.Marshal(result)
 	if err != nil {
-		return fmt.Errorf("complete step %s: result is not JSON-encodable: %w", stepID, err)
+		return fmt.Errorf("complete step %s: %w", stepID, &ValueError{Field: "result", Reason: "not JSON-encodable: " + err.Error(), Err: err})
 	}
 	if len(raw) > e.cfg.MaxPayloadBytes {
 		return fmt.Errorf("%w: result of %d bytes, limit %d", ErrPayloadTooLarge, len(raw), e.cfg.MaxPayloadBytes)
+	}
+	if err := checkValue("result", raw); err != nil {
+		return fmt.Errorf("complete step %s: %w", stepID, err)
 	}
 	return e.operator(ctx, store.OperatorParams{StepID: stepID, Action: store.OperatorComplete, Result: raw, Operator: r.Operator, Reason: r.Reason})
 }
