@@ -22,7 +22,8 @@ var (
 	// ErrDuplicateTask is matched by a *DuplicateTaskError: the request's identity matches an
 	// existing task, which is returned alongside the error.
 	ErrDuplicateTask = errors.New("tasker: duplicate task")
-	// ErrInvalidInput is matched by an *InputError: the task context was rejected.
+	// ErrInvalidInput is matched by an *InputError: the task's context, or another field of its
+	// request, was rejected.
 	ErrInvalidInput = errors.New("tasker: invalid task input")
 	// ErrPayloadTooLarge is returned when a context or a result is over Config.MaxPayloadBytes.
 	ErrPayloadTooLarge = errors.New("tasker: payload too large")
@@ -61,11 +62,15 @@ func (e *DuplicateTaskError) Error() string {
 // Is makes errors.Is(err, ErrDuplicateTask) true.
 func (e *DuplicateTaskError) Is(target error) bool { return target == ErrDuplicateTask }
 
-// InputError lists every reason a task context was rejected.
+// InputError lists every reason a task request was rejected: its context fails the template's
+// input schema or cannot be stored (see ValueError for what PostgreSQL's jsonb refuses), or a
+// text field (idempotency key, correlation ID, a tag) holds a NUL character or bytes that are not
+// UTF-8.
 type InputError struct {
 	// Template is the template's key.
 	Template string
-	// Violations are human-readable, one per problem, each naming the JSON location.
+	// Violations are human-readable, one per problem, each naming the JSON location or the
+	// request's field.
 	Violations []string
 }
 

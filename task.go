@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -123,6 +125,9 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if err := validateRequest(r, &req); err != nil {
+		return nil, err
+	}
 	identity, err := identityHash(r.t, ctxJSON, req.IdempotencyKey)
 	if err != nil {
 		return nil, err
@@ -214,6 +219,11 @@ func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
 	if _, ok := doc.(map[string]any); !ok {
 		return nil, &InputError{Template: r.t.Key(), Violations: []string{"context must be a JSON object"}}
 	}
+	// What PostgreSQL's jsonb refuses (which encoding/json's decoder lets through or cannot tell),
+	// before the schema, whose validator would work through a number of a million digits.
+	if err := jsonsafe.Check(raw); err != nil {
+		return nil, &InputError{Template: r.t.Key(), Violations: []string{"context cannot be stored: " + err.Error()}}
+	}
 	if r.schema != nil {
 		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 		if err != nil {
@@ -224,6 +234,37 @@ func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
 		}
 	}
 	return raw, nil
+}
+
+// MaxCorrelationIDBytes bounds TaskRequest.CorrelationID, which is indexed (a B-tree entry holds
+// at most about 2.7 kB).
+const MaxCorrelationIDBytes = 1024
+
+// validateRequest checks the request's text fields, which are stored as text: no NUL character,
+// valid UTF-8, and a correlation ID that fits its index; and a priority that fits its int4 column.
+// Every problem is listed, each naming its field.
+func validateRequest(r *registered, req *TaskRequest) error {
+	var out []string
+	text := func(field, v string) {
+		if err := jsonsafe.CheckText(v); err != nil {
+			out = append(out, field+": "+err.Error())
+		}
+	}
+	text("idempotency_key", req.IdempotencyKey)
+	text("correlation_id", req.CorrelationID)
+	if len(req.CorrelationID) > MaxCorrelationIDBytes {
+		out = append(out, fmt.Sprintf("correlation_id: %d bytes, over the limit of %d", len(req.CorrelationID), MaxCorrelationIDBytes))
+	}
+	for i, tag := range req.Tags {
+		text(fmt.Sprintf("tags[%d]", i), tag)
+	}
+	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
+		out = append(out, fmt.Sprintf("priority: %d is outside the range of a 32-bit integer", req.Priority))
+	}
+	if len(out) > 0 {
+		return &InputError{Template: r.t.Key(), Violations: out}
+	}
+	return nil
 }
 
 // schemaViolations flattens a validation error into one line per failing location.
