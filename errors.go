@@ -85,9 +85,10 @@ func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
 // what PostgreSQL's jsonb refuses: the escape \u0000, bytes that are not UTF-8, an unpaired UTF-16
 // surrogate escape (such as "\ud800"), a number outside the range of PostgreSQL's numeric (at most
 // 131072 digits before the decimal point and 16383 after, such as 1e1000000), or nesting deeper
-// than 10000 levels. Every store refuses the same values.
+// than 10000 levels. Every store refuses the same values. For an operator's text (a reason, an
+// operator's name), it reports a NUL character or bytes that are not UTF-8.
 type ValueError struct {
-	// Field names the value: "result" or "checkpoint".
+	// Field names the value: "result", "checkpoint", "reason" or "operator".
 	Field string
 	// Path is the JSON Pointer of the offending part of the value; "" for the whole value.
 	Path string
@@ -117,6 +118,16 @@ func checkValue(field string, raw []byte) error {
 	var je *jsonsafe.Error
 	if err := jsonsafe.Check(raw); errors.As(err, &je) {
 		return &ValueError{Field: field, Path: je.Path, Offset: je.Offset, Reason: je.Reason}
+	}
+	return nil
+}
+
+// checkText returns a *ValueError when the database cannot store s as text (a NUL character,
+// bytes that are not UTF-8).
+func checkText(field, s string) error {
+	var je *jsonsafe.Error
+	if err := jsonsafe.CheckText(s); errors.As(err, &je) {
+		return &ValueError{Field: field, Offset: je.Offset, Reason: fmt.Sprintf("at byte %d: %s", je.Offset, je.Reason)}
 	}
 	return nil
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// OperatorRequest says who fixes a step and why; both go into the audit trail.
+// OperatorRequest says who fixes a step and why; both go into the audit trail, so both must be
+// text the database can store: a NUL character or bytes that are not UTF-8 make the action return
+// a *ValueError (errors.Is ErrInvalidValue) and change nothing.
 type OperatorRequest struct {
 	Operator string
 	Reason   string
@@ -49,6 +51,9 @@ func (e *Engine) CompleteStep(ctx context.Context, stepID uuid.UUID, result any,
 }
 
 func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
+	if err := errors.Join(checkText("operator", p.Operator), checkText("reason", p.Reason)); err != nil {
+		return err
+	}
 	// The step's namespace decides its queue; find it through the step's task.
 	ns, err := e.stepNamespace(ctx, p.StepID)
 	if err != nil {

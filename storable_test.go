@@ -295,3 +295,36 @@ func TestUnstorableCheckpointIsRefused(t *testing.T) {
 		require.Equal(t, map[string]int{"good": 1}, res)
 	})
 }
+
+// TestUnstorableOperatorTextIsRefused: an operator's name or reason that the database cannot store
+// (it goes into the audit trail's jsonb) is refused with a typed error and changes nothing.
+// Before, PostgreSQL refused it with a raw error, and the memory store panicked.
+func TestUnstorableOperatorTextIsRefused(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := storableSetup(t, setup, func(context.Context, *tasker.Step) (any, error) {
+			return nil, tasker.Permanent(errors.New("declined"))
+		})
+		task := b.create(t, "values", "storable", nil)
+		got := waitSoon(t, b, task.ID, 15*time.Second)
+		require.Equal(t, tasker.TaskBlockedByFailures, got.State)
+		first, _ := got.Step("first")
+		ctx := context.Background()
+		for _, err := range []error{
+			b.engine.RetryStep(ctx, first.ID, tasker.OperatorRequest{Operator: "ops", Reason: "try\x00again"}),
+			b.engine.ResolveStep(ctx, first.ID, tasker.OperatorRequest{Operator: "o\xffps", Reason: "done"}),
+			b.engine.CompleteStep(ctx, first.ID, 1, tasker.OperatorRequest{Operator: "ops", Reason: "\xc3"}),
+			b.engine.CancelTask(ctx, task.ID, "give up\x00"),
+		} {
+			require.ErrorIs(t, err, tasker.ErrInvalidValue)
+			var ve *tasker.ValueError
+			require.ErrorAs(t, err, &ve)
+			require.Contains(t, []string{"operator", "reason"}, ve.Field)
+		}
+		got, err := b.engine.GetTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskBlockedByFailures, got.State, "nothing changed")
+		require.NoError(t, b.engine.CancelTask(ctx, task.ID, "give up"))
+		require.Equal(t, tasker.TaskCancelled, waitSoon(t, b, task.ID, 15*time.Second).State)
+	})
+}

@@ -429,8 +429,13 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 // CancelTask cancels a task: its unfinished steps are cancelled and handlers running them see
 // their context cancelled, with the cause ErrTaskCancelled: at once in this process, and in other
 // processes as soon as the store's announcement reaches them (store.EventListener), or at their
-// next heartbeat if it is lost. It returns ErrNotAllowed for a task that already finished.
+// next heartbeat if it is lost. It returns ErrNotAllowed for a task that already finished, and a
+// *ValueError (errors.Is ErrInvalidValue) for a reason holding a NUL character or bytes that are
+// not UTF-8.
 func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) error {
+	if err := checkText("reason", reason); err != nil {
+		return err
+	}
 	res, err := e.store.CancelTask(ctx, store.CancelTaskParams{TaskID: id, Reason: reason})
 	if err != nil {
 		return mapStoreErr(err, id)
