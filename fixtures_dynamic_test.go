@@ -1,12 +1,14 @@
 package tasker_test
 
-// Tasker Core's decision-point and batch fixtures (../shared/fixtures/tasker-core, read in place,
-// never copied) run here to the outcomes their comments describe, with Go handlers registered
-// under the fixtures' handler.callable names. The handlers do what the fixtures' comments and
-// handler.initialization say their Rust handlers do, and return Tasker Core's JSON shapes
-// ({"decision_point_outcome": ...}, {"batch_processing_outcome": ...}) with extra keys beside
-// them, as the Rust handlers do. Every expected value is computed in the test from the input,
-// independently of the engine.
+// Decision-point and batch templates in Tasker Core's YAML layout run here over two sets
+// (corefixture.Each): tasker's own in testdata/corelayout (every run), which keep the step names
+// these handlers serve, and Tasker Core's own fixtures, read in place (never copied) from the
+// folder that TASKER_CORE_FIXTURES names. They run to the outcomes their comments describe, with
+// Go handlers registered under their handler.callable names. The handlers do what Tasker Core's
+// fixtures' comments and handler.initialization say their Rust handlers do, and return Tasker
+// Core's JSON shapes ({"decision_point_outcome": ...}, {"batch_processing_outcome": ...}) with
+// extra keys beside them, as the Rust handlers do. Every expected value is computed in the test
+// from the input, independently of the engine.
 //
 // fixtures_run_test.go still calls these fixtures fixturesUnsupported (the name dates from before
 // decision points and batches were implemented); TestFixtureDynamicInventory checks that the list
@@ -33,23 +35,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/corefixture"
 )
 
-// fixturesDynamic are the fixtures with decision, deferred_convergence, batchable or batch_worker
-// steps, each run below.
-var fixturesDynamic = []string{
-	"conditional_approval_rust.yaml", "batch_processing_products_csv.yaml", "batch_processing_example.yaml",
-	"batch_resumption_test.yaml", "diamond_decision_batch.yaml",
+// fixturesDynamic are the templates of a set with decision, deferred_convergence, batchable or
+// batch_worker steps, each run below.
+func fixturesDynamic(set corefixture.Set) []string {
+	return corefixture.Pick(set, []string{
+		"conditional_approval_rust.yaml", "batch_processing_products_csv.yaml", "batch_processing_example.yaml",
+		"batch_resumption_test.yaml", "diamond_decision_batch.yaml",
+	}, []string{
+		"spend_approval.yaml", "stock_count_csv.yaml", "range_batches.yaml", "checkpoint_resume.yaml", "parity_batches.yaml",
+	})
 }
 
 func TestFixtureDynamicInventory(t *testing.T) {
 	t.Parallel()
-	require.ElementsMatch(t, fixturesUnsupported, fixturesDynamic,
-		"fixtures_run_test.go's fixturesUnsupported must be exactly the decision/batch fixtures this file runs")
-	for _, f := range fixturesDynamic {
-		tmpl, _ := loadFixture(t, f)
-		require.NotEmpty(t, nonStandardTypes(tmpl), f)
-	}
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		require.ElementsMatch(t, fixturesUnsupported(set), fixturesDynamic(set),
+			"fixtures_run_test.go's fixturesUnsupported must be exactly the decision/batch fixtures this file runs")
+		for _, f := range fixturesDynamic(set) {
+			tmpl, _ := loadFixture(t, set, f)
+			require.NotEmpty(t, nonStandardTypes(tmpl), f)
+		}
+	})
 }
 
 // handleSteps registers fn under the handler.callable of each named template step, failing when
@@ -257,86 +266,88 @@ func conditionalApprovalHandlers(t *testing.T, b *bundle, tmpl *tasker.Template)
 
 func TestFixtureDynamicConditionalApproval(t *testing.T) {
 	t.Parallel()
-	tmpl, _ := loadFixture(t, "conditional_approval_rust.yaml")
-	b := fixtureEngine(t, tmpl)
-	conditionalApprovalHandlers(t, b, tmpl)
-	b.start(t)
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		tmpl, _ := loadFixture(t, set, corefixture.Pick(set, "conditional_approval_rust.yaml", "spend_approval.yaml"))
+		b := fixtureEngine(t, tmpl)
+		conditionalApprovalHandlers(t, b, tmpl)
+		b.start(t)
 
-	cases := []struct {
-		amount   int64
-		branches []string
-		route    string
-		path     string
-		chain    []string
-		by       []string
-	}{
-		{500, []string{"auto_approve"}, "auto_approval", "auto", []string{"automatic"}, []string{"system"}},
-		{999, []string{"auto_approve"}, "auto_approval", "auto", []string{"automatic"}, []string{"system"}},
-		{1000, []string{"manager_approval"}, "manager_only", "manager_only", []string{"manager"}, []string{"manager_rust_example"}},
-		{4999, []string{"manager_approval"}, "manager_only", "manager_only", []string{"manager"}, []string{"manager_rust_example"}},
-		{5000, []string{"manager_approval", "finance_review"}, "dual_approval", "dual_approval", []string{"finance", "manager"},
-			[]string{"manager_rust_example", "finance_rust_example"}},
-		{25000, []string{"manager_approval", "finance_review"}, "dual_approval", "dual_approval", []string{"finance", "manager"},
-			[]string{"manager_rust_example", "finance_rust_example"}},
-	}
-	// Every request runs at once on the one engine.
-	tasks := make([]*tasker.Task, len(cases))
-	for i, c := range cases {
-		tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name,
-			map[string]any{"amount": c.amount, "requester": fmt.Sprintf("req-%d", c.amount), "purpose": "equipment"})
-	}
-	all := []string{"auto_approve", "manager_approval", "finance_review"}
-	for i, c := range cases {
-		t.Run(fmt.Sprintf("amount %d", c.amount), func(t *testing.T) {
-			task := b.wait(t, tasks[i].ID)
-			requireAllComplete(t, task, append([]string{"validate_request", "routing_decision", "finalize_approval"}, c.branches...)...)
-			for _, s := range task.Steps {
-				require.Equal(t, 1, s.Attempts, s.Name)
-			}
-			route := resultMap(t, task, "routing_decision")
-			require.Equal(t, c.route, route["route_type"])
-			fin := resultMap(t, task, "finalize_approval")
-			require.Equal(t, true, fin["approved"])
-			require.Equal(t, float64(c.amount), fin["final_amount"])
-			require.Equal(t, c.path, fin["approval_path"])
-			require.ElementsMatch(t, c.chain, fin["approval_chain"])
-			require.ElementsMatch(t, c.by, fin["approved_by"])
-			// The convergence saw exactly the branches that the decision created.
-			var saw []string
-			for _, v := range fin["saw"].([]any) {
-				saw = append(saw, v.(string))
-			}
-			require.ElementsMatch(t, append([]string{"validate_request", "routing_decision"}, c.branches...), saw)
-			for _, name := range all {
-				if !slices.Contains(c.branches, name) {
-					_, exists := task.Step(name)
-					require.False(t, exists, "%s was not chosen and must never be created", name)
-				}
-			}
-			requireLegalTransitions(t, b.engine, task.ID)
-		})
-	}
-
-	// A request that fails validation stops before the decision: no branch is ever created.
-	t.Run("invalid requests", func(t *testing.T) {
-		for _, bad := range []struct {
-			ctx map[string]any
-			msg string
+		cases := []struct {
+			amount   int64
+			branches []string
+			route    string
+			path     string
+			chain    []string
+			by       []string
 		}{
-			{map[string]any{"amount": 0, "requester": "x", "purpose": "y"}, "Amount must be positive"},
-			{map[string]any{"amount": 100, "requester": "x"}, "Task context must contain purpose"},
-		} {
-			task := b.wait(t, b.create(t, tmpl.Namespace, tmpl.Name, bad.ctx).ID)
-			require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
-			require.ElementsMatch(t, []string{"validate_request", "routing_decision"}, stepNames(task))
-			v, _ := task.Step("validate_request")
-			require.Equal(t, tasker.StepError, v.State)
-			require.Equal(t, "permanent", v.LastError.Kind)
-			require.Contains(t, v.LastError.Message, bad.msg)
-			r, _ := task.Step("routing_decision")
-			require.Equal(t, tasker.StepPending, r.State)
-			requireLegalTransitions(t, b.engine, task.ID)
+			{500, []string{"auto_approve"}, "auto_approval", "auto", []string{"automatic"}, []string{"system"}},
+			{999, []string{"auto_approve"}, "auto_approval", "auto", []string{"automatic"}, []string{"system"}},
+			{1000, []string{"manager_approval"}, "manager_only", "manager_only", []string{"manager"}, []string{"manager_rust_example"}},
+			{4999, []string{"manager_approval"}, "manager_only", "manager_only", []string{"manager"}, []string{"manager_rust_example"}},
+			{5000, []string{"manager_approval", "finance_review"}, "dual_approval", "dual_approval", []string{"finance", "manager"},
+				[]string{"manager_rust_example", "finance_rust_example"}},
+			{25000, []string{"manager_approval", "finance_review"}, "dual_approval", "dual_approval", []string{"finance", "manager"},
+				[]string{"manager_rust_example", "finance_rust_example"}},
 		}
+		// Every request runs at once on the one engine.
+		tasks := make([]*tasker.Task, len(cases))
+		for i, c := range cases {
+			tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name,
+				map[string]any{"amount": c.amount, "requester": fmt.Sprintf("req-%d", c.amount), "purpose": "equipment"})
+		}
+		all := []string{"auto_approve", "manager_approval", "finance_review"}
+		for i, c := range cases {
+			t.Run(fmt.Sprintf("amount %d", c.amount), func(t *testing.T) {
+				task := b.wait(t, tasks[i].ID)
+				requireAllComplete(t, task, append([]string{"validate_request", "routing_decision", "finalize_approval"}, c.branches...)...)
+				for _, s := range task.Steps {
+					require.Equal(t, 1, s.Attempts, s.Name)
+				}
+				route := resultMap(t, task, "routing_decision")
+				require.Equal(t, c.route, route["route_type"])
+				fin := resultMap(t, task, "finalize_approval")
+				require.Equal(t, true, fin["approved"])
+				require.Equal(t, float64(c.amount), fin["final_amount"])
+				require.Equal(t, c.path, fin["approval_path"])
+				require.ElementsMatch(t, c.chain, fin["approval_chain"])
+				require.ElementsMatch(t, c.by, fin["approved_by"])
+				// The convergence saw exactly the branches that the decision created.
+				var saw []string
+				for _, v := range fin["saw"].([]any) {
+					saw = append(saw, v.(string))
+				}
+				require.ElementsMatch(t, append([]string{"validate_request", "routing_decision"}, c.branches...), saw)
+				for _, name := range all {
+					if !slices.Contains(c.branches, name) {
+						_, exists := task.Step(name)
+						require.False(t, exists, "%s was not chosen and must never be created", name)
+					}
+				}
+				requireLegalTransitions(t, b.engine, task.ID)
+			})
+		}
+
+		// A request that fails validation stops before the decision: no branch is ever created.
+		t.Run("invalid requests", func(t *testing.T) {
+			for _, bad := range []struct {
+				ctx map[string]any
+				msg string
+			}{
+				{map[string]any{"amount": 0, "requester": "x", "purpose": "y"}, "Amount must be positive"},
+				{map[string]any{"amount": 100, "requester": "x"}, "Task context must contain purpose"},
+			} {
+				task := b.wait(t, b.create(t, tmpl.Namespace, tmpl.Name, bad.ctx).ID)
+				require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
+				require.ElementsMatch(t, []string{"validate_request", "routing_decision"}, stepNames(task))
+				v, _ := task.Step("validate_request")
+				require.Equal(t, tasker.StepError, v.State)
+				require.Equal(t, "permanent", v.LastError.Kind)
+				require.Contains(t, v.LastError.Message, bad.msg)
+				r, _ := task.Step("routing_decision")
+				require.Equal(t, tasker.StepPending, r.State)
+				requireLegalTransitions(t, b.engine, task.ID)
+			}
+		})
 	})
 }
 
@@ -435,8 +446,8 @@ type productsCSVRun struct {
 	failBatch  string        // the batch whose worker finds a corrupt row, if any
 }
 
-func newProductsCSVRun(t *testing.T, failBatch string) *productsCSVRun {
-	tmpl, _ := loadFixture(t, "batch_processing_products_csv.yaml")
+func newProductsCSVRun(t *testing.T, set corefixture.Set, failBatch string) *productsCSVRun {
+	tmpl, _ := loadFixture(t, set, corefixture.Pick(set, "batch_processing_products_csv.yaml", "stock_count_csv.yaml"))
 	r := &productsCSVRun{bundle: fixtureEngine(t, tmpl), tmpl: tmpl, rowsRead: map[int64]int{}, failBatch: failBatch}
 	handleSteps(t, r.bundle, tmpl, map[string]tasker.HandlerFunc{
 		"analyze_csv": func(_ context.Context, s *tasker.Step) (any, error) {
@@ -551,133 +562,135 @@ func newProductsCSVRun(t *testing.T, failBatch string) *productsCSVRun {
 
 func TestFixtureDynamicProductsCSV(t *testing.T) {
 	t.Parallel()
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
 
-	t.Run("products.csv", func(t *testing.T) {
-		t.Parallel()
-		path, err := filepath.Abs(fixturePath(t, "products.csv"))
-		require.NoError(t, err)
-		// The expected metrics, in one pass over the file.
-		var want inventory
-		require.NoError(t, readProducts(path, func(_ int64, p csvProduct) bool { want.add(p); return true }))
-		require.Equal(t, int64(1000), want.count, "products.csv has 1000 data rows")
+		t.Run("products.csv", func(t *testing.T) {
+			t.Parallel()
+			path, err := filepath.Abs(set.Path(corefixture.Pick(set, "products.csv", "stock.csv")))
+			require.NoError(t, err)
+			// The expected metrics, in one pass over the file.
+			var want inventory
+			require.NoError(t, readProducts(path, func(_ int64, p csvProduct) bool { want.add(p); return true }))
+			require.Equal(t, int64(1000), want.count, "products.csv has 1000 data rows")
 
-		r := newProductsCSVRun(t, "")
-		start := time.Now()
-		task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path, "analysis_mode": "inventory"}).ID)
-		t.Logf("1000 rows in 5 batches: %s", time.Since(start))
-		requireAllComplete(t, task, "analyze_csv", "process_csv_batch_001", "process_csv_batch_002", "process_csv_batch_003",
-			"process_csv_batch_004", "process_csv_batch_005", "aggregate_csv_results")
+			r := newProductsCSVRun(t, set, "")
+			start := time.Now()
+			task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path, "analysis_mode": "inventory"}).ID)
+			t.Logf("1000 rows in 5 batches: %s", time.Since(start))
+			requireAllComplete(t, task, "analyze_csv", "process_csv_batch_001", "process_csv_batch_002", "process_csv_batch_003",
+				"process_csv_batch_004", "process_csv_batch_005", "aggregate_csv_results")
 
-		analysis := resultMap(t, task, "analyze_csv")
-		require.Equal(t, float64(1000), analysis["total_rows"])
-		require.Equal(t, float64(5), analysis["worker_count"])
-		// Worker N read data rows [200(N-1)+1, 200N+1) and nothing else.
-		for i := int64(0); i < 5; i++ {
-			name := fmt.Sprintf("process_csv_batch_%03d", i+1)
-			w := resultMap(t, task, name)
-			require.Equal(t, float64(200), w["processed_count"], name)
-			require.Equal(t, float64(200*i+1), w["start_row"], name)
-			require.Equal(t, float64(200*(i+1)+1), w["end_row"], name)
-			var part inventory
+			analysis := resultMap(t, task, "analyze_csv")
+			require.Equal(t, float64(1000), analysis["total_rows"])
+			require.Equal(t, float64(5), analysis["worker_count"])
+			// Worker N read data rows [200(N-1)+1, 200N+1) and nothing else.
+			for i := int64(0); i < 5; i++ {
+				name := fmt.Sprintf("process_csv_batch_%03d", i+1)
+				w := resultMap(t, task, name)
+				require.Equal(t, float64(200), w["processed_count"], name)
+				require.Equal(t, float64(200*i+1), w["start_row"], name)
+				require.Equal(t, float64(200*(i+1)+1), w["end_row"], name)
+				var part inventory
+				require.NoError(t, readProducts(path, func(row int64, p csvProduct) bool {
+					if row > 200*i && row <= 200*(i+1) {
+						part.add(p)
+					}
+					return true
+				}))
+				require.InEpsilon(t, part.value, w["total_inventory_value"], 1e-12, name)
+				require.Equal(t, part.maxTitle, w["max_price_product"], name)
+			}
+			r.mu.Lock()
+			require.Len(t, r.rowsRead, 1000, "every data row was read")
+			for row, n := range r.rowsRead {
+				require.Equal(t, 1, n, "data row %d read %d times", row, n)
+				require.True(t, row >= 1 && row <= 1000, "row %d", row)
+			}
+			r.mu.Unlock()
+			require.Equal(t, int32(5), r.workerRuns.Load())
+
+			agg := resultMap(t, task, "aggregate_csv_results")
+			require.Equal(t, "with_batches", agg["scenario"])
+			require.Equal(t, float64(5), agg["worker_count"])
+			require.Equal(t, float64(1000), agg["total_processed"])
+			require.InEpsilon(t, want.value, agg["total_inventory_value"], 1e-9, "total inventory value Σ price × stock")
+			require.InDelta(t, want.ratingSum/1000, agg["overall_average_rating"], 1e-9)
+			require.Equal(t, want.maxPrice, agg["max_price"])
+			require.Equal(t, want.maxTitle, agg["max_price_product"])
+			gotCats := map[string]int64{}
+			for c, n := range agg["category_counts"].(map[string]any) {
+				gotCats[c] = int64(n.(float64))
+			}
+			require.Equal(t, want.categories, gotCats)
+			require.Empty(t, agg["failed_workers"])
+			t.Logf("total inventory value %.2f, %d categories, max %s at %.2f, average rating %.4f",
+				want.value, len(want.categories), want.maxTitle, want.maxPrice, want.ratingSum/1000)
+			requireLegalTransitions(t, r.engine, task.ID)
+		})
+
+		// The fixture's failure_strategy is continue_on_failure: a worker that fails for good completes
+		// with its failure as its result, and the aggregate runs over the other batches.
+		t.Run("products.csv with a corrupt batch", func(t *testing.T) {
+			t.Parallel()
+			path, err := filepath.Abs(set.Path(corefixture.Pick(set, "products.csv", "stock.csv")))
+			require.NoError(t, err)
+			var want inventory
 			require.NoError(t, readProducts(path, func(row int64, p csvProduct) bool {
-				if row > 200*i && row <= 200*(i+1) {
-					part.add(p)
+				if row < 401 || row > 600 {
+					want.add(p)
 				}
 				return true
 			}))
-			require.InEpsilon(t, part.value, w["total_inventory_value"], 1e-12, name)
-			require.Equal(t, part.maxTitle, w["max_price_product"], name)
-		}
-		r.mu.Lock()
-		require.Len(t, r.rowsRead, 1000, "every data row was read")
-		for row, n := range r.rowsRead {
-			require.Equal(t, 1, n, "data row %d read %d times", row, n)
-			require.True(t, row >= 1 && row <= 1000, "row %d", row)
-		}
-		r.mu.Unlock()
-		require.Equal(t, int32(5), r.workerRuns.Load())
-
-		agg := resultMap(t, task, "aggregate_csv_results")
-		require.Equal(t, "with_batches", agg["scenario"])
-		require.Equal(t, float64(5), agg["worker_count"])
-		require.Equal(t, float64(1000), agg["total_processed"])
-		require.InEpsilon(t, want.value, agg["total_inventory_value"], 1e-9, "total inventory value Σ price × stock")
-		require.InDelta(t, want.ratingSum/1000, agg["overall_average_rating"], 1e-9)
-		require.Equal(t, want.maxPrice, agg["max_price"])
-		require.Equal(t, want.maxTitle, agg["max_price_product"])
-		gotCats := map[string]int64{}
-		for c, n := range agg["category_counts"].(map[string]any) {
-			gotCats[c] = int64(n.(float64))
-		}
-		require.Equal(t, want.categories, gotCats)
-		require.Empty(t, agg["failed_workers"])
-		t.Logf("total inventory value %.2f, %d categories, max %s at %.2f, average rating %.4f",
-			want.value, len(want.categories), want.maxTitle, want.maxPrice, want.ratingSum/1000)
-		requireLegalTransitions(t, r.engine, task.ID)
-	})
-
-	// The fixture's failure_strategy is continue_on_failure: a worker that fails for good completes
-	// with its failure as its result, and the aggregate runs over the other batches.
-	t.Run("products.csv with a corrupt batch", func(t *testing.T) {
-		t.Parallel()
-		path, err := filepath.Abs(fixturePath(t, "products.csv"))
-		require.NoError(t, err)
-		var want inventory
-		require.NoError(t, readProducts(path, func(row int64, p csvProduct) bool {
-			if row < 401 || row > 600 {
-				want.add(p)
+			r := newProductsCSVRun(t, set, "003")
+			task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path}).ID)
+			requireAllComplete(t, task, "analyze_csv", "process_csv_batch_001", "process_csv_batch_002", "process_csv_batch_003",
+				"process_csv_batch_004", "process_csv_batch_005", "aggregate_csv_results")
+			w3, _ := task.Step("process_csv_batch_003")
+			require.Equal(t, 1, w3.Attempts, "a permanent failure is not retried")
+			var failure struct {
+				Failed bool               `json:"failed"`
+				Error  tasker.StepFailure `json:"error"`
 			}
-			return true
-		}))
-		r := newProductsCSVRun(t, "003")
-		task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path}).ID)
-		requireAllComplete(t, task, "analyze_csv", "process_csv_batch_001", "process_csv_batch_002", "process_csv_batch_003",
-			"process_csv_batch_004", "process_csv_batch_005", "aggregate_csv_results")
-		w3, _ := task.Step("process_csv_batch_003")
-		require.Equal(t, 1, w3.Attempts, "a permanent failure is not retried")
-		var failure struct {
-			Failed bool               `json:"failed"`
-			Error  tasker.StepFailure `json:"error"`
-		}
-		require.NoError(t, task.Result("process_csv_batch_003", &failure))
-		require.True(t, failure.Failed)
-		require.Equal(t, "permanent", failure.Error.Kind)
-		require.Contains(t, failure.Error.Message, "corrupt CSV row 418")
+			require.NoError(t, task.Result("process_csv_batch_003", &failure))
+			require.True(t, failure.Failed)
+			require.Equal(t, "permanent", failure.Error.Kind)
+			require.Contains(t, failure.Error.Message, "corrupt CSV row 418")
 
-		agg := resultMap(t, task, "aggregate_csv_results")
-		require.Equal(t, []any{"process_csv_batch_003"}, agg["failed_workers"])
-		require.Equal(t, float64(4), agg["worker_count"])
-		require.Equal(t, float64(800), agg["total_processed"])
-		require.InEpsilon(t, want.value, agg["total_inventory_value"], 1e-9)
-		require.InDelta(t, want.ratingSum/800, agg["overall_average_rating"], 1e-9)
-		gotCats := map[string]int64{}
-		for c, n := range agg["category_counts"].(map[string]any) {
-			gotCats[c] = int64(n.(float64))
-		}
-		require.Equal(t, want.categories, gotCats)
-		requireLegalTransitions(t, r.engine, task.ID)
-	})
+			agg := resultMap(t, task, "aggregate_csv_results")
+			require.Equal(t, []any{"process_csv_batch_003"}, agg["failed_workers"])
+			require.Equal(t, float64(4), agg["worker_count"])
+			require.Equal(t, float64(800), agg["total_processed"])
+			require.InEpsilon(t, want.value, agg["total_inventory_value"], 1e-9)
+			require.InDelta(t, want.ratingSum/800, agg["overall_average_rating"], 1e-9)
+			gotCats := map[string]int64{}
+			for c, n := range agg["category_counts"].(map[string]any) {
+				gotCats[c] = int64(n.(float64))
+			}
+			require.Equal(t, want.categories, gotCats)
+			requireLegalTransitions(t, r.engine, task.ID)
+		})
 
-	t.Run("products_empty.csv", func(t *testing.T) {
-		t.Parallel()
-		path, err := filepath.Abs(fixturePath(t, "products_empty.csv"))
-		require.NoError(t, err)
-		r := newProductsCSVRun(t, "")
-		task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path}).ID)
-		requireAllComplete(t, task, "analyze_csv", "process_csv_batch_000", "aggregate_csv_results")
-		analysis := resultMap(t, task, "analyze_csv")
-		require.Equal(t, float64(0), analysis["total_rows"])
-		require.Equal(t, "dataset_too_small", analysis["reason"])
-		noop, _ := task.Step("process_csv_batch_000")
-		require.JSONEq(t, `{"no_op": true}`, string(noop.Result))
-		require.Zero(t, r.workerRuns.Load(), "the no-op worker's handler never runs")
-		agg := resultMap(t, task, "aggregate_csv_results")
-		require.Equal(t, "no_batches", agg["scenario"])
-		require.Equal(t, float64(0), agg["total_processed"])
-		require.Equal(t, float64(0), agg["total_inventory_value"])
-		require.Equal(t, float64(0), agg["worker_count"])
-		require.Equal(t, float64(1), agg["no_op_workers"])
-		requireLegalTransitions(t, r.engine, task.ID)
+		t.Run("products_empty.csv", func(t *testing.T) {
+			t.Parallel()
+			path, err := filepath.Abs(set.Path(corefixture.Pick(set, "products_empty.csv", "stock_empty.csv")))
+			require.NoError(t, err)
+			r := newProductsCSVRun(t, set, "")
+			task := r.wait(t, r.create(t, r.tmpl.Namespace, r.tmpl.Name, map[string]any{"csv_file_path": path}).ID)
+			requireAllComplete(t, task, "analyze_csv", "process_csv_batch_000", "aggregate_csv_results")
+			analysis := resultMap(t, task, "analyze_csv")
+			require.Equal(t, float64(0), analysis["total_rows"])
+			require.Equal(t, "dataset_too_small", analysis["reason"])
+			noop, _ := task.Step("process_csv_batch_000")
+			require.JSONEq(t, `{"no_op": true}`, string(noop.Result))
+			require.Zero(t, r.workerRuns.Load(), "the no-op worker's handler never runs")
+			agg := resultMap(t, task, "aggregate_csv_results")
+			require.Equal(t, "no_batches", agg["scenario"])
+			require.Equal(t, float64(0), agg["total_processed"])
+			require.Equal(t, float64(0), agg["total_inventory_value"])
+			require.Equal(t, float64(0), agg["worker_count"])
+			require.Equal(t, float64(1), agg["no_op_workers"])
+			requireLegalTransitions(t, r.engine, task.ID)
+		})
 	})
 }
 
@@ -710,124 +723,126 @@ func datasetAnalyzer(_ context.Context, s *tasker.Step) (any, error) {
 
 func TestFixtureDynamicBatchProcessingExample(t *testing.T) {
 	t.Parallel()
-	tmpl, _ := loadFixture(t, "batch_processing_example.yaml")
-	b := fixtureEngine(t, tmpl)
-	var mu sync.Mutex
-	ranges := map[string][][2]int64{} // task/step -> [from, to) chunks processed
-	handleSteps(t, b, tmpl, map[string]tasker.HandlerFunc{
-		"analyze_dataset": datasetAnalyzer,
-		"process_batch": func(ctx context.Context, s *tasker.Step) (any, error) {
-			in, ok := s.Batch()
-			if !ok {
-				return nil, permanentf("no cursor")
-			}
-			if op := s.Config()["operation"]; op != "transform" {
-				return nil, permanentf("operation %v", op)
-			}
-			if in.BatchMetadata.CursorField != "id" || in.BatchMetadata.FailureStrategy != "fail_fast" {
-				return nil, permanentf("batch metadata %+v", in.BatchMetadata)
-			}
-			pos, checkpoints := in.Cursor.Start, 0
-			var cp struct {
-				Position int64 `json:"position"`
-			}
-			if ok, err := s.LoadCheckpoint(&cp); err != nil {
-				return nil, err
-			} else if ok {
-				pos = cp.Position
-			}
-			for pos < in.Cursor.End {
-				end := min(pos+100, in.Cursor.End)
-				mu.Lock()
-				ranges[s.TaskID.String()+"/"+s.Name] = append(ranges[s.TaskID.String()+"/"+s.Name], [2]int64{pos, end})
-				mu.Unlock()
-				pos = end
-				if err := s.Checkpoint(ctx, map[string]int64{"position": pos}); err != nil {
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		tmpl, _ := loadFixture(t, set, corefixture.Pick(set, "batch_processing_example.yaml", "range_batches.yaml"))
+		b := fixtureEngine(t, tmpl)
+		var mu sync.Mutex
+		ranges := map[string][][2]int64{} // task/step -> [from, to) chunks processed
+		handleSteps(t, b, tmpl, map[string]tasker.HandlerFunc{
+			"analyze_dataset": datasetAnalyzer,
+			"process_batch": func(ctx context.Context, s *tasker.Step) (any, error) {
+				in, ok := s.Batch()
+				if !ok {
+					return nil, permanentf("no cursor")
+				}
+				if op := s.Config()["operation"]; op != "transform" {
+					return nil, permanentf("operation %v", op)
+				}
+				if in.BatchMetadata.CursorField != "id" || in.BatchMetadata.FailureStrategy != "fail_fast" {
+					return nil, permanentf("batch metadata %+v", in.BatchMetadata)
+				}
+				pos, checkpoints := in.Cursor.Start, 0
+				var cp struct {
+					Position int64 `json:"position"`
+				}
+				if ok, err := s.LoadCheckpoint(&cp); err != nil {
+					return nil, err
+				} else if ok {
+					pos = cp.Position
+				}
+				for pos < in.Cursor.End {
+					end := min(pos+100, in.Cursor.End)
+					mu.Lock()
+					ranges[s.TaskID.String()+"/"+s.Name] = append(ranges[s.TaskID.String()+"/"+s.Name], [2]int64{pos, end})
+					mu.Unlock()
+					pos = end
+					if err := s.Checkpoint(ctx, map[string]int64{"position": pos}); err != nil {
+						return nil, err
+					}
+					checkpoints++
+				}
+				return map[string]any{"processed_count": pos - in.Cursor.Start, "checkpoint_count": checkpoints,
+					"start_position": in.Cursor.Start, "end_position": in.Cursor.End, "final_position": pos, "batch_id": in.Cursor.BatchID}, nil
+			},
+			"aggregate_results": func(_ context.Context, s *tasker.Step) (any, error) {
+				if at := s.Config()["aggregation_type"]; at != "sum" {
+					return nil, permanentf("aggregation_type %v", at)
+				}
+				analysis, err := depMap(s, "analyze_dataset")
+				if err != nil {
 					return nil, err
 				}
-				checkpoints++
-			}
-			return map[string]any{"processed_count": pos - in.Cursor.Start, "checkpoint_count": checkpoints,
-				"start_position": in.Cursor.Start, "end_position": in.Cursor.End, "final_position": pos, "batch_id": in.Cursor.BatchID}, nil
-		},
-		"aggregate_results": func(_ context.Context, s *tasker.Step) (any, error) {
-			if at := s.Config()["aggregation_type"]; at != "sum" {
-				return nil, permanentf("aggregation_type %v", at)
-			}
-			analysis, err := depMap(s, "analyze_dataset")
-			if err != nil {
-				return nil, err
-			}
-			br, err := workerResults(s, "process_batch_")
-			if err != nil {
-				return nil, err
-			}
-			var total float64
-			for _, name := range br.names {
-				total += num(br.results[name]["processed_count"])
-			}
-			if want, ok := analysis["total_items"]; ok && num(want) != total {
-				return nil, permanentf("workers processed %v items, the dataset has %v", total, want)
-			}
-			return map[string]any{"total_processed": total, "batch_count": len(br.names), "no_op_workers": br.noOps}, nil
-		},
-	})
-	b.start(t)
-
-	cases := []struct {
-		size, workers, per int64
-	}{
-		{5000, 5, 1000},   // the fixture's documented context
-		{25000, 10, 2500}, // ceil(25000/1000) = 25 workers, capped at max_workers 10
-		{4500, 5, 900},    // ceil(4500/1000) = 5 workers of ceil(4500/5) = 900
-		{500, 0, 0},       // smaller than one batch: NoBatches
-	}
-	tasks := make([]*tasker.Task, len(cases))
-	for i, c := range cases {
-		tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"dataset_size": c.size, "dataset_name": "users", "processing_mode": "parallel"})
-	}
-	for i, c := range cases {
-		t.Run(fmt.Sprintf("dataset_size %d", c.size), func(t *testing.T) {
-			task := b.wait(t, tasks[i].ID)
-			names := []string{"analyze_dataset", "aggregate_results"}
-			if c.workers == 0 {
-				names = append(names, "process_batch_000")
-			}
-			for w := int64(1); w <= c.workers; w++ {
-				names = append(names, fmt.Sprintf("process_batch_%03d", w))
-			}
-			requireAllComplete(t, task, names...)
-			agg := resultMap(t, task, "aggregate_results")
-			if c.workers == 0 {
-				require.Equal(t, "dataset_too_small", resultMap(t, task, "analyze_dataset")["reason"])
-				require.Equal(t, map[string]any{"total_processed": 0.0, "batch_count": 0.0, "no_op_workers": 1.0}, agg)
-				requireLegalTransitions(t, b.engine, task.ID)
-				return
-			}
-			require.Equal(t, map[string]any{"total_processed": float64(c.size), "batch_count": float64(c.workers), "no_op_workers": 0.0}, agg)
-			// The workers' chunks tile [0, size) exactly: no item twice, none missed.
-			var all [][2]int64
-			mu.Lock()
-			for w := int64(1); w <= c.workers; w++ {
-				name := fmt.Sprintf("process_batch_%03d", w)
-				chunks := ranges[task.ID.String()+"/"+name]
-				res := resultMap(t, task, name)
-				require.Equal(t, float64((w-1)*c.per), res["start_position"], name)
-				require.Equal(t, float64(min(w*c.per, c.size)), res["end_position"], name)
-				require.Equal(t, float64(len(chunks)), res["checkpoint_count"], name)
-				all = append(all, chunks...)
-			}
-			mu.Unlock()
-			sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
-			next := int64(0)
-			for _, ch := range all {
-				require.Equal(t, next, ch[0], "chunks must tile the dataset")
-				next = ch[1]
-			}
-			require.Equal(t, c.size, next)
-			requireLegalTransitions(t, b.engine, task.ID)
+				br, err := workerResults(s, "process_batch_")
+				if err != nil {
+					return nil, err
+				}
+				var total float64
+				for _, name := range br.names {
+					total += num(br.results[name]["processed_count"])
+				}
+				if want, ok := analysis["total_items"]; ok && num(want) != total {
+					return nil, permanentf("workers processed %v items, the dataset has %v", total, want)
+				}
+				return map[string]any{"total_processed": total, "batch_count": len(br.names), "no_op_workers": br.noOps}, nil
+			},
 		})
-	}
+		b.start(t)
+
+		cases := []struct {
+			size, workers, per int64
+		}{
+			{5000, 5, 1000},   // the fixture's documented context
+			{25000, 10, 2500}, // ceil(25000/1000) = 25 workers, capped at max_workers 10
+			{4500, 5, 900},    // ceil(4500/1000) = 5 workers of ceil(4500/5) = 900
+			{500, 0, 0},       // smaller than one batch: NoBatches
+		}
+		tasks := make([]*tasker.Task, len(cases))
+		for i, c := range cases {
+			tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"dataset_size": c.size, "dataset_name": "users", "processing_mode": "parallel"})
+		}
+		for i, c := range cases {
+			t.Run(fmt.Sprintf("dataset_size %d", c.size), func(t *testing.T) {
+				task := b.wait(t, tasks[i].ID)
+				names := []string{"analyze_dataset", "aggregate_results"}
+				if c.workers == 0 {
+					names = append(names, "process_batch_000")
+				}
+				for w := int64(1); w <= c.workers; w++ {
+					names = append(names, fmt.Sprintf("process_batch_%03d", w))
+				}
+				requireAllComplete(t, task, names...)
+				agg := resultMap(t, task, "aggregate_results")
+				if c.workers == 0 {
+					require.Equal(t, "dataset_too_small", resultMap(t, task, "analyze_dataset")["reason"])
+					require.Equal(t, map[string]any{"total_processed": 0.0, "batch_count": 0.0, "no_op_workers": 1.0}, agg)
+					requireLegalTransitions(t, b.engine, task.ID)
+					return
+				}
+				require.Equal(t, map[string]any{"total_processed": float64(c.size), "batch_count": float64(c.workers), "no_op_workers": 0.0}, agg)
+				// The workers' chunks tile [0, size) exactly: no item twice, none missed.
+				var all [][2]int64
+				mu.Lock()
+				for w := int64(1); w <= c.workers; w++ {
+					name := fmt.Sprintf("process_batch_%03d", w)
+					chunks := ranges[task.ID.String()+"/"+name]
+					res := resultMap(t, task, name)
+					require.Equal(t, float64((w-1)*c.per), res["start_position"], name)
+					require.Equal(t, float64(min(w*c.per, c.size)), res["end_position"], name)
+					require.Equal(t, float64(len(chunks)), res["checkpoint_count"], name)
+					all = append(all, chunks...)
+				}
+				mu.Unlock()
+				sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+				next := int64(0)
+				for _, ch := range all {
+					require.Equal(t, next, ch[0], "chunks must tile the dataset")
+					next = ch[1]
+				}
+				require.Equal(t, c.size, next)
+				requireLegalTransitions(t, b.engine, task.ID)
+			})
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -838,117 +853,119 @@ func TestFixtureDynamicBatchProcessingExample(t *testing.T) {
 
 func TestFixtureDynamicBatchResumption(t *testing.T) {
 	t.Parallel()
-	tmpl, hasTest := loadFixture(t, "batch_resumption_test.yaml")
-	require.True(t, hasTest)
-	worker, _ := tmpl.Step("checkpoint_fail_batch")
-	require.Equal(t, 3, worker.Retry.MaxAttempts)
-	require.Equal(t, 50*time.Millisecond, worker.Retry.BackoffBase)
-	require.Equal(t, 10*time.Second, worker.Timeout, "the test environment's timeout")
-	b := fixtureEngine(t, tmpl)
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		tmpl, hasTest := loadFixture(t, set, corefixture.Pick(set, "batch_resumption_test.yaml", "checkpoint_resume.yaml"))
+		require.True(t, hasTest)
+		worker, _ := tmpl.Step("checkpoint_fail_batch")
+		require.Equal(t, 3, worker.Retry.MaxAttempts)
+		require.Equal(t, 50*time.Millisecond, worker.Retry.BackoffBase)
+		require.Equal(t, 10*time.Second, worker.Timeout, "the test environment's timeout")
+		b := fixtureEngine(t, tmpl)
 
-	var mu sync.Mutex
-	processed := map[int][]int64{} // attempt -> items, in order
-	loaded := map[int]int64{}      // attempt -> checkpoint position it resumed from
-	handleSteps(t, b, tmpl, map[string]tasker.HandlerFunc{
-		"analyze_dataset": datasetAnalyzer,
-		"checkpoint_fail_batch": func(ctx context.Context, s *tasker.Step) (any, error) {
-			in, ok := s.Batch()
-			if !ok {
-				return nil, permanentf("no cursor")
-			}
-			failAfter, failOn, every := cfgInt(s, "fail_after_items", 50), int(cfgInt(s, "fail_on_attempt", 1)), cfgInt(s, "items_per_checkpoint", 25)
-			var cp struct {
-				Progress int64 `json:"checkpoint_progress"`
-			}
-			resume := in.Cursor.Start
-			if ok, err := s.LoadCheckpoint(&cp); err != nil {
-				return nil, err
-			} else if ok && cp.Progress > 0 {
-				resume = cp.Progress
-			}
-			mu.Lock()
-			loaded[s.Attempt] = resume
-			mu.Unlock()
-			pos, count := resume, int64(0)
-			for pos < in.Cursor.End {
+		var mu sync.Mutex
+		processed := map[int][]int64{} // attempt -> items, in order
+		loaded := map[int]int64{}      // attempt -> checkpoint position it resumed from
+		handleSteps(t, b, tmpl, map[string]tasker.HandlerFunc{
+			"analyze_dataset": datasetAnalyzer,
+			"checkpoint_fail_batch": func(ctx context.Context, s *tasker.Step) (any, error) {
+				in, ok := s.Batch()
+				if !ok {
+					return nil, permanentf("no cursor")
+				}
+				failAfter, failOn, every := cfgInt(s, "fail_after_items", 50), int(cfgInt(s, "fail_on_attempt", 1)), cfgInt(s, "items_per_checkpoint", 25)
+				var cp struct {
+					Progress int64 `json:"checkpoint_progress"`
+				}
+				resume := in.Cursor.Start
+				if ok, err := s.LoadCheckpoint(&cp); err != nil {
+					return nil, err
+				} else if ok && cp.Progress > 0 {
+					resume = cp.Progress
+				}
 				mu.Lock()
-				processed[s.Attempt] = append(processed[s.Attempt], pos)
+				loaded[s.Attempt] = resume
 				mu.Unlock()
-				pos++
-				count++
-				if count%every == 0 {
-					if err := s.Checkpoint(ctx, map[string]int64{"checkpoint_progress": pos, "processed_count": count, "resumed_from": resume}); err != nil {
-						return nil, err
+				pos, count := resume, int64(0)
+				for pos < in.Cursor.End {
+					mu.Lock()
+					processed[s.Attempt] = append(processed[s.Attempt], pos)
+					mu.Unlock()
+					pos++
+					count++
+					if count%every == 0 {
+						if err := s.Checkpoint(ctx, map[string]int64{"checkpoint_progress": pos, "processed_count": count, "resumed_from": resume}); err != nil {
+							return nil, err
+						}
+					}
+					if total := resume - in.Cursor.Start + count; total >= failAfter && s.Attempt == failOn {
+						return nil, fmt.Errorf("Simulated failure after %d items on attempt %d", total, s.Attempt)
 					}
 				}
-				if total := resume - in.Cursor.Start + count; total >= failAfter && s.Attempt == failOn {
-					return nil, fmt.Errorf("Simulated failure after %d items on attempt %d", total, s.Attempt)
+				return map[string]any{"total_processed": count, "resumed_from": resume, "final_position": pos,
+					"start_position": in.Cursor.Start, "end_position": in.Cursor.End, "attempts": s.Attempt}, nil
+			},
+		})
+		b.start(t)
+
+		task := b.wait(t, b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "resume-1", "dataset_size": 100}).ID)
+		requireAllComplete(t, task, "analyze_dataset", "checkpoint_fail_batch_001")
+		w, _ := task.Step("checkpoint_fail_batch_001")
+		require.Equal(t, 2, w.Attempts)
+		require.Equal(t, 3, w.MaxAttempts)
+		require.NotNil(t, w.LastError)
+		require.Equal(t, "Simulated failure after 50 items on attempt 1", w.LastError.Message)
+		require.Equal(t, 1, w.LastError.Attempt)
+		a, _ := task.Step("analyze_dataset")
+		require.Equal(t, 1, a.Attempts)
+
+		res := resultMap(t, task, "checkpoint_fail_batch_001")
+		require.Equal(t, map[string]any{"total_processed": 50.0, "resumed_from": 50.0, "final_position": 100.0,
+			"start_position": 0.0, "end_position": 100.0, "attempts": 2.0}, res)
+
+		mu.Lock()
+		require.Equal(t, map[int]int64{1: 0, 2: 50}, loaded, "attempt 2 resumed from the checkpoint at item 50")
+		require.Len(t, processed, 2)
+		seen := map[int64]int{}
+		for attempt, items := range processed {
+			for _, it := range items {
+				seen[it]++
+				require.Less(t, it, int64(100))
+				if attempt == 1 {
+					require.Less(t, it, int64(50))
+				} else {
+					require.GreaterOrEqual(t, it, int64(50))
 				}
 			}
-			return map[string]any{"total_processed": count, "resumed_from": resume, "final_position": pos,
-				"start_position": in.Cursor.Start, "end_position": in.Cursor.End, "attempts": s.Attempt}, nil
-		},
+		}
+		mu.Unlock()
+		require.Len(t, seen, 100, "every item was processed")
+		for it, n := range seen {
+			require.Equal(t, 1, n, "item %d processed %d times: the retry reprocessed work", it, n)
+		}
+
+		// One retryable failure, with the environment's 50 ms backoff (±jitter) before attempt 2.
+		trs := requireLegalTransitions(t, b.engine, task.ID)
+		require.Equal(t, 1, stepTransitionsTo(trs, "checkpoint_fail_batch_001", tasker.StepWaitingForRetry))
+		var failedAt, restartedAt time.Time
+		for _, tr := range trs {
+			if tr.StepName != "checkpoint_fail_batch_001" {
+				continue
+			}
+			if tr.To == string(tasker.StepWaitingForRetry) {
+				failedAt = tr.At
+				var meta struct {
+					RetryInMS int64 `json:"retry_in_ms"`
+				}
+				require.NoError(t, json.Unmarshal(tr.Metadata, &meta))
+				require.InDelta(t, 50, meta.RetryInMS, 50*tasker.BackoffJitter+1, "retry_in_ms")
+			}
+			if tr.To == string(tasker.StepInProgress) && !failedAt.IsZero() && restartedAt.IsZero() {
+				restartedAt = tr.At
+			}
+		}
+		require.False(t, restartedAt.IsZero())
+		require.GreaterOrEqual(t, restartedAt.Sub(failedAt), time.Duration(float64(50*time.Millisecond)*(1-tasker.BackoffJitter)))
 	})
-	b.start(t)
-
-	task := b.wait(t, b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "resume-1", "dataset_size": 100}).ID)
-	requireAllComplete(t, task, "analyze_dataset", "checkpoint_fail_batch_001")
-	w, _ := task.Step("checkpoint_fail_batch_001")
-	require.Equal(t, 2, w.Attempts)
-	require.Equal(t, 3, w.MaxAttempts)
-	require.NotNil(t, w.LastError)
-	require.Equal(t, "Simulated failure after 50 items on attempt 1", w.LastError.Message)
-	require.Equal(t, 1, w.LastError.Attempt)
-	a, _ := task.Step("analyze_dataset")
-	require.Equal(t, 1, a.Attempts)
-
-	res := resultMap(t, task, "checkpoint_fail_batch_001")
-	require.Equal(t, map[string]any{"total_processed": 50.0, "resumed_from": 50.0, "final_position": 100.0,
-		"start_position": 0.0, "end_position": 100.0, "attempts": 2.0}, res)
-
-	mu.Lock()
-	require.Equal(t, map[int]int64{1: 0, 2: 50}, loaded, "attempt 2 resumed from the checkpoint at item 50")
-	require.Len(t, processed, 2)
-	seen := map[int64]int{}
-	for attempt, items := range processed {
-		for _, it := range items {
-			seen[it]++
-			require.Less(t, it, int64(100))
-			if attempt == 1 {
-				require.Less(t, it, int64(50))
-			} else {
-				require.GreaterOrEqual(t, it, int64(50))
-			}
-		}
-	}
-	mu.Unlock()
-	require.Len(t, seen, 100, "every item was processed")
-	for it, n := range seen {
-		require.Equal(t, 1, n, "item %d processed %d times: the retry reprocessed work", it, n)
-	}
-
-	// One retryable failure, with the environment's 50 ms backoff (±jitter) before attempt 2.
-	trs := requireLegalTransitions(t, b.engine, task.ID)
-	require.Equal(t, 1, stepTransitionsTo(trs, "checkpoint_fail_batch_001", tasker.StepWaitingForRetry))
-	var failedAt, restartedAt time.Time
-	for _, tr := range trs {
-		if tr.StepName != "checkpoint_fail_batch_001" {
-			continue
-		}
-		if tr.To == string(tasker.StepWaitingForRetry) {
-			failedAt = tr.At
-			var meta struct {
-				RetryInMS int64 `json:"retry_in_ms"`
-			}
-			require.NoError(t, json.Unmarshal(tr.Metadata, &meta))
-			require.InDelta(t, 50, meta.RetryInMS, 50*tasker.BackoffJitter+1, "retry_in_ms")
-		}
-		if tr.To == string(tasker.StepInProgress) && !failedAt.IsZero() && restartedAt.IsZero() {
-			restartedAt = tr.At
-		}
-	}
-	require.False(t, restartedAt.IsZero())
-	require.GreaterOrEqual(t, restartedAt.Sub(failedAt), time.Duration(float64(50*time.Millisecond)*(1-tasker.BackoffJitter)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1086,98 +1103,100 @@ func diamondDecisionBatchHandlers(t *testing.T, b *bundle, tmpl *tasker.Template
 
 func TestFixtureDynamicDiamondDecisionBatch(t *testing.T) {
 	t.Parallel()
-	tmpl, _ := loadFixture(t, "diamond_decision_batch.yaml")
-	b := fixtureEngine(t, tmpl)
-	diamondDecisionBatchHandlers(t, b, tmpl)
-	b.start(t)
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		tmpl, _ := loadFixture(t, set, corefixture.Pick(set, "diamond_decision_batch.yaml", "parity_batches.yaml"))
+		b := fixtureEngine(t, tmpl)
+		diamondDecisionBatchHandlers(t, b, tmpl)
+		b.start(t)
 
-	seq := func(from, to int64) []int64 {
-		var out []int64
-		for n := from; n <= to; n++ {
-			out = append(out, n)
+		seq := func(from, to int64) []int64 {
+			var out []int64
+			for n := from; n <= to; n++ {
+				out = append(out, n)
+			}
+			return out
 		}
-		return out
-	}
-	cases := []struct {
-		name    string
-		numbers []int64
-	}{
-		{"1..10 (a tie: evens)", seq(1, 10)}, // the fixture's documented context
-		{"odds dominant", []int64{1, 2, 3, 5, 7, 9, 11}},
-		{"evens dominant", []int64{2, 4, 6, 8, 10, 12, 14, 1}},
-	}
-	tasks := make([]*tasker.Task, len(cases))
-	for i, c := range cases {
-		tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"numbers": c.numbers, "batch_size": 2})
-	}
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			// Independently: the dominant parity (ties to evens), its numbers in order, in batches of 2.
-			var evens, odds []int64
-			for _, n := range c.numbers {
-				if n%2 == 0 {
-					evens = append(evens, n)
-				} else {
-					odds = append(odds, n)
+		cases := []struct {
+			name    string
+			numbers []int64
+		}{
+			{"1..10 (a tie: evens)", seq(1, 10)}, // the fixture's documented context
+			{"odds dominant", []int64{1, 2, 3, 5, 7, 9, 11}},
+			{"evens dominant", []int64{2, 4, 6, 8, 10, 12, 14, 1}},
+		}
+		tasks := make([]*tasker.Task, len(cases))
+		for i, c := range cases {
+			tasks[i] = b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"numbers": c.numbers, "batch_size": 2})
+		}
+		for i, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				// Independently: the dominant parity (ties to evens), its numbers in order, in batches of 2.
+				var evens, odds []int64
+				for _, n := range c.numbers {
+					if n%2 == 0 {
+						evens = append(evens, n)
+					} else {
+						odds = append(odds, n)
+					}
 				}
-			}
-			parity, chosen, other := "even", evens, "odd"
-			if len(odds) > len(evens) {
-				parity, chosen, other = "odd", odds, "even"
-			}
-			var batches [][]int64
-			for i := 0; i < len(chosen); i += 2 {
-				batches = append(batches, chosen[i:min(i+2, len(chosen))])
-			}
-			var total int64
-			for _, n := range chosen {
-				total += n
-			}
+				parity, chosen, other := "even", evens, "odd"
+				if len(odds) > len(evens) {
+					parity, chosen, other = "odd", odds, "even"
+				}
+				var batches [][]int64
+				for i := 0; i < len(chosen); i += 2 {
+					batches = append(batches, chosen[i:min(i+2, len(chosen))])
+				}
+				var total int64
+				for _, n := range chosen {
+					total += n
+				}
 
-			task := b.wait(t, tasks[i].ID)
-			names := []string{"ddb_diamond_start", "branch_evens", "branch_odds", "ddb_routing_decision",
-				parity + "_batch_analyzer", "aggregate_" + parity + "_results"}
-			for w := range batches {
-				names = append(names, fmt.Sprintf("process_%s_batch_%03d", parity, w+1))
-			}
-			requireAllComplete(t, task, names...)
-			for _, s := range task.Steps {
-				for _, prefix := range []string{other + "_batch_analyzer", "process_" + other + "_batch", "aggregate_" + other} {
-					require.False(t, strings.HasPrefix(s.Name, prefix), "%s: the %s path was not chosen", s.Name, other)
+				task := b.wait(t, tasks[i].ID)
+				names := []string{"ddb_diamond_start", "branch_evens", "branch_odds", "ddb_routing_decision",
+					parity + "_batch_analyzer", "aggregate_" + parity + "_results"}
+				for w := range batches {
+					names = append(names, fmt.Sprintf("process_%s_batch_%03d", parity, w+1))
 				}
-			}
-			route := resultMap(t, task, "ddb_routing_decision")
-			require.Equal(t, parity+"_dominant", route["route_type"])
-			require.Equal(t, float64(len(evens)), route["even_count"])
-			require.Equal(t, float64(len(odds)), route["odd_count"])
-			for w, batch := range batches {
-				name := fmt.Sprintf("process_%s_batch_%03d", parity, w+1)
-				var res struct {
-					Numbers []int64 `json:"batch_numbers"`
-					Sum     int64   `json:"batch_sum"`
+				requireAllComplete(t, task, names...)
+				for _, s := range task.Steps {
+					for _, prefix := range []string{other + "_batch_analyzer", "process_" + other + "_batch", "aggregate_" + other} {
+						require.False(t, strings.HasPrefix(s.Name, prefix), "%s: the %s path was not chosen", s.Name, other)
+					}
 				}
-				require.NoError(t, task.Result(name, &res))
-				require.Equal(t, batch, res.Numbers, name)
-				var sum int64
-				for _, n := range batch {
-					sum += n
+				route := resultMap(t, task, "ddb_routing_decision")
+				require.Equal(t, parity+"_dominant", route["route_type"])
+				require.Equal(t, float64(len(evens)), route["even_count"])
+				require.Equal(t, float64(len(odds)), route["odd_count"])
+				for w, batch := range batches {
+					name := fmt.Sprintf("process_%s_batch_%03d", parity, w+1)
+					var res struct {
+						Numbers []int64 `json:"batch_numbers"`
+						Sum     int64   `json:"batch_sum"`
+					}
+					require.NoError(t, task.Result(name, &res))
+					require.Equal(t, batch, res.Numbers, name)
+					var sum int64
+					for _, n := range batch {
+						sum += n
+					}
+					require.Equal(t, sum, res.Sum, name)
 				}
-				require.Equal(t, sum, res.Sum, name)
-			}
-			agg := resultMap(t, task, "aggregate_"+parity+"_results")
-			require.Equal(t, map[string]any{"total_processed": float64(len(chosen)), "total_sum": float64(total),
-				"batch_count": float64(len(batches)), "average": float64(total / int64(len(batches)))}, agg)
-			requireLegalTransitions(t, b.engine, task.ID)
+				agg := resultMap(t, task, "aggregate_"+parity+"_results")
+				require.Equal(t, map[string]any{"total_processed": float64(len(chosen)), "total_sum": float64(total),
+					"batch_count": float64(len(batches)), "average": float64(total / int64(len(batches)))}, agg)
+				requireLegalTransitions(t, b.engine, task.ID)
+			})
+		}
+
+		// The fixture's own context, spelled out: evens 2+4+6+8+10 = 30 in 3 batches.
+		t.Run("1..10 exact sums", func(t *testing.T) {
+			task := b.wait(t, tasks[0].ID)
+			agg := resultMap(t, task, "aggregate_even_results")
+			require.Equal(t, 30.0, agg["total_sum"])
+			require.Equal(t, 5.0, agg["total_processed"])
+			require.Equal(t, 3.0, agg["batch_count"])
+			require.Equal(t, 10.0, agg["average"])
 		})
-	}
-
-	// The fixture's own context, spelled out: evens 2+4+6+8+10 = 30 in 3 batches.
-	t.Run("1..10 exact sums", func(t *testing.T) {
-		task := b.wait(t, tasks[0].ID)
-		agg := resultMap(t, task, "aggregate_even_results")
-		require.Equal(t, 30.0, agg["total_sum"])
-		require.Equal(t, 5.0, agg["total_processed"])
-		require.Equal(t, 3.0, agg["batch_count"])
-		require.Equal(t, 10.0, agg["average"])
 	})
 }

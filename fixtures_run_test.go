@@ -1,12 +1,14 @@
 package tasker_test
 
-// Tasker Core's own e2e fixtures (../shared/fixtures/tasker-core, read in place, never copied)
-// run here to the outcome their comments describe, with Go handlers registered under the
-// fixtures' handler.callable names. Fixtures with a "test" environment are loaded with it
-// applied (it only shortens timeouts, lowers max_attempts or merges mock flags into
-// handler.initialization; the tests assert what it changes). Every backoff of the fixtures is
-// short enough to run as written (the longest wait is one 1 s backoff of
-// mathematical_sequence), so no template is modified.
+// Templates in Tasker Core's YAML layout run here to the outcome their comments describe, with Go
+// handlers registered under their handler.callable names. Every test runs over two sets
+// (corefixture.Each): tasker's own templates in testdata/corelayout, in every run, and Tasker
+// Core's own e2e fixtures, read in place (never copied) from the folder that TASKER_CORE_FIXTURES
+// names; those subtests skip when it is unset and fail when it is set but unreadable. Templates
+// with a "test" environment are loaded with it applied (it only shortens timeouts, lowers
+// max_attempts or merges mock flags into handler.initialization; the tests assert what it
+// changes). Every backoff is short enough to run as written (the longest wait is one 1 s backoff
+// of mathematical_sequence), so no template is modified.
 
 import (
 	"context"
@@ -15,7 +17,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -29,46 +30,47 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/corefixture"
 )
 
-// taskerCoreFixtureDir is where Tasker Core's fixtures sit, relative to the module root.
-const taskerCoreFixtureDir = "../shared/fixtures/tasker-core"
-
-// fixturesRunHere are the fixtures with standard steps only, each run to its outcome below.
-var fixturesRunHere = []string{
-	"mathematical_sequence.yaml", "diamond_pattern.yaml", "hierarchical_tree.yaml", "complex_dag.yaml",
-	"retry_mechanics_test.yaml", "retry_exhaustion_test.yaml",
-	"boundary_max_attempts_zero.yaml", "boundary_max_attempts_one.yaml", "boundary_max_attempts_three.yaml",
-	"boundary_non_retryable_first.yaml", "boundary_non_retryable_retries.yaml",
-	"ecommerce_order_processing_rs.yaml", "customer_success_process_refund_rs.yaml",
-	"payments_process_refund_rs.yaml", "data_pipeline_analytics_pipeline_rs.yaml",
-	"microservices_user_registration_rs.yaml", "business_workflow.yaml", "domain_event_publishing.yaml",
-	"method_dispatch_rust.yaml", "dlq_staleness_test.yaml",
+// fixturesRunHere are the templates of a set with standard steps only, each run to its outcome
+// below.
+func fixturesRunHere(set corefixture.Set) []string {
+	return corefixture.Pick(set, []string{
+		"mathematical_sequence.yaml", "diamond_pattern.yaml", "hierarchical_tree.yaml", "complex_dag.yaml",
+		"retry_mechanics_test.yaml", "retry_exhaustion_test.yaml",
+		"boundary_max_attempts_zero.yaml", "boundary_max_attempts_one.yaml", "boundary_max_attempts_three.yaml",
+		"boundary_non_retryable_first.yaml", "boundary_non_retryable_retries.yaml",
+		"ecommerce_order_processing_rs.yaml", "customer_success_process_refund_rs.yaml",
+		"payments_process_refund_rs.yaml", "data_pipeline_analytics_pipeline_rs.yaml",
+		"microservices_user_registration_rs.yaml", "business_workflow.yaml", "domain_event_publishing.yaml",
+		"method_dispatch_rust.yaml", "dlq_staleness_test.yaml",
+	}, []string{
+		"power_chain.yaml", "split_join.yaml", "fan_tree.yaml", "mixed_graph.yaml",
+		"retry_recovers.yaml", "retry_runs_out.yaml",
+		"attempts_limit_zero.yaml", "attempts_limit_one.yaml", "attempts_limit_three.yaml",
+		"attempts_no_retry_single.yaml", "attempts_no_retry_with_limit.yaml",
+		"parcel_dispatch.yaml", "expense_claim.yaml", "signup_events.yaml", "handler_methods.yaml", "stale_limits.yaml",
+	})
 }
 
-// fixturesUnsupported have decision, deferred_convergence, batchable or batch_worker steps,
-// which CreateTask refuses with ErrUnsupported until those features land.
-var fixturesUnsupported = []string{
-	"batch_processing_example.yaml", "batch_processing_products_csv.yaml", "batch_resumption_test.yaml",
-	"conditional_approval_rust.yaml", "diamond_decision_batch.yaml",
-}
-
-// fixturePath returns the path of a fixture, failing (never skipping) when the folder is missing.
-func fixturePath(t *testing.T, file string) string {
-	t.Helper()
-	info, err := os.Stat(taskerCoreFixtureDir)
-	if err != nil || !info.IsDir() {
-		t.Fatalf("Tasker Core's fixture templates must sit at %s, relative to the module root "+
-			"(/work/shared/fixtures/tasker-core beside the checkout); stat: %v", taskerCoreFixtureDir, err)
-	}
-	return filepath.Join(taskerCoreFixtureDir, file)
+// fixturesUnsupported are the templates of a set with decision, deferred_convergence, batchable
+// or batch_worker steps, which fixtures_dynamic_test.go runs (the name dates from before those
+// features were implemented).
+func fixturesUnsupported(set corefixture.Set) []string {
+	return corefixture.Pick(set, []string{
+		"batch_processing_example.yaml", "batch_processing_products_csv.yaml", "batch_resumption_test.yaml",
+		"conditional_approval_rust.yaml", "diamond_decision_batch.yaml",
+	}, []string{
+		"range_batches.yaml", "stock_count_csv.yaml", "checkpoint_resume.yaml", "spend_approval.yaml", "parity_batches.yaml",
+	})
 }
 
 // loadFixture parses a fixture with its "test" environment applied when it has one, and says
 // whether it had one.
-func loadFixture(t *testing.T, file string) (*tasker.Template, bool) {
+func loadFixture(t *testing.T, set corefixture.Set, file string) (*tasker.Template, bool) {
 	t.Helper()
-	path := fixturePath(t, file)
+	path := set.Path(file)
 	tmpl, err := tasker.ParseTemplateFile(path)
 	require.NoError(t, err, file)
 	if _, ok := tmpl.Environments["test"]; !ok {
@@ -229,127 +231,155 @@ func requireBigResult(t *testing.T, task *tasker.Task, step string, k int64) {
 
 func TestFixtureMathematicalSequence(t *testing.T) {
 	t.Parallel()
-	run := func(t *testing.T, handler func(tmpl *tasker.Template) tasker.HandlerFunc, input any) (*bundle, *tasker.Template, *tasker.Task) {
-		tmpl, env := loadFixture(t, "mathematical_sequence.yaml")
-		require.True(t, env)
-		for _, st := range tmpl.Steps { // what the test environment changes
-			require.Equal(t, 2, st.Retry.MaxAttempts, st.Name)
-			require.Equal(t, 10*time.Second, st.Timeout, st.Name)
-			require.Equal(t, time.Second, st.Retry.BackoffBase, st.Name)
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		file := corefixture.Pick(set, "mathematical_sequence.yaml", "power_chain.yaml")
+		// What the test environment makes of every step: 2 attempts, a shorter timeout, the
+		// template's own backoff.
+		testTimeout := corefixture.Pick(set, 10*time.Second, 8*time.Second)
+		backoffBase := corefixture.Pick(set, time.Second, 250*time.Millisecond)
+		// chain returns the four steps of the template in chain order, checking that each depends
+		// on the one before.
+		chain := func(t *testing.T, tmpl *tasker.Template) []string {
+			require.Len(t, tmpl.Steps, 4)
+			var names []string
+			for i, st := range tmpl.Steps {
+				if i > 0 {
+					require.Equal(t, []string{names[i-1]}, st.Dependencies, st.Name)
+				}
+				names = append(names, st.Name)
+			}
+			return names
 		}
-		b := fixtureEngine(t, tmpl)
-		for _, st := range tmpl.Steps {
-			b.engine.Handle(st.Handler.Callable, handler(tmpl))
+		run := func(t *testing.T, handler func(tmpl *tasker.Template) tasker.HandlerFunc, input any) (*bundle, *tasker.Template, *tasker.Task) {
+			tmpl, env := loadFixture(t, set, file)
+			require.True(t, env)
+			for _, st := range tmpl.Steps { // what the test environment changes
+				require.Equal(t, 2, st.Retry.MaxAttempts, st.Name)
+				require.Equal(t, testTimeout, st.Timeout, st.Name)
+				require.Equal(t, backoffBase, st.Retry.BackoffBase, st.Name)
+			}
+			b := fixtureEngine(t, tmpl)
+			for _, st := range tmpl.Steps {
+				b.engine.Handle(st.Handler.Callable, handler(tmpl))
+			}
+			b.start(t)
+			task := b.create(t, tmpl.Namespace, tmpl.Name, input)
+			return b, tmpl, b.wait(t, task.ID)
 		}
-		b.start(t)
-		task := b.create(t, tmpl.Namespace, tmpl.Name, input)
-		return b, tmpl, b.wait(t, task.ID)
-	}
 
-	t.Run("input 6 gives 6^16", func(t *testing.T) {
-		t.Parallel()
-		b, tmpl, task := run(t, powerHandler, map[string]any{"even_number": 6})
-		requireTaskComplete(t, tmpl, task)
-		// 6 → 36 → 1,296 → 1,679,616 → 2,821,109,907,456
-		for i, k := range []int64{2, 4, 8, 16} {
-			requireBigResult(t, task, fmt.Sprintf("linear_step_%d", i+1), k)
-			s, _ := task.Step(fmt.Sprintf("linear_step_%d", i+1))
+		t.Run("input 6 gives 6^16", func(t *testing.T) {
+			t.Parallel()
+			b, tmpl, task := run(t, powerHandler, map[string]any{"even_number": 6})
+			requireTaskComplete(t, tmpl, task)
+			steps := chain(t, tmpl)
+			// 6 → 36 → 1,296 → 1,679,616 → 2,821,109,907,456
+			for i, k := range []int64{2, 4, 8, 16} {
+				requireBigResult(t, task, steps[i], k)
+				s, _ := task.Step(steps[i])
+				require.Equal(t, 1, s.Attempts)
+			}
+			var final int64
+			require.NoError(t, task.Result(steps[3], &final))
+			require.Equal(t, int64(2821109907456), final)
+			requireLegalTransitions(t, b.engine, task.ID)
+		})
+
+		// One transient failure is retried after the template's own backoff; the test
+		// environment's max_attempts: 2 leaves room for exactly one.
+		t.Run("one transient failure is retried", func(t *testing.T) {
+			t.Parallel()
+			var failed atomic.Bool
+			var third atomic.Value
+			flaky := func(tmpl *tasker.Template) tasker.HandlerFunc {
+				third.Store(tmpl.Steps[2].Name)
+				h := powerHandler(tmpl)
+				return func(ctx context.Context, s *tasker.Step) (any, error) {
+					if s.Name == third.Load() && failed.CompareAndSwap(false, true) {
+						return nil, errors.New("transient: connection reset")
+					}
+					return h(ctx, s)
+				}
+			}
+			b, tmpl, task := run(t, flaky, map[string]any{"even_number": 6})
+			requireTaskComplete(t, tmpl, task)
+			steps := chain(t, tmpl)
+			requireBigResult(t, task, steps[3], 16)
+			s, _ := task.Step(steps[2])
+			require.Equal(t, 2, s.Attempts)
+			trs := requireLegalTransitions(t, b.engine, task.ID)
+			require.Equal(t, 1, stepTransitionsTo(trs, steps[2], tasker.StepWaitingForRetry))
+		})
+
+		t.Run("a step failing twice exhausts the test environment's 2 attempts", func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			var second atomic.Value
+			failing := func(tmpl *tasker.Template) tasker.HandlerFunc {
+				second.Store(tmpl.Steps[1].Name)
+				h := powerHandler(tmpl)
+				return func(ctx context.Context, s *tasker.Step) (any, error) {
+					if s.Name == second.Load() {
+						calls.Add(1)
+						return nil, errors.New("transient: upstream unavailable")
+					}
+					return h(ctx, s)
+				}
+			}
+			b, tmpl, task := run(t, failing, map[string]any{"even_number": 6})
+			steps := chain(t, tmpl)
+			require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
+			s, _ := task.Step(steps[1])
+			require.Equal(t, tasker.StepError, s.State)
+			require.Equal(t, 2, s.Attempts)
+			require.Equal(t, 2, s.MaxAttempts)
+			require.NotNil(t, s.LastError)
+			require.Equal(t, "exhausted", s.LastError.Kind)
+			require.Equal(t, 2, s.LastError.Attempt)
+			require.EqualValues(t, 2, calls.Load())
+			for _, name := range steps[2:] {
+				d, _ := task.Step(name)
+				require.Equal(t, tasker.StepPending, d.State, "%s never runs", name)
+			}
+			requireLegalTransitions(t, b.engine, task.ID)
+		})
+
+		// Like Tasker Core's handler, an odd number is a validation error: not retried.
+		t.Run("odd input is refused without retry", func(t *testing.T) {
+			t.Parallel()
+			b, tmpl, task := run(t, powerHandler, map[string]any{"even_number": 7})
+			require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
+			s, _ := task.Step(chain(t, tmpl)[0])
+			require.Equal(t, tasker.StepError, s.State)
 			require.Equal(t, 1, s.Attempts)
-		}
-		var final int64
-		require.NoError(t, task.Result("linear_step_4", &final))
-		require.Equal(t, int64(2821109907456), final)
-		requireLegalTransitions(t, b.engine, task.ID)
-	})
+			require.Equal(t, "permanent", s.LastError.Kind)
+			require.Contains(t, s.LastError.Message, "must be even")
+			requireLegalTransitions(t, b.engine, task.ID)
+		})
 
-	// One transient failure is retried after the fixture's own 1 s backoff; the test environment's
-	// max_attempts: 2 leaves room for exactly one.
-	t.Run("one transient failure is retried", func(t *testing.T) {
-		t.Parallel()
-		var failed atomic.Bool
-		flaky := func(tmpl *tasker.Template) tasker.HandlerFunc {
-			h := powerHandler(tmpl)
-			return func(ctx context.Context, s *tasker.Step) (any, error) {
-				if s.Name == "linear_step_3" && failed.CompareAndSwap(false, true) {
-					return nil, errors.New("transient: connection reset")
-				}
-				return h(ctx, s)
-			}
-		}
-		b, tmpl, task := run(t, flaky, map[string]any{"even_number": 6})
-		requireTaskComplete(t, tmpl, task)
-		requireBigResult(t, task, "linear_step_4", 16)
-		s, _ := task.Step("linear_step_3")
-		require.Equal(t, 2, s.Attempts)
-		trs := requireLegalTransitions(t, b.engine, task.ID)
-		require.Equal(t, 1, stepTransitionsTo(trs, "linear_step_3", tasker.StepWaitingForRetry))
-	})
-
-	t.Run("a step failing twice exhausts the test environment's 2 attempts", func(t *testing.T) {
-		t.Parallel()
-		var calls atomic.Int32
-		failing := func(tmpl *tasker.Template) tasker.HandlerFunc {
-			h := powerHandler(tmpl)
-			return func(ctx context.Context, s *tasker.Step) (any, error) {
-				if s.Name == "linear_step_2" {
-					calls.Add(1)
-					return nil, errors.New("transient: upstream unavailable")
-				}
-				return h(ctx, s)
-			}
-		}
-		b, _, task := run(t, failing, map[string]any{"even_number": 6})
-		require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
-		s, _ := task.Step("linear_step_2")
-		require.Equal(t, tasker.StepError, s.State)
-		require.Equal(t, 2, s.Attempts)
-		require.Equal(t, 2, s.MaxAttempts)
-		require.NotNil(t, s.LastError)
-		require.Equal(t, "exhausted", s.LastError.Kind)
-		require.Equal(t, 2, s.LastError.Attempt)
-		require.EqualValues(t, 2, calls.Load())
-		for _, name := range []string{"linear_step_3", "linear_step_4"} {
-			d, _ := task.Step(name)
-			require.Equal(t, tasker.StepPending, d.State, "%s never runs", name)
-		}
-		requireLegalTransitions(t, b.engine, task.ID)
-	})
-
-	// Like Tasker Core's handler, an odd number is a validation error: not retried.
-	t.Run("odd input is refused without retry", func(t *testing.T) {
-		t.Parallel()
-		b, _, task := run(t, powerHandler, map[string]any{"even_number": 7})
-		require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
-		s, _ := task.Step("linear_step_1")
-		require.Equal(t, tasker.StepError, s.State)
-		require.Equal(t, 1, s.Attempts)
-		require.Equal(t, "permanent", s.LastError.Kind)
-		require.Contains(t, s.LastError.Message, "must be even")
-		requireLegalTransitions(t, b.engine, task.ID)
-	})
-
-	t.Run("input outside the schema is rejected", func(t *testing.T) {
-		t.Parallel()
-		tmpl, _ := loadFixture(t, "mathematical_sequence.yaml")
-		b := fixtureEngine(t, tmpl)
-		_, err := b.engine.CreateTask(context.Background(), tasker.TaskRequest{
-			Namespace: tmpl.Namespace, Name: tmpl.Name, Context: map[string]any{"even_number": 102}})
-		require.ErrorIs(t, err, tasker.ErrInvalidInput)
-		tasks, err := b.engine.ListTasks(context.Background(), tasker.ListOptions{})
-		require.NoError(t, err)
-		require.Empty(t, tasks)
+		t.Run("input outside the schema is rejected", func(t *testing.T) {
+			t.Parallel()
+			tmpl, _ := loadFixture(t, set, file)
+			b := fixtureEngine(t, tmpl)
+			_, err := b.engine.CreateTask(context.Background(), tasker.TaskRequest{
+				Namespace: tmpl.Namespace, Name: tmpl.Name, Context: map[string]any{"even_number": 102}})
+			require.ErrorIs(t, err, tasker.ErrInvalidInput)
+			tasks, err := b.engine.ListTasks(context.Background(), tasker.ListOptions{})
+			require.NoError(t, err)
+			require.Empty(t, tasks)
+		})
 	})
 }
 
 func TestFixtureParallelPatterns(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
+	type pattern struct {
 		file string
 		// exponents: step → k such that its result is 6^k with input 6.
 		exponents map[string]int64
 		// maxAttempts under the test environment (it changes only timeouts for the last two).
 		maxAttempts int
-	}{
+	}
+	core := []pattern{
 		// start 36; branches 1,296 each; end (1,296 × 1,296)² = 6^16 = 2,821,109,907,456.
 		{"diamond_pattern.yaml", map[string]int64{
 			"diamond_start": 2, "diamond_branch_b": 4, "diamond_branch_c": 4, "diamond_end": 16}, 2},
@@ -366,29 +396,45 @@ func TestFixtureParallelPatterns(t *testing.T) {
 			"dag_init": 2, "dag_process_left": 4, "dag_process_right": 4, "dag_validate": 16,
 			"dag_transform": 8, "dag_analyze": 8, "dag_finalize": 64}, 3},
 	}
-	for _, c := range cases {
-		t.Run(c.file, func(t *testing.T) {
-			t.Parallel()
-			tmpl, env := loadFixture(t, c.file)
-			require.True(t, env)
-			require.Len(t, tmpl.Steps, len(c.exponents))
-			b := fixtureEngine(t, tmpl)
-			for _, st := range tmpl.Steps {
-				require.Equal(t, c.maxAttempts, st.Retry.MaxAttempts, st.Name)
-				b.engine.Handle(st.Handler.Callable, powerHandler(tmpl))
-			}
-			b.start(t)
-			task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"even_number": 6})
-			task = b.wait(t, task.ID)
-			requireTaskComplete(t, tmpl, task)
-			for step, k := range c.exponents {
-				requireBigResult(t, task, step, k)
-				s, _ := task.Step(step)
-				require.Equal(t, 1, s.Attempts, step)
-			}
-			requireLegalTransitions(t, b.engine, task.ID)
-		})
+	own := []pattern{
+		// root 6^2; branches 6^4; join (6^4 × 6^4)² = 6^16.
+		{"split_join.yaml", map[string]int64{"split_root": 2, "split_left": 4, "split_right": 4, "split_join": 16}, 2},
+		// trunk 6^2; boughs 6^4; twigs 6^8; canopy (6^8)^4 squared = 6^64.
+		{"fan_tree.yaml", map[string]int64{
+			"trunk": 2, "bough_north": 4, "bough_south": 4,
+			"twig_north_east": 8, "twig_north_west": 8, "twig_south_east": 8, "twig_south_west": 8,
+			"canopy": 64}, 3},
+		// source 6^2; alpha, beta 6^4; meet (6^4 × 6^4)² = 6^16; after_meet 6^32;
+		// skip (6^2 × 6^16)² = 6^36; sink (6^32 × 6^36 × 6^4)² = 6^144.
+		{"mixed_graph.yaml", map[string]int64{
+			"mix_source": 2, "mix_alpha": 4, "mix_beta": 4, "mix_meet": 16, "mix_after_meet": 32,
+			"mix_skip": 36, "mix_sink": 144}, 3},
 	}
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		for _, c := range corefixture.Pick(set, core, own) {
+			t.Run(c.file, func(t *testing.T) {
+				t.Parallel()
+				tmpl, env := loadFixture(t, set, c.file)
+				require.True(t, env)
+				require.Len(t, tmpl.Steps, len(c.exponents))
+				b := fixtureEngine(t, tmpl)
+				for _, st := range tmpl.Steps {
+					require.Equal(t, c.maxAttempts, st.Retry.MaxAttempts, st.Name)
+					b.engine.Handle(st.Handler.Callable, powerHandler(tmpl))
+				}
+				b.start(t)
+				task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"even_number": 6})
+				task = b.wait(t, task.ID)
+				requireTaskComplete(t, tmpl, task)
+				for step, k := range c.exponents {
+					requireBigResult(t, task, step, k)
+					s, _ := task.Step(step)
+					require.Equal(t, 1, s.Attempts, step)
+				}
+				requireLegalTransitions(t, b.engine, task.ID)
+			})
+		}
+	})
 	t.Run("6^64 is exact", func(t *testing.T) {
 		t.Parallel()
 		require.Equal(t, "63340286662973277706162286946811886609896461828096", pow6(64).String())
@@ -450,84 +496,98 @@ func requireBackoffGaps(t *testing.T, at []time.Time, base, maxWait time.Duratio
 
 func TestFixtureRetry(t *testing.T) {
 	t.Parallel()
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		callable := corefixture.Pick(set, "FailNTimesHandler", "corelayout.FailFirstAttempts")
 
-	t.Run("retry_mechanics_test.yaml", func(t *testing.T) {
-		t.Parallel()
-		tmpl, env := loadFixture(t, "retry_mechanics_test.yaml")
-		require.True(t, env)
-		st := tmpl.Steps[0]
-		require.Equal(t, "FailNTimesHandler", st.Handler.Callable)
-		require.Equal(t, tasker.RetryPolicy{MaxAttempts: 5, Backoff: tasker.BackoffExponential,
-			BackoffBase: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, st.Retry)
-		require.Equal(t, 10*time.Second, st.Timeout, "the test environment's timeout")
+		t.Run("a step recovers after two failures", func(t *testing.T) {
+			t.Parallel()
+			tmpl, env := loadFixture(t, set, corefixture.Pick(set, "retry_mechanics_test.yaml", "retry_recovers.yaml"))
+			require.True(t, env)
+			st := tmpl.Steps[0]
+			require.Equal(t, callable, st.Handler.Callable)
+			maxAttempts := corefixture.Pick(set, 5, 4)
+			require.Equal(t, corefixture.Pick(set,
+				tasker.RetryPolicy{MaxAttempts: 5, Backoff: tasker.BackoffExponential, BackoffBase: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+				tasker.RetryPolicy{MaxAttempts: 4, Backoff: tasker.BackoffExponential, BackoffBase: 40 * time.Millisecond, MaxBackoff: 150 * time.Millisecond}),
+				st.Retry)
+			require.Equal(t, corefixture.Pick(set, 10*time.Second, 9*time.Second), st.Timeout, "the test environment's timeout")
 
-		b := fixtureEngine(t, tmpl)
-		var log attemptLog
-		b.engine.Handle("FailNTimesHandler", failNTimesHandler(&log))
-		b.start(t)
-		task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "retry-mechanics"})
-		task = b.wait(t, task.ID)
+			b := fixtureEngine(t, tmpl)
+			var log attemptLog
+			b.engine.Handle(callable, failNTimesHandler(&log))
+			b.start(t)
+			task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "retry-mechanics"})
+			task = b.wait(t, task.ID)
 
-		// fail_twice_then_succeed fails attempts 1 and 2 and succeeds on the 3rd.
-		requireTaskComplete(t, tmpl, task)
-		s, _ := task.Step("fail_twice_then_succeed")
-		require.Equal(t, 3, s.Attempts)
-		require.Equal(t, 5, s.MaxAttempts)
-		var res struct {
-			AttemptsBeforeSuccess int `json:"attempts_before_success"`
-			FailCountConfigured   int `json:"fail_count_configured"`
-		}
-		require.NoError(t, json.Unmarshal(s.Result, &res))
-		require.Equal(t, 3, res.AttemptsBeforeSuccess)
-		require.Equal(t, 2, res.FailCountConfigured)
-		// The last failure stays on record: a retryable one, of attempt 2.
-		require.NotNil(t, s.LastError)
-		require.Equal(t, "retryable", s.LastError.Kind)
-		require.Equal(t, 2, s.LastError.Attempt)
-		require.Contains(t, s.LastError.Message, "simulated failure on attempt 2")
+			// The step fails attempts 1 and 2 (fail_count: 2) and succeeds on the 3rd.
+			requireTaskComplete(t, tmpl, task)
+			s, _ := task.Step(st.Name)
+			require.Equal(t, 3, s.Attempts)
+			require.Equal(t, maxAttempts, s.MaxAttempts)
+			var res struct {
+				AttemptsBeforeSuccess int `json:"attempts_before_success"`
+				FailCountConfigured   int `json:"fail_count_configured"`
+			}
+			require.NoError(t, json.Unmarshal(s.Result, &res))
+			require.Equal(t, 3, res.AttemptsBeforeSuccess)
+			require.Equal(t, 2, res.FailCountConfigured)
+			// The last failure stays on record: a retryable one, of attempt 2.
+			require.NotNil(t, s.LastError)
+			require.Equal(t, "retryable", s.LastError.Kind)
+			require.Equal(t, 2, s.LastError.Attempt)
+			require.Contains(t, s.LastError.Message, "simulated failure on attempt 2")
 
-		attempts, at := log.snapshot()
-		require.Equal(t, []int{1, 2, 3}, attempts, "the handler really ran again")
-		requireBackoffGaps(t, at, st.Retry.BackoffBase, st.Retry.MaxBackoff)
-		trs := requireLegalTransitions(t, b.engine, task.ID)
-		require.Equal(t, 2, stepTransitionsTo(trs, "fail_twice_then_succeed", tasker.StepWaitingForRetry))
-		require.Equal(t, 3, stepTransitionsTo(trs, "fail_twice_then_succeed", tasker.StepInProgress))
-	})
+			attempts, at := log.snapshot()
+			require.Equal(t, []int{1, 2, 3}, attempts, "the handler really ran again")
+			requireBackoffGaps(t, at, st.Retry.BackoffBase, st.Retry.MaxBackoff)
+			trs := requireLegalTransitions(t, b.engine, task.ID)
+			require.Equal(t, 2, stepTransitionsTo(trs, st.Name, tasker.StepWaitingForRetry))
+			require.Equal(t, 3, stepTransitionsTo(trs, st.Name, tasker.StepInProgress))
+		})
 
-	t.Run("retry_exhaustion_test.yaml", func(t *testing.T) {
-		t.Parallel()
-		tmpl, env := loadFixture(t, "retry_exhaustion_test.yaml")
-		require.True(t, env)
-		st := tmpl.Steps[0]
-		require.Equal(t, tasker.RetryPolicy{MaxAttempts: 3, Backoff: tasker.BackoffExponential,
-			BackoffBase: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, st.Retry)
+		t.Run("a step runs out of attempts", func(t *testing.T) {
+			t.Parallel()
+			tmpl, env := loadFixture(t, set, corefixture.Pick(set, "retry_exhaustion_test.yaml", "retry_runs_out.yaml"))
+			require.True(t, env)
+			st := tmpl.Steps[0]
+			require.Equal(t, callable, st.Handler.Callable)
+			limit := corefixture.Pick(set, 3, 4)
+			require.Equal(t, corefixture.Pick(set,
+				tasker.RetryPolicy{MaxAttempts: 3, Backoff: tasker.BackoffExponential, BackoffBase: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+				tasker.RetryPolicy{MaxAttempts: 4, Backoff: tasker.BackoffExponential, BackoffBase: 30 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}),
+				st.Retry)
 
-		b := fixtureEngine(t, tmpl)
-		var log attemptLog
-		b.engine.Handle("FailNTimesHandler", failNTimesHandler(&log))
-		b.start(t)
-		task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "retry-exhaustion"})
-		task = b.wait(t, task.ID)
+			b := fixtureEngine(t, tmpl)
+			var log attemptLog
+			b.engine.Handle(callable, failNTimesHandler(&log))
+			b.start(t)
+			task := b.create(t, tmpl.Namespace, tmpl.Name, map[string]any{"test_id": "retry-exhaustion"})
+			task = b.wait(t, task.ID)
 
-		// always_fail would fail 10 times but has 3 attempts: the step ends in error, which
-		// blocks the task.
-		require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
-		s, _ := task.Step("always_fail")
-		require.Equal(t, tasker.StepError, s.State)
-		require.Equal(t, 3, s.Attempts)
-		require.Equal(t, 3, s.MaxAttempts)
-		require.Empty(t, s.Result)
-		require.NotNil(t, s.LastError)
-		require.Equal(t, "exhausted", s.LastError.Kind)
-		require.Equal(t, 3, s.LastError.Attempt)
-		require.Contains(t, s.LastError.Message, "simulated failure on attempt 3")
+			// The step would fail more often than its attempts allow: it ends in error, which
+			// blocks the task.
+			require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
+			s, _ := task.Step(st.Name)
+			require.Equal(t, tasker.StepError, s.State)
+			require.Equal(t, limit, s.Attempts)
+			require.Equal(t, limit, s.MaxAttempts)
+			require.Empty(t, s.Result)
+			require.NotNil(t, s.LastError)
+			require.Equal(t, "exhausted", s.LastError.Kind)
+			require.Equal(t, limit, s.LastError.Attempt)
+			require.Contains(t, s.LastError.Message, fmt.Sprintf("simulated failure on attempt %d", limit))
 
-		attempts, at := log.snapshot()
-		require.Equal(t, []int{1, 2, 3}, attempts)
-		requireBackoffGaps(t, at, st.Retry.BackoffBase, st.Retry.MaxBackoff)
-		trs := requireLegalTransitions(t, b.engine, task.ID)
-		require.Equal(t, 2, stepTransitionsTo(trs, "always_fail", tasker.StepWaitingForRetry))
-		require.Equal(t, 1, stepTransitionsTo(trs, "always_fail", tasker.StepError))
+			attempts, at := log.snapshot()
+			var want []int
+			for a := 1; a <= limit; a++ {
+				want = append(want, a)
+			}
+			require.Equal(t, want, attempts)
+			requireBackoffGaps(t, at, st.Retry.BackoffBase, st.Retry.MaxBackoff)
+			trs := requireLegalTransitions(t, b.engine, task.ID)
+			require.Equal(t, limit-1, stepTransitionsTo(trs, st.Name, tasker.StepWaitingForRetry))
+			require.Equal(t, 1, stepTransitionsTo(trs, st.Name, tasker.StepError))
+		})
 	})
 }
 
@@ -545,83 +605,95 @@ func TestFixtureBoundaries(t *testing.T) {
 		failsTwice  behaviour = "fails twice then succeeds"
 		permanent   behaviour = "fails permanently"
 	)
+	// The boundary templates of each set, by role.
+	files := map[bool]map[string]string{
+		true: {"zero": "boundary_max_attempts_zero.yaml", "one": "boundary_max_attempts_one.yaml",
+			"three": "boundary_max_attempts_three.yaml", "no_retry": "boundary_non_retryable_first.yaml",
+			"no_retry_limit": "boundary_non_retryable_retries.yaml"},
+		false: {"zero": "attempts_limit_zero.yaml", "one": "attempts_limit_one.yaml",
+			"three": "attempts_limit_three.yaml", "no_retry": "attempts_no_retry_single.yaml",
+			"no_retry_limit": "attempts_no_retry_with_limit.yaml"},
+	}
 	cases := []struct {
-		file        string
-		maxAttempts int // effective limit after parsing
+		role        string // a key of files
+		maxAttempts int    // effective limit after parsing
 		do          behaviour
 		state       tasker.TaskState
 		attempts    int
 		kind        string // LastError.Kind, "" for none
 	}{
 		// max_attempts: 0 still allows the first execution, and only that one.
-		{"boundary_max_attempts_zero.yaml", 1, succeeds, tasker.TaskComplete, 1, ""},
-		{"boundary_max_attempts_zero.yaml", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
+		{"zero", 1, succeeds, tasker.TaskComplete, 1, ""},
+		{"zero", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
 		// max_attempts: 1 means exactly one total attempt.
-		{"boundary_max_attempts_one.yaml", 1, succeeds, tasker.TaskComplete, 1, ""},
-		{"boundary_max_attempts_one.yaml", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
+		{"one", 1, succeeds, tasker.TaskComplete, 1, ""},
+		{"one", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
 		// max_attempts: 3 allows three attempts, then blocks.
-		{"boundary_max_attempts_three.yaml", 3, succeeds, tasker.TaskComplete, 1, ""},
-		{"boundary_max_attempts_three.yaml", 3, failsTwice, tasker.TaskComplete, 3, "retryable"},
-		{"boundary_max_attempts_three.yaml", 3, alwaysFails, tasker.TaskBlockedByFailures, 3, "exhausted"},
+		{"three", 3, succeeds, tasker.TaskComplete, 1, ""},
+		{"three", 3, failsTwice, tasker.TaskComplete, 3, "retryable"},
+		{"three", 3, alwaysFails, tasker.TaskBlockedByFailures, 3, "exhausted"},
 		// retryable: false still allows the first execution.
-		{"boundary_non_retryable_first.yaml", 1, succeeds, tasker.TaskComplete, 1, ""},
-		{"boundary_non_retryable_first.yaml", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
+		{"no_retry", 1, succeeds, tasker.TaskComplete, 1, ""},
+		{"no_retry", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
 		// retryable: false with max_attempts: 3 blocks every retry after the first attempt.
-		{"boundary_non_retryable_retries.yaml", 1, succeeds, tasker.TaskComplete, 1, ""},
-		{"boundary_non_retryable_retries.yaml", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
-		{"boundary_non_retryable_retries.yaml", 1, permanent, tasker.TaskBlockedByFailures, 1, "permanent"},
+		{"no_retry_limit", 1, succeeds, tasker.TaskComplete, 1, ""},
+		{"no_retry_limit", 1, alwaysFails, tasker.TaskBlockedByFailures, 1, "exhausted"},
+		{"no_retry_limit", 1, permanent, tasker.TaskBlockedByFailures, 1, "permanent"},
 	}
-	for _, c := range cases {
-		t.Run(strings.TrimSuffix(c.file, ".yaml")+"/"+string(c.do), func(t *testing.T) {
-			t.Parallel()
-			tmpl, env := loadFixture(t, c.file)
-			require.False(t, env, "the boundary fixtures have no environments")
-			require.Len(t, tmpl.Steps, 1)
-			st := tmpl.Steps[0]
-			require.Equal(t, "TestHandlers::NoOpHandler", st.Handler.Callable)
-			require.Equal(t, c.maxAttempts, st.Retry.MaxAttempts)
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		for _, c := range cases {
+			file := files[set.Core][c.role]
+			t.Run(strings.TrimSuffix(file, ".yaml")+"/"+string(c.do), func(t *testing.T) {
+				t.Parallel()
+				tmpl, env := loadFixture(t, set, file)
+				require.False(t, env, "the boundary fixtures have no environments")
+				require.Len(t, tmpl.Steps, 1)
+				st := tmpl.Steps[0]
+				require.Equal(t, corefixture.Pick(set, "TestHandlers::NoOpHandler", "corelayout.Lone"), st.Handler.Callable)
+				require.Equal(t, c.maxAttempts, st.Retry.MaxAttempts)
 
-			b := fixtureEngine(t, tmpl)
-			var calls atomic.Int32
-			b.engine.HandleFunc(st.Handler.Callable, func(_ context.Context, s *tasker.Step) (any, error) {
-				calls.Add(1)
-				switch c.do {
-				case alwaysFails:
-					return nil, fmt.Errorf("no-op failure on attempt %d", s.Attempt)
-				case failsTwice:
-					if s.Attempt <= 2 {
+				b := fixtureEngine(t, tmpl)
+				var calls atomic.Int32
+				b.engine.HandleFunc(st.Handler.Callable, func(_ context.Context, s *tasker.Step) (any, error) {
+					calls.Add(1)
+					switch c.do {
+					case alwaysFails:
 						return nil, fmt.Errorf("no-op failure on attempt %d", s.Attempt)
+					case failsTwice:
+						if s.Attempt <= 2 {
+							return nil, fmt.Errorf("no-op failure on attempt %d", s.Attempt)
+						}
+					case permanent:
+						return nil, tasker.Permanent(errors.New("no-op permanent failure"))
 					}
-				case permanent:
-					return nil, tasker.Permanent(errors.New("no-op permanent failure"))
-				}
-				return map[string]any{"noop": true, "attempt": s.Attempt}, nil
-			})
-			b.start(t)
-			task := b.create(t, tmpl.Namespace, tmpl.Name, nil)
-			task = b.wait(t, task.ID)
+					return map[string]any{"noop": true, "attempt": s.Attempt}, nil
+				})
+				b.start(t)
+				task := b.create(t, tmpl.Namespace, tmpl.Name, nil)
+				task = b.wait(t, task.ID)
 
-			require.Equal(t, c.state, task.State, describeSteps(task))
-			s, _ := task.Step(st.Name)
-			require.Equal(t, c.attempts, s.Attempts)
-			require.Equal(t, c.maxAttempts, s.MaxAttempts)
-			require.EqualValues(t, c.attempts, calls.Load(), "handler calls")
-			if c.state == tasker.TaskComplete {
-				require.Equal(t, tasker.StepComplete, s.State)
-				require.JSONEq(t, fmt.Sprintf(`{"noop":true,"attempt":%d}`, c.attempts), string(s.Result))
-			} else {
-				require.Equal(t, tasker.StepError, s.State)
-			}
-			if c.kind == "" {
-				require.Nil(t, s.LastError)
-			} else {
-				require.NotNil(t, s.LastError)
-				require.Equal(t, c.kind, s.LastError.Kind, s.LastError.Message)
-			}
-			trs := requireLegalTransitions(t, b.engine, task.ID)
-			require.Equal(t, c.attempts, stepTransitionsTo(trs, st.Name, tasker.StepInProgress))
-		})
-	}
+				require.Equal(t, c.state, task.State, describeSteps(task))
+				s, _ := task.Step(st.Name)
+				require.Equal(t, c.attempts, s.Attempts)
+				require.Equal(t, c.maxAttempts, s.MaxAttempts)
+				require.EqualValues(t, c.attempts, calls.Load(), "handler calls")
+				if c.state == tasker.TaskComplete {
+					require.Equal(t, tasker.StepComplete, s.State)
+					require.JSONEq(t, fmt.Sprintf(`{"noop":true,"attempt":%d}`, c.attempts), string(s.Result))
+				} else {
+					require.Equal(t, tasker.StepError, s.State)
+				}
+				if c.kind == "" {
+					require.Nil(t, s.LastError)
+				} else {
+					require.NotNil(t, s.LastError)
+					require.Equal(t, c.kind, s.LastError.Kind, s.LastError.Message)
+				}
+				trs := requireLegalTransitions(t, b.engine, task.ID)
+				require.Equal(t, c.attempts, stepTransitionsTo(trs, st.Name, tasker.StepInProgress))
+			})
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,13 +807,13 @@ type flowSpec struct {
 }
 
 // runFlow runs a business fixture to completion and checks the flow of results.
-func runFlow(t *testing.T, setup setupFunc, spec flowSpec) (*bundle, *tasker.Template, *tasker.Task, *sync.Map) {
+func runFlow(t *testing.T, setup setupFunc, set corefixture.Set, spec flowSpec) (*bundle, *tasker.Template, *tasker.Task, *sync.Map) {
 	t.Helper()
-	tmpl, _ := loadFixture(t, spec.file)
+	tmpl, _ := loadFixture(t, set, spec.file)
 	registered := tmpl
 	if spec.rawTemplate {
 		var err error
-		registered, err = tasker.ParseTemplateFile(fixturePath(t, spec.file))
+		registered, err = tasker.ParseTemplateFile(set.Path(spec.file))
 		require.NoError(t, err)
 	}
 	for _, st := range tmpl.Steps {
@@ -1171,74 +1243,283 @@ func dlqStalenessSpec() flowSpec {
 	}
 }
 
+// ---------------------------------------------------------------------------------------------
+// The business flows of tasker's own templates (testdata/corelayout), the counterparts of the
+// flows above.
+
+func parcelDispatchSpec() flowSpec {
+	zones := map[any]string{"NZ": "oceania", "FR": "europe"}
+	surcharge := map[string]float64{"oceania": 200, "europe": 80}
+	return flowSpec{
+		file:  "parcel_dispatch.yaml",
+		input: map[string]any{"parcel": map[string]any{"grams": 1250, "country": "NZ"}},
+		steps: map[string]flowFunc{
+			"receive_parcel": func(_ *tasker.Step, _ *tasker.StepTemplate, in map[string]any, _ depFunc) (map[string]any, error) {
+				grams, country := field(in, "parcel", "grams"), field(in, "parcel", "country")
+				return map[string]any{"parcel_id": fmt.Sprintf("P-%v-%v", grams, country), "grams": grams, "country": country}, nil
+			},
+			"weigh_parcel": func(s *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				if s.Config()["scale"] != "bench_2" {
+					return nil, permanentf("initialization %v names no scale", s.Config())
+				}
+				return map[string]any{"grams_rounded": math.Ceil(num(dep("receive_parcel", "grams"))/100) * 100}, nil
+			},
+			"check_address": func(_ *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				zone, ok := zones[dep("receive_parcel", "country")]
+				if !ok {
+					return nil, permanentf("no postal zone for %v", dep("receive_parcel", "country"))
+				}
+				return map[string]any{"zone": zone}, nil
+			},
+			"quote_postage": func(s *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				rate := num(s.Config()["cents_per_100g"])
+				zone, _ := dep("check_address", "zone").(string)
+				return map[string]any{"cents": num(dep("weigh_parcel", "grams_rounded"))/100*rate + surcharge[zone], "zone": zone}, nil
+			},
+			"print_label": func(_ *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				return map[string]any{"label": fmt.Sprintf("%v/%v/%v", dep("receive_parcel", "parcel_id"), dep("check_address", "zone"),
+					dep("quote_postage", "cents")), "zone": dep("check_address", "zone")}, nil
+			},
+		},
+		want: map[string]string{
+			// 1,250 g rounds up to 1,300 g: 13 × 35 cents, plus oceania's 200.
+			"quote_postage": `{"cents":655,"zone":"oceania"}`,
+			"print_label":   `{"label":"P-1250-NZ/oceania/655","zone":"oceania"}`,
+		},
+	}
+}
+
+// expenseClaimSpec registers the template without its environment and sets Config.Environment =
+// "test": the engine must merge the environment's dry_run flag into each handler's
+// initialization, keeping the template's own keys.
+func expenseClaimSpec() flowSpec {
+	needConfig := func(s *tasker.Step, original string) error {
+		cfg := s.Config()
+		if cfg["dry_run"] != true || cfg[original] == nil {
+			return permanentf("step %s: initialization %v lacks the test environment's dry_run or the template's %s", s.Name, cfg, original)
+		}
+		return nil
+	}
+	return flowSpec{
+		file:        "expense_claim.yaml",
+		rawTemplate: true,
+		opts:        []setupOpt{func(c *tasker.Config) { c.Environment = "test" }},
+		input: map[string]any{"claimant": "rangi", "lines": []any{map[string]any{"cents": 1250}, map[string]any{"cents": 4300},
+			map[string]any{"cents": 61000}}},
+		steps: map[string]flowFunc{
+			"submit_claim": func(s *tasker.Step, _ *tasker.StepTemplate, in map[string]any, _ depFunc) (map[string]any, error) {
+				if err := needConfig(s, "policy"); err != nil {
+					return nil, err
+				}
+				limit := num(field(s.Config(), "policy", "max_line_cents"))
+				var total, capped float64
+				lines, _ := in["lines"].([]any)
+				for _, l := range lines {
+					c := num(field(l, "cents"))
+					if c > limit {
+						capped++
+						c = limit
+					}
+					total += c
+				}
+				return map[string]any{"claimant": in["claimant"], "total_cents": total, "capped_lines": capped}, nil
+			},
+			"audit_claim": func(s *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				if err := needConfig(s, "auditor_pool"); err != nil {
+					return nil, err
+				}
+				pool, _ := s.Config()["auditor_pool"].([]any)
+				return map[string]any{"auditor": pool[int(num(dep("submit_claim", "capped_lines")))%len(pool)],
+					"approved_cents": dep("submit_claim", "total_cents")}, nil
+			},
+			"pay_claim": func(s *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				if err := needConfig(s, "ledger"); err != nil {
+					return nil, err
+				}
+				return map[string]any{"account": field(s.Config(), "ledger", "account"), "cents": dep("audit_claim", "approved_cents"),
+					"payee": dep("submit_claim", "claimant"), "audited_by": dep("audit_claim", "auditor"), "dry_run": s.Config()["dry_run"]}, nil
+			},
+		},
+		want: map[string]string{
+			// 1,250 + 4,300 + 50,000 (61,000 capped at the policy's limit).
+			"pay_claim": `{"account":"6100","cents":55550,"payee":"rangi","audited_by":"south","dry_run":true}`,
+		},
+	}
+}
+
+// signupSpec runs the sign-up flow; with failCharge the card is declined.
+func signupSpec(failCharge bool) flowSpec {
+	return flowSpec{
+		file:  "signup_events.yaml",
+		input: map[string]any{"email": "aroha@example.org", "plan": "team", "decline": failCharge},
+		steps: map[string]flowFunc{
+			"open_account": func(_ *tasker.Step, _ *tasker.StepTemplate, in map[string]any, _ depFunc) (map[string]any, error) {
+				return map[string]any{"account_id": fmt.Sprintf("acct_%v", in["email"]), "plan": in["plan"]}, nil
+			},
+			"charge_fee": func(_ *tasker.Step, _ *tasker.StepTemplate, in map[string]any, dep depFunc) (map[string]any, error) {
+				if in["decline"] == true {
+					return nil, errors.New("card declined (simulated)")
+				}
+				fee := map[any]int{"solo": 900, "team": 4900}[dep("open_account", "plan")]
+				return map[string]any{"charge_id": fmt.Sprintf("ch_%v", dep("open_account", "account_id")), "cents": fee}, nil
+			},
+			"grant_access": func(_ *tasker.Step, _ *tasker.StepTemplate, _ map[string]any, dep depFunc) (map[string]any, error) {
+				return map[string]any{"seats": map[any]int{"solo": 1, "team": 5}[dep("open_account", "plan")],
+					"paid_by": dep("charge_fee", "charge_id")}, nil
+			},
+			"email_receipt": func(_ *tasker.Step, _ *tasker.StepTemplate, in map[string]any, dep depFunc) (map[string]any, error) {
+				return map[string]any{"to": in["email"], "cents": dep("charge_fee", "cents"), "seats": dep("grant_access", "seats"),
+					"account_id": dep("open_account", "account_id")}, nil
+			},
+		},
+		want: map[string]string{
+			"email_receipt": `{"to":"aroha@example.org","cents":4900,"seats":5,"account_id":"acct_aroha@example.org"}`,
+		},
+	}
+}
+
+// handlerMethodsSpec serves the four steps with one handler (vouchers.Multi) that dispatches on
+// the step's handler.method ("" meaning the default, "call"). What the engine tells the handler is
+// recorded in seen.
+func handlerMethodsSpec(seen *sync.Map) flowSpec {
+	multi := func(s *tasker.Step, st *tasker.StepTemplate, in map[string]any, dep depFunc) (map[string]any, error) {
+		if m, ok := stepMethod(s); ok {
+			seen.Store(s.Name, m)
+		}
+		method := st.Handler.Method
+		if method == "" {
+			method = "call"
+		}
+		if exp := s.Config()["expected_method"]; exp != method {
+			return nil, permanentf("step %s: method %q, but its initialization expects %v", s.Name, method, exp)
+		}
+		switch method {
+		case "check":
+			return map[string]any{"method": method, "code": in["voucher"], "valid": in["voucher"] != nil}, nil
+		case "apply":
+			return map[string]any{"method": method, "discount_cents": 1500, "code": dep("check_voucher", "code")}, nil
+		case "undo":
+			return map[string]any{"method": method, "restored_cents": dep("apply_voucher", "discount_cents")}, nil
+		case "call":
+			return map[string]any{"method": method, "net_cents": num(dep("apply_voucher", "discount_cents")) - num(dep("undo_voucher", "restored_cents")),
+				"code": dep("check_voucher", "code")}, nil
+		}
+		return nil, permanentf("unknown method %q", method)
+	}
+	return flowSpec{
+		file:  "handler_methods.yaml",
+		input: map[string]any{"voucher": "WINTER15"},
+		steps: map[string]flowFunc{"check_voucher": multi, "apply_voucher": multi, "undo_voucher": multi, "report_voucher": multi},
+		want: map[string]string{
+			"check_voucher":  `{"method":"check","code":"WINTER15","valid":true}`,
+			"report_voucher": `{"method":"call","net_cents":0,"code":"WINTER15"}`,
+		},
+	}
+}
+
+func staleLimitsSpec() flowSpec {
+	echo := func(s *tasker.Step, _ *tasker.StepTemplate, in map[string]any, dep depFunc) (map[string]any, error) {
+		if s.Config()["operation"] != "return_input" {
+			return nil, permanentf("unexpected operation %v", s.Config()["operation"])
+		}
+		if s.Name == "echo_second" {
+			return map[string]any{"value": dep("echo_first", "value")}, nil
+		}
+		return map[string]any{"value": in["echo"]}, nil
+	}
+	return flowSpec{
+		file:  "stale_limits.yaml",
+		input: map[string]any{"echo": -7},
+		steps: map[string]flowFunc{"echo_first": echo, "echo_second": echo},
+		want:  map[string]string{"echo_first": `{"value":-7}`, "echo_second": `{"value":-7}`},
+	}
+}
+
+// flowFailure is a business flow whose test environment allows one attempt per step, run with a
+// step that fails: the task blocks at once and the steps after it never run.
+type flowFailure struct {
+	spec    flowSpec
+	done    string   // the step before the failure, complete
+	failing string   // the step that fails
+	message string   // part of its error
+	never   []string // the steps after it
+}
+
 func TestFixtureBusinessWorkflows(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, setup setupFunc) {
-		for _, spec := range []flowSpec{
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		specs := corefixture.Pick(set, []flowSpec{
 			ecommerceSpec(), customerSuccessSpec(), paymentsSpec(), dataPipelineSpec(), microservicesSpec(),
 			businessWorkflowSpec(), domainEventsSpec(false), dlqStalenessSpec(),
-		} {
-			t.Run(spec.file, func(t *testing.T) {
-				t.Parallel()
-				b, tmpl, task, calls := runFlow(t, setup, spec)
-				requireFlow(t, spec, tmpl, task, calls)
-				requireLegalTransitions(t, b.engine, task.ID)
-			})
-		}
-	})
+		}, []flowSpec{parcelDispatchSpec(), expenseClaimSpec(), signupSpec(false), staleLimitsSpec()})
+		eachBackend(t, func(t *testing.T, setup setupFunc) {
+			for _, spec := range specs {
+				t.Run(spec.file, func(t *testing.T) {
+					t.Parallel()
+					b, tmpl, task, calls := runFlow(t, setup, set, spec)
+					requireFlow(t, spec, tmpl, task, calls)
+					requireLegalTransitions(t, b.engine, task.ID)
+				})
+			}
+		})
 
-	// The test environment gives every step of domain_event_publishing one attempt: a payment
-	// failure blocks the task at once and the steps after it never run.
-	t.Run("domain_event_publishing.yaml/simulated payment failure", func(t *testing.T) {
-		t.Parallel()
-		b, _, task, calls := runFlow(t, setupB, domainEventsSpec(true))
-		require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
-		v, _ := task.Step("domain_events_validate_order")
-		require.Equal(t, tasker.StepComplete, v.State)
-		p, _ := task.Step("domain_events_process_payment")
-		require.Equal(t, tasker.StepError, p.State)
-		require.Equal(t, 1, p.Attempts)
-		require.Equal(t, 1, p.MaxAttempts)
-		require.NotNil(t, p.LastError)
-		require.Equal(t, "exhausted", p.LastError.Kind)
-		require.Contains(t, p.LastError.Message, "payment declined")
-		for _, name := range []string{"domain_events_update_inventory", "domain_events_send_notification"} {
-			s, _ := task.Step(name)
-			require.Equal(t, tasker.StepPending, s.State, name)
-			_, ran := calls.Load(name)
-			require.False(t, ran, "%s must not run", name)
-		}
-		requireLegalTransitions(t, b.engine, task.ID)
-	})
+		f := corefixture.Pick(set, flowFailure{
+			spec: domainEventsSpec(true), done: "domain_events_validate_order", failing: "domain_events_process_payment",
+			message: "payment declined", never: []string{"domain_events_update_inventory", "domain_events_send_notification"},
+		}, flowFailure{
+			spec: signupSpec(true), done: "open_account", failing: "charge_fee",
+			message: "card declined", never: []string{"grant_access", "email_receipt"},
+		})
+		t.Run(f.spec.file+"/simulated failure", func(t *testing.T) {
+			t.Parallel()
+			b, _, task, calls := runFlow(t, setupB, set, f.spec)
+			require.Equal(t, tasker.TaskBlockedByFailures, task.State, describeSteps(task))
+			v, _ := task.Step(f.done)
+			require.Equal(t, tasker.StepComplete, v.State)
+			p, _ := task.Step(f.failing)
+			require.Equal(t, tasker.StepError, p.State)
+			require.Equal(t, 1, p.Attempts)
+			require.Equal(t, 1, p.MaxAttempts)
+			require.NotNil(t, p.LastError)
+			require.Equal(t, "exhausted", p.LastError.Kind)
+			require.Contains(t, p.LastError.Message, f.message)
+			for _, name := range f.never {
+				s, _ := task.Step(name)
+				require.Equal(t, tasker.StepPending, s.State, name)
+				_, ran := calls.Load(name)
+				require.False(t, ran, "%s must not run", name)
+			}
+			requireLegalTransitions(t, b.engine, task.ID)
+		})
 
-	t.Run("method_dispatch_rust.yaml", func(t *testing.T) {
-		t.Parallel()
 		var seen sync.Map
-		spec := methodDispatchSpec(&seen)
-		b, tmpl, task, calls := runFlow(t, setupB, spec)
-		requireFlow(t, spec, tmpl, task, calls)
-		requireLegalTransitions(t, b.engine, task.ID)
+		spec := corefixture.Pick(set, methodDispatchSpec(&seen), handlerMethodsSpec(&seen))
+		t.Run(spec.file, func(t *testing.T) {
+			t.Parallel()
+			b, tmpl, task, calls := runFlow(t, setupB, set, spec)
+			requireFlow(t, spec, tmpl, task, calls)
+			requireLegalTransitions(t, b.engine, task.ID)
 
-		// Tasker Core invokes handler.method on the handler. The Go handler can only dispatch on
-		// it if the engine tells it which method its step names.
-		t.Run("engine tells the handler its handler.method", func(t *testing.T) {
-			if _, ok := stepMethod(&tasker.Step{}); !ok {
-				t.Fatalf("ENGINE GAP: templates parse handler.method (HandlerSpec.Method) but *tasker.Step offers no " +
-					"accessor for it (expected `func (s *Step) Method() string`), so a handler registered under " +
-					"resolver_tests_multi_method cannot tell validate/process/refund/call apart; this test dispatched " +
-					"on the template it holds instead")
-			}
-			for _, st := range tmpl.Steps {
-				want := st.Handler.Method
-				if want == "" {
-					want = "call"
+			// Tasker Core invokes handler.method on the handler. The Go handler can only dispatch
+			// on it if the engine tells it which method its step names.
+			t.Run("engine tells the handler its handler.method", func(t *testing.T) {
+				if _, ok := stepMethod(&tasker.Step{}); !ok {
+					t.Fatalf("ENGINE GAP: templates parse handler.method (HandlerSpec.Method) but *tasker.Step offers no " +
+						"accessor for it (expected `func (s *Step) Method() string`), so a handler registered under " +
+						"one callable cannot tell its methods apart; this test dispatched on the template it holds instead")
 				}
-				got, ok := seen.Load(st.Name)
-				require.True(t, ok, "handler of %s saw no method", st.Name)
-				if got != want && !(got == "" && want == "call") {
-					t.Errorf("step %s: handler saw method %q, want %q", st.Name, got, want)
+				for _, st := range tmpl.Steps {
+					want := st.Handler.Method
+					if want == "" {
+						want = "call"
+					}
+					got, ok := seen.Load(st.Name)
+					require.True(t, ok, "handler of %s saw no method", st.Name)
+					if got != want && !(got == "" && want == "call") {
+						t.Errorf("step %s: handler saw method %q, want %q", st.Name, got, want)
+					}
 				}
-			}
+			})
 		})
 	})
 }
@@ -1263,24 +1544,25 @@ func nonStandardTypes(tmpl *tasker.Template) []string {
 // listed among the decision and batch fixtures, which fixtures_dynamic_test.go runs.
 func TestFixtureInventory(t *testing.T) {
 	t.Parallel()
-	fixturePath(t, "")
-	files, err := filepath.Glob(filepath.Join(taskerCoreFixtureDir, "*.yaml"))
-	require.NoError(t, err)
-	var all []string
-	for _, f := range files {
-		all = append(all, filepath.Base(f))
-	}
-	accounted := append(slices.Clone(fixturesRunHere), fixturesUnsupported...)
-	sort.Strings(accounted)
-	require.Equal(t, accounted, all, "every fixture must be run here or listed as unsupported")
+	corefixture.Each(t, func(t *testing.T, set corefixture.Set) {
+		files, err := filepath.Glob(set.Path("*.yaml"))
+		require.NoError(t, err)
+		var all []string
+		for _, f := range files {
+			all = append(all, filepath.Base(f))
+		}
+		accounted := append(slices.Clone(fixturesRunHere(set)), fixturesUnsupported(set)...)
+		sort.Strings(accounted)
+		require.Equal(t, accounted, all, "every template must be run here or listed as unsupported")
 
-	for _, f := range fixturesRunHere {
-		tmpl, _ := loadFixture(t, f)
-		require.Empty(t, nonStandardTypes(tmpl), f)
-	}
+		for _, f := range fixturesRunHere(set) {
+			tmpl, _ := loadFixture(t, set, f)
+			require.Empty(t, nonStandardTypes(tmpl), f)
+		}
 
-	for _, f := range fixturesUnsupported {
-		tmpl, _ := loadFixture(t, f)
-		require.NotEmpty(t, nonStandardTypes(tmpl), f)
-	}
+		for _, f := range fixturesUnsupported(set) {
+			tmpl, _ := loadFixture(t, set, f)
+			require.NotEmpty(t, nonStandardTypes(tmpl), f)
+		}
+	})
 }

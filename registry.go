@@ -47,8 +47,9 @@ func (r *runRegistry) cancelTask(task uuid.UUID) {
 	}
 }
 
-// waiterRegistry wakes WaitTask callers in this process when a task settles here; waiters also
-// poll, so a task settled by another process is seen too.
+// waiterRegistry wakes WaitTask callers in this process when a task comes to rest here (an
+// outcome's Settled: terminal, or blocked with nothing left in flight); waiters also poll, so a
+// task settled by another process is seen too.
 type waiterRegistry struct {
 	mu sync.Mutex
 	m  map[uuid.UUID][]chan struct{}

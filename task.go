@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -33,15 +36,26 @@ type TaskRequest struct {
 	// IdempotencyKey, when set, is the task's identity: a second request with the same key for
 	// the same template returns the first task. The caller_provided identity strategy requires it.
 	IdempotencyKey string
-	// Priority orders nothing yet; it is stored for operators.
+	// Priority is stored with the task and returned on Task, for operators; it orders nothing
+	// yet: workers take ready steps without regard to it. It must fit in 32 bits (the column is
+	// an integer).
 	Priority int
 	// CorrelationID ties the task to the caller's own records and is shown to handlers.
 	CorrelationID string
 	// Tags are free-form labels.
 	Tags []string
+	// Initiator, SourceSystem and Reason say who asked for the task (a user, a service), from
+	// which system, and why, as Tasker Core's task request does. Each is optional, valid UTF-8
+	// without NUL bytes, and at most MaxOriginBytes long.
+	Initiator    string
+	SourceSystem string
+	Reason       string
 }
 
-// Task is a task and, from GetTask, its steps.
+// MaxOriginBytes bounds TaskRequest.Initiator, SourceSystem and Reason, in bytes.
+const MaxOriginBytes = 1024
+
+// Task is a task and, from GetTask, WaitTask and CreateTask, its steps.
 type Task struct {
 	ID                       uuid.UUID
 	Namespace, Name, Version string
@@ -49,12 +63,16 @@ type Task struct {
 	Context                  json.RawMessage
 	IdentityHash             string
 	IdempotencyKey           string
-	Priority                 int
+	Priority                 int // as requested; it orders nothing yet
 	CorrelationID            string
 	Tags                     []string
+	Initiator                string // the request's; "" when it left it empty
+	SourceSystem             string // the request's; "" when it left it empty
+	Reason                   string // the request's; "" when it left it empty
 	CreatedAt, UpdatedAt     time.Time
 	CompletedAt              *time.Time
-	// Steps are filled by GetTask and WaitTask, in creation order.
+	// Steps are filled by GetTask and WaitTask, and by CreateTask (and CreateTaskTx) with the
+	// steps as the creation wrote them, in creation order. ListTasks leaves them empty.
 	Steps []StepInfo
 }
 
@@ -100,8 +118,12 @@ func (t *Task) Result(step string, v any) error {
 }
 
 // CreateTask validates the request against its template, then creates the task, its steps and
-// the first transitions and enqueues the root steps, in one transaction. A request whose identity
-// matches an existing task returns that task with a *DuplicateTaskError (errors.Is
+// the first transitions and enqueues the root steps, in one transaction. It returns the task as
+// created, with its initial steps (roots enqueued, the others pending, no attempt made), taken
+// from what the creating transaction wrote: workers may have moved them on since, which GetTask
+// shows. Steps that the template creates at run time (decision branches, batch workers,
+// convergence steps) are not among them. A request whose identity matches an existing task
+// returns that task, with its steps as found, and a *DuplicateTaskError (errors.Is
 // ErrDuplicateTask). A rejected request writes nothing.
 func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error) {
 	return e.CreateTaskTx(ctx, nil, req)
@@ -116,6 +138,9 @@ func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error)
 func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (*Task, error) {
 	r, err := e.template(req.Namespace, req.Name, req.Version)
 	if err != nil {
+		return nil, err
+	}
+	if err := validateOrigin(r.t.Key(), &req); err != nil {
 		return nil, err
 	}
 	if err := e.checkSchema(ctx); err != nil {
@@ -161,6 +186,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
+		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
 		Steps: steps, Enqueuer: enq, Template: r.registryRow(),
 		AnnounceCommit: tx != nil && publishes,
 	})
@@ -179,11 +205,38 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		r.persisted.Store(true) // committed: later creations need not write the registry row
 	}
 	task := taskFromStore(&res.Task)
+	task.Steps = stepsFromStore(res.Steps)
 	if res.Duplicate {
 		return task, &DuplicateTaskError{ExistingID: res.Task.ID, Identity: identity}
 	}
 	e.log.V(1).Info("task created", "task", task.ID, "template", r.t.Key(), "steps", len(steps))
 	return task, nil
+}
+
+// validateOrigin checks the request's priority and its origin fields (Initiator, SourceSystem,
+// Reason) against what every store can keep, so that a bad value is an *InputError before
+// anything is written rather than a database error.
+func validateOrigin(template string, req *TaskRequest) error {
+	var violations []string
+	for _, f := range []struct{ name, value string }{
+		{"initiator", req.Initiator}, {"source_system", req.SourceSystem}, {"reason", req.Reason},
+	} {
+		switch {
+		case len(f.value) > MaxOriginBytes:
+			violations = append(violations, fmt.Sprintf("%s is %d bytes, limit %d", f.name, len(f.value), MaxOriginBytes))
+		case !utf8.ValidString(f.value):
+			violations = append(violations, f.name+" is not valid UTF-8")
+		case strings.IndexByte(f.value, 0) >= 0:
+			violations = append(violations, f.name+" holds a NUL byte")
+		}
+	}
+	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
+		violations = append(violations, fmt.Sprintf("priority %d is outside [%d, %d]", req.Priority, math.MinInt32, math.MaxInt32))
+	}
+	if len(violations) > 0 {
+		return &InputError{Template: template, Violations: violations}
+	}
+	return nil
 }
 
 // encodeContext turns the request's context into a JSON object and checks it against the size
@@ -240,9 +293,9 @@ func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
 // at most about 2.7 kB).
 const MaxCorrelationIDBytes = 1024
 
-// validateRequest checks the request's text fields, which are stored as text: no NUL character,
-// valid UTF-8, and a correlation ID that fits its index; and a priority that fits its int4 column.
-// Every problem is listed, each naming its field.
+// validateRequest checks the request's other text fields (validateOrigin checks Initiator,
+// SourceSystem and Reason), which are stored as text: no NUL character, valid UTF-8, and a
+// correlation ID that fits its index. Every problem is listed, each naming its field.
 func validateRequest(r *registered, req *TaskRequest) error {
 	var out []string
 	text := func(field, v string) {
@@ -257,9 +310,6 @@ func validateRequest(r *registered, req *TaskRequest) error {
 	}
 	for i, tag := range req.Tags {
 		text(fmt.Sprintf("tags[%d]", i), tag)
-	}
-	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
-		out = append(out, fmt.Sprintf("priority: %d is outside the range of a 32-bit integer", req.Priority))
 	}
 	if len(out) > 0 {
 		return &InputError{Template: r.t.Key(), Violations: out}
@@ -311,8 +361,9 @@ func identityHash(t *Template, ctxJSON []byte, key string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// canonicalJSON re-encodes JSON with sorted object keys and no insignificant whitespace, keeping
-// numbers as written.
+// canonicalJSON re-encodes JSON with sorted object keys, no insignificant whitespace, and each
+// number in one canonical form of its decimal value (canonicalNumber), so that {"amount":1} and
+// {"amount":1.0} have one identity.
 func canonicalJSON(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -320,7 +371,94 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
-	return json.Marshal(v) // encoding/json sorts map keys
+	return json.Marshal(canonicalNumbers(v)) // encoding/json sorts map keys
+}
+
+// canonicalNumbers replaces, in place, every number of a decoded document by its canonical form.
+func canonicalNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		return json.Number(canonicalNumber(string(x)))
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonicalNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = canonicalNumbers(e)
+		}
+	}
+	return v
+}
+
+// Bounds of canonicalNumber's plain notation: an integer keeps up to plainMaxTrailingZeros zeros
+// after its significant digits, and a fraction up to plainMaxLeadingZeros zeros after the point
+// (down to 1e-6, as encoding/json writes a float64); beyond them, scientific notation keeps the
+// form short whatever the exponent.
+const (
+	plainMaxTrailingZeros = 20
+	plainMaxLeadingZeros  = 5
+)
+
+// canonicalNumber returns one form for every way of writing a JSON number's decimal value:
+// 1, 1.0, 1.00, 1e0 and 10e-1 give "1"; 0, -0, 0.0 and 0e7 give "0"; 1.50 gives "1.5"; 1e2 gives
+// "100"; 1e21 and 10e20 give "1e21". It works on the decimal literal (the exponent as a big
+// integer), not on a float64, so it never overflows or rounds: 12345678901234567890 and
+// 12345678901234567891 stay distinct, and 1e999999999999999999999 is kept exactly. Numbers
+// written as plain integers or plain decimals in encoding/json's range keep their form, so their
+// identity is unchanged. lit must be a valid JSON number (the decoder has checked it).
+func canonicalNumber(lit string) string {
+	neg := strings.HasPrefix(lit, "-")
+	lit = strings.TrimPrefix(lit, "-")
+	mant, expLit, hasExp := strings.Cut(strings.ToLower(lit), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	exp := new(big.Int)
+	if hasExp {
+		if _, ok := exp.SetString(strings.TrimPrefix(expLit, "+"), 10); !ok {
+			return lit // not a JSON number; the decoder does not let one through
+		}
+	}
+	// The value is digits × 10^exp.
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp.Sub(exp, big.NewInt(int64(len(frac))))
+	if digits == "" {
+		return "0"
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp.Add(exp, big.NewInt(int64(len(digits)-len(trimmed))))
+	digits = trimmed
+	n := len(digits)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	// adj is the exponent of the leading digit: the value is d.ddd × 10^adj.
+	adj := new(big.Int).Add(exp, big.NewInt(int64(n-1)))
+	switch {
+	case exp.Sign() >= 0 && exp.Cmp(big.NewInt(plainMaxTrailingZeros)) <= 0:
+		b.WriteString(digits)
+		b.WriteString(strings.Repeat("0", int(exp.Int64())))
+	case exp.Sign() < 0 && adj.Cmp(big.NewInt(-plainMaxLeadingZeros-1)) >= 0:
+		point := n + int(exp.Int64()) // digits before the point; exp >= -(n+plainMaxLeadingZeros)
+		if point > 0 {
+			b.WriteString(digits[:point])
+			b.WriteByte('.')
+			b.WriteString(digits[point:])
+		} else {
+			b.WriteString("0.")
+			b.WriteString(strings.Repeat("0", -point))
+			b.WriteString(digits)
+		}
+	default:
+		b.WriteByte(digits[0])
+		if n > 1 {
+			b.WriteByte('.')
+			b.WriteString(digits[1:])
+		}
+		b.WriteByte('e')
+		b.WriteString(adj.String())
+	}
+	return b.String()
 }
 
 // GetTask returns a task with all its steps.
@@ -334,10 +472,7 @@ func (e *Engine) GetTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 		return nil, err
 	}
 	task := taskFromStore(t)
-	task.Steps = make([]StepInfo, len(steps))
-	for i := range steps {
-		task.Steps[i] = stepFromStore(&steps[i])
-	}
+	task.Steps = stepsFromStore(steps)
 	return task, nil
 }
 
@@ -399,8 +534,13 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 	return out, nil
 }
 
-// WaitTask blocks until the task is settled — terminal, or blocked_by_failures waiting for an
-// operator — or ctx ends, and returns it with its steps.
+// WaitTask blocks until the task is settled, or ctx ends, and returns it with its steps. A task
+// is settled when it is terminal (complete, error, cancelled, resolved_manually), or when it is
+// blocked_by_failures with no step in flight: none enqueued, in_progress or
+// enqueued_for_orchestration. Such steps still run in a blocked task and record their outcomes,
+// so WaitTask waits for the last of them and returns their results. Steps waiting_for_retry and
+// pending steps of a blocked task are not in flight: they stay as they are until an operator's fix
+// (RetryStep, ResolveStep, CompleteStep) resumes the task, so WaitTask does not wait for them.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 	ch := e.waiters.subscribe(id)
 	defer e.waiters.unsubscribe(id, ch)
@@ -410,8 +550,14 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 		if err != nil {
 			return nil, mapStoreErr(err, id)
 		}
-		if t.State.Settled() {
-			return e.GetTask(ctx, id)
+		if statemachine.AtRest(t.State, t.StepsActive) {
+			steps, err := e.store.GetSteps(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			task := taskFromStore(t)
+			task.Steps = stepsFromStore(steps)
+			return task, nil
 		}
 		timer := time.NewTimer(delay)
 		select {
@@ -458,8 +604,16 @@ func mapStoreErr(err error, id uuid.UUID) error {
 func taskFromStore(t *store.Task) *Task {
 	return &Task{ID: t.ID, Namespace: t.Namespace, Name: t.Name, Version: t.Version, State: t.State,
 		Context: t.Context, IdentityHash: t.IdentityHash, IdempotencyKey: t.IdempotencyKey, Priority: t.Priority,
-		CorrelationID: t.CorrelationID, Tags: t.Tags, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
-		CompletedAt: t.CompletedAt}
+		CorrelationID: t.CorrelationID, Tags: t.Tags, Initiator: t.Initiator, SourceSystem: t.SourceSystem,
+		Reason: t.Reason, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, CompletedAt: t.CompletedAt}
+}
+
+func stepsFromStore(steps []store.Step) []StepInfo {
+	out := make([]StepInfo, len(steps))
+	for i := range steps {
+		out[i] = stepFromStore(&steps[i])
+	}
+	return out
 }
 
 func stepFromStore(s *store.Step) StepInfo {

@@ -54,7 +54,8 @@ type IdentityStrategy string
 
 // The identity strategies.
 const (
-	// IdentityStrict hashes the template key and the canonical JSON context.
+	// IdentityStrict hashes the template key and the canonical JSON context: keys sorted, no
+	// whitespace, numbers by their decimal value (1, 1.0 and 10e-1 are one identity).
 	IdentityStrict IdentityStrategy = "strict"
 	// IdentityCallerProvided uses the idempotency key that the caller gives;
 	// a request without one is rejected.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tasker-systems/tasker/internal/corefixture"
 )
 
 // FuzzParseTemplate feeds arbitrary bytes to the YAML loader: it must never panic, every failure
@@ -24,7 +26,14 @@ func FuzzParseTemplate(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	for _, dir := range []string{"testdata/templates", "../shared/fixtures/tasker-core"} {
+	dirs := []string{"testdata/templates", corefixture.Own}
+	// Tasker Core's own fixtures join the seeds when TASKER_CORE_FIXTURES names them.
+	if dir, set, err := corefixture.Lookup(); err != nil {
+		f.Fatal(err)
+	} else if set {
+		dirs = append(dirs, dir)
+	}
+	for _, dir := range dirs {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		for _, file := range files {
 			if b, err := os.ReadFile(file); err == nil {

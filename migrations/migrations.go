@@ -104,7 +104,8 @@ func ValidateSchemaName(name string) error {
 
 var fileName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
 
-// All returns every migration in order, with {schema} replaced by the given schema name.
+// All returns every migration in order, with {schema} replaced by the given schema name, quoted as
+// an identifier so that a name such as "order" or "user", which SQL reserves, works as well as any.
 func All(schema string) ([]Migration, error) {
 	if err := ValidateSchemaName(schema); err != nil {
 		return nil, err
@@ -113,6 +114,7 @@ func All(schema string) ([]Migration, error) {
 	if err != nil {
 		return nil, err
 	}
+	quoted := pgx.Identifier{schema}.Sanitize()
 	var out []Migration
 	for _, e := range entries {
 		m := fileName.FindStringSubmatch(e.Name())
@@ -124,7 +126,7 @@ func All(schema string) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Migration{Version: v, Name: m[2], SQL: strings.ReplaceAll(string(body), "{schema}", schema)})
+		out = append(out, Migration{Version: v, Name: m[2], SQL: strings.ReplaceAll(string(body), "{schema}", quoted)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i, m := range out {

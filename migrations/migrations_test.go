@@ -3,17 +3,22 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/migrations"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 // schemaShape lists the schema's tables, columns, constraints and indexes: two schemas built the
@@ -156,7 +161,7 @@ func TestExportGoose(t *testing.T) {
 	body, err := os.ReadFile(filepath.Join(dir, entries[0].Name()))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(body), "-- +goose Up\n"))
-	require.Contains(t, string(body), "CREATE TABLE billing_tasker.tasks")
+	require.Contains(t, string(body), `CREATE TABLE "billing_tasker".tasks`)
 	require.NotContains(t, string(body), "{schema}")
 
 	// The exported SQL, applied as a tool would, gives a schema CheckVersion accepts.
@@ -172,4 +177,61 @@ func TestExportGoose(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, migrations.CheckVersion(ctx, db.Pool, migrations.WithSchema(db.Schema)))
+}
+
+// privateDatabase creates a database of its own for a test that needs fixed schema names, so that
+// parallel runs of the suite never share them; it is dropped when the test ends.
+func privateDatabase(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	name := fmt.Sprintf("tasker_migrations_%d_%d", os.Getpid(), time.Now().UnixNano())
+	_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize())
+	require.NoError(t, err)
+	cfg, err := pgxpool.ParseConfig(testdb.URL(t))
+	require.NoError(t, err)
+	cfg.ConnConfig.Database = name
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		pool.Close()
+		_, _ = admin.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`)
+		_ = admin.Close(ctx)
+	})
+	return pool
+}
+
+// TestReservedWordSchema: schema names that SQL reserves pass ValidateSchemaName, so the migration
+// SQL must quote them as the store does; an engine then runs a task on such a schema.
+func TestReservedWordSchema(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool := privateDatabase(t)
+	for _, schema := range []string{"order", "user", "select"} {
+		require.NoError(t, migrations.ValidateSchemaName(schema))
+		require.NoError(t, migrations.Migrate(ctx, pool, migrations.WithSchema(schema)), schema)
+		require.NoError(t, migrations.Migrate(ctx, pool, migrations.WithSchema(schema)), "again: %s", schema)
+		require.NoError(t, migrations.CheckVersion(ctx, pool, migrations.WithSchema(schema)), schema)
+
+		engine, err := tasker.NewEngine(tasker.Config{Store: postgres.New(pool, postgres.WithSchema(schema)), DisableMaintenance: true})
+		require.NoError(t, err)
+		require.NoError(t, engine.Register(&tasker.Template{Namespace: "shop", Name: "reserved", Version: "1.0.0",
+			Steps: []tasker.StepTemplate{{Name: "only", Handler: tasker.HandlerSpec{Callable: "only"}}}}))
+		engine.HandleFunc("only", func(context.Context, *tasker.Step) (any, error) { return map[string]string{"schema": schema}, nil })
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- engine.RunWorkers(runCtx) }()
+		task, err := engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "reserved", Context: map[string]any{}})
+		require.NoError(t, err)
+		task, err = engine.WaitTask(ctx, task.ID)
+		require.NoError(t, err)
+		stop()
+		require.NoError(t, <-done)
+		require.Equal(t, tasker.TaskComplete, task.State, schema)
+		var got map[string]string
+		require.NoError(t, task.Result("only", &got))
+		require.Equal(t, schema, got["schema"])
+	}
 }

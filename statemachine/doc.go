@@ -15,7 +15,8 @@
 // operator fixes the failed step (resets it, completes it or resolves it), the
 // operator_fix event sends the task back to evaluating_results and it resumes;
 // resolve_manually closes it instead. [TaskState.Settled] reports whether a
-// waiter may return.
+// task's state is one of these; [AtRest] adds that no step of a blocked task
+// is still in flight, which is when a waiter returns.
 //
 // # Step states
 //

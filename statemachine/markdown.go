@@ -32,7 +32,8 @@ func MarkdownDoc() string {
 	w("the task waits there for an operator. After the operator fixes the failed step (resets it,\n")
 	w("completes it or resolves it), `operator_fix` sends the task back to `evaluating_results` and it\n")
 	w("resumes; `resolve_manually` closes the task instead. A caller waiting on a task returns once it\n")
-	w("is settled: terminal or `blocked_by_failures`.\n\n")
+	w("is at rest: terminal, or `blocked_by_failures` with no step still enqueued, in progress or\n")
+	w("enqueued for orchestration (those finish and record their outcomes first).\n\n")
 	w("```mermaid\n%s```\n\n", TaskMermaid())
 	w("| From | Event | To |\n|---|---|---|\n")
 	for _, t := range taskTransitions {

@@ -34,6 +34,16 @@ func (c StepCounts) Target() TaskState {
 	}
 }
 
+// AtRest reports whether a task in state s, with active steps enqueued, in progress or enqueued
+// for orchestration (StepCounts.Active), needs nothing more from the engine for now: it is
+// terminal, or blocked_by_failures with no step left active. Steps of a blocked task that are
+// active still run and record their outcomes; the task's pending steps and its steps waiting for
+// a retry stay as they are until an operator's fix resumes the task, so they do not keep it from
+// rest.
+func AtRest(s TaskState, active int) bool {
+	return s.Terminal() || (s == TaskBlockedByFailures && active == 0)
+}
+
 // SettlePath is the legal path from a task's current state to the state its counts call for,
 // through evaluating_results as the machine requires; empty when the task stays (a terminal task
 // always stays). It returns the path and the state it ends in.

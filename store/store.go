@@ -209,6 +209,9 @@ type CreateTaskParams struct {
 	Priority       int
 	CorrelationID  string
 	Tags           []string
+	Initiator      string // who asked for the task ("" stores nothing)
+	SourceSystem   string // the system it came from ("" stores nothing)
+	Reason         string // why ("" stores nothing)
 	Steps          []NewStep
 	Enqueuer       Enqueuer
 	// Template, when set, is written to the template registry in the same transaction.
@@ -252,7 +255,11 @@ type Event struct {
 
 // CreateTaskResult is the created task, or the existing one when Duplicate is set.
 type CreateTaskResult struct {
-	Task      Task
+	Task Task
+	// Steps are the task's steps in creation order: for a new task as its creation wrote them
+	// (the roots enqueued, the others pending), read inside the creating transaction so that no
+	// worker has moved them yet; for a duplicate, the existing task's steps as found.
+	Steps     []Step
 	Duplicate bool
 }
 
@@ -351,7 +358,10 @@ type NextStep struct {
 type OutcomeResult struct {
 	TaskID    uuid.UUID
 	TaskState statemachine.TaskState
-	// Settled is set when this call moved the task into a settled state.
+	// Settled is set when this call brought the task to rest (statemachine.AtRest): into a
+	// terminal state, or into blocked_by_failures with no step left active, or, in a task already
+	// blocked, finished its last active step. A failure that blocks the task while other steps
+	// still run does not set it; the outcome of the last of them does.
 	Settled bool
 	// Released lists the dependents that were enqueued.
 	Released int
@@ -422,6 +432,9 @@ type Task struct {
 	Priority        int
 	CorrelationID   string
 	Tags            []string
+	Initiator       string
+	SourceSystem    string
+	Reason          string
 	StepsTotal      int
 	StepsUnfinished int
 	StepsActive     int

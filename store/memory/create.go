@@ -83,7 +83,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	}
 	ident := identityKey{p.Namespace, p.Name, p.IdentityHash}
 	if existing, ok := s.identities[ident]; ok {
-		return &store.CreateTaskResult{Task: cloneTask(&existing.t), Duplicate: true}, nil
+		return &store.CreateTaskResult{Task: cloneTask(&existing.t), Steps: cloneSteps(existing), Duplicate: true}, nil
 	}
 	if _, ok := s.templates[templateKey{p.Namespace, p.Name, p.Version}]; !ok {
 		return nil, fmt.Errorf(`insert task: insert or update on table "tasks" violates foreign key constraint "tasks_template_fk": template %s/%s@%s is not registered`,
@@ -104,6 +104,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 		t: store.Task{ID: p.TaskID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
 			State: statemachine.TaskStepsInProcess, Context: ctxJSON, IdentityHash: p.IdentityHash,
 			IdempotencyKey: p.IdempotencyKey, Priority: p.Priority, CorrelationID: p.CorrelationID, Tags: tags,
+			Initiator: p.Initiator, SourceSystem: p.SourceSystem, Reason: p.Reason,
 			StepsTotal: len(p.Steps), StepsUnfinished: len(p.Steps), StepsActive: len(roots),
 			CreatedAt: created, UpdatedAt: created},
 		byName: map[string]*stepRow{},
@@ -117,7 +118,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	}
 	tx.taskTransitions(t)
 	tx.enqueue(p.Enqueuer, p.Namespace, roots, 0)
-	return &store.CreateTaskResult{Task: cloneTask(&t.t)}, nil
+	return &store.CreateTaskResult{Task: cloneTask(&t.t), Steps: cloneSteps(t)}, nil
 }
 
 // taskTransitions records a new task's path to steps_in_process.

@@ -184,7 +184,7 @@ func (tx *txn) operatorAction(p store.OperatorParams) (*store.OutcomeResult, err
 	if err != nil {
 		return nil, err
 	}
-	return &store.OutcomeResult{TaskID: taskID, TaskState: state, Settled: state != before.state && state.Settled()}, nil
+	return &store.OutcomeResult{TaskID: taskID, TaskState: state, Settled: cameToRest(before, state, c)}, nil
 }
 
 // rearm restarts a task that was blocked: pending steps whose parents all finished while it was

@@ -175,7 +175,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 		}
 	}
 	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: state != before.state && state.Settled()}, nil
+		Settled: cameToRest(before, state, c)}, nil
 }
 
 // pendingMoves lists steps moving out of pending.

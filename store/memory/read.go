@@ -75,17 +75,23 @@ func (s *Store) GetTask(ctx context.Context, id uuid.UUID) (*store.Task, error) 
 func (s *Store) GetSteps(ctx context.Context, taskID uuid.UUID) ([]store.Step, error) {
 	var out []store.Step
 	err := s.read(ctx, func() error {
-		t, ok := s.tasks[taskID]
-		if !ok {
-			return nil
-		}
-		for _, st := range t.steps {
-			out = append(out, cloneStep(&st.s))
+		if t, ok := s.tasks[taskID]; ok {
+			out = cloneSteps(t)
 		}
 		return nil
 	})
-	slices.SortStableFunc(out, func(a, b store.Step) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return out, err
+}
+
+// cloneSteps returns copies of a task's steps in creation order (by step ID, a UUIDv7, as
+// store/postgres orders them). Called with the store's lock held.
+func cloneSteps(t *taskRow) []store.Step {
+	var out []store.Step
+	for _, st := range t.steps {
+		out = append(out, cloneStep(&st.s))
+	}
+	slices.SortStableFunc(out, func(a, b store.Step) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return out
 }
 
 // StepTask returns the task and namespace of a step.

@@ -141,6 +141,12 @@ type counters struct {
 	name, version                     string
 }
 
+// cameToRest tells whether a change from before to state, with the counters after, brought the
+// task to rest (statemachine.AtRest): store.OutcomeResult.Settled, which wakes waiters.
+func cameToRest(before counters, state statemachine.TaskState, after counters) bool {
+	return statemachine.AtRest(state, after.active) && !statemachine.AtRest(before.state, before.active)
+}
+
 func countersOf(t *taskRow) counters {
 	return counters{state: t.t.State, total: t.t.StepsTotal, unfinished: t.t.StepsUnfinished, active: t.t.StepsActive,
 		failed: t.t.StepsFailed, isolated: t.isolated, name: t.t.Name, version: t.t.Version}

@@ -83,24 +83,31 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	var inserted bool
 	err := tx.QueryRow(ctx, s.q(`
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
-		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp())
+		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
+		                       initiator, source_system, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp(),
+		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
 		RETURNING true`),
 		p.TaskID, p.Namespace, p.Name, p.Version, string(initial), p.Context, p.IdentityHash, p.IdempotencyKey,
-		p.Priority, p.CorrelationID, tags, len(p.Steps), len(roots)).Scan(&inserted)
+		p.Priority, p.CorrelationID, tags, len(p.Steps), len(roots), p.Initiator, p.SourceSystem, p.Reason).Scan(&inserted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := s.taskByIdentity(ctx, tx, p.Namespace, p.Name, p.IdentityHash)
 		if err != nil {
 			return nil, err
 		}
-		return &store.CreateTaskResult{Task: *existing, Duplicate: true}, nil
+		steps, err := s.getSteps(ctx, tx, existing.ID)
+		if err != nil {
+			return nil, err
+		}
+		return &store.CreateTaskResult{Task: *existing, Steps: steps, Duplicate: true}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
 
-	if err := s.insertSteps(ctx, tx, p); err != nil {
+	steps, err := s.insertSteps(ctx, tx, p)
+	if err != nil {
 		return nil, err
 	}
 	_, err = tx.Exec(ctx, s.q(`
@@ -126,13 +133,14 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	if err != nil {
 		return nil, err
 	}
-	return &store.CreateTaskResult{Task: *task}, nil
+	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
 }
 
 // insertSteps writes the steps (every field of store.NewStep, the batch ones included, as spawn
 // does), their edges and their first transitions (create, and enqueue for the roots), stamping
-// transitions with clock_timestamp() so the audit trail keeps its order.
-func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) error {
+// transitions with clock_timestamp() so the audit trail keeps its order. It returns the step rows
+// as written, in creation order.
+func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) ([]store.Step, error) {
 	n := len(p.Steps)
 	var (
 		ids                                      = make([]uuid.UUID, n)
@@ -172,7 +180,7 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 			edgeTo = append(edgeTo, st.StepID)
 		}
 	}
-	_, err := tx.Exec(ctx, s.q(`
+	rows, err := tx.Query(ctx, s.q(`
 		WITH ins AS (
 			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
 			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
@@ -184,23 +192,29 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 			              $16::bool[], $17::uuid[], $18::text[])
 			       AS u(id, name, tstep, handler, type, state, max_attempts, retryable, backoff, base_ms, max_ms,
 			            timeout_ms, parents, inputs, held, grp, strategy)
-			RETURNING step_id, state
+			RETURNING *
+		), trs AS (
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
+			SELECT step_id, $1, NULL, 'pending', 'create', 1, state = 'pending', clock_timestamp() FROM ins
+			UNION ALL
+			SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, true, clock_timestamp() FROM ins WHERE state = 'enqueued'
 		)
-		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-		SELECT step_id, $1, NULL, 'pending', 'create', 1, state = 'pending', clock_timestamp() FROM ins
-		UNION ALL
-		SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, true, clock_timestamp() FROM ins WHERE state = 'enqueued'`),
+		SELECT `+stepColumns+` FROM ins ORDER BY step_id`),
 		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
 		held, groups, strategies)
 	if err != nil {
-		return fmt.Errorf("insert steps: %w", err)
+		return nil, fmt.Errorf("insert steps: %w", err)
+	}
+	steps, err := collectSteps(rows)
+	if err != nil {
+		return nil, fmt.Errorf("insert steps: %w", err)
 	}
 	if len(edgeFrom) > 0 {
 		if _, err := tx.Exec(ctx, s.q(`
 			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
 			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo); err != nil {
-			return fmt.Errorf("insert edges: %w", err)
+			return nil, fmt.Errorf("insert edges: %w", err)
 		}
 	}
-	return nil
+	return steps, nil
 }

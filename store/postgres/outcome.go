@@ -219,7 +219,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		}
 	}
 	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: state != before.state && state.Settled()}, nil
+		Settled: cameToRest(before, state, c)}, nil
 }
 
 // writeStepTransitionsAndCounters records pending → enqueued for the released steps and applies
@@ -596,7 +596,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
 	}
 	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: state != before.state && state.Settled(), Acked: p.AckBatch != nil}
+		Settled: cameToRest(before, state, c), Acked: p.AckBatch != nil}
 	if next != nil && next.found {
 		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
 	}

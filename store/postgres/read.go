@@ -14,13 +14,13 @@ import (
 
 const taskColumns = `task_id, namespace, name, version, state, context, identity_hash, coalesce(idempotency_key, ''),
 	priority, coalesce(correlation_id, ''), tags, steps_total, steps_unfinished, steps_active, steps_failed,
-	created_at, updated_at, completed_at`
+	created_at, updated_at, completed_at, coalesce(initiator, ''), coalesce(source_system, ''), coalesce(reason, '')`
 
 func scanTask(row pgx.Row) (*store.Task, error) {
 	var t store.Task
 	err := row.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
 		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
-		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt)
+		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason)
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +82,23 @@ func (s *Store) GetTask(ctx context.Context, id uuid.UUID) (*store.Task, error) 
 
 // GetSteps returns a task's steps in creation order.
 func (s *Store) GetSteps(ctx context.Context, taskID uuid.UUID) ([]store.Step, error) {
-	rows, err := s.pool.Query(ctx, s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), taskID)
+	return s.getSteps(ctx, s.pool, taskID)
+}
+
+func (s *Store) getSteps(ctx context.Context, q querier, taskID uuid.UUID) ([]store.Step, error) {
+	rows, err := q.Query(ctx, s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), taskID)
 	if err != nil {
 		return nil, fmt.Errorf("get steps of %s: %w", taskID, err)
 	}
+	steps, err := collectSteps(rows)
+	if err != nil {
+		return nil, fmt.Errorf("get steps of %s: %w", taskID, err)
+	}
+	return steps, nil
+}
+
+// collectSteps scans step rows (stepColumns) and closes them.
+func collectSteps(rows pgx.Rows) ([]store.Step, error) {
 	defer rows.Close()
 	var out []store.Step
 	for rows.Next() {

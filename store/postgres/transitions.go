@@ -148,6 +148,12 @@ type counters struct {
 	name, version                     string
 }
 
+// cameToRest tells whether a change from before to state, with the counters after, brought the
+// task to rest (statemachine.AtRest): store.OutcomeResult.Settled, which wakes waiters.
+func cameToRest(before counters, state statemachine.TaskState, after counters) bool {
+	return statemachine.AtRest(state, after.active) && !statemachine.AtRest(before.state, before.active)
+}
+
 func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (counters, error) {
 	var c counters
 	err := tx.QueryRow(ctx, s.q(`

@@ -84,6 +84,7 @@ func testCreateRecordsTaskStepsAndTransitions(t *testing.T, b *bundle) {
 	steps, err := b.Store.GetSteps(ctx, task.ID)
 	require.NoError(t, err)
 	require.Len(t, steps, 4)
+	require.Equal(t, steps, res.Steps, "CreateTask returns the steps it wrote, as GetSteps reads them")
 	for i, st := range steps {
 		want := p.Steps[i]
 		require.Equal(t, want.StepID, st.ID, "steps in creation order")
@@ -135,13 +136,20 @@ func testCreateKeepsTheTasksAttributes(t *testing.T, b *bundle) {
 	st.Backoff, st.BackoffBase, st.MaxBackoff, st.MaxAttempts, st.Retryable = "exponential", 1500*time.Millisecond, 30*time.Second, 5, false
 	p := b.createParams(st)
 	p.Priority, p.CorrelationID, p.IdempotencyKey, p.Tags = 4, "corr-1", "idem-1", []string{"x", "y"}
+	p.Initiator, p.SourceSystem, p.Reason = "ana@example.com", "billing", "monthly run ✓"
 	res, err := b.Store.CreateTask(context.Background(), nil, p)
 	require.NoError(t, err)
 	got := b.task(t, res.Task.ID)
+	require.Equal(t, got, res.Task, "CreateTask returns what GetTask reads")
 	require.Equal(t, 4, got.Priority)
 	require.Equal(t, "corr-1", got.CorrelationID)
 	require.Equal(t, "idem-1", got.IdempotencyKey)
 	require.Equal(t, []string{"x", "y"}, got.Tags)
+	require.Equal(t, []string{"ana@example.com", "billing", "monthly run ✓"}, []string{got.Initiator, got.SourceSystem, got.Reason})
+	listed, err := b.Store.ListTasks(context.Background(), store.ListTasksParams{})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	require.Equal(t, got, listed[0], "ListTasks reads every attribute")
 	s := b.step(t, got.ID, st.StepID)
 	require.JSONEq(t, `{"cursor": 3}`, string(s.Inputs))
 	require.Equal(t, []any{"exponential", 1500 * time.Millisecond, 30 * time.Second, 5, false},
@@ -153,6 +161,7 @@ func testCreateKeepsTheTasksAttributes(t *testing.T, b *bundle) {
 	require.Empty(t, bare.Task.Tags)
 	require.Empty(t, bare.Task.CorrelationID)
 	require.Empty(t, bare.Task.IdempotencyKey)
+	require.Empty(t, bare.Task.Initiator+bare.Task.SourceSystem+bare.Task.Reason)
 }
 
 func testCreateDuplicateIdentityReturnsTheExistingTask(t *testing.T, b *bundle) {
@@ -169,6 +178,15 @@ func testCreateDuplicateIdentityReturnsTheExistingTask(t *testing.T, b *bundle) 
 	require.True(t, dup.Duplicate)
 	require.Equal(t, res.Task.ID, dup.Task.ID)
 	require.Equal(t, "t", dup.Task.Name)
+	require.Equal(t, res.Steps, dup.Steps, "the existing task's steps")
+	// A duplicate's steps are read as found, not as created.
+	b.run(t, first.Steps[0].StepID)
+	dup, err = b.Store.CreateTask(ctx, nil, again)
+	require.NoError(t, err)
+	require.True(t, dup.Duplicate)
+	require.Len(t, dup.Steps, 1)
+	require.Equal(t, statemachine.StepComplete, dup.Steps[0].State)
+	b.requireSent(t)
 	b.requireSent(t) // nothing new
 	_, err = b.Store.GetTask(ctx, again.TaskID)
 	require.ErrorIs(t, err, store.ErrNotFound)
@@ -251,9 +269,12 @@ func testCreateCallerTransactionCommits(t *testing.T, b *bundle) {
 	tx, err := b.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	p := b.createParams(b.newStep("a"))
-	_, err = b.Store.CreateTask(ctx, tx, p)
+	p := b.createParams(b.newStep("a"), b.newStep("b", 0))
+	res, err := b.Store.CreateTask(ctx, tx, p)
 	require.NoError(t, err)
+	require.Len(t, res.Steps, 2, "the steps written in the caller's transaction")
+	require.Equal(t, []statemachine.StepState{statemachine.StepEnqueued, statemachine.StepPending},
+		[]statemachine.StepState{res.Steps[0].State, res.Steps[1].State})
 	_, err = b.Store.GetTask(ctx, p.TaskID)
 	require.ErrorIs(t, err, store.ErrNotFound, "not visible before the caller commits")
 	b.requireSent(t)

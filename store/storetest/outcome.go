@@ -173,7 +173,7 @@ func (b *bundle) failed(t *testing.T) graph {
 	res, err := b.Store.RecordOutcome(context.Background(), b.outcomeParams(b.claim(t, g.id["a"]), store.OutcomePermanent))
 	require.NoError(t, err)
 	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
-	require.True(t, res.Settled)
+	require.False(t, res.Settled, "c is still enqueued: the task is not at rest")
 	require.Zero(t, res.Released)
 	return g
 }
@@ -190,6 +190,7 @@ func (b *bundle) operator(stepID uuid.UUID, action store.OperatorAction, result 
 
 func testPermanent(t *testing.T, h Harness) {
 	parallelTest(t, h, "BlocksTheTask", testPermanentBlocksTheTask)
+	parallelTest(t, h, "BlockedTaskComesToRestWithItsLastActiveStep", testBlockedTaskComesToRest)
 	parallelTest(t, h, "OperatorRetryRunsTheStepAgain", testPermanentOperatorRetryRunsTheStepAgain)
 	parallelTest(t, h, "OperatorResolveReleasesTheDependents", testPermanentOperatorResolveReleasesTheDependents)
 	parallelTest(t, h, "OperatorCompleteGivesItsResultToTheDependents", testPermanentOperatorCompleteGivesItsResultToTheDependents)
@@ -302,6 +303,7 @@ func testRetryNotPromotedWhileBlocked(t *testing.T, b *bundle) {
 	res, err := b.Store.RecordOutcome(ctx, b.outcomeParams(cb, store.OutcomePermanent))
 	require.NoError(t, err)
 	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
+	require.True(t, res.Settled, "a's retry is not in flight in a blocked task")
 	b.requireSent(t, "a+retry")
 	require.ErrorIs(t, b.Store.PromoteRetry(ctx, store.PromoteRetryParams{StepID: g.id["a"]}), store.ErrConflict)
 	require.Equal(t, statemachine.StepWaitingForRetry, b.step(t, g.task, g.id["a"]).State)
@@ -332,7 +334,30 @@ func testPermanentBlocksTheTask(t *testing.T, b *bundle) {
 	b.requireSent(t)
 	res := b.run(t, g.id["c"])
 	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
-	require.False(t, res.Settled, "it was settled already")
+	require.True(t, res.Settled, "the last step in flight finished: the blocked task is at rest")
+	require.Zero(t, b.task(t, g.task).StepsActive)
+}
+
+// testBlockedTaskComesToRest blocks a task while two other steps are in flight: only the outcome
+// of the last of them (here a retry, which waits for an operator's fix) brings it to rest.
+func testBlockedTaskComesToRest(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"), b.newStep("b"), b.newStep("c"))
+	b.requireSent(t, "a", "b", "c")
+	ca, cb := b.claim(t, g.id["a"]), b.claim(t, g.id["b"])
+	res, err := b.Store.RecordOutcome(ctx, b.outcomeParams(ca, store.OutcomePermanent))
+	require.NoError(t, err)
+	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
+	require.False(t, res.Settled, "b runs and c is enqueued")
+	res = b.succeed(t, cb)
+	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
+	require.False(t, res.Settled, "c is enqueued")
+	cc := b.claim(t, g.id["c"])
+	res, err = b.Store.RecordOutcome(ctx, b.outcomeParams(cc, store.OutcomeRetry))
+	require.NoError(t, err)
+	require.Equal(t, statemachine.TaskBlockedByFailures, res.TaskState)
+	require.True(t, res.Settled, "nothing in flight: c's retry waits for an operator's fix")
+	require.Zero(t, b.task(t, g.task).StepsActive)
 }
 
 func testPermanentOperatorRetryRunsTheStepAgain(t *testing.T, b *bundle) {
