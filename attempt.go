@@ -132,8 +132,11 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	if err != nil {
 		return nil
 	}
-	anc, ok := r.ancestors[ref.Name]
-	if !ok || r.dynamic[ref.Name] {
+	if r.dynamic[ref.Name] {
+		return nil
+	}
+	anc, ok := r.ancestorNames(ref.Name)
+	if !ok {
 		return nil
 	}
 	return append([]string{}, anc...) // non-nil, even when empty

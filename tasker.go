@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -69,7 +70,8 @@ const (
 type Store = store.Store
 
 // Config configures an Engine. Its zero values mean the documented defaults; only Store is
-// required.
+// required. NewEngine refuses negative values and durations below their minimum (LeaseMin and
+// the like) with a *ConfigError.
 type Config struct {
 	// Store is the source of truth, such as postgres.New(pool).
 	Store Store
@@ -79,7 +81,8 @@ type Config struct {
 	// Logger receives the engine's logs; the zero value discards them. With slog:
 	// logr.FromSlogHandler(slog.Default().Handler()).
 	Logger logr.Logger
-	// WorkerID names this engine in leases and transitions; "" means host-pid-random.
+	// WorkerID names this engine in leases and transitions; "" means host-pid-random. It is
+	// valid UTF-8 without NUL, at most MaxNameBytes bytes.
 	WorkerID string
 	// Concurrency caps the handlers this engine runs at once; 0 means ConcurrencyDefault.
 	Concurrency int
@@ -87,9 +90,12 @@ type Config struct {
 	// beyond Concurrency.
 	NamespaceConcurrency map[string]int
 	// Namespaces limits the namespaces this engine's workers take steps from; nil means every
-	// namespace with a registered template.
+	// namespace with a registered template, including those registered while RunWorkers runs.
+	// With Namespaces set, a template registered in another namespace is not served by this
+	// engine (Register logs it): other engines must serve it.
 	Namespaces []string
-	// Lease is the visibility timeout of a claimed step; 0 means LeaseDefault.
+	// Lease is the visibility timeout of a claimed step; 0 means LeaseDefault, and the minimum is
+	// LeaseMin.
 	Lease time.Duration
 	// ShutdownTimeout is the soft deadline for in-flight handlers when RunWorkers stops; 0 means
 	// ShutdownTimeoutDefault.
@@ -99,15 +105,17 @@ type Config struct {
 	// Environment selects the templates' per-environment overrides (such as "test"); "" applies
 	// none.
 	Environment string
-	// LeaderTTL is the maintenance leader's election lease; 0 means LeaderTTLDefault.
+	// LeaderTTL is the maintenance leader's election lease; 0 means LeaderTTLDefault, and the
+	// minimum is LeaderTTLMin.
 	LeaderTTL time.Duration
 	// RescueInterval is how often the elected engine rescues steps whose lease expired; 0 means
-	// RescueIntervalDefault (or Lease/2 when smaller).
+	// RescueIntervalDefault (or Lease/2 when smaller), and the minimum is RescueIntervalMin.
 	RescueInterval time.Duration
 	// MaxDecisionSteps caps the steps one decision may create; 0 means MaxDecisionStepsDefault.
 	MaxDecisionSteps int
 	// RepublishAfter is, with a queue outside the database (queue.Publisher), how long a step may
-	// wait enqueued before the sweeper publishes its message again; 0 means RepublishAfterDefault.
+	// wait enqueued before the sweeper publishes its message again; 0 means RepublishAfterDefault,
+	// and the minimum is RepublishAfterMin.
 	// The sweeper skips a namespace whose queue reports messages waiting (queue.ReadyCounter, which
 	// queue/rabbitmq implements): a backlog delays a lost message's re-publish until it drains, or
 	// for 10 × RepublishAfter at most.
@@ -129,6 +137,7 @@ type Engine struct {
 	handlers  map[string]Handler
 
 	running     atomic.Bool
+	active      *workers    // the running workers, told of templates registered meanwhile; guarded by mu
 	schemaReady atomic.Bool // the store's schema was found at this library's version
 	runs        runRegistry // handlers in flight, by task, for cancellation
 	waiters     waiterRegistry
@@ -139,18 +148,47 @@ type registered struct {
 	t          *Template
 	graph      *dag.Graph
 	schema     *jsonschema.Schema
-	ancestors  map[string][]string
 	dynamic    map[string]bool // steps created at run time, not with the task
 	definition []byte
 	checksum   string
 	persisted  atomic.Bool
+
+	// ancestors caches the ancestor names of the steps claimed so far, up to ancestorCacheNames
+	// names in all (ancBudget counts down), so that a template's memory stays linear in its size
+	// however long its chains: a step's full ancestor list is computed from the graph when needed.
+	ancestors sync.Map // step name -> []string, never modified once stored
+	ancBudget atomic.Int64
+}
+
+// ancestorCacheNames bounds the ancestor names one registered template caches.
+const ancestorCacheNames = 1 << 16
+
+// ancestorNames names the template steps that step depends on, directly or transitively, in the
+// template's step order; false for an unknown step. The slice is shared: do not modify it.
+func (r *registered) ancestorNames(step string) ([]string, bool) {
+	if v, ok := r.ancestors.Load(step); ok {
+		return v.([]string), true
+	}
+	i, ok := r.graph.Index(step)
+	if !ok {
+		return nil, false
+	}
+	names := r.graph.Names(r.graph.Ancestors(i))
+	if r.ancBudget.Add(-int64(len(names))-1) >= 0 {
+		r.ancestors.Store(step, names)
+	}
+	return names, true
 }
 
 // NewEngine returns an engine. It does no I/O: RunWorkers and the first CreateTask check the
-// database.
+// database. A Config it cannot run with is refused with a *ConfigError (errors.Is
+// ErrInvalidConfig) naming the field.
 func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("tasker: Config.Store is required (for example postgres.New(pool))")
+	}
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
 	q := cfg.Queue
 	if q == nil {
@@ -159,6 +197,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, errors.New("tasker: Config.Queue is required with this store")
 		}
 		q = d.DefaultQueue()
+	}
+	if nv, ok := q.(queue.NameValidator); ok {
+		for i, ns := range cfg.Namespaces {
+			if err := nv.ValidateQueueName(ns); err != nil {
+				return nil, &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", truncateName(ns)),
+					Reason: "cannot name a queue: " + err.Error()}
+			}
+		}
 	}
 	if cfg.WorkerID == "" {
 		host, _ := os.Hostname()
@@ -183,7 +229,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		cfg.LeaderTTL = LeaderTTLDefault
 	}
 	if cfg.RescueInterval <= 0 {
-		cfg.RescueInterval = min(RescueIntervalDefault, cfg.Lease/2)
+		cfg.RescueInterval = max(min(RescueIntervalDefault, cfg.Lease/2), RescueIntervalMin)
 	}
 	if cfg.MaxPayloadBytes <= 0 {
 		cfg.MaxPayloadBytes = MaxPayloadBytesDefault
@@ -222,9 +268,19 @@ func (e *Engine) checkSchema(ctx context.Context) error {
 func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
 
 // Register adds a template. Defaults are applied to its zero fields and, when Config.Environment
-// is set, that environment's overrides; then it is validated (a *ValidationError lists every
-// problem). Registering a template again under the same namespace, name and version replaces it.
-// The template is written to the database's registry on first use.
+// is set, that environment's overrides; then it is validated, and a *ValidationError lists every
+// problem: among them names the database or the configured queue cannot take (see MaxNameBytes
+// and queue.NameValidator).
+//
+// Versions are immutable: registering the same definition again under the same namespace, name
+// and version is a no-op, and a different one is refused with a *TemplateConflictError (errors.Is
+// ErrTemplateConflict); register a changed template under a new version. The database's registry
+// follows the same rule: the template is written to it when RunWorkers starts, or by the first
+// CreateTask, and either fails with a *TemplateConflictError if another process registered a
+// different definition under the same key.
+//
+// A template may be registered while RunWorkers runs: its namespace, if new, is served at once
+// (unless Config.Namespaces leaves it out) and the template is written to the registry.
 func (e *Engine) Register(t *Template) error {
 	if t == nil {
 		return errors.New("tasker: Register(nil)")
@@ -239,7 +295,14 @@ func (e *Engine) Register(t *Template) error {
 		}
 	}
 	if err := c.Validate(); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			ve.Problems = append(ve.Problems, checkTemplateNames(c, e.queue)...)
+		}
 		return err
+	}
+	if probs := checkTemplateNames(c, e.queue); len(probs) > 0 {
+		return &ValidationError{Template: truncateName(c.Key()), Problems: probs}
 	}
 	nodes := make([]dag.Node, len(c.Steps))
 	for i, s := range c.Steps {
@@ -249,10 +312,8 @@ func (e *Engine) Register(t *Template) error {
 	if err != nil {
 		return err
 	}
-	r := &registered{t: c, graph: g, ancestors: make(map[string][]string, len(c.Steps))}
-	for i, s := range c.Steps {
-		r.ancestors[s.Name] = g.Names(g.Ancestors(i))
-	}
+	r := &registered{t: c, graph: g}
+	r.ancBudget.Store(ancestorCacheNames)
 	classifyDynamic(r)
 	if len(c.InputSchema) > 0 {
 		if r.schema, err = compileInputSchema(c.InputSchema); err != nil {
@@ -262,22 +323,57 @@ func (e *Engine) Register(t *Template) error {
 	if r.definition, err = json.Marshal(c); err != nil {
 		return fmt.Errorf("tasker: template %s: %w", c.Key(), err)
 	}
+	if probs := checkDefinition(r.definition); len(probs) > 0 {
+		return &ValidationError{Template: c.Key(), Problems: probs}
+	}
 	sum := sha256.Sum256(r.definition)
 	r.checksum = hex.EncodeToString(sum[:])
 
 	key := c.Namespace + "/" + c.Name
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	versions := e.templates[key]
-	for i, v := range versions {
+	for _, v := range versions {
 		if v.t.Version == c.Version {
-			versions[i] = r
-			return nil
+			e.mu.Unlock()
+			if v.checksum == r.checksum {
+				return nil
+			}
+			return &TemplateConflictError{Namespace: c.Namespace, Name: c.Name, Version: c.Version, Existing: v.checksum, Proposed: r.checksum}
 		}
 	}
+	newNamespace := !e.servesLocked(c.Namespace)
 	e.templates[key] = append(versions, r)
+	w := e.active
+	e.mu.Unlock()
+
+	if newNamespace && len(e.cfg.Namespaces) > 0 && !slices.Contains(e.cfg.Namespaces, c.Namespace) {
+		e.log.Info("registered a template in a namespace that Config.Namespaces leaves out: this engine's workers do not serve it",
+			"template", c.Key(), "namespace", c.Namespace, "namespaces", e.cfg.Namespaces)
+	}
+	if w != nil {
+		w.registered(r)
+	}
 	return nil
 }
+
+// servesLocked tells whether a template of namespace ns is registered; e.mu is held.
+func (e *Engine) servesLocked(ns string) bool {
+	for _, versions := range e.templates {
+		if len(versions) > 0 && versions[0].t.Namespace == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrTemplateConflict is matched (errors.Is) by every *TemplateConflictError.
+var ErrTemplateConflict = store.ErrTemplateConflict
+
+// TemplateConflictError reports a template registered under a namespace, name and version that
+// already hold a different definition, in this engine (Register) or in the database's registry
+// (RunWorkers, CreateTask). Existing and Proposed are the definitions' checksums. Versions are
+// immutable: register the changed template under a new version.
+type TemplateConflictError = store.TemplateConflictError
 
 // Handle binds a handler to a name used in templates' handler.callable. Binding a name again
 // replaces the handler.

@@ -3,6 +3,9 @@ package tasker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +26,11 @@ const abandonGrace = 2 * time.Second
 // in-flight handlers get Config.ShutdownTimeout to finish, after which their contexts are
 // cancelled and their steps go back to the queue without losing the attempt. A handler's outcome
 // that the database cannot take yet (an outage) is tried until its lease ends, so the drain lasts
-// at most ShutdownTimeout, a few seconds' grace and one Config.Lease. It returns nil after
-// a clean stop, or an error when it cannot start (for example a database that is not migrated).
-// Only one RunWorkers per engine may run at a time.
+// at most ShutdownTimeout, a few seconds' grace and one Config.Lease. It returns nil after a clean
+// stop, or an error when it cannot start (for example a database that is not migrated, or a
+// *TemplateConflictError when the database's registry holds another definition of a registered
+// template version). Only one RunWorkers per engine may run at a time. Templates registered while
+// it runs are served too (see Register).
 func (e *Engine) RunWorkers(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -37,30 +42,61 @@ func (e *Engine) RunWorkers(ctx context.Context) error {
 		}
 		return err
 	}
+	// From here on Register tells w of each new template; those registered before are listed below.
+	w := newWorkers(e)
+	e.mu.Lock()
+	e.active = w
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.active = nil
+		e.mu.Unlock()
+	}()
 	// Bring the database's template registry up to date with this engine's definitions.
 	for _, r := range e.registeredTemplates() {
-		if err := e.store.RegisterTemplate(ctx, *r.registryParams()); err != nil {
+		if err := e.persist(ctx, r); err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped before it started
 			}
-			return err
+			return fmt.Errorf("tasker: RunWorkers: %w", err)
 		}
-		r.persisted.Store(true)
 	}
 	nss := e.namespaces()
 	if len(nss) == 0 {
 		return errors.New("tasker: RunWorkers: no namespace to serve: register a template or set Config.Namespaces")
 	}
-	w := newWorkers(e, nss)
-	return w.run(ctx)
+	return w.run(ctx, nss)
+}
+
+// persist writes a template to the database's registry unless a commit has already.
+func (e *Engine) persist(ctx context.Context, r *registered) error {
+	if r.persisted.Load() {
+		return nil
+	}
+	if err := e.store.RegisterTemplate(ctx, *r.registryParams()); err != nil {
+		return err
+	}
+	r.persisted.Store(true)
+	return nil
 }
 
 type workers struct {
-	e       *Engine
-	nss     []string
-	slots   chan struct{}
-	nsSlots map[string]chan struct{}
-	wake    map[string]chan struct{}
+	e     *Engine
+	slots chan struct{}
+
+	// lanes holds, by namespace served, its wake-up channel and its concurrency cap; it is
+	// replaced, never changed, when a namespace is added (under lanesMu), so readers need no lock.
+	lanes       atomic.Pointer[map[string]*lane]
+	lanesMu     sync.Mutex
+	nss         []string // the namespaces served, sorted; guarded by lanesMu
+	fetchCtx    context.Context
+	fetchers    sync.WaitGroup // the fetch loops; added to under lanesMu while !fetchClosed
+	fetchClosed bool           // RunWorkers is stopping: no fetch loop starts any more
+	relisten    chan struct{}  // the namespaces changed: the queue listener starts again
+
+	regMu   sync.Mutex
+	pending []*registered // templates registered while running, not yet handled
+	regWake chan struct{}
 
 	handlerBase context.Context
 	hardStop    context.CancelCauseFunc
@@ -79,48 +115,206 @@ type workers struct {
 	stopped  bool
 }
 
-func newWorkers(e *Engine, nss []string) *workers {
+// lane is one served namespace's wake-up channel and optional concurrency cap.
+type lane struct {
+	wake  chan struct{}
+	slots chan struct{} // nil: no cap beyond Config.Concurrency
+}
+
+func newWorkers(e *Engine) *workers {
 	w := &workers{
-		e: e, nss: nss,
-		slots:   make(chan struct{}, e.cfg.Concurrency),
-		nsSlots: map[string]chan struct{}{},
-		wake:    map[string]chan struct{}{},
-		timers:  map[*time.Timer]struct{}{},
+		e:        e,
+		slots:    make(chan struct{}, e.cfg.Concurrency),
+		timers:   map[*time.Timer]struct{}{},
+		relisten: make(chan struct{}, 1),
+		regWake:  make(chan struct{}, 1),
 
 		holds: map[string]hold{},
 	}
-	for _, ns := range nss {
-		w.wake[ns] = make(chan struct{}, 1)
-		if n := e.cfg.NamespaceConcurrency[ns]; n > 0 {
-			w.nsSlots[ns] = make(chan struct{}, n)
-		}
-	}
+	w.lanes.Store(&map[string]*lane{})
 	return w
 }
 
+// lane returns the lane of a served namespace, or nil.
+func (w *workers) lane(ns string) *lane { return (*w.lanes.Load())[ns] }
+
+// addLane makes a namespace served; false when it was already.
+func (w *workers) addLane(ns string) bool {
+	w.lanesMu.Lock()
+	defer w.lanesMu.Unlock()
+	old := *w.lanes.Load()
+	if _, ok := old[ns]; ok {
+		return false
+	}
+	l := &lane{wake: make(chan struct{}, 1)}
+	if n := w.e.cfg.NamespaceConcurrency[ns]; n > 0 {
+		l.slots = make(chan struct{}, n)
+	}
+	m := make(map[string]*lane, len(old)+1)
+	maps.Copy(m, old)
+	m[ns] = l
+	w.lanes.Store(&m)
+	w.nss = append(w.nss, ns)
+	slices.Sort(w.nss)
+	return true
+}
+
+// namespaces lists the namespaces served.
+func (w *workers) namespaces() []string {
+	w.lanesMu.Lock()
+	defer w.lanesMu.Unlock()
+	return slices.Clone(w.nss)
+}
+
+// startFetch starts the fetch loop of a served namespace, unless RunWorkers is stopping.
+func (w *workers) startFetch(ns string) {
+	w.lanesMu.Lock()
+	defer w.lanesMu.Unlock()
+	if w.fetchClosed {
+		return
+	}
+	w.signal(ns) // look once at start-up
+	w.fetchers.Add(1)
+	go func() {
+		defer w.fetchers.Done()
+		w.fetchLoop(w.fetchCtx, ns)
+	}()
+}
+
+// closeFetch stops new fetch loops from starting and waits for the running ones to return (their
+// context has ended).
+func (w *workers) closeFetch() {
+	w.lanesMu.Lock()
+	w.fetchClosed = true
+	w.lanesMu.Unlock()
+	w.fetchers.Wait()
+}
+
 func (w *workers) signal(ns string) {
-	if ch, ok := w.wake[ns]; ok {
+	if l := w.lane(ns); l != nil {
 		select {
-		case ch <- struct{}{}:
+		case l.wake <- struct{}{}:
 		default:
 		}
 	}
 }
 
-func (w *workers) run(ctx context.Context) error {
+// registered tells the running workers of a template registered after they started.
+func (w *workers) registered(r *registered) {
+	w.regMu.Lock()
+	w.pending = append(w.pending, r)
+	w.regMu.Unlock()
+	select {
+	case w.regWake <- struct{}{}:
+	default:
+	}
+}
+
+// takeRegistrations handles the templates registered while the workers run until ctx ends: a new
+// namespace gets its fetch loop and joins the queue listener (unless Config.Namespaces fixes the
+// set), and the template is written to the database's registry. A write that fails is logged:
+// the first CreateTask of the template writes it again, and fails with the same error if it
+// persists (a *TemplateConflictError, say).
+func (w *workers) takeRegistrations(ctx context.Context) {
+	e := w.e
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.regWake:
+		}
+		w.regMu.Lock()
+		regs := w.pending
+		w.pending = nil
+		w.regMu.Unlock()
+		for _, r := range regs {
+			ns := r.t.Namespace
+			if len(e.cfg.Namespaces) == 0 && w.addLane(ns) {
+				w.startFetch(ns)
+				select {
+				case w.relisten <- struct{}{}:
+				default:
+				}
+				e.log.Info("serving a namespace registered while the workers run", "namespace", ns, "template", r.t.Key())
+			}
+			if err := e.persist(ctx, r); err != nil && ctx.Err() == nil {
+				e.log.Error(err, "write a template registered while the workers run to the database's registry; its first CreateTask tries again", "template", r.t.Key())
+			}
+		}
+	}
+}
+
+// listen runs the queue's Listen over the namespaces served until ctx ends, and starts it again,
+// over the new set, when a namespace is added. The new listener is in place (it has woken its
+// namespaces once) before the old one stops, so that no wake-up is missed in between, and a
+// backend that shares consumers between listeners (queue/rabbitmq) keeps them.
+func (w *workers) listen(ctx context.Context) {
+	e := w.e
+	var (
+		cancel context.CancelFunc
+		done   chan struct{}
+	)
+	defer func() {
+		if cancel != nil {
+			cancel()
+			<-done
+		}
+	}()
+	start := func() {
+		nss := w.namespaces()
+		lctx, c := context.WithCancel(ctx)
+		d := make(chan struct{})
+		woke := make(chan struct{})
+		var once sync.Once
+		go func() {
+			defer close(d)
+			err := e.queue.Listen(lctx, nss, func(ns string) {
+				once.Do(func() { close(woke) })
+				w.signal(ns)
+			})
+			if err != nil {
+				e.log.Error(err, "queue listener stopped", "namespaces", nss)
+			}
+		}()
+		if cancel != nil {
+			select {
+			case <-woke:
+			case <-d:
+			case <-ctx.Done():
+			case <-time.After(listenStartWait):
+			}
+			cancel()
+			<-done
+		}
+		cancel, done = c, d
+	}
+	start()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.relisten:
+			start()
+		}
+	}
+}
+
+func (w *workers) run(ctx context.Context, nss []string) error {
 	e := w.e
 	w.dbctx = context.WithoutCancel(ctx)
 	w.handlerBase, w.hardStop = context.WithCancelCause(context.WithoutCancel(ctx))
 	defer w.hardStop(nil)
+	w.fetchCtx = ctx
+	for _, ns := range nss {
+		w.addLane(ns)
+	}
 
 	listenCtx, stopListen := context.WithCancel(w.dbctx)
 	var bg sync.WaitGroup
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		if err := e.queue.Listen(listenCtx, w.nss, w.signal); err != nil {
-			e.log.Error(err, "queue listener stopped")
-		}
+		w.listen(listenCtx)
 	}()
 	if !e.cfg.DisableMaintenance {
 		bg.Add(1)
@@ -163,22 +357,23 @@ func (w *workers) run(ctx context.Context) error {
 			e.log.Info("the store's announcements are not listened to yet; starting anyway", "waited", listenStartWait)
 		}
 	}
-	var fetchers sync.WaitGroup
-	for _, ns := range w.nss {
-		w.signal(ns) // look once at start-up
-		fetchers.Add(1)
-		go func() {
-			defer fetchers.Done()
-			w.fetchLoop(ctx, ns)
-		}()
+	for _, ns := range nss {
+		w.startFetch(ns)
 	}
-	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", w.nss, "concurrency", e.cfg.Concurrency)
+	var registrar sync.WaitGroup
+	registrar.Add(1)
+	go func() {
+		defer registrar.Done()
+		w.takeRegistrations(ctx)
+	}()
+	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", nss, "concurrency", e.cfg.Concurrency)
 
 	<-ctx.Done()
 	w.stopping.Store(true)
+	registrar.Wait()
 	// No handler starts once the fetch loops are gone; only then may the drain wait for the
 	// in-flight ones.
-	fetchers.Wait()
+	w.closeFetch()
 	drained := make(chan struct{})
 	go func() { w.inflight.Wait(); close(drained) }()
 	select {
@@ -237,7 +432,10 @@ func (w *workers) wakeAfter(ns string, d time.Duration) {
 
 // acquire blocks until at least one handler slot is free for ns and takes up to ReadBatchDefault.
 func (w *workers) acquire(ctx context.Context, ns string) int {
-	nsCh := w.nsSlots[ns]
+	var nsCh chan struct{}
+	if l := w.lane(ns); l != nil {
+		nsCh = l.slots
+	}
 	if nsCh != nil {
 		select {
 		case nsCh <- struct{}{}:
@@ -276,20 +474,25 @@ func (w *workers) acquire(ctx context.Context, ns string) int {
 }
 
 func (w *workers) release(ns string, n int) {
+	var nsCh chan struct{}
+	if l := w.lane(ns); l != nil {
+		nsCh = l.slots
+	}
 	for i := 0; i < n; i++ {
 		<-w.slots
-		if ch := w.nsSlots[ns]; ch != nil {
-			<-ch
+		if nsCh != nil {
+			<-nsCh
 		}
 	}
 }
 
 func (w *workers) fetchLoop(ctx context.Context, ns string) {
+	wake := w.lane(ns).wake
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.wake[ns]:
+		case <-wake:
 		}
 		for ctx.Err() == nil {
 			n := w.acquire(ctx, ns)

@@ -132,3 +132,12 @@ var ErrNotTransactional = errors.New("queue: this queue cannot send inside a tra
 type ReadyCounter interface {
 	ReadyCount(ctx context.Context, queue string) (int, error)
 }
+
+// NameValidator is implemented by queues whose backend limits the names of queues, such as
+// RabbitMQ (255 bytes for a broker queue's name, prefix and suffixes included). The engine asks it
+// when a template is registered, so that a namespace the queue cannot serve is refused then rather
+// than failing at every delivery. ValidateQueueName returns nil when name can be used as a queue
+// name, and an error that says why not otherwise.
+type NameValidator interface {
+	ValidateQueueName(name string) error
+}

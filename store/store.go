@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,6 +29,33 @@ var ErrConflict = errors.New("store: state changed concurrently or does not allo
 
 // ErrNotDue is returned by PromoteRetry when the step's backoff has not elapsed yet.
 var ErrNotDue = errors.New("store: retry not due yet")
+
+// ErrTemplateConflict is matched (errors.Is) by every *TemplateConflictError.
+var ErrTemplateConflict = errors.New("template version already registered with a different definition")
+
+// TemplateConflictError reports that the registry holds another definition under a template's
+// namespace, name and version. Versions are immutable: a changed template needs a new version.
+type TemplateConflictError struct {
+	Namespace, Name, Version string
+	// Existing is the checksum of the definition registered first; Proposed is the other one.
+	Existing, Proposed string
+}
+
+func (e *TemplateConflictError) Error() string {
+	return fmt.Sprintf("template %s/%s@%s is already registered with a different definition (checksum %s, this one %s): "+
+		"versions are immutable, so register the changed template under a new version",
+		e.Namespace, e.Name, e.Version, shortSum(e.Existing), shortSum(e.Proposed))
+}
+
+// Is makes errors.Is(err, ErrTemplateConflict) true.
+func (e *TemplateConflictError) Is(target error) bool { return target == ErrTemplateConflict }
+
+func shortSum(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
 
 // Enqueuer puts steps on the delivery queue inside the store's transaction, so that a step is
 // enqueued if and only if the transaction that made it ready commits.
@@ -57,8 +85,9 @@ type StepRef struct {
 
 // Store is the persistence seam.
 type Store interface {
-	// RegisterTemplate stores a template definition in the registry, replacing an older
-	// definition under the same key.
+	// RegisterTemplate stores a template definition in the registry. Versions are immutable: the
+	// same definition (by checksum) again is a no-op, and a different one under a key already
+	// registered is refused with a *TemplateConflictError, the stored row kept.
 	RegisterTemplate(ctx context.Context, p RegisterTemplateParams) error
 	// CreateTask creates a task as CreateTaskParams says, inside tx when it is not nil (a store
 	// without transactions refuses a non-nil tx with an error of its own). A task with the same
@@ -156,7 +185,9 @@ type ExpiredStep struct {
 	Version   string
 }
 
-// RegisterTemplateParams stores a template definition in the registry (an upsert).
+// RegisterTemplateParams stores a template definition in the registry (see
+// Store.RegisterTemplate: an insert, refused with a *TemplateConflictError when the key holds
+// another checksum).
 type RegisterTemplateParams struct {
 	Namespace, Name, Version string
 	Definition               json.RawMessage
@@ -214,7 +245,9 @@ type CreateTaskParams struct {
 	Reason         string // why ("" stores nothing)
 	Steps          []NewStep
 	Enqueuer       Enqueuer
-	// Template, when set, is written to the template registry in the same transaction.
+	// Template, when set, is written to the template registry in the same transaction, with
+	// RegisterTemplate's rule: a different definition under its key fails the creation with a
+	// *TemplateConflictError, and nothing is written.
 	Template *RegisterTemplateParams
 	// AnnounceCommit asks an EventListener store to announce the new task (EventTaskCreated) once
 	// the transaction commits (not when it rolls back, nor for a duplicate). The engine sets it when

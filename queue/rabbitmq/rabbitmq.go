@@ -189,8 +189,9 @@ type Queue struct {
 }
 
 var (
-	_ queue.Queue     = (*Queue)(nil)
-	_ queue.Publisher = (*Queue)(nil)
+	_ queue.Queue         = (*Queue)(nil)
+	_ queue.Publisher     = (*Queue)(nil)
+	_ queue.NameValidator = (*Queue)(nil)
 )
 
 type options struct {
@@ -398,6 +399,15 @@ func (q *Queue) delayQueueName(name string, ms int64) string {
 
 func (q *Queue) deadLetterExchange() string { return q.opt.prefix + "dead-letter" }
 
+// ValidateQueueName implements queue.NameValidator: it reports a name that cannot name a queue
+// here, because it is empty, holds "@" (reserved for this package's dead-letter and delay
+// queues), or would make a broker queue name (Prefix+name, and its longest delay queue,
+// Prefix+name+"@delay."+milliseconds) longer than AMQP's 255 bytes.
+func (q *Queue) ValidateQueueName(name string) error { return q.checkName(name) }
+
+// maxBrokerName is AMQP's limit on a queue's name, in bytes (a short string).
+const maxBrokerName = 255
+
 // checkName rejects queue names that would be ambiguous or that the broker refuses.
 func (q *Queue) checkName(name string) error {
 	switch {
@@ -405,8 +415,10 @@ func (q *Queue) checkName(name string) error {
 		return errors.New("empty queue name")
 	case strings.Contains(name, "@"):
 		return fmt.Errorf("queue name %q contains \"@\", which this package reserves", name)
-	case len(q.delayQueueName(name, 1<<31)) > 255:
-		return fmt.Errorf("queue name %q is too long for the broker's 255-byte limit", name)
+	case len(q.delayQueueName(name, 1<<31)) > maxBrokerName:
+		room := maxBrokerName - len(q.delayQueueName("", 1<<31))
+		return fmt.Errorf("queue name of %d bytes is too long: with the prefix %q and the longest delay-queue suffix it passes the broker's %d-byte limit; at most %d bytes fit",
+			len(name), q.opt.prefix, maxBrokerName, room)
 	}
 	return nil
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// RegisterTemplate stores a template definition in the registry, replacing an older definition
-// under the same key.
+// RegisterTemplate stores a template definition in the registry. The same checksum again is a
+// no-op; a different one under the same key is refused with a *store.TemplateConflictError and the
+// stored row is kept (versions are immutable).
 func (s *Store) RegisterTemplate(ctx context.Context, p store.RegisterTemplateParams) error {
 	return s.write(ctx, func(tx *txn) error { return tx.registerTemplate(p) })
 }
@@ -35,9 +36,7 @@ func (tx *txn) registerTemplate(p store.RegisterTemplateParams) error {
 		return nil
 	}
 	if row.checksum != p.Checksum {
-		set(tx, &row.definition, def)
-		set(tx, &row.checksum, p.Checksum)
-		set(tx, &row.updatedAt, tx.now)
+		return &store.TemplateConflictError{Namespace: p.Namespace, Name: p.Name, Version: p.Version, Existing: row.checksum, Proposed: p.Checksum}
 	}
 	return nil
 }

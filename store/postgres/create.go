@@ -8,32 +8,45 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
-// RegisterTemplate stores a template definition in the registry, replacing an older definition
-// under the same key.
+// RegisterTemplate stores a template definition in the registry. The same checksum again is a
+// no-op; a different one under the same key is refused with a *store.TemplateConflictError and the
+// stored row is kept (versions are immutable).
 func (s *Store) RegisterTemplate(ctx context.Context, p store.RegisterTemplateParams) error {
 	return s.registerTemplate(ctx, s.pool, p)
 }
 
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-func (s *Store) registerTemplate(ctx context.Context, db execer, p store.RegisterTemplateParams) error {
-	_, err := db.Exec(ctx, s.q(`
-		INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (namespace, name, version) DO UPDATE
-		   SET definition = EXCLUDED.definition, checksum = EXCLUDED.checksum, updated_at = now()
-		 WHERE {s}.templates.checksum <> EXCLUDED.checksum`),
-		p.Namespace, p.Name, p.Version, p.Definition, p.Checksum)
+// registerTemplate inserts the registry row unless its key exists, and compares the checksums in
+// the same statement. DO NOTHING takes no lock on an existing row, so concurrent creations do not
+// queue behind each other here. A row that a concurrent transaction committed while the insert
+// waited for it is not in the statement's snapshot: a second statement reads it then (under
+// REPEATABLE READ such an insert fails with a serialization error instead).
+func (s *Store) registerTemplate(ctx context.Context, db querier, p store.RegisterTemplateParams) error {
+	var existing string
+	err := db.QueryRow(ctx, s.q(`
+		WITH ins AS (
+			INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (namespace, name, version) DO NOTHING
+			RETURNING checksum)
+		SELECT checksum FROM ins
+		UNION ALL
+		SELECT checksum FROM {s}.templates
+		 WHERE namespace = $1 AND name = $2 AND version = $3 AND NOT EXISTS (SELECT 1 FROM ins)`),
+		p.Namespace, p.Name, p.Version, p.Definition, p.Checksum).Scan(&existing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = db.QueryRow(ctx, s.q(`SELECT checksum FROM {s}.templates WHERE namespace = $1 AND name = $2 AND version = $3`),
+			p.Namespace, p.Name, p.Version).Scan(&existing)
+	}
 	if err != nil {
 		return fmt.Errorf("register template %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	if existing != p.Checksum {
+		return &store.TemplateConflictError{Namespace: p.Namespace, Name: p.Name, Version: p.Version, Existing: existing, Proposed: p.Checksum}
 	}
 	return nil
 }
@@ -69,14 +82,8 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		tags = []string{}
 	}
 	if p.Template != nil {
-		// DO NOTHING takes no lock on an existing row, so concurrent creations do not queue behind
-		// each other here; RegisterTemplate (at RunWorkers' start) updates a changed definition.
-		if _, err := tx.Exec(ctx, s.q(`
-			INSERT INTO {s}.templates (namespace, name, version, definition, checksum)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (namespace, name, version) DO NOTHING`),
-			p.Template.Namespace, p.Template.Name, p.Template.Version, p.Template.Definition, p.Template.Checksum); err != nil {
-			return nil, fmt.Errorf("register template %s/%s@%s: %w", p.Template.Namespace, p.Template.Name, p.Template.Version, err)
+		if err := s.registerTemplate(ctx, tx, *p.Template); err != nil {
+			return nil, err
 		}
 	}
 	initial := statemachine.TaskStepsInProcess

@@ -98,6 +98,7 @@ func Run(t *testing.T, h Harness) {
 		name string
 		run  func(*testing.T, Harness)
 	}{
+		{"RegisterTemplate", testRegisterTemplate},
 		{"CreateTask", testCreateTask},
 		{"ClaimStep", testClaimStep},
 		{"RecordOutcome", testRecordOutcome},

@@ -1,0 +1,111 @@
+package tasker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tasker-systems/tasker/queue"
+)
+
+// MaxNameBytes bounds, in bytes, each name a template carries that the database indexes or a queue
+// is named after: its namespace, name and version, its step names and dependencies, and its handler
+// callables. PostgreSQL's btree indexes hold an entry of about 2.7 KB at most, and the registry's key
+// (namespace, name, version) is one entry; 255 bytes each keeps every index entry well inside that
+// and matches the longest name AMQP allows. A queue backend may allow less for namespaces (see
+// queue.NameValidator).
+const MaxNameBytes = 255
+
+// Problem codes for names, beside the Code constants of template validation.
+const (
+	// CodeNameTooLong: a name is longer than MaxNameBytes.
+	CodeNameTooLong = "NAME_TOO_LONG"
+	// CodeInvalidEncoding: a name (or another string of the template) holds a NUL character or
+	// is not valid UTF-8, which PostgreSQL's text and jsonb columns cannot store.
+	CodeInvalidEncoding = "INVALID_ENCODING"
+	// CodeQueueNameRejected: the configured queue backend cannot name a queue after the
+	// namespace (queue.NameValidator), for example because the broker's name limit leaves too
+	// little room beside its prefix and suffixes.
+	CodeQueueNameRejected = "QUEUE_NAME_REJECTED"
+)
+
+// checkName says what is wrong with a name that the database stores, or returns "".
+func checkName(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return "holds a NUL character"
+	case len(s) > MaxNameBytes:
+		return fmt.Sprintf("is %d bytes long; the limit is %d (MaxNameBytes)", len(s), MaxNameBytes)
+	}
+	return ""
+}
+
+// truncateName shortens a name for an error message.
+func truncateName(s string) string {
+	const keep = 64
+	if len(s) <= keep {
+		return s
+	}
+	return s[:keep] + "…"
+}
+
+// checkTemplateNames finds the names of a template (defaults applied) that the database or the
+// queue could not take: each one is refused here rather than at every CreateTask.
+func checkTemplateNames(t *Template, q queue.Queue) []Problem {
+	var probs []Problem
+	check := func(step, field, value string) {
+		why := checkName(value)
+		if why == "" {
+			return
+		}
+		code := CodeInvalidEncoding
+		if len(value) > MaxNameBytes && utf8.ValidString(value) && strings.IndexByte(value, 0) < 0 {
+			code = CodeNameTooLong
+		}
+		probs = append(probs, Problem{Code: code, Step: truncateName(step), Field: field,
+			Message: fmt.Sprintf("%q %s", truncateName(value), why)})
+	}
+	check("", "namespace_name", t.Namespace)
+	check("", "name", t.Name)
+	check("", "version", t.Version)
+	for i, s := range t.Steps {
+		p := fmt.Sprintf("steps[%d]", i)
+		check(s.Name, p+".name", s.Name)
+		check(s.Name, p+".handler.callable", s.Handler.Callable)
+		check(s.Name, p+".handler.method", s.Handler.Method)
+		for k, d := range s.Dependencies {
+			check(s.Name, fmt.Sprintf("%s.dependencies[%d]", p, k), d)
+		}
+	}
+	if nv, ok := q.(queue.NameValidator); ok && t.Namespace != "" && checkName(t.Namespace) == "" {
+		if err := nv.ValidateQueueName(t.Namespace); err != nil {
+			probs = append(probs, Problem{Code: CodeQueueNameRejected, Field: "namespace_name",
+				Message: fmt.Sprintf("the queue backend cannot serve namespace %q: %v", truncateName(t.Namespace), err)})
+		}
+	}
+	return probs
+}
+
+// checkDefinition finds the strings of a template's JSON definition that PostgreSQL's jsonb
+// refuses: a NUL character (\u0000) anywhere, such as in a description or a handler's
+// initialization. encoding/json already turns invalid UTF-8 into U+FFFD.
+func checkDefinition(def []byte) []Problem {
+	if !bytes.Contains(def, []byte(`\u0000`)) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(def))
+	for {
+		tok, err := dec.Token()
+		if err != nil { // io.EOF, or nothing more to read
+			return nil
+		}
+		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return []Problem{{Code: CodeInvalidEncoding,
+				Message: fmt.Sprintf("the string %q holds a NUL character, which the database cannot store", truncateName(s))}}
+		}
+	}
+}
