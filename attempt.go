@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -181,7 +182,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
 	defer tcancel()
 
-	stopBeat := w.heartbeat(ns, m, st, cancel)
+	hold := &leaseClock{renewed: start}
+	stopBeat := w.heartbeat(ns, m, st, cancel, hold)
 	out := w.call(tctx, st, task, c.Results)
 	stopBeat()
 
@@ -209,7 +211,12 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 				Accept: e.canRun, Ancestors: e.templateAncestors}
 		}
 	}
-	res, err := w.record(p)
+	res, err := w.record(ns, m, st, p, hold, func() error {
+		if c := context.Cause(hctx); errors.Is(c, ErrLeaseLost) || errors.Is(c, ErrTaskCancelled) {
+			return c
+		}
+		return nil
+	})
 	if err == nil {
 		enq.flush(w.dbctx)
 	}
@@ -255,23 +262,136 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	return next, &res.Next.ClaimedStep
 }
 
+// maxLoggedErrorBytes bounds the error text of a log line.
+const maxLoggedErrorBytes = 2 << 10
+
+// errorMessage is the message of an encoded StepFailure, cut for a log line.
 func errorMessage(raw json.RawMessage) string {
 	var se StepFailure
 	_ = json.Unmarshal(raw, &se)
-	return se.Message
+	return jsonsafe.Truncate(se.Message, maxLoggedErrorBytes)
 }
 
-// record commits an outcome, trying again on transient database errors.
-func (w *workers) record(p store.OutcomeParams) (*store.OutcomeResult, error) {
-	delay := 100 * time.Millisecond
-	for i := 0; ; i++ {
-		res, err := w.e.store.RecordOutcome(w.dbctx, p)
-		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || i == 5 {
+// errorText is err's text made storable: sanitized and cut to MaxErrorMessageBytes, less some
+// room for what classify adds around it ("timed out after ...", "no retry left").
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return storableText(err.Error(), MaxErrorMessageBytes-256)
+}
+
+// storableText cuts s to max bytes and replaces what the database cannot store (NUL, bytes that
+// are not UTF-8). It cuts first, so that a huge text is not copied whole.
+func storableText(s string, max int) string {
+	s = jsonsafe.Sanitize(jsonsafe.Truncate(s, max))
+	if len(s) > max { // each replaced byte grew to the three of U+FFFD
+		s = jsonsafe.Truncate(s, max)
+	}
+	return s
+}
+
+// failureJSON encodes an attempt's error record with its texts made storable.
+func failureJSON(se StepFailure) json.RawMessage {
+	se.Message = storableText(se.Message, MaxErrorMessageBytes)
+	se.Stack = storableText(se.Stack, MaxErrorStackBytes)
+	raw, _ := json.Marshal(se)
+	return raw
+}
+
+// Pacing of record's retries while the database is away.
+const (
+	recordRetryMax = time.Second     // the longest wait between two tries
+	recordLogEvery = 5 * time.Second // how often a long wait is reported
+)
+
+// leaseClock tells how long this worker's lease on a step lasts: Config.Lease from the last
+// renewal that the store confirmed (or from the claim).
+type leaseClock struct {
+	mu      sync.Mutex
+	renewed time.Time // when that renewal was sent: the lease ends no earlier than renewed + Lease
+}
+
+func (l *leaseClock) last() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewed
+}
+
+func (l *leaseClock) renewedAt(t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t.After(l.renewed) {
+		l.renewed = t
+	}
+}
+
+// record commits an outcome. A finished outcome is not given up while its lease lives: on a
+// transient error (the database away) record keeps trying, with a capped backoff, and renews the
+// step's lease and its message's visibility every third of the lease, so that the outcome is
+// recorded once the database answers and the rescuer never sees the lease expire. It stops at
+// once when the step is no longer this worker's (store.ErrConflict, store.ErrNotFound, a lost
+// lease or a cancelled task: gone). It gives up when the lease, as last renewed, has run out (the
+// rescuer then takes the step over, as after a crash), or when the database renews the lease yet
+// refuses the outcome for a whole lease: no outage, then, but a fault that waiting does not cure.
+// Once the engine is stopping it renews no more and tries until the lease it holds runs out, which
+// bounds RunWorkers' drain.
+func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error) (*store.OutcomeResult, error) {
+	e := w.e
+	delay := 50 * time.Millisecond
+	var first, logged, refusedSince time.Time
+	for tries := 1; ; tries++ {
+		res, err := e.store.RecordOutcome(w.dbctx, p)
+		if err == nil {
+			if tries > 1 {
+				e.log.Info("step outcome recorded after the database came back", "task", p.TaskID, "step", st.Name,
+					"attempt", p.Attempt, "tries", tries, "waited", time.Since(first).Round(time.Millisecond))
+			}
+			return res, nil
+		}
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return res, err
 		}
-		w.e.log.Error(err, "record outcome; trying again", "step", p.StepID, "in", delay)
-		time.Sleep(delay)
-		delay = min(delay*2, 3*time.Second)
+		now := time.Now()
+		if tries == 1 {
+			first = now
+			w.recording.Add(1)
+			defer w.recording.Add(-1)
+		}
+		if cause := gone(); cause != nil {
+			return nil, fmt.Errorf("%w (and the step is no longer this worker's: %v)", err, cause)
+		}
+		end := hold.last().Add(e.cfg.Lease)
+		if !refusedSince.IsZero() && now.Sub(refusedSince) > e.cfg.Lease {
+			e.log.Error(err, "record step outcome: the database answers but refuses it; giving up", "task", p.TaskID,
+				"step", st.Name, "tries", tries, "waited", now.Sub(first).Round(time.Millisecond))
+			return nil, err
+		}
+		if !w.stopping.Load() && now.Sub(hold.last()) >= e.cfg.Lease/3 {
+			_, herr := w.renew(ns, m, st, hold)
+			switch {
+			case errors.Is(herr, store.ErrConflict) || errors.Is(herr, store.ErrNotFound):
+				return nil, fmt.Errorf("record outcome: %w", herr)
+			case herr == nil:
+				end = hold.last().Add(e.cfg.Lease)
+				if refusedSince.IsZero() {
+					refusedSince = now
+				}
+			}
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			e.log.Error(err, "record step outcome: its lease ran out while the database was away; the lease rescuer will take the step over",
+				"task", p.TaskID, "step", st.Name, "tries", tries, "waited", now.Sub(first).Round(time.Millisecond))
+			return nil, err
+		}
+		if now.Sub(logged) >= recordLogEvery {
+			logged = now
+			e.log.Error(err, "record step outcome; trying again while its lease lasts", "task", p.TaskID, "step", st.Name,
+				"tries", tries, "lease_left", left.Round(time.Millisecond))
+		}
+		time.Sleep(min(delay, left))
+		delay = min(delay*2, recordRetryMax)
 	}
 }
 
@@ -342,36 +462,40 @@ func (e *noHandlerError) Error() string {
 	return fmt.Sprintf("no handler registered for %q: call Engine.Handle(%q, ...)", e.name, e.name)
 }
 
-// classify turns a handler outcome into the outcome to record.
+// classify turns a handler outcome into the outcome to record. A result the database cannot store
+// fails the step for good at once (kind invalid_result), and error texts are made storable
+// (failureJSON), so that no outcome is refused inside the transaction that records it.
 func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) store.OutcomeParams {
 	fail := func(kind store.OutcomeKind, se StepFailure) store.OutcomeParams {
 		se.Attempt = st.Attempts
-		raw, _ := json.Marshal(se)
-		return store.OutcomeParams{Kind: kind, Error: raw}
+		return store.OutcomeParams{Kind: kind, Error: failureJSON(se)}
 	}
 	var nh *noHandlerError
 	switch {
 	case out.panicked:
-		return fail(store.OutcomePermanent, StepFailure{Message: out.err.Error(), Kind: "panic", Stack: out.stack})
+		return fail(store.OutcomePermanent, StepFailure{Message: errorText(out.err), Kind: "panic", Stack: out.stack})
 	case errors.As(out.err, &nh):
 		return fail(store.OutcomePermanent, StepFailure{Message: nh.Error(), Kind: "no_handler"})
 	case out.err == nil && !out.abandoned:
 		raw, err := json.Marshal(out.result)
 		if err != nil {
-			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + err.Error(), Kind: "invalid_result"})
+			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + errorText(err), Kind: "invalid_result"})
 		}
 		if len(raw) > w.e.cfg.MaxPayloadBytes {
 			return fail(store.OutcomePermanent, StepFailure{Message: fmt.Sprintf("result of %d bytes is over the %d-byte limit", len(raw), w.e.cfg.MaxPayloadBytes), Kind: "invalid_result"})
+		}
+		if err := checkValue("result", raw); err != nil {
+			return fail(store.OutcomePermanent, StepFailure{Message: err.Error(), Kind: "invalid_result"})
 		}
 		return store.OutcomeParams{Kind: store.OutcomeSuccess, Result: raw}
 	}
 	var perm *PermanentError
 	if errors.As(out.err, &perm) {
-		return fail(store.OutcomePermanent, StepFailure{Message: perm.Err.Error(), Kind: "permanent"})
+		return fail(store.OutcomePermanent, StepFailure{Message: errorText(perm.Err), Kind: "permanent"})
 	}
-	se := StepFailure{Message: out.err.Error(), Kind: "retryable"}
+	se := StepFailure{Message: errorText(out.err), Kind: "retryable"}
 	if errors.Is(cause, errStepTimeout) {
-		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %v", st.Timeout, out.err), Kind: "timeout"}
+		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %s", st.Timeout, errorText(out.err)), Kind: "timeout"}
 	}
 	if !st.Retryable || st.Attempts >= st.MaxAttempts {
 		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
@@ -392,7 +516,7 @@ func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) stor
 
 // heartbeat renews the step's lease and its message's visibility every third of the lease, and
 // cancels the handler when the step is no longer this worker's (cancelled elsewhere, rescued).
-func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel context.CancelCauseFunc) (stop func()) {
+func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel context.CancelCauseFunc, hold *leaseClock) (stop func()) {
 	e := w.e
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -407,8 +531,7 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 				return
 			case <-t.C:
 			}
-			state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
-				Attempt: st.Attempts})
+			state, err := w.renew(ns, m, st, hold)
 			if errors.Is(err, store.ErrConflict) {
 				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
 				if state == statemachine.StepCancelled {
@@ -420,18 +543,32 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 			}
 			if err != nil {
 				e.log.Error(err, "heartbeat", "step", st.Name)
-				continue
-			}
-			if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
-				// The queue gave the message up (RabbitMQ after an outage): its redelivery is
-				// dropped at the claim while this worker holds the step's lease.
-				e.log.V(1).Info("extend: the queue no longer holds the message", "step", st.Name)
-			} else if err != nil {
-				e.log.Error(err, "extend message visibility", "step", st.Name)
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// renew extends the lease of the step this worker holds, then its message's visibility. It
+// returns the store's answer: store.ErrConflict (with the step's state) when the step is no longer
+// this worker's.
+func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
+	e := w.e
+	sent := time.Now()
+	state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
+		Attempt: st.Attempts})
+	if err != nil {
+		return state, err
+	}
+	hold.renewedAt(sent)
+	if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
+		// The queue gave the message up (RabbitMQ after an outage): its redelivery is
+		// dropped at the claim while this worker holds the step's lease.
+		e.log.V(1).Info("extend: the queue no longer holds the message", "step", st.Name)
+	} else if err != nil {
+		e.log.Error(err, "extend message visibility", "step", st.Name)
+	}
+	return state, nil
 }
 
 // giveBack returns a step cut off by shutdown to the queue without spending its attempt.
@@ -470,10 +607,10 @@ func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.Outco
 		var inv *invalidOutcomeError
 		switch {
 		case errors.As(err, &inv):
-			raw, _ := json.Marshal(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
+			raw := failureJSON(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
 			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
 		case err != nil:
-			raw, _ := json.Marshal(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
+			raw := failureJSON(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
 			*p = store.OutcomeParams{Kind: store.OutcomeRetry, Error: raw, RetryDelay: time.Second}
 		default:
 			p.Spawn = plan

@@ -2,8 +2,11 @@ package tasker_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -105,6 +108,31 @@ func badSetup(t *testing.T, kind badDB, cfg func(*tasker.Config)) *bundle {
 
 func badRequest(ctxValue any) tasker.TaskRequest {
 	return tasker.TaskRequest{Namespace: "bad", Name: "order", Context: ctxValue}
+}
+
+// createBad is a bad-input case that creates the task the request asks for.
+func createBad(req tasker.TaskRequest) func(t *testing.T, b *bundle) error {
+	return func(t *testing.T, b *bundle) error {
+		_, err := b.engine.CreateTask(context.Background(), req)
+		return err
+	}
+}
+
+// withReq returns req changed by f.
+func withReq(req tasker.TaskRequest, f func(*tasker.TaskRequest)) tasker.TaskRequest {
+	f(&req)
+	return req
+}
+
+// randomText is n bytes of random letters, which do not compress (an index entry is compressed
+// before its size is checked).
+func randomText(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = letters[rand.IntN(len(letters))]
+	}
+	return string(b)
 }
 
 // runWorkersBriefly runs the engine's workers; a RunWorkers that cannot start returns at once,
@@ -303,6 +331,128 @@ steps:
 			},
 			is:    tasker.ErrInvalidInput,
 			check: func(t *testing.T, err error) { requireInputError(t, err, "/amount") },
+		},
+		// Values PostgreSQL cannot store: an *InputError naming the field, before anything is written.
+		{
+			name: "context holds \\u0000 (JSON bytes)",
+			do:   createBad(badRequest(json.RawMessage(`{"amount": 1, "note": {"x": "a\u0000"}}`))),
+			is:   tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) {
+				requireInputError(t, err, "context cannot be stored: at /note/x")
+				require.Contains(t, err.Error(), `\u0000`)
+			},
+		},
+		{
+			name:  "context holds NUL (a Go string)",
+			do:    createBad(badRequest(map[string]any{"amount": 1, "note": "a\x00b"})),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "at /note") },
+		},
+		{
+			name:  "context holds bytes that are not UTF-8",
+			do:    createBad(badRequest(json.RawMessage("{\"amount\": 1, \"note\": \"\xff\"}"))),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "not UTF-8") },
+		},
+		{
+			name:  "context holds a lone surrogate",
+			do:    createBad(badRequest(json.RawMessage(`{"amount": 1, "note": ["\ud800"]}`))),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "at /note/0") },
+		},
+		{
+			name:  "context holds a number out of numeric's range (JSON bytes)",
+			do:    createBad(badRequest(json.RawMessage(`{"amount": 1e1000000}`))),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "numeric") },
+		},
+		{
+			name:  "context holds a number out of numeric's range (json.Number)",
+			do:    createBad(badRequest(map[string]any{"amount": 1, "tiny": json.Number("1e-16384")})),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "at /tiny") },
+		},
+		{
+			name: "tag holds NUL",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.Tags = []string{"ok", "bad\x00"} })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "tags[1]: at byte 3") },
+		},
+		{
+			name: "tag holds bytes that are not UTF-8",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.Tags = []string{"\xc3"} })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "tags[0]") },
+		},
+		{
+			name: "correlation id holds NUL",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.CorrelationID = "\x00" })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "correlation_id") },
+		},
+		{
+			name: "correlation id holds bytes that are not UTF-8",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.CorrelationID = "order-\xfe" })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "correlation_id") },
+		},
+		{
+			name: "correlation id too long for its index",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.CorrelationID = randomText(3000) })),
+			is: tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) {
+				requireInputError(t, err, sprintf("correlation_id: 3000 bytes, over the limit of %d", tasker.MaxCorrelationIDBytes))
+			},
+		},
+		{
+			name: "idempotency key holds NUL",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.IdempotencyKey = "k\x00" })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "idempotency_key") },
+		},
+		{
+			name: "idempotency key holds bytes that are not UTF-8",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.IdempotencyKey = "\xff" })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "idempotency_key") },
+		},
+		{
+			name: "priority out of int4's range",
+			do: createBad(withReq(badRequest(map[string]any{"amount": 1}),
+				func(r *tasker.TaskRequest) { r.Priority = math.MaxInt32 + 1 })),
+			is:    tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) { requireInputError(t, err, "priority") },
+		},
+		{
+			name: "unstorable values inside the caller's transaction, which then commits",
+			do: func(t *testing.T, b *bundle) error {
+				ctx := context.Background()
+				tx, err := b.db.Pool.Begin(ctx)
+				require.NoError(t, err)
+				defer func() { _ = tx.Rollback(ctx) }()
+				_, cerr := b.engine.CreateTaskTx(ctx, tx, badRequest(json.RawMessage(`{"amount": 1, "n": 1e1000000}`)))
+				require.ErrorIs(t, cerr, tasker.ErrInvalidInput)
+				req := badRequest(map[string]any{"amount": 1})
+				req.Tags = []string{"\x00"}
+				_, terr := b.engine.CreateTaskTx(ctx, tx, req)
+				require.ErrorIs(t, terr, tasker.ErrInvalidInput)
+				var one int
+				require.NoError(t, tx.QueryRow(ctx, `SELECT 1`).Scan(&one), "the caller's transaction stays usable")
+				require.NoError(t, tx.Commit(ctx))
+				return errors.Join(cerr, terr)
+			},
+			is: tasker.ErrInvalidInput,
+			check: func(t *testing.T, err error) {
+				require.Contains(t, err.Error(), "/n")
+				require.Contains(t, err.Error(), "tags[0]")
+			},
 		},
 		{
 			name: "unmigrated database: RunWorkers",

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 )
 
 // Sentinel errors for errors.Is.
@@ -20,10 +22,14 @@ var (
 	// ErrDuplicateTask is matched by a *DuplicateTaskError: the request's identity matches an
 	// existing task, which is returned alongside the error.
 	ErrDuplicateTask = errors.New("tasker: duplicate task")
-	// ErrInvalidInput is matched by an *InputError: the task context was rejected.
+	// ErrInvalidInput is matched by an *InputError: the task's context, or another field of its
+	// request, was rejected.
 	ErrInvalidInput = errors.New("tasker: invalid task input")
 	// ErrPayloadTooLarge is returned when a context or a result is over Config.MaxPayloadBytes.
 	ErrPayloadTooLarge = errors.New("tasker: payload too large")
+	// ErrInvalidValue is matched by a *ValueError: a value the database cannot store, such as an
+	// operator's result given to CompleteStep or a handler's checkpoint.
+	ErrInvalidValue = errors.New("tasker: value cannot be stored")
 	// ErrNotAllowed is returned when an operation does not apply to the current state, such as
 	// cancelling a finished task or retrying a step that is not in error.
 	ErrNotAllowed = errors.New("tasker: not allowed in the current state")
@@ -56,11 +62,15 @@ func (e *DuplicateTaskError) Error() string {
 // Is makes errors.Is(err, ErrDuplicateTask) true.
 func (e *DuplicateTaskError) Is(target error) bool { return target == ErrDuplicateTask }
 
-// InputError lists every reason a task context was rejected.
+// InputError lists every reason a task request was rejected: its context fails the template's
+// input schema or cannot be stored (see ValueError for what PostgreSQL's jsonb refuses), or a
+// text field (idempotency key, correlation ID, a tag) holds a NUL character or bytes that are not
+// UTF-8.
 type InputError struct {
 	// Template is the template's key.
 	Template string
-	// Violations are human-readable, one per problem, each naming the JSON location.
+	// Violations are human-readable, one per problem, each naming the JSON location or the
+	// request's field.
 	Violations []string
 }
 
@@ -70,6 +80,57 @@ func (e *InputError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidInput) true.
 func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// ValueError reports a value that cannot be stored as JSON: it is not JSON-encodable, or it holds
+// what PostgreSQL's jsonb refuses: the escape \u0000, bytes that are not UTF-8, an unpaired UTF-16
+// surrogate escape (such as "\ud800"), a number outside the range of PostgreSQL's numeric (at most
+// 131072 digits before the decimal point and 16383 after, such as 1e1000000), or nesting deeper
+// than 10000 levels. Every store refuses the same values. For an operator's text (a reason, an
+// operator's name), it reports a NUL character or bytes that are not UTF-8.
+type ValueError struct {
+	// Field names the value: "result", "checkpoint", "reason" or "operator".
+	Field string
+	// Path is the JSON Pointer of the offending part of the value; "" for the whole value.
+	Path string
+	// Offset is the byte offset of the offending part in the value's JSON encoding.
+	Offset int
+	// Reason says what is wrong.
+	Reason string
+	// Err is the encoding error, for a value that is not JSON-encodable.
+	Err error
+}
+
+func (e *ValueError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("tasker: %s cannot be stored: at %s (byte %d): %s", e.Field, e.Path, e.Offset, e.Reason)
+	}
+	return fmt.Sprintf("tasker: %s cannot be stored: %s", e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidValue) true.
+func (e *ValueError) Is(target error) bool { return target == ErrInvalidValue }
+
+// Unwrap returns the encoding error, if any.
+func (e *ValueError) Unwrap() error { return e.Err }
+
+// checkValue returns a *ValueError when the database cannot store raw as the named value.
+func checkValue(field string, raw []byte) error {
+	var je *jsonsafe.Error
+	if err := jsonsafe.Check(raw); errors.As(err, &je) {
+		return &ValueError{Field: field, Path: je.Path, Offset: je.Offset, Reason: je.Reason}
+	}
+	return nil
+}
+
+// checkText returns a *ValueError when the database cannot store s as text (a NUL character,
+// bytes that are not UTF-8).
+func checkText(field, s string) error {
+	var je *jsonsafe.Error
+	if err := jsonsafe.CheckText(s); errors.As(err, &je) {
+		return &ValueError{Field: field, Offset: je.Offset, Reason: fmt.Sprintf("at byte %d: %s", je.Offset, je.Reason)}
+	}
+	return nil
+}
 
 // PermanentError marks a handler failure that must not be retried. Create one with Permanent.
 type PermanentError struct{ Err error }
@@ -111,16 +172,27 @@ func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Delay: d, Err: err}
 }
 
+// Bounds of an attempt's error record (StepFailure), which is stored with the step and in its
+// transition: a longer text is cut at a character boundary and ends with a note of its length.
+const (
+	// MaxErrorMessageBytes bounds StepFailure.Message.
+	MaxErrorMessageBytes = 16 << 10
+	// MaxErrorStackBytes bounds StepFailure.Stack.
+	MaxErrorStackBytes = 64 << 10
+)
+
 // StepFailure is the error record of a failed attempt, as stored with the step and in its
 // transition's metadata.
 type StepFailure struct {
-	// Message is the handler's error text.
+	// Message is the handler's error text, at most MaxErrorMessageBytes; NUL characters and
+	// bytes that are not UTF-8 are replaced by U+FFFD, since the database cannot store them.
 	Message string `json:"message"`
-	// Kind is "retryable", "permanent", "exhausted", "timeout", "panic", "no_handler" or
-	// "invalid_result".
+	// Kind is "retryable", "permanent", "exhausted", "timeout", "panic", "no_handler",
+	// "invalid_result" (a result that is not JSON-encodable, over Config.MaxPayloadBytes or that
+	// the database cannot store: see ValueError), "invalid_outcome" or "lease_expired".
 	Kind string `json:"kind"`
 	// Attempt is the attempt that failed.
 	Attempt int `json:"attempt"`
-	// Stack is the goroutine stack of a panic.
+	// Stack is the goroutine stack of a panic, at most MaxErrorStackBytes, sanitized as Message.
 	Stack string `json:"stack,omitempty"`
 }

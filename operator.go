@@ -11,7 +11,9 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// OperatorRequest says who fixes a step and why; both go into the audit trail.
+// OperatorRequest says who fixes a step and why; both go into the audit trail, so both must be
+// text the database can store: a NUL character or bytes that are not UTF-8 make the action return
+// a *ValueError (errors.Is ErrInvalidValue) and change nothing.
 type OperatorRequest struct {
 	Operator string
 	Reason   string
@@ -32,19 +34,26 @@ func (e *Engine) ResolveStep(ctx context.Context, stepID uuid.UUID, r OperatorRe
 
 // CompleteStep completes a step in error with the given result (any JSON-encodable value), which
 // its dependents see as if the handler had returned it. The task resumes once no failed step is
-// left.
+// left. A result that is not JSON-encodable or that the database cannot store returns a
+// *ValueError (errors.Is ErrInvalidValue); one over Config.MaxPayloadBytes, ErrPayloadTooLarge.
 func (e *Engine) CompleteStep(ctx context.Context, stepID uuid.UUID, result any, r OperatorRequest) error {
 	raw, err := json.Marshal(result)
 	if err != nil {
-		return fmt.Errorf("complete step %s: result is not JSON-encodable: %w", stepID, err)
+		return fmt.Errorf("complete step %s: %w", stepID, &ValueError{Field: "result", Reason: "not JSON-encodable: " + err.Error(), Err: err})
 	}
 	if len(raw) > e.cfg.MaxPayloadBytes {
 		return fmt.Errorf("%w: result of %d bytes, limit %d", ErrPayloadTooLarge, len(raw), e.cfg.MaxPayloadBytes)
+	}
+	if err := checkValue("result", raw); err != nil {
+		return fmt.Errorf("complete step %s: %w", stepID, err)
 	}
 	return e.operator(ctx, store.OperatorParams{StepID: stepID, Action: store.OperatorComplete, Result: raw, Operator: r.Operator, Reason: r.Reason})
 }
 
 func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
+	if err := errors.Join(checkText("operator", p.Operator), checkText("reason", p.Reason)); err != nil {
+		return err
+	}
 	// The step's namespace decides its queue; find it through the step's task.
 	ns, err := e.stepNamespace(ctx, p.StepID)
 	if err != nil {

@@ -72,10 +72,15 @@ func (s *Step) Batch() (in BatchInputs, ok bool) {
 
 // Checkpoint saves v (any JSON-encodable value: a cursor position, items processed, partial
 // results) as the step's checkpoint, while this attempt still holds the step. A later attempt
-// after a failure or a crash reads it with LoadCheckpoint and resumes from there.
+// after a failure or a crash reads it with LoadCheckpoint and resumes from there. A value that
+// is not JSON-encodable or that the database cannot store returns a *ValueError (errors.Is
+// ErrInvalidValue) and saves nothing.
 func (s *Step) Checkpoint(ctx context.Context, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
+		return fmt.Errorf("checkpoint of %q: %w", s.Name, &ValueError{Field: "checkpoint", Reason: "not JSON-encodable: " + err.Error(), Err: err})
+	}
+	if err := checkValue("checkpoint", raw); err != nil {
 		return fmt.Errorf("checkpoint of %q: %w", s.Name, err)
 	}
 	if s.save == nil {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -149,6 +150,9 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if err := validateRequest(r, &req); err != nil {
+		return nil, err
+	}
 	identity, err := identityHash(r.t, ctxJSON, req.IdempotencyKey)
 	if err != nil {
 		return nil, err
@@ -268,6 +272,11 @@ func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
 	if _, ok := doc.(map[string]any); !ok {
 		return nil, &InputError{Template: r.t.Key(), Violations: []string{"context must be a JSON object"}}
 	}
+	// What PostgreSQL's jsonb refuses (which encoding/json's decoder lets through or cannot tell),
+	// before the schema, whose validator would work through a number of a million digits.
+	if err := jsonsafe.Check(raw); err != nil {
+		return nil, &InputError{Template: r.t.Key(), Violations: []string{"context cannot be stored: " + err.Error()}}
+	}
 	if r.schema != nil {
 		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 		if err != nil {
@@ -278,6 +287,34 @@ func (e *Engine) encodeContext(r *registered, v any) (json.RawMessage, error) {
 		}
 	}
 	return raw, nil
+}
+
+// MaxCorrelationIDBytes bounds TaskRequest.CorrelationID, which is indexed (a B-tree entry holds
+// at most about 2.7 kB).
+const MaxCorrelationIDBytes = 1024
+
+// validateRequest checks the request's other text fields (validateOrigin checks Initiator,
+// SourceSystem and Reason), which are stored as text: no NUL character, valid UTF-8, and a
+// correlation ID that fits its index. Every problem is listed, each naming its field.
+func validateRequest(r *registered, req *TaskRequest) error {
+	var out []string
+	text := func(field, v string) {
+		if err := jsonsafe.CheckText(v); err != nil {
+			out = append(out, field+": "+err.Error())
+		}
+	}
+	text("idempotency_key", req.IdempotencyKey)
+	text("correlation_id", req.CorrelationID)
+	if len(req.CorrelationID) > MaxCorrelationIDBytes {
+		out = append(out, fmt.Sprintf("correlation_id: %d bytes, over the limit of %d", len(req.CorrelationID), MaxCorrelationIDBytes))
+	}
+	for i, tag := range req.Tags {
+		text(fmt.Sprintf("tags[%d]", i), tag)
+	}
+	if len(out) > 0 {
+		return &InputError{Template: r.t.Key(), Violations: out}
+	}
+	return nil
 }
 
 // schemaViolations flattens a validation error into one line per failing location.
@@ -538,8 +575,13 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 // CancelTask cancels a task: its unfinished steps are cancelled and handlers running them see
 // their context cancelled, with the cause ErrTaskCancelled: at once in this process, and in other
 // processes as soon as the store's announcement reaches them (store.EventListener), or at their
-// next heartbeat if it is lost. It returns ErrNotAllowed for a task that already finished.
+// next heartbeat if it is lost. It returns ErrNotAllowed for a task that already finished, and a
+// *ValueError (errors.Is ErrInvalidValue) for a reason holding a NUL character or bytes that are
+// not UTF-8.
 func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) error {
+	if err := checkText("reason", reason); err != nil {
+		return err
+	}
 	res, err := e.store.CancelTask(ctx, store.CancelTaskParams{TaskID: id, Reason: reason})
 	if err != nil {
 		return mapStoreErr(err, id)

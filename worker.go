@@ -24,9 +24,11 @@ const abandonGrace = 2 * time.Second
 
 // RunWorkers takes steps from the queue and runs their handlers until ctx ends, then drains:
 // in-flight handlers get Config.ShutdownTimeout to finish, after which their contexts are
-// cancelled and their steps go back to the queue without losing the attempt. It returns nil after
-// a clean stop, or an error when it cannot start (for example a database that is not migrated, or
-// a *TemplateConflictError when the database's registry holds another definition of a registered
+// cancelled and their steps go back to the queue without losing the attempt. A handler's outcome
+// that the database cannot take yet (an outage) is tried until its lease ends, so the drain lasts
+// at most ShutdownTimeout, a few seconds' grace and one Config.Lease. It returns nil after a clean
+// stop, or an error when it cannot start (for example a database that is not migrated, or a
+// *TemplateConflictError when the database's registry holds another definition of a registered
 // template version). Only one RunWorkers per engine may run at a time. Templates registered while
 // it runs are served too (see Register).
 func (e *Engine) RunWorkers(ctx context.Context) error {
@@ -101,8 +103,9 @@ type workers struct {
 	dbctx       context.Context // for bookkeeping that must finish even while stopping
 	inflight    sync.WaitGroup
 
-	leading  atomic.Bool // this engine holds the maintenance leadership
-	stopping atomic.Bool // RunWorkers' context has ended: no new work is taken on
+	leading   atomic.Bool  // this engine holds the maintenance leadership
+	stopping  atomic.Bool  // RunWorkers' context has ended: no new work is taken on
+	recording atomic.Int32 // finished outcomes that record is trying again to commit
 
 	heldMu sync.Mutex
 	holds  map[string]hold // namespaces whose re-publishing the sweeper holds back
@@ -381,7 +384,20 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 		select {
 		case <-drained:
 		case <-time.After(2 * abandonGrace):
-			e.log.Info("some handlers ignore their cancelled context; abandoning them")
+			if n := w.recording.Load(); n > 0 {
+				// A finished outcome is not dropped: record tries it until its lease ends, and
+				// renews no lease while stopping, so this wait is bounded by one lease.
+				e.log.Info("waiting for finished outcomes the database has not taken yet, until their leases end", "outcomes", n)
+				select {
+				case <-drained:
+				case <-time.After(e.cfg.Lease):
+				}
+			}
+			select {
+			case <-drained:
+			default:
+				e.log.Info("some handlers ignore their cancelled context; abandoning them")
+			}
 		}
 	}
 	stopListen()

@@ -8,16 +8,22 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 )
 
 // jsonb returns a JSON document as PostgreSQL's jsonb gives it back, so that the memory store
 // returns the same bytes as store/postgres: object keys sorted (shorter first, then bytewise), the
 // last of duplicate keys kept, ", " and ": " between items, numbers in numeric's canonical form,
 // and strings escaped only where JSON requires it. What jsonb refuses (invalid JSON, \u0000 in a
-// string) is an error. nil or empty input gives nil (SQL NULL).
+// string, bytes that are not UTF-8, a lone surrogate escape, a number outside numeric's range:
+// the rules of internal/jsonsafe) is an error. nil or empty input gives nil (SQL NULL).
 func jsonb(raw []byte) (json.RawMessage, error) {
 	if len(raw) == 0 {
 		return nil, nil
+	}
+	if err := jsonsafe.Check(raw); err != nil {
+		return nil, fmt.Errorf("invalid input for type jsonb: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -143,13 +149,10 @@ func writeString(b *bytes.Buffer, s string) error {
 	return nil
 }
 
-// numericMaxDigits bounds a number's digits as numeric's format does (131072 before the point,
-// 16383 after).
-const numericMaxDigits = 131072 + 16383
-
 // numeric renders a JSON number as PostgreSQL's numeric prints it: the exponent applied, the
 // number of decimals kept as written (less the exponent), leading zeros dropped, no negative zero.
-// "1e2" is 100, "1.50" is 1.50, "1.5e1" is 15, "1e-2" is 0.01, "-0.0" is 0.0.
+// "1e2" is 100, "1.50" is 1.50, "1.5e1" is 15, "1e-2" is 0.01, "-0.0" is 0.0. jsonb has checked
+// the number against numeric's range (jsonsafe.Check), which bounds the digits written here.
 func numeric(lit string) (string, error) {
 	neg := strings.HasPrefix(lit, "-")
 	lit = strings.TrimPrefix(lit, "-")
@@ -157,7 +160,7 @@ func numeric(lit string) (string, error) {
 	if i := strings.IndexAny(lit, "eE"); i >= 0 {
 		mant = lit[:i]
 		var e int
-		if _, err := fmt.Sscanf(lit[i+1:], "%d", &e); err != nil || e > numericMaxDigits || e < -numericMaxDigits {
+		if _, err := fmt.Sscanf(lit[i+1:], "%d", &e); err != nil || e >= jsonsafe.NumericMaxExponent || e <= -jsonsafe.NumericMaxExponent {
 			return "", fmt.Errorf("value overflows numeric format: %s", lit)
 		}
 		exp = e
@@ -169,6 +172,13 @@ func numeric(lit string) (string, error) {
 	digits := intPart + frac
 	point := len(intPart) + exp // digits before the decimal point
 	scale := max(len(frac)-exp, 0)
+	if strings.Trim(digits, "0") == "" {
+		// Zero, whatever its exponent (which may be up to a billion): only its scale shows.
+		if scale > 0 {
+			return "0." + strings.Repeat("0", scale), nil
+		}
+		return "0", nil
+	}
 	var whole, fraction string
 	switch {
 	case point <= 0:
@@ -177,9 +187,6 @@ func numeric(lit string) (string, error) {
 		whole, fraction = digits+strings.Repeat("0", point-len(digits)), ""
 	default:
 		whole, fraction = digits[:point], digits[point:]
-	}
-	if len(whole)+len(fraction) > numericMaxDigits {
-		return "", fmt.Errorf("value overflows numeric format: %s", lit)
 	}
 	whole = strings.TrimLeft(whole, "0")
 	if whole == "" {

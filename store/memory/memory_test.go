@@ -34,6 +34,7 @@ func TestJSONBMatchesPostgres(t *testing.T) {
 		{`"\ud83d\ude00"`, `"😀"`},
 		{`"x"`, `"x"`},
 		{`null`, `null`},
+		{`[0e1073741822, -0e-3, 0.00e1, 1e-5, 9999e3]`, `[0, 0.000, 0.0, 0.00001, 9999000]`},
 	}
 	for _, tc := range cases {
 		got, err := jsonb([]byte(tc.in))
@@ -47,7 +48,8 @@ func TestJSONBMatchesPostgres(t *testing.T) {
 
 func TestJSONBRefusesWhatPostgresRefuses(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{`{"a":`, `{} {}`, `"nul \u0000"`, `{"k\u0000": 1}`, `1e999999`, `nope`} {
+	for _, in := range []string{`{"a":`, `{} {}`, `"nul \u0000"`, `{"k\u0000": 1}`, `1e999999`, `nope`,
+		"\"\xff\"", `"\ud800"`, `["\udc00"]`, `1e131072`, `1e-16384`, `0e1073741823`, `0e-16384`} {
 		_, err := jsonb([]byte(in))
 		require.Error(t, err, in)
 	}
