@@ -31,21 +31,30 @@ type Elector struct {
 // Run campaigns until ctx ends. While this candidate leads, lead runs with a context that ends
 // when the leadership is lost or ctx ends; Run waits for it before returning, and resigns so
 // that another engine takes over at once.
+//
+// The leadership is held for TTL from the moment a renewal was sent, as the store counts it from
+// when it ran the renewal. So a leader whose renewals stall (a slow or vanished database, a
+// starved process) ends its term locally, a tenth of the TTL before the store's lease can expire,
+// even while a renewal is still waiting for its answer: another candidate can take over only
+// after that, and two leaders never act at once.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	params := store.LeadParams{Name: e.Name, LeaderID: e.ID, TTL: e.TTL}
+	margin := e.TTL / 10
 	var (
-		wg       sync.WaitGroup
-		stopLead context.CancelFunc
+		wg    sync.WaitGroup
+		term  *term
+		timer *time.Timer
 	)
 	stop := func() {
-		if stopLead != nil {
-			stopLead()
+		if term != nil {
+			timer.Stop()
+			term.cancel()
 			wg.Wait()
-			stopLead = nil
+			term = nil
 		}
 	}
 	defer func() {
-		wasLeader := stopLead != nil
+		wasLeader := term != nil && term.ctx.Err() == nil
 		stop()
 		if wasLeader {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -58,15 +67,28 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	ticker := time.NewTicker(e.TTL / 3)
 	defer ticker.Stop()
 	for {
+		if term != nil && term.ctx.Err() != nil {
+			// The term ran out before a renewal came back: it is over, whatever the next answer.
+			e.Log.Info("leadership lapsed: no renewal within its lease", "name", e.Name, "id", e.ID)
+			stop()
+		}
+		sent := time.Now()
 		leading, err := e.Store.TryLead(ctx, params)
 		if err != nil && ctx.Err() == nil {
 			e.Log.Error(err, "leader election", "name", e.Name)
 		}
 		switch {
-		case leading && stopLead == nil:
-			e.Log.Info("elected leader", "name", e.Name, "id", e.ID)
-			stopLead = startLead(ctx, &wg, lead)
-		case !leading && stopLead != nil:
+		case leading && term == nil:
+			if left := time.Until(sent.Add(e.TTL - margin)); left > 0 {
+				e.Log.Info("elected leader", "name", e.Name, "id", e.ID)
+				term = startTerm(ctx, &wg, lead)
+				timer = time.AfterFunc(left, term.cancel)
+			}
+		case leading:
+			if left := time.Until(sent.Add(e.TTL - margin)); left > 0 {
+				timer.Reset(left)
+			}
+		case !leading && term != nil:
 			// Lost it (or could not renew it in time): stop before someone else starts.
 			e.Log.Info("lost leadership", "name", e.Name, "id", e.ID)
 			stop()
@@ -79,15 +101,21 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	}
 }
 
-// startLead runs lead in a goroutine tracked by wg, with a context its returned function cancels.
-func startLead(ctx context.Context, wg *sync.WaitGroup, lead func(ctx context.Context)) context.CancelFunc {
+// term is one leadership term: lead runs with ctx, and cancel ends it.
+type term struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// startTerm runs lead in a goroutine tracked by wg, with a context the returned term's cancel ends.
+func startTerm(ctx context.Context, wg *sync.WaitGroup, lead func(ctx context.Context)) *term {
 	lctx, cancel := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		lead(lctx)
 	}()
-	return cancel
+	return &term{ctx: lctx, cancel: cancel}
 }
 
 // Every runs fn at once and then every interval until ctx ends.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/maintenance"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/store"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -27,7 +28,7 @@ type candidate struct {
 	done    chan struct{}
 }
 
-func run(t *testing.T, st *postgres.Store, id string, ttl time.Duration, overlap *atomic.Int32, now *atomic.Int32) *candidate {
+func run(t *testing.T, st maintenance.LeaderStore, id string, ttl time.Duration, overlap *atomic.Int32, now *atomic.Int32) *candidate {
 	c := &candidate{id: id, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -81,12 +82,14 @@ func TestOneLeaderAtATimeAndQuickReElection(t *testing.T) {
 	// The next leader vanishes without resigning (its lease just expires): re-elected within the TTL
 	// plus one campaign interval.
 	second := leader(cs)
-	_, err := db.Pool.Exec(context.Background(), `UPDATE `+db.Schema+`.leaders SET leader_id = 'ghost', expires_at = now() + interval '500 milliseconds'`)
+	// The ghost holds a lease as long as a real leader's: the one it displaced has stopped by the
+	// time it expires, however late its own renewal comes back.
+	_, err := db.Pool.Exec(context.Background(), `UPDATE `+db.Schema+`.leaders SET leader_id = 'ghost', expires_at = now() + $1 * interval '1 millisecond'`, ttl.Milliseconds())
 	require.NoError(t, err)
 	start = time.Now()
 	require.Eventually(t, func() bool { return !second.leading.Load() }, 5*time.Second, 10*time.Millisecond, "a leader that cannot renew stops leading")
 	require.Eventually(t, func() bool { return leader(cs) != nil }, 5*time.Second, 10*time.Millisecond)
-	require.Less(t, time.Since(start), 2*time.Second)
+	require.Less(t, time.Since(start), 2*ttl+time.Second)
 	require.Zero(t, overlap.Load(), "two leaders at once")
 }
 
@@ -106,4 +109,49 @@ func TestEveryStopsWithItsContext(t *testing.T) {
 	}()
 	wg.Wait()
 	require.GreaterOrEqual(t, n.Load(), int32(3))
+}
+
+// stallingStore is a LeaderStore whose calls can be made to hang, as against a database that stops
+// answering without closing the connection.
+type stallingStore struct {
+	maintenance.LeaderStore
+	stalled atomic.Bool
+	release chan struct{}
+}
+
+func (s *stallingStore) TryLead(ctx context.Context, p store.LeadParams) (bool, error) {
+	if s.stalled.Load() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return s.LeaderStore.TryLead(ctx, p)
+}
+
+// TestStalledRenewalEndsTheTerm: a leader whose renewal hangs past its lease stops leading on its
+// own, before the store lets another candidate take over, instead of leading on until the hung
+// call returns.
+func TestStalledRenewalEndsTheTerm(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	const ttl = 600 * time.Millisecond
+	var overlap, now atomic.Int32
+	stalling := &stallingStore{LeaderStore: st, release: make(chan struct{})}
+	first := run(t, stalling, "stalls", ttl, &overlap, &now)
+	require.Eventually(t, first.leading.Load, 5*time.Second, 10*time.Millisecond)
+	second := run(t, st, "healthy", ttl, &overlap, &now)
+
+	stalling.stalled.Store(true)
+	stalledAt := time.Now()
+	require.Eventually(t, second.leading.Load, 10*time.Second, 5*time.Millisecond, "the healthy candidate takes over")
+	require.False(t, first.leading.Load(), "the stalled leader has stopped")
+	require.Greater(t, time.Since(stalledAt), ttl/2, "the store's lease was still honoured")
+	close(stalling.release) // the hung call answers now: too late to lead again
+	time.Sleep(ttl)
+	require.True(t, second.leading.Load())
+	require.False(t, first.leading.Load())
+	require.Zero(t, overlap.Load(), "two leaders at once")
 }
