@@ -1,8 +1,10 @@
 package tasker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/tasker-systems/tasker/queue"
@@ -13,8 +15,8 @@ import (
 // (a rolling deploy: old engines know template 1.0.0, new ones also 1.1.0, which adds a step whose
 // handler only they have), so a delivered message may name a step this engine has no handler for.
 // Such a message is declined: not claimed, so no attempt is spent and nothing is recorded, and given
-// back to the queue (queue.RetryLater) for another engine, hidden for declineDelay of its read
-// count so that engines without the handler do not spin on it. The step waits, enqueued, for an
+// back to the queue (queue.RetryLater) for another engine, hidden for declineDelay, which grows with
+// the time it has waited, so that engines without the handler do not spin on it. The step waits, enqueued, for an
 // engine that has the handler, however long that takes, and Engine.Health lists it meanwhile: a
 // worker never fails a step with no_handler, because it cannot know that no other engine has the
 // handler.
@@ -24,32 +26,72 @@ import (
 // that name too little (old payloads, an operator's re-enqueue) and steps handed over by an outcome
 // (store.ClaimNextParams.Accept decides those first, with canRun).
 
-// declineDelayMin, declineFastReads and declineDelayMax set how long a declined message stays
-// hidden. For its first declineFastReads reads it comes back after declineDelayMin: in a fleet of
-// k engines without the handler and one with it, each read goes to the one with it with a chance
-// of about 1/(k+1), so the first declines must be short or they add up to seconds. After that the
-// delay doubles with each read up to declineDelayMax, so that a step no engine can run costs each
-// queue a read every few seconds. On RabbitMQ a declined message is published again through a
-// delay queue carrying its read count (queue/rabbitmq's RetryLater: confirmed before the old
-// delivery is acked, so nothing is lost), and it counts towards rabbitmq.WithMaxReads: a step that
-// no engine can run has its message dead-lettered after about (MaxReadsDefault − 16) ×
-// declineDelayMax (7 minutes), and the engine's sweeper publishes a new one from the database.
+// declineDelayMin, declineAgeShare and declineDelayMax set how long a declined message stays
+// hidden: an eighth of how long it has waited since it was sent (queue.Message.EnqueuedAt, kept
+// by RetryLater on every backend), at least declineDelayMin and at most declineDelayMax. The delay
+// follows the age, not the read count, because reads pile up fastest exactly when they say least:
+// several engines without the handler each read the message while the one engine with it is busy,
+// and a backoff by reads would then hide the message for seconds just as that engine frees a
+// slot. By age, a decline adds at most about an eighth to a step's wait, whoever reads it; a step
+// that no engine can run costs each queue about 8·ln(age/declineDelayMin) reads, then one every
+// declineDelayMax. A message that does not say when it was sent backs off by its read count.
+//
+// On RabbitMQ a declined message is published again through a delay queue carrying its read count
+// (queue/rabbitmq's RetryLater: confirmed before the old delivery is acked, so nothing is lost or
+// hot-looped), and it counts towards rabbitmq.WithMaxReads: a step that no engine can run has its
+// message dead-lettered after about 7 minutes with the defaults, and the engine's sweeper
+// publishes a new one from the database.
 const (
-	declineDelayMin  = 20 * time.Millisecond
-	declineFastReads = 8
-	declineDelayMax  = 5 * time.Second
+	declineDelayMin = 20 * time.Millisecond
+	declineAgeShare = 8
+	declineDelayMax = 5 * time.Second
 )
 
-// declineDelay is how long a message declined on its reads-th read stays hidden.
-func declineDelay(reads int) time.Duration {
-	if reads <= declineFastReads {
-		return declineDelayMin
+// declineYield and declineYieldWindow: while an engine has declined a message of a namespace
+// within the last declineYieldWindow, it waits a random time up to declineYield before each read
+// of that namespace, so that an engine that can run the declined steps reads first. Without it,
+// engines that poll in step (they started together) race for each message that surfaces, and the
+// one whose poll comes first in the cycle, without the handler, wins every time.
+const (
+	declineYield       = 200 * time.Millisecond
+	declineYieldWindow = 2 * declineDelayMax
+)
+
+// yieldAfterDecline delays a read of ns as declineYield says; it returns early when ctx ends. A
+// broker that pushes messages to its consumers (queue.Publisher: RabbitMQ) has already chosen who
+// gets each message, so there it does not wait.
+func (w *workers) yieldAfterDecline(ctx context.Context, ns string) {
+	if _, pushes := w.e.queue.(queue.Publisher); pushes {
+		return
 	}
-	shift := reads - declineFastReads
-	if shift > 16 { // declineDelayMin << 16 is already past the cap
-		return declineDelayMax
+	last, ok := w.e.waiting.lastDecline(ns)
+	if !ok || time.Since(last) > declineYieldWindow {
+		return
 	}
-	return min(declineDelayMin<<shift, declineDelayMax)
+	t := time.NewTimer(rand.N(declineYield))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// declineDelay is how long a message declined at now stays hidden, jittered to between half and
+// one and a half times its nominal value. The jitter matters: engines that started together poll
+// their queue in step (pgqueue's and memqueue's fallback polls), and with a fixed delay the
+// message would surface at the same point of that cycle each time, just before the poll of the
+// same engine without the handler, which would then decline it again and again while the engine
+// with the handler, polling a little later in the cycle, never saw it.
+func declineDelay(m queue.Message, now time.Time) time.Duration {
+	d := declineDelayMin
+	switch {
+	case !m.EnqueuedAt.IsZero():
+		d = max(d, now.Sub(m.EnqueuedAt)/declineAgeShare)
+	case m.ReadCount > 1:
+		d = declineDelayMin << min(m.ReadCount-1, 16)
+	}
+	d = min(d, declineDelayMax)
+	return d/2 + rand.N(d)
 }
 
 // verdict is whether this engine takes a step.
@@ -130,10 +172,11 @@ func (e *Engine) claimedVerdict(c *store.ClaimedStep) judgement {
 // visibility timeout, so nothing is lost either way.
 func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgement) {
 	e := w.e
-	d := declineDelay(m.ReadCount)
+	d := declineDelay(m, time.Now())
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "step", msg.StepID)
 	}
+	e.waiting.declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
 	if e.waiting.note(ns, msg.TaskID, msg.StepID, j, m.EnqueuedAt) {
 		e.log.Info("declined a step this engine cannot run; it waits for an engine that can (see Engine.Health)", kv...)

@@ -118,6 +118,25 @@ func (e *Engine) canRunNow(w waitingStep) bool {
 type waitingRegistry struct {
 	mu    sync.Mutex
 	steps map[uuid.UUID]waitingStep
+	last  map[string]time.Time // the latest decline, by namespace
+}
+
+// declined notes a decline in namespace ns now.
+func (r *waitingRegistry) declined(ns string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last = map[string]time.Time{}
+	}
+	r.last[ns] = time.Now()
+}
+
+// lastDecline is when this engine last declined a message of namespace ns.
+func (r *waitingRegistry) lastDecline(ns string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.last[ns]
+	return t, ok
 }
 
 type waitingStep struct {

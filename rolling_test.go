@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +127,37 @@ func requireClaimedOnceBy(t *testing.T, trs []tasker.Transition, stepID uuid.UUI
 	require.Equal(t, []string{worker}, starts)
 }
 
+// queueWaits collects, by step name, how long steps waited between their enqueue and their
+// start: what declines add shows as c's waits against b's (logged, not asserted).
+type queueWaits map[string][]time.Duration
+
+func (q queueWaits) add(trs []tasker.Transition) {
+	enq := map[uuid.UUID]time.Time{}
+	for _, tr := range trs {
+		switch {
+		case tr.StepID == uuid.Nil:
+		case tr.Event == "enqueue":
+			enq[tr.StepID] = tr.At
+		case tr.Event == "start" && !enq[tr.StepID].IsZero():
+			q[tr.StepName] = append(q[tr.StepName], tr.At.Sub(enq[tr.StepID]))
+		}
+	}
+}
+
+// waitStats summarises waits as mean, 90th percentile and max.
+func waitStats(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	slices.Sort(ds)
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("mean %v, p90 %v, max %v (n=%d)", r(sum/time.Duration(len(ds))), r(ds[len(ds)*9/10]), r(ds[len(ds)-1]), len(ds))
+}
+
 // TestRollingDeployRunsNewStepsOnNewWorkers: old engines (template 1.0.0) and a new one (1.0.0
 // and 1.1.0, which adds step c with a handler only the new one has) share a namespace. No old
 // engine claims c: every task completes, every c runs once, in the new engine, and no step fails
@@ -164,10 +196,14 @@ func TestRollingDeployRunsNewStepsOnNewWorkers(t *testing.T) {
 
 		runs.mu.Lock()
 		defer runs.mu.Unlock()
-		var cs int
+		var cs, bByOld int
+		waits := queueWaits{}
 		for _, task := range created {
 			got := newEngine.wait(t, task.ID)
 			trs := requireNoNoHandler(t, newEngine.engine, task.ID)
+			if task.Version == "1.1.0" {
+				waits.add(trs)
+			}
 			c, ok := got.Step("c")
 			if task.Version == "1.0.0" {
 				require.False(t, ok)
@@ -175,12 +211,18 @@ func TestRollingDeployRunsNewStepsOnNewWorkers(t *testing.T) {
 			}
 			require.True(t, ok)
 			cs++
+			if bs, _ := got.Step("b"); runs.by[bs.ID][0] != "new" {
+				bByOld++
+			}
 			require.Equal(t, tasker.StepComplete, c.State)
 			require.Equal(t, 1, c.Attempts, "c spent no attempt on an engine without its handler")
 			require.Equal(t, []string{"new"}, runs.by[c.ID], "c ran once, in the new engine")
 			requireClaimedOnceBy(t, trs, c.ID, "new")
 		}
 		require.Equal(t, newTasks, cs)
+		t.Logf("%s: queue wait (enqueue to start) of b: %s; of c: %s", b.backend, waitStats(waits["b"]), waitStats(waits["c"]))
+		require.Positive(t, bByOld, "old engines completed b of 1.1.0 tasks, so they released c (on postgres+pgqueue "+
+			"through ClaimNext, whose Accept must not hand c to them)")
 		var byOld int
 		for i := range olds {
 			byOld += runs.per[fmt.Sprintf("old-%d", i)]
