@@ -16,15 +16,22 @@ import (
 // handler only they have), so a delivered message may name a step this engine has no handler for.
 // Such a message is declined: not claimed, so no attempt is spent and nothing is recorded, and given
 // back to the queue (queue.RetryLater) for another engine, hidden for declineDelay, which grows with
-// the time it has waited, so that engines without the handler do not spin on it. The step waits, enqueued, for an
-// engine that has the handler, however long that takes, and Engine.Health lists it meanwhile: a
-// worker never fails a step with no_handler, because it cannot know that no other engine has the
-// handler.
+// the time the message has waited, so that engines without the handler do not spin on it. The step
+// waits, enqueued, for an engine that has the handler, however long that takes, and Engine.Health
+// lists it meanwhile: a worker never fails a step with no_handler, because it cannot know that no
+// other engine has the handler.
 //
-// The decision is made before the claim from what the message names (see claimVerdict), and made
-// again after every claim from the claimed step itself (see claimedVerdict), which covers messages
-// that name too little (old payloads, an operator's re-enqueue) and steps handed over by an outcome
-// (store.ClaimNextParams.Accept decides those first, with canRun).
+// The rule: an engine runs a step when it has the step's handler. With the task's template version
+// registered, the template step's callable decides (canRun); without it, the callable the message
+// carries (stepMessage.Handler, from the step's row), and a step whose type needs its template
+// (needsTemplate) is declined too. Such an engine runs a standard step without the template's
+// handler initialization (Step config), as before.
+//
+// The decision is made before the claim from what the message names (claimVerdict), and again
+// after every claim from the claimed row (claimedVerdict), which covers messages that name too
+// little (payloads of earlier versions, an operator's re-enqueue) and steps handed over by an
+// outcome (store.ClaimNextParams.Accept decides those first, with canRun): a step declined after
+// its claim is given back with ReleaseStep, which returns its attempt.
 
 // declineDelayMin, declineAgeShare and declineDelayMax set how long a declined message stays
 // hidden: an eighth of how long it has waited since it was sent (queue.Message.EnqueuedAt, kept
