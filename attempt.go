@@ -30,6 +30,13 @@ func (w *workers) execute(ns string, m queue.Message) {
 		ack()
 		return
 	}
+	// A step this engine cannot run is left, unclaimed, to an engine that can (decline.go);
+	// a retry's timer message too, before its step is promoted.
+	j := e.claimVerdict(ns, msg)
+	if j.verdict == verdictDecline {
+		w.decline(ns, m, msg, j)
+		return
+	}
 	if msg.Retry {
 		err := e.store.PromoteRetry(w.dbctx, store.PromoteRetryParams{StepID: msg.StepID})
 		switch {
@@ -59,8 +66,14 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "step", msg.StepID)
 		return
 	}
-	// A step whose outcome released another may hand it straight to this worker (ClaimNext).
+	// A step whose outcome released another may hand it straight to this worker (ClaimNext). Each
+	// claimed step is judged again from what the claim returned, which is complete where the
+	// message was not (and covers a hand-off as well).
 	for claim != nil {
+		if j := e.claimedVerdict(claim); j.verdict == verdictDecline {
+			w.releaseClaimed(ns, m, claim, j)
+			return
+		}
 		m, claim = w.attempt(ns, m, claim)
 	}
 }

@@ -697,11 +697,6 @@ func TestBadInputStepFailures(t *testing.T) {
 			kind: "invalid_result", message: []string{"not JSON-encodable", "NaN"},
 		},
 		{
-			name: "handler name with no registered handler", callable: "nobody_home",
-			handler: func(*testing.T) (tasker.HandlerFunc, *blockingHandler) { return nil, nil },
-			kind:    "no_handler", message: []string{`"nobody_home"`, "Engine.Handle"},
-		},
-		{
 			name: "handler ignores its context after its timeout", callable: "deaf",
 			handler: func(t *testing.T) (tasker.HandlerFunc, *blockingHandler) {
 				h := newBlockingHandler(t)

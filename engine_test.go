@@ -242,16 +242,36 @@ func TestRetryAfterAndBackoffAreHonoured(t *testing.T) {
 	})
 }
 
-func TestUnknownHandlerFailsStepPermanently(t *testing.T) {
+// TestUnknownHandlerStepWaits: a step whose handler this engine lacks is not failed (another
+// engine may have the handler): it waits enqueued, with no attempt spent, Health lists it, and it
+// runs once the handler is registered.
+func TestUnknownHandlerStepWaits(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, setup setupFunc) {
 		b := setup(t)
-		b.register(t, linearYAML) // add_one is never registered
+		b.register(t, linearYAML) // add_one is not registered yet
 		b.start(t)
-		task := b.wait(t, b.create(t, "test", "linear", nil).ID)
-		require.Equal(t, tasker.TaskBlockedByFailures, task.State)
+		ctx := context.Background()
+		created := b.create(t, "test", "linear", nil)
+		require.Eventually(t, func() bool {
+			h, err := b.engine.Health(ctx)
+			require.NoError(t, err)
+			return len(h.WaitingForHandler) == 1 && h.WaitingForHandler[0].Callable == "add_one"
+		}, 30*time.Second, 20*time.Millisecond, "Health lists the step waiting for add_one")
+		task, err := b.engine.GetTask(ctx, created.ID)
+		require.NoError(t, err)
 		a, _ := task.Step("a")
-		require.Equal(t, "no_handler", a.LastError.Kind)
-		require.Contains(t, a.LastError.Message, `"add_one"`)
+		require.Equal(t, tasker.StepEnqueued, a.State)
+		require.Zero(t, a.Attempts)
+		require.Nil(t, a.LastError)
+
+		b.engine.HandleFunc("add_one", addOne)
+		task = b.wait(t, created.ID)
+		require.Equal(t, tasker.TaskComplete, task.State)
+		c, _ := task.Step("c")
+		require.Equal(t, int64(3), jsonInt(t, c.Result))
+		h, err := b.engine.Health(ctx)
+		require.NoError(t, err)
+		require.Empty(t, h.WaitingForHandler)
 	})
 }

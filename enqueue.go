@@ -23,6 +23,10 @@ type stepMessage struct {
 	TaskName string `json:"task,omitempty"`
 	Version  string `json:"version,omitempty"`
 	Step     string `json:"step,omitempty"`
+	// Handler is the step's handler callable, so that an engine without that template version
+	// can still tell whether it has the handler before it claims the step (decline.go); empty when
+	// the sender did not have the template version, and in messages of earlier versions.
+	Handler string `json:"handler,omitempty"`
 }
 
 // enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
@@ -75,7 +79,7 @@ func (q enqueuer) flush(ctx context.Context) {
 	}
 	*q.pending = (*q.pending)[:0]
 	for _, g := range order {
-		payloads, err := stepPayloads(steps[g])
+		payloads, err := q.e.stepPayloads(g.ns, steps[g])
 		if err == nil {
 			err = pub.Publish(ctx, g.ns, payloads, g.delay)
 		}
@@ -92,7 +96,7 @@ func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []s
 		}
 		return nil
 	}
-	payloads, err := stepPayloads(steps)
+	payloads, err := q.e.stepPayloads(ns, steps)
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func (q enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease t
 	if !ok {
 		return false, nil
 	}
-	payloads, err := stepPayloads([]store.StepRef{step})
+	payloads, err := q.e.stepPayloads(ns, []store.StepRef{step})
 	if err != nil {
 		return true, err
 	}
@@ -126,17 +130,28 @@ func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, d
 	if !ok {
 		return false, nil
 	}
-	payloads, err := stepPayloads(steps)
+	payloads, err := q.e.stepPayloads(ns, steps)
 	if err != nil {
 		return true, err
 	}
 	return true, bs.QueueSend(b, ns, payloads, delay)
 }
 
-func stepPayloads(steps []store.StepRef) ([][]byte, error) {
+// stepPayloads encodes the messages of steps of namespace ns, with each step's handler callable:
+// the store's (StepRef.Handler), or else this engine's template version's.
+func (e *Engine) stepPayloads(ns string, steps []store.StepRef) ([][]byte, error) {
 	payloads := make([][]byte, len(steps))
 	for i, s := range steps {
-		b, err := json.Marshal(stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name})
+		m := stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name,
+			Handler: s.Handler}
+		if m.Handler == "" && s.TaskName != "" && s.Version != "" && s.Name != "" {
+			if r, err := e.template(ns, s.TaskName, s.Version); err == nil {
+				if st, ok := r.t.Step(s.Name); ok {
+					m.Handler = st.Handler.Callable
+				}
+			}
+		}
+		b, err := json.Marshal(m)
 		if err != nil {
 			return nil, err
 		}

@@ -105,7 +105,7 @@ func (w *workers) sweep(ctx context.Context) {
 		w.heldMu.Lock()
 		delete(w.holds, ns)
 		w.heldMu.Unlock()
-		payloads, err := stepPayloads(refs)
+		payloads, err := e.stepPayloads(ns, refs)
 		if err == nil {
 			err = pub.Publish(ctx, ns, payloads, 0)
 		}
@@ -225,13 +225,13 @@ func (w *workers) publishTask(ctx context.Context, id uuid.UUID) {
 	var refs []store.StepRef
 	for _, s := range steps {
 		if s.State == statemachine.StepEnqueued {
-			refs = append(refs, store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep})
+			refs = append(refs, store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep, Handler: s.Handler})
 		}
 	}
 	if len(refs) == 0 {
 		return
 	}
-	payloads, err := stepPayloads(refs)
+	payloads, err := e.stepPayloads(task.Namespace, refs)
 	if err == nil {
 		err = pub.Publish(ctx, task.Namespace, payloads, 0)
 	}

@@ -141,6 +141,7 @@ type Engine struct {
 	schemaReady atomic.Bool // the store's schema was found at this library's version
 	runs        runRegistry // handlers in flight, by task, for cancellation
 	waiters     waiterRegistry
+	waiting     waitingRegistry // steps this engine declined, for Health
 }
 
 // registered is a template prepared for running.

@@ -499,6 +499,7 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 			if n == 0 {
 				return
 			}
+			w.yieldAfterDecline(ctx, ns) // decline.go
 			msgs, err := w.e.queue.Read(ctx, ns, n, w.e.cfg.Lease)
 			if err != nil {
 				w.release(ns, n)

@@ -79,6 +79,9 @@ type StepRef struct {
 	// TaskName, Version and Name (the step's template step) let the worker compute the step's
 	// ancestors from the template before the claim; "" when unknown.
 	TaskName, Version, Name string
+	// Handler is the step's handler callable, so that a worker without the template version can
+	// tell whether it has the handler before it claims the step; "" when unknown.
+	Handler string
 	// Retry marks a step in waiting_for_retry whose message fires when its backoff has elapsed.
 	Retry bool
 }

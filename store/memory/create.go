@@ -66,7 +66,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	var roots []store.StepRef
 	for _, st := range p.Steps {
 		if len(st.Parents) == 0 {
-			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep})
+			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler})
 		}
 	}
 	if len(roots) == 0 {

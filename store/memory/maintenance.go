@@ -105,7 +105,7 @@ func (s *Store) StaleSteps(ctx context.Context, p store.StaleStepsParams) ([]sto
 			set(tx, &st.s.UpdatedAt, tx.now)
 			t := &st.task.t
 			out = append(out, store.StaleStep{Namespace: t.Namespace, Ref: store.StepRef{TaskID: t.ID, StepID: st.s.ID,
-				TaskName: t.Name, Version: t.Version, Name: st.s.TemplateStep, Retry: st.s.State == statemachine.StepWaitingForRetry}})
+				TaskName: t.Name, Version: t.Version, Name: st.s.TemplateStep, Handler: st.s.Handler, Retry: st.s.State == statemachine.StepWaitingForRetry}})
 		}
 		return nil
 	})

@@ -157,12 +157,12 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 	if len(ready) > 0 {
 		refs := make([]store.StepRef, len(ready))
 		for i, r := range ready {
-			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.s.ID, TaskName: before.name, Version: before.version, Name: r.s.TemplateStep}
+			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.s.ID, TaskName: before.name, Version: before.version, Name: r.s.TemplateStep, Handler: r.s.Handler}
 		}
 		tx.enqueue(p.Enqueuer, p.Namespace, refs, 0)
 	}
 	if p.Kind == store.OutcomeRetry {
-		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep}}
+		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep, Handler: st.s.Handler}}
 		tx.enqueue(p.Enqueuer, p.Namespace, ref, p.RetryDelay)
 	}
 	state, err := tx.settle(t, c, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID})
@@ -238,7 +238,7 @@ func (tx *txn) enqueuePending(t *taskRow, ns string, ready []*stepRow, q store.E
 	}
 	refs := make([]store.StepRef, len(ready))
 	for i, r := range ready {
-		refs[i] = store.StepRef{TaskID: t.t.ID, StepID: r.s.ID, Name: r.s.TemplateStep}
+		refs[i] = store.StepRef{TaskID: t.t.ID, StepID: r.s.ID, Name: r.s.TemplateStep, Handler: r.s.Handler}
 	}
 	tx.enqueue(q, ns, refs, 0)
 	return nil

@@ -71,7 +71,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	var roots []store.StepRef
 	for _, st := range p.Steps {
 		if len(st.Parents) == 0 {
-			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep})
+			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler})
 		}
 	}
 	if len(roots) == 0 {

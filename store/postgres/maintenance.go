@@ -93,7 +93,7 @@ func (s *Store) StaleSteps(ctx context.Context, p store.StaleStepsParams) ([]sto
 		UPDATE {s}.steps st SET updated_at = now()
 		  FROM stale, {s}.tasks t
 		 WHERE st.step_id = stale.step_id AND t.task_id = st.task_id
-		RETURNING st.step_id, st.task_id, st.state = 'waiting_for_retry', st.template_step, t.namespace, t.name, t.version`),
+		RETURNING st.step_id, st.task_id, st.state = 'waiting_for_retry', st.template_step, st.handler, t.namespace, t.name, t.version`),
 		p.OlderThan.Milliseconds(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("stale steps: %w", err)
@@ -102,7 +102,7 @@ func (s *Store) StaleSteps(ctx context.Context, p store.StaleStepsParams) ([]sto
 	var out []store.StaleStep
 	for rows.Next() {
 		var st store.StaleStep
-		if err := rows.Scan(&st.Ref.StepID, &st.Ref.TaskID, &st.Ref.Retry, &st.Ref.Name, &st.Namespace, &st.Ref.TaskName, &st.Ref.Version); err != nil {
+		if err := rows.Scan(&st.Ref.StepID, &st.Ref.TaskID, &st.Ref.Retry, &st.Ref.Name, &st.Ref.Handler, &st.Namespace, &st.Ref.TaskName, &st.Ref.Version); err != nil {
 			return nil, err
 		}
 		out = append(out, st)

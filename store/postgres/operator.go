@@ -211,7 +211,7 @@ func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns strin
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
 		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0 AND NOT held
-		RETURNING step_id, true, template_step`), taskID)
+		RETURNING step_id, true, template_step, handler`), taskID)
 	if err != nil {
 		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)
 	}

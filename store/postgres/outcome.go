@@ -91,7 +91,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
 		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
 		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step, batch_group`),
+		RETURNING template_step, handler, batch_group`),
 		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
 	a.Queue(s.q(`
 		WITH prev AS (
@@ -117,9 +117,9 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		br.Close()
 		return nil, fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err)
 	}
-	var templateStep string
+	var templateStep, handler string
 	var batchGroup *uuid.UUID
-	err = br.QueryRow().Scan(&templateStep, &batchGroup)
+	err = br.QueryRow().Scan(&templateStep, &handler, &batchGroup)
 	if errors.Is(err, pgx.ErrNoRows) {
 		br.Close()
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
@@ -196,14 +196,14 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		if len(ready) > 0 {
 			refs := make([]store.StepRef, len(ready))
 			for i, r := range ready {
-				refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
+				refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name, Handler: r.handler}
 			}
 			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, refs, 0); err != nil {
 				return nil, fmt.Errorf("enqueue ready steps: %w", err)
 			}
 		}
 		if p.Kind == store.OutcomeRetry {
-			ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep}}
+			ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep, Handler: handler}}
 			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, ref, p.RetryDelay); err != nil {
 				return nil, fmt.Errorf("enqueue retry of %s: %w", p.StepID, err)
 			}
@@ -289,12 +289,13 @@ const releaseChildrenSQL = `
 		       updated_at = now()
 		  FROM {s}.edges e
 		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
-		RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0, c.template_step`
+		RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0, c.template_step, c.handler`
 
 // released is a child made ready by its last parent.
 type released struct {
-	id   uuid.UUID
-	name string
+	id      uuid.UUID
+	name    string // the template step
+	handler string
 }
 
 func releasedIDs(rs []released) []uuid.UUID {
@@ -311,7 +312,7 @@ func scanReleasedRows(rows pgx.Rows) ([]released, error) {
 	for rows.Next() {
 		var r released
 		var now bool
-		if err := rows.Scan(&r.id, &now, &r.name); err != nil {
+		if err := rows.Scan(&r.id, &now, &r.name, &r.handler); err != nil {
 			return nil, err
 		}
 		if now {
@@ -366,7 +367,7 @@ func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID,
 	refs := make([]store.StepRef, len(ready))
 	for i, r := range ready {
 		moves[i] = stepMove{r.id, statemachine.StepPending}
-		refs[i] = store.StepRef{TaskID: taskID, StepID: r.id, Name: r.name}
+		refs[i] = store.StepRef{TaskID: taskID, StepID: r.id, Name: r.name, Handler: r.handler}
 	}
 	if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
 		return err
@@ -389,7 +390,7 @@ func (s *Store) unholdNext(ctx context.Context, tx querier, group uuid.UUID) ([]
 		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END,
 		       updated_at = now()
 		 WHERE step_id = (SELECT step_id FROM {s}.steps WHERE batch_group = $1 AND held ORDER BY name LIMIT 1)
-		RETURNING step_id, state = 'enqueued', template_step`), group)
+		RETURNING step_id, state = 'enqueued', template_step, handler`), group)
 	if err != nil {
 		return nil, fmt.Errorf("release a held batch worker: %w", err)
 	}
@@ -461,7 +462,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
 		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
 		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step, batch_group`),
+		RETURNING template_step, handler, batch_group`),
 		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
 	a.Queue(s.q(`
 		WITH prev AS (
@@ -489,9 +490,9 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		}
 		return fail(fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err))
 	}
-	var templateStep string
+	var templateStep, handler string
 	var batchGroup *uuid.UUID
-	if err := br.QueryRow().Scan(&templateStep, &batchGroup); err != nil {
+	if err := br.QueryRow().Scan(&templateStep, &handler, &batchGroup); err != nil {
 		br.Close()
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fail(fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict))
@@ -549,7 +550,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		b.Queue(s.q(enqueueTransitionsCheckedSQL), releasedIDs(ready), len(ready))
 		refs := make([]store.StepRef, len(ready))
 		for i, r := range ready {
-			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name}
+			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name, Handler: r.handler}
 		}
 		if p.ClaimNext != nil && p.Kind == store.OutcomeSuccess {
 			for i, ref := range refs {
@@ -576,7 +577,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		       steps_failed = steps_failed + $4, steps_isolated = steps_isolated + $5, updated_at = now()
 		 WHERE task_id = $1`), p.TaskID, dUnfinished, dActive, dFailed, dIsolated)
 	if p.Kind == store.OutcomeRetry {
-		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep}}
+		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep, Handler: handler}}
 		if _, err := be.EnqueueBatch(b, p.Namespace, ref, p.RetryDelay); err != nil {
 			return fail(fmt.Errorf("enqueue retry of %s: %w", p.StepID, err))
 		}
