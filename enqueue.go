@@ -78,7 +78,18 @@ func (q enqueuer) flush(ctx context.Context) {
 		steps[g] = append(steps[g], p.step)
 	}
 	*q.pending = (*q.pending)[:0]
+	maxDelay := time.Duration(0)
+	if dl, ok := q.e.queue.(queue.DelayLimiter); ok {
+		maxDelay = dl.MaxDelay()
+	}
 	for _, g := range order {
+		if maxDelay > 0 && g.delay > maxDelay {
+			// Longer than the queue can delay a message: the steps wait in the database, and the
+			// sweeper publishes their messages once they are due.
+			q.e.log.V(1).Info("delay longer than the queue allows; the sweeper publishes these messages once due",
+				"namespace", g.ns, "steps", len(steps[g]), "delay", g.delay, "max_delay", maxDelay)
+			continue
+		}
 		payloads, err := q.e.stepPayloads(g.ns, steps[g])
 		if err == nil {
 			err = pub.Publish(ctx, g.ns, payloads, g.delay)

@@ -215,3 +215,54 @@ steps:
 		require.Equal(t, tasker.TaskComplete, b.wait(t, id).State)
 	}
 }
+
+// TestRetryLongerThanTheBrokerCanDelay: a backoff longer than RabbitMQ's timers allow (about 24.8
+// days; a 30-day RetryAfter, say) is not published at once, which the broker refuses: the step waits
+// in the database and the sweeper publishes its message once it is due. Before, each such publish
+// failed and was logged as an error.
+func TestRetryLongerThanTheBrokerCanDelay(t *testing.T) {
+	t.Parallel()
+	logs := newLogCapture()
+	b := setupOn(t, backendRabbitMQ, func(c *tasker.Config) {
+		c.Logger = logs.logger()
+		c.RepublishAfter = 300 * time.Millisecond
+	})
+	b.register(t, `
+name: month
+namespace_name: longwait
+version: 1.0.0
+steps:
+  - name: approve
+    handler: {callable: approve}
+    retry: {retryable: true, max_attempts: 2}
+`)
+	b.engine.HandleFunc("approve", func(_ context.Context, s *tasker.Step) (any, error) {
+		if s.Attempt == 1 {
+			return nil, tasker.RetryAfter(30*24*time.Hour, errors.New("waiting for a monthly approval"))
+		}
+		return map[string]bool{"approved": true}, nil
+	})
+	b.start(t)
+	task := b.create(t, "longwait", "month", map[string]any{})
+	require.Eventually(t, func() bool {
+		got, err := b.engine.GetTask(context.Background(), task.ID)
+		require.NoError(t, err)
+		st, _ := got.Step("approve")
+		return st.State == tasker.StepWaitingForRetry
+	}, 20*time.Second, 20*time.Millisecond)
+	time.Sleep(time.Second) // the sweeper runs every RepublishAfter/3: the step is not due, so it stays
+	got, err := b.engine.GetTask(context.Background(), task.ID)
+	require.NoError(t, err)
+	st, _ := got.Step("approve")
+	require.Equal(t, tasker.StepWaitingForRetry, st.State)
+	require.False(t, logs.contains("publish step messages"), "the over-long delay is no publish error")
+	require.True(t, logs.contains("delay longer than the queue allows"))
+
+	// The month passes: the sweeper publishes the message, and the second attempt runs.
+	_, err = b.db.Pool.Exec(context.Background(), `UPDATE `+b.db.Schema+`.steps SET next_retry_at = now(), updated_at = now() - interval '1 hour' WHERE task_id = $1`, task.ID)
+	require.NoError(t, err)
+	done := b.wait(t, task.ID)
+	require.Equal(t, tasker.TaskComplete, done.State)
+	st, _ = done.Step("approve")
+	require.Equal(t, 2, st.Attempts)
+}

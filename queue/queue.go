@@ -141,3 +141,11 @@ type ReadyCounter interface {
 type NameValidator interface {
 	ValidateQueueName(name string) error
 }
+
+// DelayLimiter is implemented by Publisher queues that cannot delay a message beyond some length,
+// such as RabbitMQ (its per-queue TTL timers stop at about 24.8 days). The engine does not publish
+// a message whose delay is longer (a step's retry after a backoff of a month, say): the step waits
+// in the database, and the sweeper publishes its message once it is due.
+type DelayLimiter interface {
+	MaxDelay() time.Duration
+}

@@ -405,6 +405,10 @@ func (q *Queue) deadLetterExchange() string { return q.opt.prefix + "dead-letter
 // Prefix+name+"@delay."+milliseconds) longer than AMQP's 255 bytes.
 func (q *Queue) ValidateQueueName(name string) error { return q.checkName(name) }
 
+// MaxDelay implements queue.DelayLimiter: the longest delay Publish accepts, about 24.8 days (the
+// broker keeps message TTLs in 32-bit millisecond timers).
+func (q *Queue) MaxDelay() time.Duration { return time.Duration(maxDelayMillis) * time.Millisecond }
+
 // maxBrokerName is AMQP's limit on a queue's name, in bytes (a short string).
 const maxBrokerName = 255
 
