@@ -218,7 +218,7 @@ func testBatchHolder(t *testing.T, h Harness) {
 		// Held: hidden until its timeout passes (checked only while that moment is ahead, so that
 		// a slow machine's late commit does not pass for a visible held message).
 		b.noneBefore(t, QueueMain, sent.Add(600*time.Millisecond))
-		msgs := b.await(t, QueueMain, 1, hidden)      // surfaces once its timeout passes
+		msgs := b.await(t, QueueMain, 1, hidden) // surfaces once its timeout passes
 		require.Equal(t, id, msgs[0].ID)
 		require.Equal(t, 2, msgs[0].ReadCount, "held counts as one read")
 		require.NoError(t, b.Queue.Ack(b.ctx, QueueMain, id))
