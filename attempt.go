@@ -354,7 +354,12 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 	delay := 50 * time.Millisecond
 	var first, logged, refusedSince time.Time
 	for tries := 1; ; tries++ {
-		res, err := e.store.RecordOutcome(w.dbctx, p)
+		// No call outlives the lease: a database that hangs (a lock held elsewhere, a connection
+		// that stopped answering) cannot keep the outcome pending past the moment the rescuer may
+		// take the step over, nor past RunWorkers' return.
+		cctx, cancel := context.WithDeadline(w.dbctx, hold.last().Add(e.cfg.Lease))
+		res, err := e.store.RecordOutcome(cctx, p)
+		cancel()
 		if err == nil {
 			if tries > 1 {
 				e.log.Info("step outcome recorded after the database came back", "task", p.TaskID, "step", st.Name,
