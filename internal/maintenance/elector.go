@@ -5,6 +5,7 @@ package maintenance
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -54,7 +55,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 		}
 	}
 	defer func() {
-		wasLeader := term != nil && term.ctx.Err() == nil
+		wasLeader := term != nil && !term.lapsed.Load()
 		stop()
 		if wasLeader {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -67,7 +68,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	ticker := time.NewTicker(e.TTL / 3)
 	defer ticker.Stop()
 	for {
-		if term != nil && term.ctx.Err() != nil {
+		if term != nil && term.lapsed.Load() {
 			// The term ran out before a renewal came back: it is over, whatever the next answer.
 			e.Log.Info("leadership lapsed: no renewal within its lease", "name", e.Name, "id", e.ID)
 			stop()
@@ -82,7 +83,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 			if left := time.Until(sent.Add(e.TTL - margin)); left > 0 {
 				e.Log.Info("elected leader", "name", e.Name, "id", e.ID)
 				term = startTerm(ctx, &wg, lead)
-				timer = time.AfterFunc(left, term.cancel)
+				timer = time.AfterFunc(left, term.lapse)
 			}
 		case leading:
 			if left := time.Until(sent.Add(e.TTL - margin)); left > 0 {
@@ -101,10 +102,18 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	}
 }
 
-// term is one leadership term: lead runs with ctx, and cancel ends it.
+// term is one leadership term: cancel ends the context lead runs with. lapsed is set when the term
+// ran out without a renewal (its lease may be another's by now), as opposed to ending with Run's
+// context, after which the leadership is still this candidate's to resign.
 type term struct {
-	ctx    context.Context
 	cancel context.CancelFunc
+	lapsed atomic.Bool
+}
+
+// lapse ends the term for want of a renewal.
+func (t *term) lapse() {
+	t.lapsed.Store(true)
+	t.cancel()
 }
 
 // startTerm runs lead in a goroutine tracked by wg, with a context the returned term's cancel ends.
@@ -115,7 +124,7 @@ func startTerm(ctx context.Context, wg *sync.WaitGroup, lead func(ctx context.Co
 		defer wg.Done()
 		lead(lctx)
 	}()
-	return &term{ctx: lctx, cancel: cancel}
+	return &term{cancel: cancel}
 }
 
 // Every runs fn at once and then every interval until ctx ends.

@@ -155,3 +155,20 @@ func TestStalledRenewalEndsTheTerm(t *testing.T) {
 	require.False(t, first.leading.Load())
 	require.Zero(t, overlap.Load(), "two leaders at once")
 }
+
+// TestLeaderResignsWhenStopped: a leader whose Run ends with its context gives the leadership up
+// at once (the store's row is gone when Run returns), so that another engine takes over without
+// waiting for the lease to expire.
+func TestLeaderResignsWhenStopped(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	var overlap, now atomic.Int32
+	c := run(t, st, "stops", 5*time.Second, &overlap, &now)
+	require.Eventually(t, c.leading.Load, 5*time.Second, 10*time.Millisecond)
+	c.cancel()
+	<-c.done
+	var rows int
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM `+db.Schema+`.leaders`).Scan(&rows))
+	require.Zero(t, rows, "the stopped leader resigned")
+}
