@@ -1,12 +1,11 @@
 package tasker
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 )
 
@@ -90,22 +89,15 @@ func checkTemplateNames(t *Template, q queue.Queue) []Problem {
 	return probs
 }
 
-// checkDefinition finds the strings of a template's JSON definition that PostgreSQL's jsonb
-// refuses: a NUL character (\u0000) anywhere, such as in a description or a handler's
-// initialization. encoding/json already turns invalid UTF-8 into U+FFFD.
+// checkDefinition reports a template's JSON definition that PostgreSQL's jsonb refuses: a NUL
+// character (\u0000) in a string, a lone surrogate or a number out of numeric's range, such as in a
+// description or a handler's initialization (a Go template may hold json.Number or
+// json.RawMessage values there). encoding/json already turns invalid UTF-8 into U+FFFD.
 func checkDefinition(def []byte) []Problem {
-	if !bytes.Contains(def, []byte(`\u0000`)) {
+	err := jsonsafe.Check(def)
+	if err == nil {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(def))
-	for {
-		tok, err := dec.Token()
-		if err != nil { // io.EOF, or nothing more to read
-			return nil
-		}
-		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
-			return []Problem{{Code: CodeInvalidEncoding,
-				Message: fmt.Sprintf("the string %q holds a NUL character, which the database cannot store", truncateName(s))}}
-		}
-	}
+	return []Problem{{Code: CodeInvalidEncoding,
+		Message: fmt.Sprintf("the template's definition cannot be stored: %v", err)}}
 }

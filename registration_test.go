@@ -2,6 +2,7 @@ package tasker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -210,6 +211,12 @@ func TestRegisterRefusesNamesTheDatabaseCannotStore(t *testing.T) {
 		{"nul in a description", tasker.CodeInvalidEncoding, func(t *tasker.Template) { t.Description = "about\x00" }},
 		{"nul in an initialization", tasker.CodeInvalidEncoding, func(t *tasker.Template) {
 			t.Steps[0].Handler.Initialization = map[string]any{"k": "v\x00"}
+		}},
+		{"a number out of numeric's range in an initialization", tasker.CodeInvalidEncoding, func(t *tasker.Template) {
+			t.Steps[0].Handler.Initialization = map[string]any{"k": json.Number("1e1000000")}
+		}},
+		{"a lone surrogate in an initialization", tasker.CodeInvalidEncoding, func(t *tasker.Template) {
+			t.Steps[0].Handler.Initialization = map[string]any{"k": json.RawMessage(`"\ud800"`)}
 		}},
 	}
 	for _, c := range cases {
