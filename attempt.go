@@ -224,12 +224,30 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 				Accept: e.canRun, Ancestors: e.templateAncestors}
 		}
 	}
-	res, err := w.record(ns, m, st, p, hold, func() error {
+	gone := func() error {
 		if c := context.Cause(hctx); errors.Is(c, ErrLeaseLost) || errors.Is(c, ErrTaskCancelled) {
 			return c
 		}
 		return nil
-	})
+	}
+	res, err := w.record(ns, m, st, p, hold, gone)
+	if errors.Is(err, store.ErrUnstorable) {
+		// The database refuses what the outcome holds for good (what the checks before the
+		// transaction missed): the step fails now, with the database's reason, rather than waiting
+		// out its lease to be run again.
+		e.log.Error(err, "the database cannot store the step's outcome; failing the step", "task", task.ID, "step", st.Name)
+		kind := "invalid_result"
+		if p.Spawn != nil {
+			kind = "invalid_outcome"
+		}
+		f := store.OutcomeParams{Kind: store.OutcomePermanent,
+			Error: failureJSON(StepFailure{Message: "the database cannot store this outcome: " + errorText(err), Kind: kind, Attempt: st.Attempts})}
+		w.applyStepType(st, task, &f) // a batch worker's failure strategy applies to this failure too
+		f.TaskID, f.StepID, f.WorkerID, f.Attempt, f.Namespace = p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace
+		f.Enqueuer, f.AckBatch = p.Enqueuer, p.AckBatch
+		p = f
+		res, err = w.record(ns, m, st, p, hold, gone)
+	}
 	if err == nil {
 		enq.flush(w.dbctx)
 	}
@@ -367,7 +385,7 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 			}
 			return res, nil
 		}
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnstorable) {
 			return res, err
 		}
 		now := time.Now()

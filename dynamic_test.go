@@ -386,3 +386,31 @@ func TestBatchFailureStrategies(t *testing.T) {
 		})
 	})
 }
+
+// TestBatchIDTooLongForAStepName: a batch id chosen by the handler names a worker step; one that
+// makes the name longer than the database indexes (or not storable) fails the batchable step at
+// once as invalid_outcome. Before, PostgreSQL refused the outcome (index row size), the worker
+// retried it until its lease ran out, and the rescuer ran the handler again, attempt after attempt.
+func TestBatchIDTooLongForAStepName(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		b.register(t, fmtBatch("continue_on_failure"))
+		var runs atomic.Int32
+		b.engine.HandleFunc("analyze", func(context.Context, *tasker.Step) (any, error) {
+			runs.Add(1)
+			return tasker.CreateBatches("work", tasker.BatchCursor{BatchID: strings.Repeat("b", 3000), End: 10, BatchSize: 10}), nil
+		})
+		b.engine.HandleFunc("work", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
+		b.engine.HandleFunc("total", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
+		b.start(t)
+		task := b.wait(t, b.create(t, "dyn", "batch", nil).ID)
+		require.Equal(t, tasker.TaskBlockedByFailures, task.State)
+		analyze, _ := task.Step("analyze")
+		require.Equal(t, "invalid_outcome", analyze.LastError.Kind)
+		require.Contains(t, analyze.LastError.Message, "MaxNameBytes")
+		require.Equal(t, 1, analyze.Attempts)
+		require.EqualValues(t, 1, runs.Load(), "the handler ran once")
+		require.ElementsMatch(t, []string{"analyze"}, stepNames(task), "nothing was created")
+	})
+}

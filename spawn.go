@@ -241,6 +241,9 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 			return err
 		}
 		name := wt.Name + "_" + c.BatchID
+		if why := checkName(name); why != "" {
+			return invalidOutcome("batch %q: the worker step's name %q %s", truncateName(c.BatchID), truncateName(name), why)
+		}
 		ns, err := newStepFrom(wt, name)
 		if err != nil {
 			return err

@@ -30,6 +30,11 @@ var ErrConflict = errors.New("store: state changed concurrently or does not allo
 // ErrNotDue is returned by PromoteRetry when the step's backoff has not elapsed yet.
 var ErrNotDue = errors.New("store: retry not due yet")
 
+// ErrUnstorable is returned (wrapped) by RecordOutcome when the database refuses the outcome's data
+// for good: a value it cannot represent, a name too long for its index. Trying the same outcome
+// again cannot succeed; the engine records the step's failure instead.
+var ErrUnstorable = errors.New("store: the database cannot store this outcome")
+
 // ErrTemplateConflict is matched (errors.Is) by every *TemplateConflictError.
 var ErrTemplateConflict = errors.New("template version already registered with a different definition")
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -28,7 +30,7 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 					break
 				}
 			}
-			return res, err
+			return res, unstorable(err)
 		}
 	}
 	var res *store.OutcomeResult
@@ -37,7 +39,18 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 		res, err = s.recordOutcome(ctx, tx, p)
 		return err
 	})
-	return res, err
+	return res, unstorable(err)
+}
+
+// unstorable marks the errors with which PostgreSQL refuses an outcome's data for good (classes 22,
+// data exception, and 54, program limit exceeded, such as an index row too large) as
+// store.ErrUnstorable.
+func unstorable(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")) {
+		return fmt.Errorf("%w: %w", store.ErrUnstorable, err)
+	}
+	return err
 }
 
 // recordOutcome pipelines its statements: batch A locks the task, moves the step, records its
