@@ -465,7 +465,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
 		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs,
-		checkpoint: st.Checkpoint, save: func(ctx context.Context, raw json.RawMessage) error {
+		checkpoint: st.Checkpoint, maxCheckpoint: w.e.cfg.MaxPayloadBytes, save: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		}}
 	done := make(chan handlerOutcome, 1)
@@ -591,13 +591,17 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
 	e := w.e
 	sent := time.Now()
-	state, err := e.store.Heartbeat(w.dbctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
+	// A renewal that comes back after the lease it renews has ended is worth nothing: no call waits
+	// longer than that (a hung database cannot hold the worker past the rescuer's moment).
+	ctx, cancel := context.WithDeadline(w.dbctx, hold.last().Add(e.cfg.Lease))
+	defer cancel()
+	state, err := e.store.Heartbeat(ctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Attempt: st.Attempts})
 	if err != nil {
 		return state, err
 	}
 	hold.renewedAt(sent)
-	if err := e.queue.Extend(w.dbctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
+	if err := e.queue.Extend(ctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
 		// The queue gave the message up (RabbitMQ after an outage): its redelivery is
 		// dropped at the claim while this worker holds the step's lease.
 		e.log.V(1).Info("extend: the queue no longer holds the message", "step", st.Name)

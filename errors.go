@@ -122,9 +122,16 @@ func checkValue(field string, raw []byte) error {
 	return nil
 }
 
+// MaxOperatorTextBytes bounds the operator's name and the reason given with an operator action
+// (RetryStep, ResolveStep, CompleteStep) or with CancelTask; they are kept in the audit trail.
+const MaxOperatorTextBytes = 16 << 10
+
 // checkText returns a *ValueError when the database cannot store s as text (a NUL character,
-// bytes that are not UTF-8).
+// bytes that are not UTF-8) or when it is longer than MaxOperatorTextBytes.
 func checkText(field, s string) error {
+	if len(s) > MaxOperatorTextBytes {
+		return &ValueError{Field: field, Reason: fmt.Sprintf("is %d bytes long; the limit is %d (MaxOperatorTextBytes)", len(s), MaxOperatorTextBytes)}
+	}
 	var je *jsonsafe.Error
 	if err := jsonsafe.CheckText(s); errors.As(err, &je) {
 		return &ValueError{Field: field, Offset: je.Offset, Reason: fmt.Sprintf("at byte %d: %s", je.Offset, je.Reason)}

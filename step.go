@@ -51,6 +51,8 @@ type Step struct {
 
 	checkpoint json.RawMessage
 	save       func(ctx context.Context, raw json.RawMessage) error
+	// maxCheckpoint bounds a checkpoint's size (Config.MaxPayloadBytes); 0: no bound.
+	maxCheckpoint int
 }
 
 // Inputs decodes the step's own inputs, such as a batch worker's BatchInputs, into v. It returns
@@ -74,11 +76,14 @@ func (s *Step) Batch() (in BatchInputs, ok bool) {
 // results) as the step's checkpoint, while this attempt still holds the step. A later attempt
 // after a failure or a crash reads it with LoadCheckpoint and resumes from there. A value that
 // is not JSON-encodable or that the database cannot store returns a *ValueError (errors.Is
-// ErrInvalidValue) and saves nothing.
+// ErrInvalidValue), and one over Config.MaxPayloadBytes ErrPayloadTooLarge; either saves nothing.
 func (s *Step) Checkpoint(ctx context.Context, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("checkpoint of %q: %w", s.Name, &ValueError{Field: "checkpoint", Reason: "not JSON-encodable: " + err.Error(), Err: err})
+	}
+	if s.maxCheckpoint > 0 && len(raw) > s.maxCheckpoint {
+		return fmt.Errorf("checkpoint of %q: %w: %d bytes, limit %d (Config.MaxPayloadBytes)", s.Name, ErrPayloadTooLarge, len(raw), s.maxCheckpoint)
 	}
 	if err := checkValue("checkpoint", raw); err != nil {
 		return fmt.Errorf("checkpoint of %q: %w", s.Name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +271,9 @@ func TestUnstorableCheckpointIsRefused(t *testing.T) {
 				json.RawMessage(`{"c": 1e-20000}`), json.RawMessage("{\"d\": \"\xff\"}"), make(chan int)} {
 				errs <- s.Checkpoint(ctx, v)
 			}
+			if err := s.Checkpoint(ctx, strings.Repeat("c", 2<<20)); !errors.Is(err, tasker.ErrPayloadTooLarge) {
+				return nil, tasker.Permanent(fmt.Errorf("a checkpoint over MaxPayloadBytes: %v", err))
+			}
 			if err := s.Checkpoint(ctx, map[string]any{"good": 1}); err != nil {
 				return nil, tasker.Permanent(err)
 			}
@@ -315,6 +319,8 @@ func TestUnstorableOperatorTextIsRefused(t *testing.T) {
 			b.engine.ResolveStep(ctx, first.ID, tasker.OperatorRequest{Operator: "o\xffps", Reason: "done"}),
 			b.engine.CompleteStep(ctx, first.ID, 1, tasker.OperatorRequest{Operator: "ops", Reason: "\xc3"}),
 			b.engine.CancelTask(ctx, task.ID, "give up\x00"),
+			b.engine.RetryStep(ctx, first.ID, tasker.OperatorRequest{Operator: "ops", Reason: strings.Repeat("r", tasker.MaxOperatorTextBytes+1)}),
+			b.engine.CancelTask(ctx, task.ID, strings.Repeat("r", 20<<20)),
 		} {
 			require.ErrorIs(t, err, tasker.ErrInvalidValue)
 			var ve *tasker.ValueError

@@ -541,6 +541,9 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 // so WaitTask waits for the last of them and returns their results. Steps waiting_for_retry and
 // pending steps of a blocked task are not in flight: they stay as they are until an operator's fix
 // (RetryStep, ResolveStep, CompleteStep) resumes the task, so WaitTask does not wait for them.
+// An enqueued step whose handler no running engine has is in flight too: it waits for an engine
+// with that handler (see Engine.Health), and so does WaitTask; give ctx a deadline when that can
+// happen.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 	ch := e.waiters.subscribe(id)
 	defer e.waiters.unsubscribe(id, ch)
