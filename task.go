@@ -467,7 +467,12 @@ func (e *Engine) GetTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 	if err != nil {
 		return nil, mapStoreErr(err, id)
 	}
-	steps, err := e.store.GetSteps(ctx, id)
+	return e.withSteps(ctx, t)
+}
+
+// withSteps returns the task t with its steps, as read now.
+func (e *Engine) withSteps(ctx context.Context, t *store.Task) (*Task, error) {
+	steps, err := e.store.GetSteps(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -554,13 +559,7 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 			return nil, mapStoreErr(err, id)
 		}
 		if statemachine.AtRest(t.State, t.StepsActive) {
-			steps, err := e.store.GetSteps(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			task := taskFromStore(t)
-			task.Steps = stepsFromStore(steps)
-			return task, nil
+			return e.withSteps(ctx, t)
 		}
 		timer := time.NewTimer(delay)
 		select {
