@@ -591,10 +591,9 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
 	e := w.e
 	sent := time.Now()
-	// A renewal that comes back after the lease it renews has ended is worth nothing: no call waits
-	// longer than that (a hung database cannot hold the worker past the rescuer's moment).
-	ctx, cancel := context.WithDeadline(w.dbctx, hold.last().Add(e.cfg.Lease))
-	defer cancel()
+	// No deadline here: a heartbeat that comes back late still tells a stalled worker, through
+	// store.ErrConflict, that its step was rescued, which cancels its handler.
+	ctx := w.dbctx
 	state, err := e.store.Heartbeat(ctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Attempt: st.Attempts})
 	if err != nil {
