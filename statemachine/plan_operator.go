@@ -30,6 +30,12 @@ func OperatorTarget(a OperatorAction) (StepState, error) {
 	return "", fmt.Errorf("unknown operator action %q", a)
 }
 
+// StepHop is one step transition a plan writes, with its metadata (nil for none).
+type StepHop struct {
+	StepTransition
+	Meta map[string]any
+}
+
 // FixedStep is what the planner needs of the step an operator fixes.
 type FixedStep struct {
 	// Isolates is set when the step's batch isolates failures (failure strategy "isolate").
@@ -42,8 +48,8 @@ type FixedStep struct {
 type OperatorPlan struct {
 	// Target is the step's new state.
 	Target StepState
-	// Path is the step's transitions from error, in order; Meta goes on the first one only.
-	Path []StepTransition
+	// Path is the step's transitions from error, in order, each with its metadata.
+	Path []StepHop
 	// Meta is the operator and reason, on the step's first transition and the task's.
 	Meta map[string]any
 	// EnqueueSelf is set for a retry: the step itself is enqueued again.
@@ -86,12 +92,16 @@ func PlanOperator(a OperatorAction, before TaskCounters, step FixedStep, operato
 	}
 	p := OperatorPlan{Target: target, Meta: map[string]any{"operator": operator, "reason": reason}, before: before}
 	at := StepError
-	for _, ev := range events {
+	for i, ev := range events {
 		next, err := NextStep(at, ev)
 		if err != nil {
 			return OperatorPlan{}, err
 		}
-		p.Path = append(p.Path, StepTransition{From: at, Event: ev, To: next})
+		hop := StepHop{StepTransition: StepTransition{From: at, Event: ev, To: next}}
+		if i == 0 {
+			hop.Meta = p.Meta // the operator's reason goes on the fix, not on a retry's enqueueing
+		}
+		p.Path = append(p.Path, hop)
 		at = next
 	}
 	if at != target {

@@ -99,12 +99,8 @@ func (tx *txn) operatorAction(p store.OperatorParams) (*store.OutcomeResult, err
 		}
 		set(tx, &st.s.Result, result)
 	}
-	for i, h := range plan.Path {
-		var meta map[string]any
-		if i == 0 {
-			meta = plan.Meta
-		}
-		if err := tx.writeStepTransitions([]stepMove{{st, h.From}}, h.Event, h.To, meta); err != nil {
+	for _, h := range plan.Path {
+		if err := tx.writeStepTransitions([]stepMove{{st, h.From}}, h.Event, h.To, h.Meta); err != nil {
 			return nil, err
 		}
 	}

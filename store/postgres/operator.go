@@ -124,12 +124,8 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 	if err != nil {
 		return nil, params.Conflict(fmt.Sprintf("%s step %s", p.Action, p.StepID), err)
 	}
-	for i, h := range plan.Path {
-		var meta map[string]any
-		if i == 0 {
-			meta = plan.Meta
-		}
-		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, h.From}}, h.Event, h.To, meta); err != nil {
+	for _, h := range plan.Path {
+		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, h.From}}, h.Event, h.To, h.Meta); err != nil {
 			return nil, err
 		}
 	}
