@@ -104,41 +104,33 @@ func (tx *txn) operatorAction(p store.OperatorParams) (*store.OutcomeResult, err
 			return nil, err
 		}
 	}
-	enqueued := 0
 	if plan.EnqueueSelf {
 		tx.enqueue(p.Enqueuer, p.Namespace, []store.StepRef{{TaskID: taskID, StepID: p.StepID}}, 0)
 	}
+	var ready []*stepRow // the other steps the fix enqueues, in the order their transitions are written
 	if plan.ReleasesChildren {
-		ready, err := tx.releaseChildren(st, plan.Resumes)
+		children, err := tx.releaseChildren(st, plan.Resumes)
 		if err != nil {
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
 		}
-		if err := tx.enqueuePending(t, p.Namespace, ready, p.Enqueuer); err != nil {
-			return nil, err
-		}
-		enqueued += len(ready)
+		ready = append(ready, children...)
 	}
 	if plan.UnholdsSibling {
-		next := tx.unholdNext(t, *st.s.BatchGroup)
-		if plan.Resumes {
-			if err := tx.enqueuePending(t, p.Namespace, next, p.Enqueuer); err != nil {
-				return nil, err
-			}
-			enqueued += len(next)
-		} else {
-			for _, n := range next {
+		for _, n := range tx.unholdNext(t, *st.s.BatchGroup) {
+			if plan.Resumes {
+				ready = append(ready, n)
+			} else {
 				tx.setStepState(n, statemachine.StepPending)
 			}
 		}
 	}
 	if plan.Rearm {
-		n, err := tx.rearm(t, p.Namespace, p.Enqueuer)
-		if err != nil {
-			return nil, err
-		}
-		enqueued += n
+		ready = append(ready, tx.rearm(t, p.Namespace, p.Enqueuer)...)
 	}
-	d, settlement, err := plan.Apply(enqueued)
+	if err := tx.enqueuePending(t, p.Namespace, ready, p.Enqueuer); err != nil {
+		return nil, err
+	}
+	d, settlement, err := plan.Apply(len(ready))
 	if err != nil {
 		return nil, fmt.Errorf("settle task %s: %w", taskID, err)
 	}
@@ -149,9 +141,9 @@ func (tx *txn) operatorAction(p store.OperatorParams) (*store.OutcomeResult, err
 }
 
 // rearm restarts a task that was blocked: pending steps whose parents all finished while it was
-// blocked are enqueued, and steps waiting for a retry get their timer message again. It returns
-// the number of steps enqueued.
-func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) (int, error) {
+// blocked move to enqueued (the caller records and sends them), and steps waiting for a retry get
+// their timer message again. It returns the steps it enqueued.
+func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) []*stepRow {
 	var ready []*stepRow
 	for _, st := range t.steps {
 		if statemachine.JoinReady(st.s.State, st.parentsUnfinished, st.held) {
@@ -160,9 +152,6 @@ func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) (int, error) {
 			ready = append(ready, st)
 		}
 	}
-	if err := tx.enqueuePending(t, ns, ready, q); err != nil {
-		return 0, err
-	}
 	for _, st := range t.steps {
 		if st.s.State != statemachine.StepWaitingForRetry || st.s.NextRetryAt == nil {
 			continue
@@ -170,5 +159,5 @@ func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) (int, error) {
 		delay := max(st.s.NextRetryAt.Sub(tx.now).Round(time.Millisecond), 0)
 		tx.enqueue(q, ns, []store.StepRef{{TaskID: t.t.ID, StepID: st.s.ID, Retry: true}}, delay)
 	}
-	return len(ready), nil
+	return ready
 }
