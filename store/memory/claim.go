@@ -9,17 +9,13 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // holds reports whether a worker holds the step for the given attempt.
 func holds(st *stepRow, workerID string, attempt int) bool {
 	return st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == workerID &&
 		st.s.Attempts == attempt
-}
-
-// finished reports whether a step counts as done for its dependents.
-func finished(st statemachine.StepState) bool {
-	return st == statemachine.StepComplete || st == statemachine.StepResolvedManually
 }
 
 // ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
@@ -56,7 +52,7 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 func ancestorResults(st *stepRow, names []string) map[string]json.RawMessage {
 	results := map[string]json.RawMessage{}
 	add := func(a *stepRow) {
-		if finished(a.s.State) && a.s.Result != nil {
+		if a.s.State.Finished() && a.s.Result != nil {
 			results[a.s.Name] = cloneRaw(a.s.Result)
 		}
 	}
@@ -94,8 +90,9 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 		}
 		t := st.task
-		if t.t.State.Terminal() || t.t.State == statemachine.TaskBlockedByFailures {
-			return fmt.Errorf("promote retry of %s: task is %s: %w", p.StepID, t.t.State, store.ErrConflict)
+		plan, err := statemachine.PlanPromote(countersOf(t).TaskCounters)
+		if err != nil {
+			return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
 		}
 		if st.s.State != statemachine.StepWaitingForRetry {
 			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
@@ -106,19 +103,13 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 		if st.s.NextRetryAt.After(tx.now.Add(5 * time.Millisecond)) {
 			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
 		}
-		tx.setStepState(st, statemachine.StepEnqueued)
+		tx.setStepState(st, plan.Step.To)
 		set(tx, &st.s.NextRetryAt, nil)
 		set(tx, &st.s.UpdatedAt, tx.now)
-		if err := tx.writeStepTransitions([]stepMove{{st, statemachine.StepWaitingForRetry}},
-			statemachine.StepEventEnqueue, statemachine.StepEnqueued, map[string]any{"reason": "backoff elapsed"}); err != nil {
+		if err := tx.writeStepTransitions([]stepMove{{st, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
 			return err
 		}
-		c, err := tx.addCounters(t, 0, 0, 1, 0, 0)
-		if err != nil {
-			return err
-		}
-		_, err = tx.settle(t, c, nil)
-		return err
+		return tx.settle(t, plan.Delta, plan.Path, nil)
 	})
 }
 
@@ -144,13 +135,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	if err != nil {
 		return "", err
 	}
-	if state != statemachine.StepInProgress {
-		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
-	}
-	if !held {
-		return state, fmt.Errorf("heartbeat %s: another worker holds it: %w", p.StepID, store.ErrConflict)
-	}
-	return state, nil
+	return state, params.Conflict(fmt.Sprintf("heartbeat %s", p.StepID), statemachine.HeartbeatVerdict(state, held))
 }
 
 // ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // RegisterTemplate stores a template definition in the registry. The same checksum again is a
@@ -63,14 +64,9 @@ func (s *Store) CreateTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 
 func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, error) {
 	s := tx.s
-	var roots []store.StepRef
-	for _, st := range p.Steps {
-		if len(st.Parents) == 0 {
-			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler})
-		}
-	}
-	if len(roots) == 0 {
-		return nil, errors.New("create task: no root step")
+	plan, roots, err := params.Create(p)
+	if err != nil {
+		return nil, err
 	}
 	tags := slices.Clone(p.Tags)
 	if tags == nil {
@@ -102,10 +98,10 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	created := s.clock()
 	t := &taskRow{
 		t: store.Task{ID: p.TaskID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
-			State: statemachine.TaskStepsInProcess, Context: ctxJSON, IdentityHash: p.IdentityHash,
+			State: plan.Counters.State, Context: ctxJSON, IdentityHash: p.IdentityHash,
 			IdempotencyKey: p.IdempotencyKey, Priority: p.Priority, CorrelationID: p.CorrelationID, Tags: tags,
 			Initiator: p.Initiator, SourceSystem: p.SourceSystem, Reason: p.Reason,
-			StepsTotal: len(p.Steps), StepsUnfinished: len(p.Steps), StepsActive: len(roots),
+			StepsTotal: plan.Counters.Total, StepsUnfinished: plan.Counters.Unfinished, StepsActive: plan.Counters.Active,
 			CreatedAt: created, UpdatedAt: created},
 		byName: map[string]*stepRow{},
 	}
@@ -113,27 +109,21 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	s.identities[ident] = t
 	tx.onUndo(func() { delete(s.tasks, p.TaskID); delete(s.identities, ident) })
 
-	if err := tx.insertSteps(t, p.Steps); err != nil {
+	if err := tx.insertSteps(t, p.Steps, plan.States); err != nil {
 		return nil, err
 	}
-	tx.taskTransitions(t)
+	tx.taskTransitions(t, plan.Path)
 	tx.enqueue(p.Enqueuer, p.Namespace, roots, 0)
 	return &store.CreateTaskResult{Task: cloneTask(&t.t), Steps: cloneSteps(t)}, nil
 }
 
-// taskTransitions records a new task's path to steps_in_process.
-func (tx *txn) taskTransitions(t *taskRow) {
-	hops := []struct {
-		from, to statemachine.TaskState
-		event    string
-	}{
-		{"", statemachine.TaskPending, eventCreate},
-		{statemachine.TaskPending, statemachine.TaskInitializing, string(statemachine.TaskEventStart)},
-		{statemachine.TaskInitializing, statemachine.TaskEnqueuingSteps, string(statemachine.TaskEventInitialized)},
-		{statemachine.TaskEnqueuingSteps, statemachine.TaskStepsInProcess, string(statemachine.TaskEventStepsEnqueued)},
-	}
-	for i, h := range hops {
-		tr := &transition{from: string(h.from), to: string(h.to), event: h.event, sortKey: i + 1, mostRecent: i == len(hops)-1}
+// taskTransitions records a new task's creation and its planned path.
+func (tx *txn) taskTransitions(t *taskRow, path []statemachine.TaskTransition) {
+	first := &transition{to: string(statemachine.TaskPending), event: statemachine.EventCreate, sortKey: 1, mostRecent: len(path) == 0}
+	tx.appendTrail(t, first)
+	t.cur = first
+	for i, h := range path {
+		tr := &transition{from: string(h.From), to: string(h.To), event: string(h.Event), sortKey: i + 2, mostRecent: i == len(path)-1}
 		tx.appendTrail(t, tr)
 		t.cur = tr
 	}
@@ -141,7 +131,7 @@ func (tx *txn) taskTransitions(t *taskRow) {
 
 // insertSteps adds a new task's steps, their edges and their first transitions (create, and
 // enqueue for the roots).
-func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep) error {
+func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep, states []statemachine.StepState) error {
 	rows := make([]*stepRow, len(steps))
 	for i, ns := range steps {
 		st, err := tx.newStep(t, ns)
@@ -149,9 +139,7 @@ func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep) error {
 			return fmt.Errorf("insert steps: %w", err)
 		}
 		st.parentsTotal, st.parentsUnfinished = len(ns.Parents), len(ns.Parents)
-		if len(ns.Parents) == 0 {
-			st.s.State = statemachine.StepEnqueued
-		}
+		st.s.State = states[i]
 		rows[i] = st
 	}
 	for i, ns := range steps {

@@ -76,7 +76,7 @@ func checkInvariants(s *Store) error {
 			}
 			open := 0
 			for _, p := range st.parents {
-				if !finished(p.s.State) {
+				if !p.s.State.Finished() {
 					open++
 				}
 			}

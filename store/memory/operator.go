@@ -7,6 +7,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // CancelTask cancels a task and every step that has not finished; running handlers learn of it
@@ -19,14 +20,13 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if !ok {
 			return fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
 		}
-		c := countersOf(t)
-		if c.state.Terminal() {
-			return fmt.Errorf("cancel task %s: it is %s: %w", p.TaskID, c.state, store.ErrConflict)
+		plan, err := statemachine.PlanCancel(countersOf(t).TaskCounters, p.Reason)
+		if err != nil {
+			return params.Conflict(fmt.Sprintf("cancel task %s", p.TaskID), err)
 		}
 		var moves []stepMove
 		for _, st := range t.steps {
-			switch st.s.State {
-			case statemachine.StepComplete, statemachine.StepResolvedManually, statemachine.StepCancelled:
+			if !statemachine.Cancels(st.s.State) {
 				continue
 			}
 			moves = append(moves, stepMove{st, st.s.State})
@@ -36,21 +36,13 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 			set(tx, &st.s.NextRetryAt, nil)
 			set(tx, &st.s.UpdatedAt, tx.now)
 		}
-		meta := map[string]any{"reason": p.Reason}
-		if err := tx.writeStepTransitions(moves, statemachine.StepEventCancel, statemachine.StepCancelled, meta); err != nil {
+		if err := tx.writeStepTransitions(moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
 			return err
 		}
-		if _, err := tx.addCounters(t, 0, -len(moves), -c.active, -c.failed, -c.isolated); err != nil {
+		if err := tx.settle(t, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {
 			return err
 		}
-		hops, err := taskPath(c.state, statemachine.TaskEventCancel)
-		if err != nil {
-			return err
-		}
-		if err := tx.moveTask(t, c.state, hops, meta); err != nil {
-			return err
-		}
-		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: statemachine.TaskCancelled, Settled: true}
+		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: plan.State, Settled: plan.Settled}
 		return nil
 	})
 	if err != nil {
@@ -85,122 +77,80 @@ func (tx *txn) operatorAction(p store.OperatorParams) (*store.OutcomeResult, err
 	}
 	t := st.task
 	taskID := t.t.ID
-	before := countersOf(t)
-	if before.state.Terminal() {
-		return nil, fmt.Errorf("%s step %s: task is %s: %w", p.Action, p.StepID, before.state, store.ErrConflict)
-	}
-	var newState statemachine.StepState
-	switch p.Action {
-	case store.OperatorRetry:
-		newState = statemachine.StepEnqueued
-	case store.OperatorResolve:
-		newState = statemachine.StepResolvedManually
-	case store.OperatorComplete:
-		newState = statemachine.StepComplete
-	default:
-		return nil, fmt.Errorf("unknown operator action %q", p.Action)
+	plan, err := statemachine.PlanOperator(params.Operator(p.Action), countersOf(t).TaskCounters, params.FixedStep(st.s), p.Operator, p.Reason)
+	if err != nil {
+		return nil, params.Conflict(fmt.Sprintf("%s step %s", p.Action, p.StepID), err)
 	}
 	if st.s.State != statemachine.StepError {
 		return nil, fmt.Errorf("%s step %s: it is not in error: %w", p.Action, p.StepID, store.ErrConflict)
 	}
-	strategy, group := st.s.FailureStrategy, st.s.BatchGroup
-	tx.setStepState(st, newState)
+	tx.setStepState(st, plan.Target)
 	set(tx, &st.s.UpdatedAt, tx.now)
-	if newState == statemachine.StepEnqueued {
+	if plan.EnqueueSelf {
 		set(tx, &st.s.Attempts, 0)
 		set(tx, &st.s.CompletedAt, nil)
 	} else {
 		set(tx, &st.s.CompletedAt, ptr(tx.now))
 	}
-	if newState == statemachine.StepComplete {
+	if plan.Target == statemachine.StepComplete {
 		result, err := jsonb(p.Result)
 		if err != nil {
 			return nil, fmt.Errorf("%s step %s: %w", p.Action, p.StepID, err)
 		}
 		set(tx, &st.s.Result, result)
 	}
-	dIsolated := 0
-	if strategy == "isolate" && before.isolated > 0 {
-		dIsolated = -1
+	for _, h := range plan.Path {
+		if err := tx.writeStepTransitions([]stepMove{{st, h.From}}, h.Event, h.To, h.Meta); err != nil {
+			return nil, err
+		}
 	}
-	meta := map[string]any{"operator": p.Operator, "reason": p.Reason}
-	move := []stepMove{{st, statemachine.StepError}}
-	// Once this fix leaves no failed step that blocks the task, the task may run again.
-	resumes := (before.failed-1)-(before.isolated+dIsolated) == 0
-	dUnfinished, dActive := 0, 0
-	switch p.Action {
-	case store.OperatorRetry:
-		if err := tx.writeStepTransitions(move, statemachine.StepEventReset, statemachine.StepPending, meta); err != nil {
-			return nil, err
-		}
-		if err := tx.writeStepTransitions([]stepMove{{st, statemachine.StepPending}}, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
-			return nil, err
-		}
-		dActive = 1
+	if plan.EnqueueSelf {
 		tx.enqueue(p.Enqueuer, p.Namespace, []store.StepRef{{TaskID: taskID, StepID: p.StepID}}, 0)
-	case store.OperatorResolve, store.OperatorComplete:
-		ev := statemachine.StepEventResolveManually
-		if p.Action == store.OperatorComplete {
-			ev = statemachine.StepEventCompleteManually
-		}
-		if err := tx.writeStepTransitions(move, ev, newState, meta); err != nil {
-			return nil, err
-		}
-		ready, err := tx.releaseChildren(st, resumes)
+	}
+	var ready []*stepRow // the other steps the fix enqueues, in the order their transitions are written
+	if plan.ReleasesChildren {
+		children, err := tx.releaseChildren(st, plan.Resumes)
 		if err != nil {
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
 		}
-		if err := tx.enqueuePending(t, p.Namespace, ready, p.Enqueuer); err != nil {
-			return nil, err
-		}
-		dUnfinished, dActive = -1, len(ready)
-		if group != nil {
-			// The fixed worker's slot goes to a held sibling.
-			next := tx.unholdNext(t, *group)
-			if resumes {
-				if err := tx.enqueuePending(t, p.Namespace, next, p.Enqueuer); err != nil {
-					return nil, err
-				}
-				dActive += len(next)
+		ready = append(ready, children...)
+	}
+	if plan.UnholdsSibling {
+		for _, n := range tx.unholdNext(t, *st.s.BatchGroup) {
+			if plan.Resumes {
+				ready = append(ready, n)
 			} else {
-				for _, n := range next {
-					tx.setStepState(n, statemachine.StepPending)
-				}
+				tx.setStepState(n, statemachine.StepPending)
 			}
 		}
 	}
-	if resumes && before.state == statemachine.TaskBlockedByFailures {
-		n, err := tx.rearm(t, p.Namespace, p.Enqueuer)
-		if err != nil {
-			return nil, err
-		}
-		dActive += n
+	if plan.Rearm {
+		ready = append(ready, tx.rearm(t, p.Namespace, p.Enqueuer)...)
 	}
-	c, err := tx.addCounters(t, 0, dUnfinished, dActive, -1, dIsolated)
-	if err != nil {
+	if err := tx.enqueuePending(t, p.Namespace, ready, p.Enqueuer); err != nil {
 		return nil, err
 	}
-	state, err := tx.settle(t, c, meta)
+	d, settlement, err := plan.Apply(len(ready))
 	if err != nil {
+		return nil, fmt.Errorf("settle task %s: %w", taskID, err)
+	}
+	if err := tx.settle(t, d, settlement.Path, plan.Meta); err != nil {
 		return nil, err
 	}
-	return &store.OutcomeResult{TaskID: taskID, TaskState: state, Settled: cameToRest(before, state, c)}, nil
+	return &store.OutcomeResult{TaskID: taskID, TaskState: settlement.State, Settled: settlement.Settled}, nil
 }
 
 // rearm restarts a task that was blocked: pending steps whose parents all finished while it was
-// blocked are enqueued, and steps waiting for a retry get their timer message again. It returns
-// the number of steps enqueued.
-func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) (int, error) {
+// blocked move to enqueued (the caller records and sends them), and steps waiting for a retry get
+// their timer message again. It returns the steps it enqueued.
+func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) []*stepRow {
 	var ready []*stepRow
 	for _, st := range t.steps {
-		if st.s.State == statemachine.StepPending && st.parentsUnfinished == 0 && !st.held {
+		if statemachine.JoinReady(st.s.State, st.parentsUnfinished, st.held) {
 			tx.setStepState(st, statemachine.StepEnqueued)
 			set(tx, &st.s.UpdatedAt, tx.now)
 			ready = append(ready, st)
 		}
-	}
-	if err := tx.enqueuePending(t, ns, ready, q); err != nil {
-		return 0, err
 	}
 	for _, st := range t.steps {
 		if st.s.State != statemachine.StepWaitingForRetry || st.s.NextRetryAt == nil {
@@ -209,5 +159,5 @@ func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) (int, error) {
 		delay := max(st.s.NextRetryAt.Sub(tx.now).Round(time.Millisecond), 0)
 		tx.enqueue(q, ns, []store.StepRef{{TaskID: t.t.ID, StepID: st.s.ID, Retry: true}}, delay)
 	}
-	return len(ready), nil
+	return ready
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // RecordOutcome records an attempt's outcome with a compare-and-set on the attempt the worker
@@ -29,57 +30,32 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 	return res, nil
 }
 
-// outcomeStep prepares the step's side of an outcome: its new state, event, result or error,
-// and transition metadata.
-func outcomeStep(p store.OutcomeParams) (to statemachine.StepState, event statemachine.StepEvent, result, lastErr, meta json.RawMessage, err error) {
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		to, event = statemachine.StepComplete, statemachine.StepEventComplete
-		result, err = jsonb(p.Result)
-	case store.OutcomeRetry:
-		to, event = statemachine.StepWaitingForRetry, statemachine.StepEventFailRetryable
-	case store.OutcomePermanent:
-		to, event = statemachine.StepError, statemachine.StepEventFailPermanent
-	default:
-		return "", "", nil, nil, nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
-	}
+// planOutcome plans the step's side of an outcome, with its result or error and its
+// transition's metadata as the steps table stores them.
+func planOutcome(p store.OutcomeParams) (plan statemachine.OutcomePlan, result, lastErr, meta json.RawMessage, err error) {
+	plan, err = statemachine.PlanOutcome(params.Attempt(p))
 	if err != nil {
-		return "", "", nil, nil, nil, fmt.Errorf("record outcome of %s: result: %w", p.StepID, err)
+		return plan, nil, nil, nil, err
 	}
-	if p.Kind != store.OutcomeSuccess {
-		if lastErr, err = jsonb(p.Error); err != nil {
-			return "", "", nil, nil, nil, fmt.Errorf("record outcome of %s: error: %w", p.StepID, err)
+	if plan.KeepsResult {
+		if result, err = jsonb(p.Result); err != nil {
+			return plan, nil, nil, nil, fmt.Errorf("record outcome of %s: result: %w", p.StepID, err)
 		}
+	} else if lastErr, err = jsonb(p.Error); err != nil {
+		return plan, nil, nil, nil, fmt.Errorf("record outcome of %s: error: %w", p.StepID, err)
 	}
-	m := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
-	if len(p.Error) > 0 {
-		m["error"] = json.RawMessage(p.Error)
-	}
-	if p.Kind == store.OutcomeRetry {
-		m["retry_in_ms"] = p.RetryDelay.Milliseconds()
-	}
-	raw, err := json.Marshal(m)
+	raw, err := json.Marshal(plan.Meta)
 	if err != nil {
-		return "", "", nil, nil, nil, err
+		return plan, nil, nil, nil, err
 	}
-	if meta, err = jsonb(raw); err != nil {
-		return "", "", nil, nil, nil, err
-	}
-	return to, event, result, lastErr, meta, nil
-}
-
-// runnable reports whether a task in this state may start steps.
-func runnable(st statemachine.TaskState) bool {
-	return !st.Terminal() && st != statemachine.TaskBlockedByFailures
+	meta, err = jsonb(raw)
+	return plan, result, lastErr, meta, err
 }
 
 func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
 	s := tx.s
-	to, event, result, lastErr, meta, err := outcomeStep(p)
+	plan, result, lastErr, meta, err := planOutcome(p)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := statemachine.NextStep(statemachine.StepInProgress, event); err != nil {
 		return nil, err
 	}
 	t, ok := s.tasks[p.TaskID]
@@ -91,6 +67,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.now))) {
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
 	}
+	to := plan.Step.To
 	tx.setStepState(st, to)
 	if result != nil {
 		set(tx, &st.s.Result, result)
@@ -109,13 +86,13 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 	if to == statemachine.StepComplete {
 		set(tx, &st.s.CompletedAt, ptr(tx.now))
 	}
-	if err := tx.stepTransition(st, statemachine.StepInProgress, to, event, meta); err != nil {
+	if err := tx.stepTransition(st, plan.Step.From, to, plan.Step.Event, meta); err != nil {
 		return nil, fmt.Errorf("record transition of %s: %w", p.StepID, err)
 	}
 
 	var ready []*stepRow
 	spawned := 0
-	if p.Kind == store.OutcomeSuccess {
+	if plan.ReleasesChildren {
 		if p.Spawn != nil {
 			if spawned, err = tx.spawn(t, st, p.Spawn); err != nil {
 				return nil, err
@@ -125,34 +102,21 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
 		}
 	}
-	// A batch worker that finishes frees its slot for a held sibling (unless its failure blocks
-	// the task: then nothing new starts).
-	if st.s.BatchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
+	if plan.UnholdsSibling(st.s.BatchGroup != nil) {
 		ready = append(ready, tx.unholdNext(t, *st.s.BatchGroup)...)
 	}
-	// Children released while the task cannot run stay pending until an operator fix re-arms it.
-	if !runnable(before.state) && len(ready) > 0 {
+	eff, err := plan.Apply(p.StepID.String(), before.TaskCounters, spawned, len(ready))
+	if err != nil {
+		return nil, fmt.Errorf("settle task %s: %w", p.TaskID, err)
+	}
+	if !eff.EnqueueReleased {
 		for _, r := range ready {
 			tx.setStepState(r, statemachine.StepPending)
 		}
 		ready = nil
 	}
-	dUnfinished, dActive, dFailed, dIsolated := 0, len(ready)-1, 0, 0
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		dUnfinished = spawned - 1
-	case store.OutcomePermanent:
-		dFailed = 1
-		if p.Isolated {
-			dIsolated = 1
-		}
-	}
 	if err := tx.writeStepTransitions(pendingMoves(ready), statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
 		return nil, fmt.Errorf("record enqueue transitions: %w", err)
-	}
-	c, err := tx.addCounters(t, spawned, dUnfinished, dActive, dFailed, dIsolated)
-	if err != nil {
-		return nil, fmt.Errorf("update task counters: %w", err)
 	}
 	if len(ready) > 0 {
 		refs := make([]store.StepRef, len(ready))
@@ -161,12 +125,11 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 		}
 		tx.enqueue(p.Enqueuer, p.Namespace, refs, 0)
 	}
-	if p.Kind == store.OutcomeRetry {
+	if eff.EnqueueRetry {
 		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep, Handler: st.s.Handler}}
 		tx.enqueue(p.Enqueuer, p.Namespace, ref, p.RetryDelay)
 	}
-	state, err := tx.settle(t, c, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID})
-	if err != nil {
+	if err := tx.settle(t, eff.Delta, eff.Path, eff.TaskMeta); err != nil {
 		return nil, err
 	}
 	if p.BeforeCommit != nil {
@@ -174,8 +137,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store
 			return nil, err
 		}
 	}
-	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: cameToRest(before, state, c)}, nil
+	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: eff.State, Released: eff.Released, Settled: eff.Settled}, nil
 }
 
 // pendingMoves lists steps moving out of pending.
@@ -198,7 +160,7 @@ func (tx *txn) releaseChildren(st *stepRow, canEnqueue bool) ([]*stepRow, error)
 		if err := checkStep(c); err != nil {
 			return nil, err
 		}
-		if c.parentsUnfinished == 0 && c.s.State == statemachine.StepPending && !c.held && canEnqueue {
+		if canEnqueue && statemachine.JoinReady(c.s.State, c.parentsUnfinished, c.held) {
 			tx.setStepState(c, statemachine.StepEnqueued)
 			ready = append(ready, c)
 		}
@@ -220,7 +182,7 @@ func (tx *txn) unholdNext(t *taskRow, group uuid.UUID) []*stepRow {
 	}
 	set(tx, &pick.held, false)
 	set(tx, &pick.s.UpdatedAt, tx.now)
-	if pick.parentsUnfinished == 0 && pick.s.State == statemachine.StepPending {
+	if statemachine.JoinReady(pick.s.State, pick.parentsUnfinished, pick.held) {
 		tx.setStepState(pick, statemachine.StepEnqueued)
 		return []*stepRow{pick}
 	}
@@ -277,7 +239,7 @@ func (tx *txn) spawn(t *taskRow, decider *stepRow, plan *store.SpawnPlan) (int, 
 				return 0, fmt.Errorf("create edges: %w", err)
 			}
 			set(tx, &child.parentsTotal, child.parentsTotal+1)
-			if !finished(parent.s.State) || parent == decider {
+			if statemachine.EdgeUnfinished(parent.s.State, parent == decider) {
 				set(tx, &child.parentsUnfinished, child.parentsUnfinished+1)
 			}
 			set(tx, &child.s.UpdatedAt, tx.now)

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/google/uuid"
-
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -32,12 +30,8 @@ func (tx *txn) writeStepTransitions(moves []stepMove, event statemachine.StepEve
 		return nil
 	}
 	for _, m := range moves {
-		got, err := statemachine.NextStep(m.from, event)
-		if err != nil {
+		if err := statemachine.CheckStepMove(m.from, event, to); err != nil {
 			return err
-		}
-		if got != to {
-			return fmt.Errorf("step transition %s --%s--> %s, expected %s", m.from, event, got, to)
 		}
 	}
 	var metaJSON json.RawMessage
@@ -69,45 +63,22 @@ func (tx *txn) stepTransition(st *stepRow, from, to statemachine.StepState, even
 
 // firstStepTransition records a new step's creation (and, for a root, its enqueueing).
 func (tx *txn) firstStepTransition(st *stepRow) {
-	tr := &transition{step: st, to: string(statemachine.StepPending), event: eventCreate, sortKey: 1, mostRecent: true}
+	tr := &transition{step: st, to: string(statemachine.StepPending), event: statemachine.EventCreate, sortKey: 1, mostRecent: true}
 	tx.appendTrail(st.task, tr)
 	set(tx, &st.cur, tr)
 }
 
-// eventCreate is the event of a task's or step's first transition, from no state to pending.
-const eventCreate = "create"
-
-// taskHop is one transition of a task's path.
-type taskHop struct {
-	event statemachine.TaskEvent
-	to    statemachine.TaskState
-}
-
-// taskPath checks a sequence of task events from `from` and returns the hops.
-func taskPath(from statemachine.TaskState, events ...statemachine.TaskEvent) ([]taskHop, error) {
-	hops := make([]taskHop, 0, len(events))
-	cur := from
-	for _, ev := range events {
-		next, err := statemachine.NextTask(cur, ev)
-		if err != nil {
-			return nil, err
-		}
-		hops = append(hops, taskHop{ev, next})
-		cur = next
-	}
-	return hops, nil
-}
-
-// moveTask sets the task's state with a compare-and-set on from and records the hops as
-// transitions, the last one current.
-func (tx *txn) moveTask(t *taskRow, from statemachine.TaskState, hops []taskHop, meta map[string]any) error {
-	if len(hops) == 0 {
+// moveTask sets the task's state with a compare-and-set on the path's first state and records
+// the path as transitions, the last one current.
+func (tx *txn) moveTask(t *taskRow, path []statemachine.TaskTransition, meta map[string]any) error {
+	if len(path) == 0 {
 		return nil
 	}
+	from := path[0].From
 	if t.t.State != from {
 		return fmt.Errorf("move task %s from %s: %w", t.t.ID, from, store.ErrConflict)
 	}
-	to := hops[len(hops)-1].to
+	to := path[len(path)-1].To
 	set(tx, &t.t.State, to)
 	set(tx, &t.t.UpdatedAt, tx.now)
 	if to.Terminal() {
@@ -122,76 +93,43 @@ func (tx *txn) moveTask(t *taskRow, from statemachine.TaskState, hops []taskHop,
 		metaJSON = mustJSONB(meta)
 	}
 	set(tx, &prev.mostRecent, false)
-	cur := from
-	for i, h := range hops {
-		tr := &transition{from: string(cur), to: string(h.to), event: string(h.event), meta: metaJSON,
-			sortKey: prev.sortKey + i + 1, mostRecent: i == len(hops)-1}
+	for i, h := range path {
+		tr := &transition{from: string(h.From), to: string(h.To), event: string(h.Event), meta: metaJSON,
+			sortKey: prev.sortKey + i + 1, mostRecent: i == len(path)-1}
 		tx.appendTrail(t, tr)
 		set(tx, &t.cur, tr)
-		cur = h.to
 	}
 	return nil
 }
 
-// counters are a task's state and step counters.
+// counters are a task's state and step counters, with the names its queue messages carry.
 type counters struct {
-	state                             statemachine.TaskState
-	total, unfinished, active, failed int
-	isolated                          int
-	name, version                     string
-}
-
-// cameToRest tells whether a change from before to state, with the counters after, brought the
-// task to rest (statemachine.AtRest): store.OutcomeResult.Settled, which wakes waiters.
-func cameToRest(before counters, state statemachine.TaskState, after counters) bool {
-	return statemachine.AtRest(state, after.active) && !statemachine.AtRest(before.state, before.active)
+	statemachine.TaskCounters
+	name, version string
 }
 
 func countersOf(t *taskRow) counters {
-	return counters{state: t.t.State, total: t.t.StepsTotal, unfinished: t.t.StepsUnfinished, active: t.t.StepsActive,
-		failed: t.t.StepsFailed, isolated: t.isolated, name: t.t.Name, version: t.t.Version}
+	return counters{TaskCounters: statemachine.TaskCounters{State: t.t.State, Total: t.t.StepsTotal,
+		Unfinished: t.t.StepsUnfinished, Active: t.t.StepsActive, Failed: t.t.StepsFailed, Isolated: t.isolated},
+		name: t.t.Name, version: t.t.Version}
 }
 
-// addCounters applies deltas to every counter and returns the new values; the table's check
-// constraints apply.
-func (tx *txn) addCounters(t *taskRow, dTotal, dUnfinished, dActive, dFailed, dIsolated int) (counters, error) {
-	set(tx, &t.t.StepsTotal, t.t.StepsTotal+dTotal)
-	set(tx, &t.t.StepsUnfinished, t.t.StepsUnfinished+dUnfinished)
-	set(tx, &t.t.StepsActive, t.t.StepsActive+dActive)
-	set(tx, &t.t.StepsFailed, t.t.StepsFailed+dFailed)
-	set(tx, &t.isolated, t.isolated+dIsolated)
+// addCounters applies a planned change to the task's counters; the table's check constraints
+// apply.
+func (tx *txn) addCounters(t *taskRow, d statemachine.CounterDelta) error {
+	set(tx, &t.t.StepsTotal, t.t.StepsTotal+d.Total)
+	set(tx, &t.t.StepsUnfinished, t.t.StepsUnfinished+d.Unfinished)
+	set(tx, &t.t.StepsActive, t.t.StepsActive+d.Active)
+	set(tx, &t.t.StepsFailed, t.t.StepsFailed+d.Failed)
+	set(tx, &t.isolated, t.isolated+d.Isolated)
 	set(tx, &t.t.UpdatedAt, tx.now)
-	if err := checkTask(t); err != nil {
-		return counters{}, err
-	}
-	return countersOf(t), nil
+	return checkTask(t)
 }
 
-// settle moves the task from its current state to the one its counters call for, through
-// evaluating_results, as the state machine requires. A task that stays writes nothing:
-// transitions that do not change the state are not recorded.
-func (tx *txn) settle(t *taskRow, c counters, meta map[string]any) (statemachine.TaskState, error) {
-	hops, want, err := settleHops(t.t.ID, c)
-	if err != nil || len(hops) == 0 {
-		return want, err
+// settle applies a planned change to the task's counters and moves it along the planned path.
+func (tx *txn) settle(t *taskRow, d statemachine.CounterDelta, path []statemachine.TaskTransition, meta map[string]any) error {
+	if err := tx.addCounters(t, d); err != nil {
+		return fmt.Errorf("update task counters: %w", err)
 	}
-	if err := tx.moveTask(t, c.state, hops, meta); err != nil {
-		return c.state, err
-	}
-	return want, nil
-}
-
-// settleHops plans the path from the task's state to the one its counters call for; no hops
-// when it stays.
-func settleHops(taskID uuid.UUID, c counters) ([]taskHop, statemachine.TaskState, error) {
-	path, want, err := statemachine.SettlePath(c.state, statemachine.StepCounts{
-		Unfinished: c.unfinished, Active: c.active, Failed: c.failed, Isolated: c.isolated})
-	if err != nil {
-		return nil, c.state, fmt.Errorf("settle task %s: %w", taskID, err)
-	}
-	hops := make([]taskHop, len(path))
-	for i, h := range path {
-		hops[i] = taskHop{event: h.Event, to: h.To}
-	}
-	return hops, want, nil
+	return tx.moveTask(t, path, meta)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
@@ -158,13 +159,14 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 		if err != nil {
 			return err
 		}
-		if c.state.Terminal() || c.state == statemachine.TaskBlockedByFailures {
-			return fmt.Errorf("promote retry of %s: task is %s: %w", p.StepID, c.state, store.ErrConflict)
+		plan, err := statemachine.PlanPromote(c.TaskCounters)
+		if err != nil {
+			return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
 		}
 		var due bool
 		err = tx.QueryRow(ctx, s.q(`
 			SELECT next_retry_at <= now() + interval '5 milliseconds' FROM {s}.steps
-			 WHERE step_id = $1 AND state = 'waiting_for_retry' FOR UPDATE`), p.StepID).Scan(&due)
+			 WHERE step_id = $1 AND state = $2 FOR UPDATE`), p.StepID, string(plan.Step.From)).Scan(&due)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
 		}
@@ -175,20 +177,14 @@ func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) er
 			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
 		}
 		if _, err := tx.Exec(ctx, s.q(`
-			UPDATE {s}.steps SET state = 'enqueued', next_retry_at = NULL, updated_at = now()
-			 WHERE step_id = $1`), p.StepID); err != nil {
+			UPDATE {s}.steps SET state = $2, next_retry_at = NULL, updated_at = now()
+			 WHERE step_id = $1`), p.StepID, string(plan.Step.To)); err != nil {
 			return err
 		}
-		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepWaitingForRetry}},
-			statemachine.StepEventEnqueue, statemachine.StepEnqueued, map[string]any{"reason": "backoff elapsed"}); err != nil {
+		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
 			return err
 		}
-		c, err = s.addCounters(ctx, tx, taskID, 0, 1, 0)
-		if err != nil {
-			return err
-		}
-		_, err = s.settle(ctx, tx, taskID, c, nil)
-		return err
+		return s.settle(ctx, tx, taskID, plan.Delta, plan.Path, nil)
 	})
 }
 
@@ -214,13 +210,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	if err != nil {
 		return "", fmt.Errorf("heartbeat %s: %w", p.StepID, err)
 	}
-	if state != statemachine.StepInProgress {
-		return state, fmt.Errorf("heartbeat %s: step is %s: %w", p.StepID, state, store.ErrConflict)
-	}
-	if !held {
-		return state, fmt.Errorf("heartbeat %s: another worker holds it: %w", p.StepID, store.ErrConflict)
-	}
-	return state, nil
+	return state, params.Conflict(fmt.Sprintf("heartbeat %s", p.StepID), statemachine.HeartbeatVerdict(state, held))
 }
 
 // ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // RegisterTemplate stores a template definition in the registry. The same checksum again is a
@@ -68,14 +69,9 @@ func (s *Store) CreateTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 }
 
 func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) (*store.CreateTaskResult, error) {
-	var roots []store.StepRef
-	for _, st := range p.Steps {
-		if len(st.Parents) == 0 {
-			roots = append(roots, store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler})
-		}
-	}
-	if len(roots) == 0 {
-		return nil, errors.New("create task: no root step")
+	plan, roots, err := params.Create(p)
+	if err != nil {
+		return nil, err
 	}
 	tags := p.Tags
 	if tags == nil {
@@ -86,18 +82,18 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 			return nil, err
 		}
 	}
-	initial := statemachine.TaskStepsInProcess
 	var inserted bool
-	err := tx.QueryRow(ctx, s.q(`
+	err = tx.QueryRow(ctx, s.q(`
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
 		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
 		                       initiator, source_system, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $12, $13, clock_timestamp(), clock_timestamp(),
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
 		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
 		RETURNING true`),
-		p.TaskID, p.Namespace, p.Name, p.Version, string(initial), p.Context, p.IdentityHash, p.IdempotencyKey,
-		p.Priority, p.CorrelationID, tags, len(p.Steps), len(roots), p.Initiator, p.SourceSystem, p.Reason).Scan(&inserted)
+		p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
+		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
+		plan.Counters.Unfinished).Scan(&inserted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := s.taskByIdentity(ctx, tx, p.Namespace, p.Name, p.IdentityHash)
 		if err != nil {
@@ -113,16 +109,20 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
 
-	steps, err := s.insertSteps(ctx, tx, p)
+	steps, err := s.insertSteps(ctx, tx, p, plan.States)
 	if err != nil {
 		return nil, err
 	}
+	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
+	for _, h := range plan.Path {
+		from := string(h.From)
+		froms, tos, events = append(froms, &from), append(tos, string(h.To)), append(events, string(h.Event))
+	}
 	_, err = tx.Exec(ctx, s.q(`
 		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-		VALUES ($1, NULL, 'pending', 'create', 1, false, clock_timestamp()),
-		       ($1, 'pending', 'initializing', 'start', 2, false, clock_timestamp()),
-		       ($1, 'initializing', 'enqueuing_steps', 'initialized', 3, false, clock_timestamp()),
-		       ($1, 'enqueuing_steps', 'steps_in_process', 'steps_enqueued', 4, true, clock_timestamp())`), p.TaskID)
+		SELECT $1, x.f, x.t, x.e, x.ord, x.ord = cardinality($3::text[]), clock_timestamp()
+		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
+		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
 	if err != nil {
 		return nil, fmt.Errorf("insert task transitions: %w", err)
 	}
@@ -147,7 +147,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 // does), their edges and their first transitions (create, and enqueue for the roots), stamping
 // transitions with clock_timestamp() so the audit trail keeps its order. It returns the step rows
 // as written, in creation order.
-func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) ([]store.Step, error) {
+func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams, first []statemachine.StepState) ([]store.Step, error) {
 	n := len(p.Steps)
 	var (
 		ids                                      = make([]uuid.UUID, n)
@@ -164,10 +164,7 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 	)
 	for i, st := range p.Steps {
 		ids[i], names[i], tsteps[i], handlers[i], types[i], backoffs[i] = st.StepID, st.Name, st.TemplateStep, st.Handler, st.Type, st.Backoff
-		states[i] = string(statemachine.StepPending)
-		if len(st.Parents) == 0 {
-			states[i] = string(statemachine.StepEnqueued)
-		}
+		states[i] = string(first[i])
 		maxAttempts[i], parents[i], retryable[i] = int64(st.MaxAttempts), int32(len(st.Parents)), st.Retryable
 		baseMs[i], maxMs[i], timeoutMs[i] = st.BackoffBase.Milliseconds(), st.MaxBackoff.Milliseconds(), st.Timeout.Milliseconds()
 		if len(st.Inputs) > 0 {

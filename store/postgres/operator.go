@@ -11,6 +11,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // CancelTask cancels a task and every step that has not finished; running handlers learn of it
@@ -23,9 +24,11 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if err != nil {
 			return err
 		}
-		if c.state.Terminal() {
-			return fmt.Errorf("cancel task %s: it is %s: %w", p.TaskID, c.state, store.ErrConflict)
+		plan, err := statemachine.PlanCancel(c.TaskCounters, p.Reason)
+		if err != nil {
+			return params.Conflict(fmt.Sprintf("cancel task %s", p.TaskID), err)
 		}
+		// The steps statemachine.Cancels moves: those not terminal.
 		rows, err := tx.Query(ctx, s.q(`
 			WITH old AS (
 				SELECT step_id, state FROM {s}.steps
@@ -52,24 +55,16 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		meta := map[string]any{"reason": p.Reason}
-		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, meta); err != nil {
+		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
 			return err
 		}
-		if _, err := s.addCountersIsolated(ctx, tx, p.TaskID, 0, -len(moves), -c.active, -c.failed, -c.isolated); err != nil {
-			return err
-		}
-		hops, err := taskPath(c.state, statemachine.TaskEventCancel)
-		if err != nil {
-			return err
-		}
-		if err := s.moveTask(ctx, tx, p.TaskID, c.state, hops, meta); err != nil {
+		if err := s.settle(ctx, tx, p.TaskID, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {
 			return err
 		}
 		if err := s.notify(ctx, tx, eventCancelled, p.TaskID); err != nil {
 			return fmt.Errorf("announce the cancellation of %s: %w", p.TaskID, err)
 		}
-		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: statemachine.TaskCancelled, Settled: true}
+		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: plan.State, Settled: plan.Settled}
 		return nil
 	})
 	return res, err
@@ -102,22 +97,14 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 	if err != nil {
 		return nil, err
 	}
-	if before.state.Terminal() {
-		return nil, fmt.Errorf("%s step %s: task is %s: %w", p.Action, p.StepID, before.state, store.ErrConflict)
+	if before.State.Terminal() {
+		return nil, fmt.Errorf("%s step %s: task is %s: %w", p.Action, p.StepID, before.State, store.ErrConflict)
 	}
-	var newState statemachine.StepState
-	switch p.Action {
-	case store.OperatorRetry:
-		newState = statemachine.StepEnqueued
-	case store.OperatorResolve:
-		newState = statemachine.StepResolvedManually
-	case store.OperatorComplete:
-		newState = statemachine.StepComplete
-	default:
-		return nil, fmt.Errorf("unknown operator action %q", p.Action)
+	newState, err := statemachine.OperatorTarget(params.Operator(p.Action))
+	if err != nil {
+		return nil, err
 	}
-	var strategy string
-	var group *uuid.UUID
+	var fixed store.Step
 	err = tx.QueryRow(ctx, s.q(`
 		UPDATE {s}.steps
 		   SET state = $2, updated_at = now(),
@@ -125,83 +112,68 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 		       result = CASE WHEN $2 = 'complete' THEN $3::jsonb ELSE result END,
 		       completed_at = CASE WHEN $2 = 'enqueued' THEN NULL ELSE now() END
 		 WHERE step_id = $1 AND state = 'error'
-		RETURNING coalesce(failure_strategy, ''), batch_group`), p.StepID, string(newState), rawOrNull(p.Result)).Scan(&strategy, &group)
+		RETURNING coalesce(failure_strategy, ''), batch_group`), p.StepID, string(newState), rawOrNull(p.Result)).
+		Scan(&fixed.FailureStrategy, &fixed.BatchGroup)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%s step %s: it is not in error: %w", p.Action, p.StepID, store.ErrConflict)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s step %s: %w", p.Action, p.StepID, err)
 	}
-	dIsolated := 0
-	if strategy == "isolate" && before.isolated > 0 {
-		dIsolated = -1
+	plan, err := statemachine.PlanOperator(params.Operator(p.Action), before.TaskCounters, params.FixedStep(fixed), p.Operator, p.Reason)
+	if err != nil {
+		return nil, params.Conflict(fmt.Sprintf("%s step %s", p.Action, p.StepID), err)
 	}
-	meta := map[string]any{"operator": p.Operator, "reason": p.Reason}
-	move := []stepMove{{p.StepID, statemachine.StepError}}
-	// Once this fix leaves no failed step that blocks the task, the task may run again.
-	resumes := (before.failed-1)-(before.isolated+dIsolated) == 0
-	dUnfinished, dActive := 0, 0
-	switch p.Action {
-	case store.OperatorRetry:
-		if err := s.writeStepTransitions(ctx, tx, move, statemachine.StepEventReset, statemachine.StepPending, meta); err != nil {
+	for _, h := range plan.Path {
+		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, h.From}}, h.Event, h.To, h.Meta); err != nil {
 			return nil, err
 		}
-		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepPending}}, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
+	}
+	enqueued := 0
+	if plan.EnqueueSelf && p.Enqueuer != nil {
+		if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{{TaskID: taskID, StepID: p.StepID}}, 0); err != nil {
 			return nil, err
 		}
-		dActive = 1
-		if p.Enqueuer != nil {
-			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{{TaskID: taskID, StepID: p.StepID}}, 0); err != nil {
-				return nil, err
-			}
-		}
-	case store.OperatorResolve, store.OperatorComplete:
-		ev := statemachine.StepEventResolveManually
-		if p.Action == store.OperatorComplete {
-			ev = statemachine.StepEventCompleteManually
-		}
-		if err := s.writeStepTransitions(ctx, tx, move, ev, newState, meta); err != nil {
-			return nil, err
-		}
-		n, err := s.releaseChildren(ctx, tx, taskID, p.StepID, p.Namespace, resumes, p.Enqueuer)
+	}
+	if plan.ReleasesChildren {
+		n, err := s.releaseChildren(ctx, tx, taskID, p.StepID, p.Namespace, plan.Resumes, p.Enqueuer)
 		if err != nil {
 			return nil, err
 		}
-		dUnfinished, dActive = -1, n
-		if group != nil {
-			// The fixed worker's slot goes to a held sibling.
-			next, err := s.unholdNext(ctx, tx, *group)
-			if err != nil {
+		enqueued += n
+	}
+	if plan.UnholdsSibling {
+		// The fixed worker's slot goes to a held sibling.
+		next, err := s.unholdNext(ctx, tx, *fixed.BatchGroup)
+		if err != nil {
+			return nil, err
+		}
+		if plan.Resumes {
+			if err := s.enqueuePending(ctx, tx, taskID, p.Namespace, next, p.Enqueuer); err != nil {
 				return nil, err
 			}
-			if resumes {
-				if err := s.enqueuePending(ctx, tx, taskID, p.Namespace, next, p.Enqueuer); err != nil {
-					return nil, err
-				}
-				dActive += len(next)
-			} else if len(next) > 0 {
-				if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(next)); err != nil {
-					return nil, err
-				}
+			enqueued += len(next)
+		} else if len(next) > 0 {
+			if _, err := tx.Exec(ctx, s.q(demoteSQL), releasedIDs(next)); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if resumes && before.state == statemachine.TaskBlockedByFailures {
+	if plan.Rearm {
 		n, err := s.rearm(ctx, tx, taskID, p.Namespace, p.Enqueuer)
 		if err != nil {
 			return nil, err
 		}
-		dActive += n
+		enqueued += n
 	}
-	c, err := s.addCountersIsolated(ctx, tx, taskID, 0, dUnfinished, dActive, -1, dIsolated)
+	d, settlement, err := plan.Apply(enqueued)
 	if err != nil {
+		return nil, fmt.Errorf("settle task %s: %w", taskID, err)
+	}
+	if err := s.settle(ctx, tx, taskID, d, settlement.Path, plan.Meta); err != nil {
 		return nil, err
 	}
-	state, err := s.settle(ctx, tx, taskID, c, meta)
-	if err != nil {
-		return nil, err
-	}
-	return &store.OutcomeResult{TaskID: taskID, TaskState: state, Settled: cameToRest(before, state, c)}, nil
+	return &store.OutcomeResult{TaskID: taskID, TaskState: settlement.State, Settled: settlement.Settled}, nil
 }
 
 // rearm restarts a task that was blocked: pending steps whose parents all finished while it was
@@ -210,7 +182,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, q store.Enqueuer) (int, error) {
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
-		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0 AND NOT held
+		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0 AND NOT held -- statemachine.JoinReady
 		RETURNING step_id, true, template_step, handler`), taskID)
 	if err != nil {
 		return 0, fmt.Errorf("re-arm task %s: %w", taskID, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 // RecordOutcome records an attempt's outcome with a compare-and-set on the attempt the worker
@@ -58,92 +59,21 @@ func unstorable(err error) error {
 // task's counters; then the queue send, the task's settling (only when its state changes) and the
 // commit. A success in a chain costs five round trips.
 func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams) (*store.OutcomeResult, error) {
-	var (
-		to    statemachine.StepState
-		event statemachine.StepEvent
-	)
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		to, event = statemachine.StepComplete, statemachine.StepEventComplete
-	case store.OutcomeRetry:
-		to, event = statemachine.StepWaitingForRetry, statemachine.StepEventFailRetryable
-	case store.OutcomePermanent:
-		to, event = statemachine.StepError, statemachine.StepEventFailPermanent
-	default:
-		return nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
-	}
-	if _, err := statemachine.NextStep(statemachine.StepInProgress, event); err != nil {
-		return nil, err
-	}
-	var result, lastErr any
-	if p.Kind == store.OutcomeSuccess {
-		result = rawOrNull(p.Result)
-	} else {
-		lastErr = rawOrNull(p.Error)
-	}
-	meta := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
-	if len(p.Error) > 0 {
-		meta["error"] = json.RawMessage(p.Error)
-	}
-	if p.Kind == store.OutcomeRetry {
-		meta["retry_in_ms"] = p.RetryDelay.Milliseconds()
-	}
-	metaJSON, err := json.Marshal(meta)
+	plan, result, lastErr, metaJSON, err := planOutcome(p)
 	if err != nil {
 		return nil, err
 	}
-
-	// Batch A.
 	a := &pgx.Batch{}
-	a.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
-	a.Queue(s.q(`
-		UPDATE {s}.steps
-		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
-		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
-		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
-		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
-		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step, handler, batch_group`),
-		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
-	a.Queue(s.q(`
-		WITH prev AS (
-			UPDATE {s}.step_transitions SET most_recent = false
-			 WHERE step_id = $1 AND most_recent AND to_state = 'in_progress'
-			RETURNING task_id, sort_key
-		)
-		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
-		SELECT $1, task_id, 'in_progress', $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
-		p.StepID, string(to), string(event), metaJSON)
-	pipelineRelease := p.Kind == store.OutcomeSuccess && p.Spawn == nil
+	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
+	pipelineRelease := plan.ReleasesChildren && p.Spawn == nil
 	if pipelineRelease {
 		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
 	}
 	br := tx.SendBatch(ctx, a)
-	var before counters
-	err = br.QueryRow().Scan(before.dest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		br.Close()
-		return nil, fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
-	}
+	before, st, err := scanOutcomeStep(br, p)
 	if err != nil {
 		br.Close()
-		return nil, fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err)
-	}
-	var templateStep, handler string
-	var batchGroup *uuid.UUID
-	err = br.QueryRow().Scan(&templateStep, &handler, &batchGroup)
-	if errors.Is(err, pgx.ErrNoRows) {
-		br.Close()
-		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
-	}
-	if err != nil {
-		br.Close()
-		return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
-	}
-	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
-		br.Close()
-		return nil, fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err)
+		return nil, err
 	}
 	var ready []released
 	if pipelineRelease {
@@ -156,7 +86,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		return nil, err
 	}
 	spawned := 0
-	if p.Kind == store.OutcomeSuccess && p.Spawn != nil {
+	if plan.ReleasesChildren && p.Spawn != nil {
 		if spawned, err = s.spawn(ctx, tx, p.TaskID, p.StepID, p.Spawn); err != nil {
 			return nil, err
 		}
@@ -168,62 +98,41 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
 		}
 	}
-	// A batch worker that finishes frees its slot for a held sibling (unless its failure blocks
-	// the task: then nothing new starts).
-	if batchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
-		next, err := s.unholdNext(ctx, tx, *batchGroup)
+	if plan.UnholdsSibling(st.batchGroup != nil) {
+		next, err := s.unholdNext(ctx, tx, *st.batchGroup)
 		if err != nil {
 			return nil, err
 		}
 		ready = append(ready, next...)
 	}
-
-	// Children released while the task cannot run stay pending until an operator fix re-arms it.
-	if !runnable(before.state) && len(ready) > 0 {
-		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(ready)); err != nil {
+	eff, err := plan.Apply(p.StepID.String(), before.TaskCounters, spawned, len(ready))
+	if err != nil {
+		return nil, fmt.Errorf("settle task %s: %w", p.TaskID, err)
+	}
+	if !eff.EnqueueReleased && len(ready) > 0 {
+		if _, err := tx.Exec(ctx, s.q(demoteSQL), releasedIDs(ready)); err != nil {
 			return nil, err
 		}
 		ready = nil
 	}
-	var dUnfinished, dActive, dFailed, dIsolated int
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		dUnfinished, dActive = spawned-1, len(ready)-1
-	case store.OutcomeRetry:
-		dActive = len(ready) - 1
-	case store.OutcomePermanent:
-		dActive, dFailed = len(ready)-1, 1
-		if p.Isolated {
-			dIsolated = 1
-		}
-	}
 
 	// Batch B.
-	c := before
-	c.total += spawned
-	c.unfinished, c.active, c.failed, c.isolated = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed, c.isolated+dIsolated
-	if err := s.writeStepTransitionsAndCounters(ctx, tx, p.TaskID, releasedIDs(ready), spawned, dUnfinished, dActive, dFailed, dIsolated); err != nil {
+	if err := s.writeStepTransitionsAndCounters(ctx, tx, p.TaskID, releasedIDs(ready), eff.Delta); err != nil {
 		return nil, err
 	}
 	if p.Enqueuer != nil {
 		if len(ready) > 0 {
-			refs := make([]store.StepRef, len(ready))
-			for i, r := range ready {
-				refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name, Handler: r.handler}
-			}
-			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, refs, 0); err != nil {
+			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, readyRefs(p.TaskID, before, ready), 0); err != nil {
 				return nil, fmt.Errorf("enqueue ready steps: %w", err)
 			}
 		}
-		if p.Kind == store.OutcomeRetry {
-			ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep, Handler: handler}}
-			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, ref, p.RetryDelay); err != nil {
+		if eff.EnqueueRetry {
+			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, st.retryRef(p, before), p.RetryDelay); err != nil {
 				return nil, fmt.Errorf("enqueue retry of %s: %w", p.StepID, err)
 			}
 		}
 	}
-	state, err := s.settle(ctx, tx, p.TaskID, c, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID})
-	if err != nil {
+	if err := s.moveTask(ctx, tx, p.TaskID, eff.Path, eff.TaskMeta); err != nil {
 		return nil, err
 	}
 	if p.BeforeCommit != nil {
@@ -231,22 +140,92 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 			return nil, err
 		}
 	}
-	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: cameToRest(before, state, c)}, nil
+	return &store.OutcomeResult{TaskID: p.TaskID, TaskState: eff.State, Released: eff.Released, Settled: eff.Settled}, nil
+}
+
+// demoteSQL puts the released steps $1 back in pending: their task cannot run, and an operator's
+// fix re-arms them.
+const demoteSQL = `UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`
+
+// queueOutcomeStep adds to b the statements that lock the task, move the step with a
+// compare-and-set on the attempt its worker holds, and record its transition; scanOutcomeStep
+// reads their results.
+func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan statemachine.OutcomePlan, result, lastErr any, metaJSON []byte) {
+	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	b.Queue(s.q(`
+		UPDATE {s}.steps
+		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
+		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
+		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
+		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+		   AND (NOT $8 OR lease_expires_at < now())
+		RETURNING template_step, handler, batch_group`),
+		p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
+	b.Queue(s.q(`
+		WITH prev AS (
+			UPDATE {s}.step_transitions SET most_recent = false
+			 WHERE step_id = $1 AND most_recent AND to_state = $5
+			RETURNING task_id, sort_key
+		)
+		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
+		SELECT $1, task_id, $5, $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
+		p.StepID, string(plan.Step.To), string(plan.Step.Event), metaJSON, string(plan.Step.From))
+}
+
+// outcomeStepRow is what the outcome's step update returns.
+type outcomeStepRow struct {
+	templateStep, handler string
+	batchGroup            *uuid.UUID
+}
+
+// retryRef is the message of the step's retry.
+func (st outcomeStepRow) retryRef(p store.OutcomeParams, before counters) []store.StepRef {
+	return []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.templateStep, Handler: st.handler}}
+}
+
+// scanOutcomeStep reads the results of queueOutcomeStep's statements: the task's counters before
+// the outcome, and the step. It does not close br.
+func scanOutcomeStep(br pgx.BatchResults, p store.OutcomeParams) (counters, outcomeStepRow, error) {
+	var before counters
+	var st outcomeStepRow
+	err := br.QueryRow().Scan(before.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return before, st, fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound)
+	}
+	if err != nil {
+		return before, st, fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err)
+	}
+	err = br.QueryRow().Scan(&st.templateStep, &st.handler, &st.batchGroup)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return before, st, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
+	}
+	if err != nil {
+		return before, st, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
+	}
+	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
+		return before, st, fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err)
+	}
+	return before, st, nil
+}
+
+// readyRefs are the messages of the released steps.
+func readyRefs(taskID uuid.UUID, before counters, ready []released) []store.StepRef {
+	refs := make([]store.StepRef, len(ready))
+	for i, r := range ready {
+		refs[i] = store.StepRef{TaskID: taskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name, Handler: r.handler}
+	}
+	return refs
 }
 
 // writeStepTransitionsAndCounters records pending → enqueued for the released steps and applies
-// the counter deltas, in one round trip.
-func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, dTotal, dUnfinished, dActive, dFailed, dIsolated int) error {
+// the planned change to the counters, in one round trip.
+func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, d statemachine.CounterDelta) error {
 	b := &pgx.Batch{}
 	if len(ready) > 0 {
 		b.Queue(s.q(enqueueTransitionsSQL), ready)
 	}
-	b.Queue(s.q(`UPDATE {s}.tasks
-		   SET steps_total = steps_total + $5, steps_unfinished = steps_unfinished + $2,
-		       steps_active = steps_active + $3, steps_failed = steps_failed + $4,
-		       steps_isolated = steps_isolated + $6, updated_at = now()
-		 WHERE task_id = $1`), taskID, dUnfinished, dActive, dFailed, dTotal, dIsolated)
+	s.queueAddCounters(b, taskID, d)
 	br := tx.SendBatch(ctx, b)
 	if len(ready) > 0 {
 		tag, err := br.Exec()
@@ -291,8 +270,8 @@ const enqueueTransitionsCheckedSQL = `
 		SELECT 1 / (CASE WHEN (SELECT count(*) FROM ins) = $2 THEN 1 ELSE 0 END)`
 
 // releaseChildrenSQL counts the finished step $1 off each child's unfinished parents and moves the
-// children that become ready to enqueued (unless $2 is false), returning every child with whether
-// it became ready. One row per child: a join costs O(1) per parent.
+// children that become ready (statemachine.JoinReady) to enqueued (unless $2 is false), returning
+// every child with whether it became ready. One row per child: a join costs O(1) per parent.
 const releaseChildrenSQL = `
 		UPDATE {s}.steps c
 		   SET parents_unfinished = c.parents_unfinished - 1,
@@ -341,11 +320,6 @@ func scanReleased(br pgx.BatchResults) ([]released, error) {
 		return nil, err
 	}
 	return scanReleasedRows(rows)
-}
-
-// runnable reports whether a task in this state may start steps.
-func runnable(st statemachine.TaskState) bool {
-	return !st.Terminal() && st != statemachine.TaskBlockedByFailures
 }
 
 func rawOrNull(b []byte) any {
@@ -400,7 +374,7 @@ func (s *Store) unholdNext(ctx context.Context, tx querier, group uuid.UUID) ([]
 	rows, err := tx.Query(ctx, s.q(`
 		UPDATE {s}.steps
 		   SET held = false,
-		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END,
+		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END, -- statemachine.JoinReady
 		       updated_at = now()
 		 WHERE step_id = (SELECT step_id FROM {s}.steps WHERE batch_group = $1 AND held ORDER BY name LIMIT 1)
 		RETURNING step_id, state = 'enqueued', template_step, handler`), group)
@@ -414,32 +388,19 @@ func (s *Store) unholdNext(ctx context.Context, tx querier, group uuid.UUID) ([]
 	return next, nil
 }
 
-// outcomeStep prepares the step's side of an outcome: its new state, event and transition
-// metadata.
-func outcomeStep(p store.OutcomeParams) (to statemachine.StepState, event statemachine.StepEvent, result, lastErr any, meta []byte, err error) {
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		to, event = statemachine.StepComplete, statemachine.StepEventComplete
-		result = rawOrNull(p.Result)
-	case store.OutcomeRetry:
-		to, event = statemachine.StepWaitingForRetry, statemachine.StepEventFailRetryable
-	case store.OutcomePermanent:
-		to, event = statemachine.StepError, statemachine.StepEventFailPermanent
-	default:
-		return "", "", nil, nil, nil, fmt.Errorf("record outcome: unknown kind %d", p.Kind)
+// planOutcome plans the step's side of an outcome, with its result or error and its transition's
+// metadata as the statements take them.
+func planOutcome(p store.OutcomeParams) (plan statemachine.OutcomePlan, result, lastErr any, meta []byte, err error) {
+	if plan, err = statemachine.PlanOutcome(params.Attempt(p)); err != nil {
+		return plan, nil, nil, nil, err
 	}
-	if p.Kind != store.OutcomeSuccess {
+	if plan.KeepsResult {
+		result = rawOrNull(p.Result)
+	} else {
 		lastErr = rawOrNull(p.Error)
 	}
-	m := map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt}
-	if len(p.Error) > 0 {
-		m["error"] = json.RawMessage(p.Error)
-	}
-	if p.Kind == store.OutcomeRetry {
-		m["retry_in_ms"] = p.RetryDelay.Milliseconds()
-	}
-	meta, err = json.Marshal(m)
-	return to, event, result, lastErr, meta, err
+	meta, err = json.Marshal(plan.Meta)
+	return plan, result, lastErr, meta, err
 }
 
 // recordOutcomePipelined is the hot path: the whole outcome in two round trips on one
@@ -447,7 +408,7 @@ func outcomeStep(p store.OutcomeParams) (to statemachine.StepState, event statem
 // transition and releases its children; the second records the children's enqueueing, updates the
 // counters, sends the queue messages, settles the task when its state changes, and commits.
 func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParams, be store.BatchEnqueuer) (*store.OutcomeResult, error) {
-	to, event, result, lastErr, metaJSON, err := outcomeStep(p)
+	plan, result, lastErr, metaJSON, err := planOutcome(p)
 	if err != nil {
 		return nil, err
 	}
@@ -466,27 +427,8 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 
 	a := &pgx.Batch{}
 	a.Queue("BEGIN")
-	a.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
-	a.Queue(s.q(`
-		UPDATE {s}.steps
-		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
-		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
-		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
-		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
-		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step, handler, batch_group`),
-		p.StepID, p.WorkerID, p.Attempt, string(to), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
-	a.Queue(s.q(`
-		WITH prev AS (
-			UPDATE {s}.step_transitions SET most_recent = false
-			 WHERE step_id = $1 AND most_recent AND to_state = 'in_progress'
-			RETURNING task_id, sort_key
-		)
-		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
-		SELECT $1, task_id, 'in_progress', $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
-		p.StepID, string(to), string(event), metaJSON)
-	if p.Kind == store.OutcomeSuccess {
+	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
+	if plan.ReleasesChildren {
 		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
 	}
 	br := conn.SendBatch(ctx, a)
@@ -495,29 +437,13 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		return fail(fmt.Errorf("record outcome of %s: begin: %w", p.StepID, err))
 	}
 	open = true
-	var before counters
-	if err := br.QueryRow().Scan(before.dest()...); err != nil {
+	before, st, err := scanOutcomeStep(br, p)
+	if err != nil {
 		br.Close()
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fail(fmt.Errorf("task %s: %w", p.TaskID, store.ErrNotFound))
-		}
-		return fail(fmt.Errorf("record outcome of %s: lock task: %w", p.StepID, err))
-	}
-	var templateStep, handler string
-	var batchGroup *uuid.UUID
-	if err := br.QueryRow().Scan(&templateStep, &handler, &batchGroup); err != nil {
-		br.Close()
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fail(fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict))
-		}
-		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
-	}
-	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
-		br.Close()
-		return fail(fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err))
+		return fail(err)
 	}
 	var ready []released
-	if p.Kind == store.OutcomeSuccess {
+	if plan.ReleasesChildren {
 		if ready, err = scanReleased(br); err != nil {
 			br.Close()
 			return fail(fmt.Errorf("release children of %s: %w", p.StepID, err))
@@ -526,45 +452,29 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	if err := br.Close(); err != nil {
 		return fail(err)
 	}
-	if batchGroup != nil && (p.Kind == store.OutcomeSuccess || p.Isolated) {
-		next, err := s.unholdNext(ctx, conn, *batchGroup)
+	if plan.UnholdsSibling(st.batchGroup != nil) {
+		next, err := s.unholdNext(ctx, conn, *st.batchGroup)
 		if err != nil {
 			return fail(err)
 		}
 		ready = append(ready, next...)
 	}
-	if !runnable(before.state) && len(ready) > 0 {
-		if _, err := conn.Exec(ctx, s.q(`UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`), releasedIDs(ready)); err != nil {
+	eff, err := plan.Apply(p.StepID.String(), before.TaskCounters, 0, len(ready))
+	if err != nil {
+		return fail(fmt.Errorf("settle task %s: %w", p.TaskID, err))
+	}
+	if !eff.EnqueueReleased && len(ready) > 0 {
+		if _, err := conn.Exec(ctx, s.q(demoteSQL), releasedIDs(ready)); err != nil {
 			return fail(err)
 		}
 		ready = nil
-	}
-
-	dUnfinished, dActive, dFailed, dIsolated := 0, len(ready)-1, 0, 0
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		dUnfinished = -1
-	case store.OutcomePermanent:
-		dFailed = 1
-		if p.Isolated {
-			dIsolated = 1
-		}
-	}
-	c := before
-	c.unfinished, c.active, c.failed, c.isolated = c.unfinished+dUnfinished, c.active+dActive, c.failed+dFailed, c.isolated+dIsolated
-	hops, state, err := settleHops(p.TaskID, c)
-	if err != nil {
-		return fail(err)
 	}
 
 	b := &pgx.Batch{}
 	var next *claimNext
 	if len(ready) > 0 {
 		b.Queue(s.q(enqueueTransitionsCheckedSQL), releasedIDs(ready), len(ready))
-		refs := make([]store.StepRef, len(ready))
-		for i, r := range ready {
-			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.id, TaskName: before.name, Version: before.version, Name: r.name, Handler: r.handler}
-		}
+		refs := readyRefs(p.TaskID, before, ready)
 		if p.ClaimNext != nil && p.Kind == store.OutcomeSuccess {
 			for i, ref := range refs {
 				if p.ClaimNext.Accept != nil && !p.ClaimNext.Accept(p.Namespace, ref) {
@@ -585,18 +495,14 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 			}
 		}
 	}
-	b.Queue(s.q(`UPDATE {s}.tasks
-		   SET steps_unfinished = steps_unfinished + $2, steps_active = steps_active + $3,
-		       steps_failed = steps_failed + $4, steps_isolated = steps_isolated + $5, updated_at = now()
-		 WHERE task_id = $1`), p.TaskID, dUnfinished, dActive, dFailed, dIsolated)
-	if p.Kind == store.OutcomeRetry {
-		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: templateStep, Handler: handler}}
-		if _, err := be.EnqueueBatch(b, p.Namespace, ref, p.RetryDelay); err != nil {
+	s.queueAddCounters(b, p.TaskID, eff.Delta)
+	if eff.EnqueueRetry {
+		if _, err := be.EnqueueBatch(b, p.Namespace, st.retryRef(p, before), p.RetryDelay); err != nil {
 			return fail(fmt.Errorf("enqueue retry of %s: %w", p.StepID, err))
 		}
 	}
-	if len(hops) > 0 {
-		if err := s.queueMoveTask(b, p.TaskID, before.state, hops, map[string]any{"step": p.StepID.String(), "worker_id": p.WorkerID}); err != nil {
+	if len(eff.Path) > 0 {
+		if err := s.queueMoveTask(b, p.TaskID, eff.Path, eff.TaskMeta); err != nil {
 			return fail(err)
 		}
 	}
@@ -609,8 +515,8 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
 	}
-	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: state, Released: len(ready),
-		Settled: cameToRest(before, state, c), Acked: p.AckBatch != nil}
+	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: eff.State, Released: eff.Released,
+		Settled: eff.Settled, Acked: p.AckBatch != nil}
 	if next != nil && next.found {
 		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
 	}

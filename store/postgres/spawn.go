@@ -86,6 +86,7 @@ func (s *Store) spawn(ctx context.Context, tx pgx.Tx, taskID, decider uuid.UUID,
 	_, err = tx.Exec(ctx, s.q(`
 		WITH want AS (
 			SELECT DISTINCT c.step_id AS child, p.step_id AS parent,
+			       -- statemachine.EdgeUnfinished
 			       (p.state NOT IN ('complete', 'resolved_manually') OR p.step_id = $4) AS unfinished
 			  FROM unnest($2::text[], $3::text[]) AS u(child_name, parent_name)
 			  JOIN {s}.steps c ON c.task_id = $1 AND c.name = u.child_name AND c.state = 'pending'

@@ -29,12 +29,8 @@ func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []ste
 	ids := make([]uuid.UUID, len(moves))
 	froms := make([]string, len(moves))
 	for i, m := range moves {
-		got, err := statemachine.NextStep(m.from, event)
-		if err != nil {
+		if err := statemachine.CheckStepMove(m.from, event, to); err != nil {
 			return err
-		}
-		if got != to {
-			return fmt.Errorf("step transition %s --%s--> %s, expected %s", m.from, event, got, to)
 		}
 		ids[i], froms[i] = m.id, string(m.from)
 	}
@@ -66,51 +62,29 @@ func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []ste
 	return nil
 }
 
-// taskHop is one transition of a task's path.
-type taskHop struct {
-	event statemachine.TaskEvent
-	to    statemachine.TaskState
-}
-
-// taskPath checks a sequence of task events from `from` and returns the hops.
-func taskPath(from statemachine.TaskState, events ...statemachine.TaskEvent) ([]taskHop, error) {
-	hops := make([]taskHop, 0, len(events))
-	cur := from
-	for _, ev := range events {
-		next, err := statemachine.NextTask(cur, ev)
-		if err != nil {
-			return nil, err
-		}
-		hops = append(hops, taskHop{ev, next})
-		cur = next
-	}
-	return hops, nil
-}
-
-// moveTask writes the hops as transitions and sets the task's state with a compare-and-set on
-// from. The last hop becomes the current transition.
-func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, from statemachine.TaskState, hops []taskHop, meta map[string]any) error {
-	if len(hops) == 0 {
+// moveTask writes the path as transitions and sets the task's state with a compare-and-set on
+// the path's first state. The last hop becomes the current transition.
+func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, path []statemachine.TaskTransition, meta map[string]any) error {
+	if len(path) == 0 {
 		return nil
 	}
 	b := &pgx.Batch{}
-	if err := s.queueMoveTask(b, taskID, from, hops, meta); err != nil {
+	if err := s.queueMoveTask(b, taskID, path, meta); err != nil {
 		return err
 	}
 	return tx.SendBatch(ctx, b).Close()
 }
 
 // queueMoveTask adds to b the statements that set the task's state with a compare-and-set on
-// from and record the hops as transitions, the last one current.
-func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, from statemachine.TaskState, hops []taskHop, meta map[string]any) error {
-	froms := make([]string, len(hops))
-	tos := make([]string, len(hops))
-	events := make([]string, len(hops))
-	cur := from
-	for i, h := range hops {
-		froms[i], tos[i], events[i] = string(cur), string(h.to), string(h.event)
-		cur = h.to
+// the path's first state and record the path as transitions, the last one current.
+func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachine.TaskTransition, meta map[string]any) error {
+	froms := make([]string, len(path))
+	tos := make([]string, len(path))
+	events := make([]string, len(path))
+	for i, h := range path {
+		froms[i], tos[i], events[i] = string(h.From), string(h.To), string(h.Event)
 	}
+	from, cur := path[0].From, path[len(path)-1].To
 	var metaJSON []byte
 	if meta != nil {
 		var err error
@@ -140,18 +114,11 @@ func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, from statemachine.
 	return nil
 }
 
-// counters are a task's state and step counters, read under the task row's lock.
+// counters are a task's state and step counters, read under the task row's lock, with the names
+// its queue messages carry.
 type counters struct {
-	state                             statemachine.TaskState
-	total, unfinished, active, failed int
-	isolated                          int
-	name, version                     string
-}
-
-// cameToRest tells whether a change from before to state, with the counters after, brought the
-// task to rest (statemachine.AtRest): store.OutcomeResult.Settled, which wakes waiters.
-func cameToRest(before counters, state statemachine.TaskState, after counters) bool {
-	return statemachine.AtRest(state, after.active) && !statemachine.AtRest(before.state, before.active)
+	statemachine.TaskCounters
+	name, version string
 }
 
 func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (counters, error) {
@@ -165,56 +132,38 @@ func (s *Store) lockTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID) (coun
 	return c, err
 }
 
-// addCounters applies deltas to the task's counters and returns the new values.
-func (s *Store) addCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, dUnfinished, dActive, dFailed int) (counters, error) {
-	return s.addCountersIsolated(ctx, tx, taskID, 0, dUnfinished, dActive, dFailed, 0)
-}
-
-// addCountersIsolated applies deltas to every counter, steps_total and steps_isolated included.
-func (s *Store) addCountersIsolated(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, dTotal, dUnfinished, dActive, dFailed, dIsolated int) (counters, error) {
-	var c counters
-	err := tx.QueryRow(ctx, s.q(`
-		UPDATE {s}.tasks
-		   SET steps_total = steps_total + $2, steps_unfinished = steps_unfinished + $3,
-		       steps_active = steps_active + $4, steps_failed = steps_failed + $5,
-		       steps_isolated = steps_isolated + $6, updated_at = now()
-		 WHERE task_id = $1
-		RETURNING `+counterColumns), taskID, dTotal, dUnfinished, dActive, dFailed, dIsolated).Scan(c.dest()...)
-	return c, err
-}
-
 // counterColumns are the task columns a counters value holds, in dest's order.
 const counterColumns = `state, steps_total, steps_unfinished, steps_active, steps_failed, steps_isolated, name, version`
 
 func (c *counters) dest() []any {
-	return []any{&c.state, &c.total, &c.unfinished, &c.active, &c.failed, &c.isolated, &c.name, &c.version}
+	return []any{&c.State, &c.Total, &c.Unfinished, &c.Active, &c.Failed, &c.Isolated, &c.name, &c.version}
 }
 
-// settle moves the task from its current state to the one its counters call for, through
-// evaluating_results, as the state machine requires. A task that stays in steps_in_process writes
-// nothing: transitions that do not change the state are not recorded.
-func (s *Store) settle(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, c counters, meta map[string]any) (statemachine.TaskState, error) {
-	hops, want, err := settleHops(taskID, c)
-	if err != nil || len(hops) == 0 {
-		return want, err
-	}
-	if err := s.moveTask(ctx, tx, taskID, c.state, hops, meta); err != nil {
-		return c.state, err
-	}
-	return want, nil
+// addCountersSQL applies a planned change ($2 to $6) to the counters of task $1.
+const addCountersSQL = `
+		UPDATE {s}.tasks
+		   SET steps_total = steps_total + $2, steps_unfinished = steps_unfinished + $3,
+		       steps_active = steps_active + $4, steps_failed = steps_failed + $5,
+		       steps_isolated = steps_isolated + $6, updated_at = now()
+		 WHERE task_id = $1`
+
+// queueAddCounters adds to b the update of the task's counters by d.
+func (s *Store) queueAddCounters(b *pgx.Batch, taskID uuid.UUID, d statemachine.CounterDelta) {
+	b.Queue(s.q(addCountersSQL), taskID, d.Total, d.Unfinished, d.Active, d.Failed, d.Isolated)
 }
 
-// settleHops plans the path from the task's state to the one its counters call for; no hops
-// when it stays.
-func settleHops(taskID uuid.UUID, c counters) ([]taskHop, statemachine.TaskState, error) {
-	path, want, err := statemachine.SettlePath(c.state, statemachine.StepCounts{
-		Unfinished: c.unfinished, Active: c.active, Failed: c.failed, Isolated: c.isolated})
-	if err != nil {
-		return nil, c.state, fmt.Errorf("settle task %s: %w", taskID, err)
+// settle applies a planned change to the task's counters and moves it along the planned path,
+// in one round trip.
+func (s *Store) settle(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, d statemachine.CounterDelta, path []statemachine.TaskTransition, meta map[string]any) error {
+	b := &pgx.Batch{}
+	s.queueAddCounters(b, taskID, d)
+	if len(path) > 0 {
+		if err := s.queueMoveTask(b, taskID, path, meta); err != nil {
+			return err
+		}
 	}
-	hops := make([]taskHop, len(path))
-	for i, h := range path {
-		hops[i] = taskHop{event: h.Event, to: h.To}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("settle task %s: %w", taskID, err)
 	}
-	return hops, want, nil
+	return nil
 }

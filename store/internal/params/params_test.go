@@ -1,0 +1,58 @@
+package params
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+func TestAttemptAndOperatorNames(t *testing.T) {
+	t.Parallel()
+	for kind, want := range map[store.OutcomeKind]statemachine.Outcome{
+		store.OutcomeSuccess:   statemachine.OutcomeSuccess,
+		store.OutcomeRetry:     statemachine.OutcomeRetry,
+		store.OutcomePermanent: statemachine.OutcomePermanent,
+	} {
+		require.Equal(t, want, Attempt(store.OutcomeParams{Kind: kind}).Outcome)
+	}
+	_, err := statemachine.PlanOutcome(Attempt(store.OutcomeParams{Kind: 42}))
+	require.ErrorContains(t, err, "unknown kind 42")
+
+	for _, a := range []store.OperatorAction{store.OperatorRetry, store.OperatorResolve, store.OperatorComplete} {
+		_, err := statemachine.OperatorTarget(Operator(a))
+		require.NoError(t, err, a)
+	}
+	g := uuid.New()
+	require.Equal(t, statemachine.FixedStep{Isolates: true, InBatch: true}, FixedStep(store.Step{FailureStrategy: "isolate", BatchGroup: &g}))
+	require.Equal(t, statemachine.FixedStep{}, FixedStep(store.Step{FailureStrategy: "fail_fast"}))
+}
+
+func TestCreate(t *testing.T) {
+	t.Parallel()
+	p := store.CreateTaskParams{TaskID: uuid.New(), Name: "order", Version: "1", Steps: []store.NewStep{
+		{StepID: uuid.New(), TemplateStep: "a", Handler: "h.a"},
+		{StepID: uuid.New(), TemplateStep: "b", Parents: []int{0}},
+	}}
+	plan, roots, err := Create(p)
+	require.NoError(t, err)
+	require.Equal(t, []store.StepRef{{TaskID: p.TaskID, StepID: p.Steps[0].StepID, TaskName: "order", Version: "1", Name: "a", Handler: "h.a"}}, roots)
+	require.Equal(t, 1, plan.Counters.Active)
+	_, _, err = Create(store.CreateTaskParams{})
+	require.Error(t, err)
+}
+
+func TestConflict(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, Conflict("x", nil))
+	err := Conflict("cancel task 1", &statemachine.RefusedError{Reason: "it is complete"})
+	require.ErrorIs(t, err, store.ErrConflict)
+	require.ErrorIs(t, err, statemachine.ErrRefused)
+	require.EqualError(t, err, "cancel task 1: it is complete: "+store.ErrConflict.Error())
+	other := errors.New("boom")
+	require.Equal(t, other, Conflict("x", other))
+}
