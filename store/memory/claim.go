@@ -24,27 +24,33 @@ func holds(st *stepRow, workerID string, attempt int) bool {
 func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	var out *store.ClaimedStep
 	err := s.write(ctx, func(tx *txn) error {
-		st, ok := s.steps[p.StepID]
-		if !ok || st.s.State != statemachine.StepEnqueued {
-			return fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
-		}
-		tx.setStepState(st, statemachine.StepInProgress)
-		set(tx, &st.s.Attempts, st.s.Attempts+1)
-		set(tx, &st.s.LeaseOwner, p.WorkerID)
-		set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
-		set(tx, &st.s.StartedAt, ptr(tx.now))
-		set(tx, &st.s.UpdatedAt, tx.now)
-		meta := mustJSONB(map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts})
-		if err := tx.stepTransition(st, statemachine.StepEnqueued, statemachine.StepInProgress, statemachine.StepEventStart, meta); err != nil {
-			return err
-		}
-		out = &store.ClaimedStep{Step: cloneStep(&st.s), Task: cloneTask(&st.task.t), Results: ancestorResults(st, p.Ancestors)}
-		return nil
+		var err error
+		out, err = tx.claim(p)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// claim is ClaimStep inside an operation.
+func (tx *txn) claim(p store.ClaimStepParams) (*store.ClaimedStep, error) {
+	st, ok := tx.s.steps[p.StepID]
+	if !ok || st.s.State != statemachine.StepEnqueued {
+		return nil, fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
+	}
+	tx.setStepState(st, statemachine.StepInProgress)
+	set(tx, &st.s.Attempts, st.s.Attempts+1)
+	set(tx, &st.s.LeaseOwner, p.WorkerID)
+	set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+	set(tx, &st.s.StartedAt, ptr(tx.now))
+	set(tx, &st.s.UpdatedAt, tx.now)
+	meta := mustJSONB(map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts})
+	if err := tx.stepTransition(st, statemachine.StepEnqueued, statemachine.StepInProgress, statemachine.StepEventStart, meta); err != nil {
+		return nil, err
+	}
+	return &store.ClaimedStep{Step: cloneStep(&st.s), Task: cloneTask(&st.task.t), Results: ancestorResults(st, p.Ancestors)}, nil
 }
 
 // ancestorResults returns the results of the named steps of st's task, or, when names is nil, of
