@@ -23,6 +23,9 @@ func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams
 			return nil, err
 		}
 	}
+	if len(p.Outcomes) == 0 {
+		return &store.RecordOutcomesResult{}, nil
+	}
 	res := &store.RecordOutcomesResult{Records: make([]store.OutcomeRecord, len(p.Outcomes))}
 	pub := &params.Publisher{}
 	err := s.write(ctx, func(tx *txn) error {

@@ -28,6 +28,9 @@ func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams
 			return nil, err
 		}
 	}
+	if len(p.Outcomes) == 0 {
+		return &store.RecordOutcomesResult{}, nil
+	}
 	var res *store.RecordOutcomesResult
 	err := s.withRetry(ctx, func(tx pgx.Tx) error {
 		var err error
