@@ -25,6 +25,10 @@ type BatchStore interface {
 	// no longer holds its step is reported per outcome (Conflict, AlreadyRecorded, NotFound) and
 	// the others are still recorded. An error means nothing was recorded.
 	RecordOutcomes(ctx context.Context, p RecordOutcomesParams) (*RecordOutcomesResult, error)
+	// HeartbeatMany extends the lease of each step of p that p.WorkerID still holds at its
+	// attempt, and reports every step's state, in p.Steps' order, so that a worker learns which
+	// of its steps were cancelled or rescued.
+	HeartbeatMany(ctx context.Context, p HeartbeatManyParams) ([]HeartbeatRecord, error)
 }
 
 // Outcome is one attempt's outcome, decided above the seam: the store applies Plan and derives
@@ -153,4 +157,31 @@ type ClaimManyResult struct {
 type ClaimedMessage struct {
 	ClaimedStep
 	MessageID int64
+}
+
+// HeartbeatManyParams extends the leases of many steps of one worker.
+type HeartbeatManyParams struct {
+	WorkerID string
+	Lease    time.Duration
+	Steps    []StepAttempt
+}
+
+// StepAttempt is an attempt a worker runs, with the message that delivered it.
+type StepAttempt struct {
+	StepID uuid.UUID
+	// Attempt, when > 0, is the attempt the worker runs: the step is held only at that attempt.
+	Attempt int
+	// MessageID is the attempt's queue message (0: none). A store that owns the queue keeps it
+	// hidden for the new lease too, in the same statement, while the step is held.
+	MessageID int64
+}
+
+// HeartbeatRecord is one step's answer to HeartbeatMany.
+type HeartbeatRecord struct {
+	StepID uuid.UUID
+	// State is the step's state ("" for an unknown step).
+	State statemachine.StepState
+	// Held reports that the worker holds the step at its attempt, and that its lease was
+	// extended.
+	Held bool
 }

@@ -127,3 +127,31 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 	}
 	return res, nil
 }
+
+// HeartbeatMany extends the held leases as one operation under the store's lock. The store owns
+// no queue: the caller extends the messages.
+func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) ([]store.HeartbeatRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	out := make([]store.HeartbeatRecord, len(p.Steps))
+	err := s.write(ctx, func(tx *txn) error {
+		for i, sa := range p.Steps {
+			out[i] = store.HeartbeatRecord{StepID: sa.StepID}
+			st, ok := s.steps[sa.StepID]
+			if !ok {
+				continue
+			}
+			out[i].State = st.s.State
+			out[i].Held = heldAt(st, p.WorkerID, sa.Attempt)
+			if out[i].Held {
+				set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -18,6 +18,12 @@ func holds(st *stepRow, workerID string, attempt int) bool {
 		st.s.Attempts == attempt
 }
 
+// heldAt is holds with attempt 0 meaning any attempt, as heartbeats take it.
+func heldAt(st *stepRow, workerID string, attempt int) bool {
+	return st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == workerID &&
+		(attempt == 0 || st.s.Attempts == attempt)
+}
+
 // ClaimStep moves an enqueued step to in_progress for one more attempt, with a lease, and loads
 // what its handler needs. It returns store.ErrConflict when the step is not enqueued (a duplicate
 // delivery, a cancelled task, or no such step): the message should be dropped.
@@ -131,8 +137,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 		}
 		state = st.s.State
-		held = st.s.State == statemachine.StepInProgress && st.s.LeaseOwner != "" && st.s.LeaseOwner == p.WorkerID &&
-			(p.Attempt == 0 || st.s.Attempts == p.Attempt)
+		held = heldAt(st, p.WorkerID, p.Attempt)
 		if held {
 			set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
 		}

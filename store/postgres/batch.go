@@ -166,3 +166,51 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 	}
 	return res, nil
 }
+
+// heartbeatManySQL extends, for worker $1, the leases ($5 ms) of the steps in $2 held at their
+// attempts $3 (0: any), and the visibility of their messages $4 (0: none) in the store's own
+// queue; it returns every step's state and whether it was held, in $2's order.
+const heartbeatManySQL = `
+		WITH v AS (
+			SELECT * FROM unnest($2::uuid[], $3::int[], $4::bigint[]) WITH ORDINALITY AS v(step_id, attempt, msg_id, ord)
+		), ext AS (
+			UPDATE {s}.steps s SET lease_expires_at = now() + $5 * interval '1 millisecond'
+			  FROM v
+			 WHERE s.step_id = v.step_id AND s.state = 'in_progress' AND s.lease_owner = $1
+			   AND (v.attempt = 0 OR s.attempts = v.attempt)
+			RETURNING s.step_id, s.attempts
+		), msg AS (
+			UPDATE {s}.queue_messages q SET vt = now() + $5 * interval '1 millisecond'
+			  FROM v JOIN ext ON ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt)
+			 WHERE v.msg_id <> 0 AND q.msg_id = v.msg_id
+		)
+		SELECT v.step_id, coalesce(s.state, ''),
+		       EXISTS (SELECT 1 FROM ext WHERE ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt))
+		  FROM v LEFT JOIN {s}.steps s USING (step_id)
+		 ORDER BY v.ord`
+
+// HeartbeatMany extends the held leases (and their messages' visibility) in one statement.
+func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) ([]store.HeartbeatRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	ids := make([]uuid.UUID, len(p.Steps))
+	attempts := make([]int32, len(p.Steps))
+	msgs := make([]int64, len(p.Steps))
+	for i, st := range p.Steps {
+		ids[i], attempts[i], msgs[i] = st.StepID, int32(st.Attempt), st.MessageID
+	}
+	rows, err := s.pool.Query(ctx, s.q(heartbeatManySQL), p.WorkerID, ids, attempts, msgs, p.Lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat %d steps: %w", len(p.Steps), err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.HeartbeatRecord, error) {
+		var r store.HeartbeatRecord
+		err := row.Scan(&r.StepID, &r.State, &r.Held)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat %d steps: %w", len(p.Steps), err)
+	}
+	return out, nil
+}

@@ -111,6 +111,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordOutcome", testRecordOutcome},
 		{"RecordOutcomes", testRecordOutcomes},
 		{"ClaimMany", testClaimMany},
+		{"HeartbeatMany", testHeartbeatMany},
 		{"Retry", testRetry},
 		{"Permanent", testPermanent},
 		{"Atomicity", testAtomicity},

@@ -1,0 +1,99 @@
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+func testHeartbeatMany(t *testing.T, h Harness) {
+	parallelTest(t, h, "ExtendsTheHeldAndReportsTheRest", testHeartbeatManyReports)
+	parallelTest(t, h, "KeepsAHeldStepsMessageHidden", testHeartbeatManyMessages)
+}
+
+func (b *bundle) heartbeatMany(t *testing.T, lease time.Duration, steps ...store.StepAttempt) []store.HeartbeatRecord {
+	t.Helper()
+	res, err := b.batch(t).HeartbeatMany(context.Background(), store.HeartbeatManyParams{WorkerID: worker, Lease: lease, Steps: steps})
+	require.NoError(t, err)
+	require.Len(t, res, len(steps))
+	for i, st := range steps {
+		require.Equal(t, st.StepID, res[i].StepID, "record %d is in the steps' order", i)
+	}
+	return res
+}
+
+// testHeartbeatManyReports: one call for a worker's steps: the held one's lease is extended; a
+// step of another worker, a stale attempt, a finished step, a cancelled one and an unknown one are
+// reported as such and left alone.
+func testHeartbeatManyReports(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"), b.newStep("b"), b.newStep("c"))
+	x := b.createGraph(t, b.newStep("x"))
+	b.requireSent(t, "a", "b", "c", "x")
+	b.claimAs(t, g.id["a"], worker, 200*time.Millisecond)
+	cb := b.claimAs(t, g.id["b"], "w2", time.Minute)
+	b.run(t, g.id["c"])
+	b.claim(t, x.id["x"])
+	_, err := b.Store.CancelTask(ctx, store.CancelTaskParams{TaskID: x.task, Reason: "test"})
+	require.NoError(t, err)
+	unknown := uuid.New()
+
+	before := time.Now()
+	res := b.heartbeatMany(t, time.Minute,
+		store.StepAttempt{StepID: g.id["a"], Attempt: 1},
+		store.StepAttempt{StepID: g.id["b"], Attempt: 1},
+		store.StepAttempt{StepID: g.id["c"], Attempt: 1},
+		store.StepAttempt{StepID: x.id["x"], Attempt: 1},
+		store.StepAttempt{StepID: unknown},
+		store.StepAttempt{StepID: g.id["a"], Attempt: 2},
+		store.StepAttempt{StepID: g.id["a"]}, // any attempt
+	)
+	type rec struct {
+		State statemachine.StepState
+		Held  bool
+	}
+	got := make([]rec, len(res))
+	for i, r := range res {
+		got[i] = rec{r.State, r.Held}
+	}
+	require.Equal(t, []rec{
+		{statemachine.StepInProgress, true},
+		{statemachine.StepInProgress, false},
+		{statemachine.StepComplete, false},
+		{statemachine.StepCancelled, false},
+		{"", false},
+		{statemachine.StepInProgress, false},
+		{statemachine.StepInProgress, true},
+	}, got)
+	a := b.step(t, g.task, g.id["a"])
+	requireBetween(t, *a.LeaseExpiresAt, before.Add(time.Minute), time.Now().Add(time.Minute))
+	require.Equal(t, cb.Step.LeaseExpiresAt, b.step(t, g.task, g.id["b"]).LeaseExpiresAt, "another worker's lease is its own")
+	require.Empty(t, b.heartbeatMany(t, time.Minute))
+}
+
+// testHeartbeatManyMessages: a store that owns its queue keeps a held step's message hidden for
+// the new lease; a step the worker does not hold keeps its message's visibility.
+func testHeartbeatManyMessages(t *testing.T, b *bundle) {
+	if !b.caps.OwnsQueue {
+		t.Skip("the store does not own its queue: the caller extends its messages")
+	}
+	g := b.createGraph(t, b.newStep("a"), b.newStep("b"))
+	const vt = 300 * time.Millisecond
+	ids := b.readIDs(t, vt)
+	require.Len(t, ids, 2)
+	b.claim(t, g.id["a"])
+	b.claimAs(t, g.id["b"], "w2", time.Minute)
+	res := b.heartbeatMany(t, time.Minute,
+		store.StepAttempt{StepID: g.id["a"], Attempt: 1, MessageID: ids["a"]},
+		store.StepAttempt{StepID: g.id["b"], Attempt: 1, MessageID: ids["b"]})
+	require.True(t, res[0].Held)
+	require.False(t, res[1].Held)
+	time.Sleep(vt + 100*time.Millisecond)
+	b.requireSent(t, "b")
+}
