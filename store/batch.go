@@ -29,6 +29,10 @@ type BatchStore interface {
 	// attempt, and reports every step's state, in p.Steps' order, so that a worker learns which
 	// of its steps were cancelled or rescued.
 	HeartbeatMany(ctx context.Context, p HeartbeatManyParams) ([]HeartbeatRecord, error)
+	// ReleaseSteps gives in-progress steps back to the queue (enqueued) without spending their
+	// attempts, as a graceful shutdown or a decline does, each with a compare-and-set on the
+	// attempt p.WorkerID holds; a step no longer held is skipped and reported.
+	ReleaseSteps(ctx context.Context, p ReleaseStepsParams) ([]ReleaseRecord, error)
 }
 
 // Outcome is one attempt's outcome, decided above the seam: the store applies Plan and derives
@@ -184,4 +188,25 @@ type HeartbeatRecord struct {
 	// Held reports that the worker holds the step at its attempt, and that its lease was
 	// extended.
 	Held bool
+}
+
+// ReleaseStepsParams gives many steps of one worker back.
+type ReleaseStepsParams struct {
+	WorkerID string
+	Steps    []ReleaseRef
+}
+
+// ReleaseRef is one step to give back, at the attempt the worker holds, with why.
+type ReleaseRef struct {
+	StepID  uuid.UUID
+	Attempt int
+	Reason  string
+}
+
+// ReleaseRecord is one step's answer to ReleaseSteps, in the order of ReleaseStepsParams.Steps.
+type ReleaseRecord struct {
+	StepID uuid.UUID
+	// Released is false when the worker no longer held the step at that attempt (cancelled,
+	// rescued, unknown): nothing changed, and its message has nothing left to do.
+	Released bool
 }

@@ -155,3 +155,26 @@ func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) 
 	}
 	return out, nil
 }
+
+// ReleaseSteps gives the steps back as one operation under the store's lock; a step no longer
+// held fails its check before anything changes.
+func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([]store.ReleaseRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	out := make([]store.ReleaseRecord, len(p.Steps))
+	err := s.write(ctx, func(tx *txn) error {
+		for i, r := range p.Steps {
+			err := tx.releaseStep(store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -152,21 +152,25 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 // ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,
 // as a graceful shutdown does for handlers it had to cut off.
 func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) error {
-	return s.write(ctx, func(tx *txn) error {
-		st, ok := s.steps[p.StepID]
-		if !ok || !holds(st, p.WorkerID, p.Attempt) {
-			return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
-		}
-		tx.setStepState(st, statemachine.StepEnqueued)
-		set(tx, &st.s.Attempts, st.s.Attempts-1)
-		set(tx, &st.s.LeaseOwner, "")
-		set(tx, &st.s.LeaseExpiresAt, nil)
-		set(tx, &st.s.UpdatedAt, tx.now)
-		if err := checkStep(st); err != nil {
-			return err
-		}
-		return tx.writeStepTransitions([]stepMove{{st, statemachine.StepInProgress}},
-			statemachine.StepEventRelease, statemachine.StepEnqueued,
-			map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
-	})
+	return s.write(ctx, func(tx *txn) error { return tx.releaseStep(p) })
+}
+
+// releaseStep is ReleaseStep inside an operation; a step not held at p's attempt is left as it
+// is, and store.ErrConflict returned.
+func (tx *txn) releaseStep(p store.ReleaseStepParams) error {
+	st, ok := tx.s.steps[p.StepID]
+	if !ok || !holds(st, p.WorkerID, p.Attempt) {
+		return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+	}
+	tx.setStepState(st, statemachine.StepEnqueued)
+	set(tx, &st.s.Attempts, st.s.Attempts-1)
+	set(tx, &st.s.LeaseOwner, "")
+	set(tx, &st.s.LeaseExpiresAt, nil)
+	set(tx, &st.s.UpdatedAt, tx.now)
+	if err := checkStep(st); err != nil {
+		return err
+	}
+	return tx.writeStepTransitions([]stepMove{{st, statemachine.StepInProgress}},
+		statemachine.StepEventRelease, statemachine.StepEnqueued,
+		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
 }

@@ -214,3 +214,27 @@ func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) 
 	}
 	return out, nil
 }
+
+// ReleaseSteps gives the steps back in one transaction, each with ReleaseStep's statements; a step
+// no longer held fails its compare-and-set before it writes anything, so it needs no savepoint.
+func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([]store.ReleaseRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	var out []store.ReleaseRecord
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		out = make([]store.ReleaseRecord, len(p.Steps))
+		for i, r := range p.Steps {
+			err := s.releaseStep(ctx, tx, store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -216,20 +216,24 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 // ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,
 // as a graceful shutdown does for handlers it had to cut off.
 func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) error {
-	return s.withRetry(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q(`
-			UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
-			       lease_expires_at = NULL, updated_at = now()
-			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
-			p.StepID, p.WorkerID, p.Attempt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
-		}
-		return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
-			statemachine.StepEventRelease, statemachine.StepEnqueued,
-			map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
-	})
+	return s.withRetry(ctx, func(tx pgx.Tx) error { return s.releaseStep(ctx, tx, p) })
+}
+
+// releaseStep is ReleaseStep in tx; a step not held at p's attempt is left as it is, and
+// store.ErrConflict returned.
+func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepParams) error {
+	tag, err := tx.Exec(ctx, s.q(`
+		UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
+		       lease_expires_at = NULL, updated_at = now()
+		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
+		p.StepID, p.WorkerID, p.Attempt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+	}
+	return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
+		statemachine.StepEventRelease, statemachine.StepEnqueued,
+		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
 }

@@ -112,6 +112,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordOutcomes", testRecordOutcomes},
 		{"ClaimMany", testClaimMany},
 		{"HeartbeatMany", testHeartbeatMany},
+		{"ReleaseSteps", testReleaseSteps},
 		{"Retry", testRetry},
 		{"Permanent", testPermanent},
 		{"Atomicity", testAtomicity},

@@ -97,3 +97,49 @@ func testHeartbeatManyMessages(t *testing.T, b *bundle) {
 	time.Sleep(vt + 100*time.Millisecond)
 	b.requireSent(t, "b")
 }
+
+func testReleaseSteps(t *testing.T, h Harness) {
+	parallelTest(t, h, "GivesTheHeldBackAndSkipsTheRest", testReleaseStepsSkipsTheRest)
+}
+
+// testReleaseStepsSkipsTheRest: a shutdown gives back its worker's steps in one call: the held
+// ones are enqueued again without spending their attempt; another worker's, a stale attempt, a
+// cancelled one and an unknown one are reported and left alone.
+func testReleaseStepsSkipsTheRest(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"), b.newStep("b"), b.newStep("c"), b.newStep("d"))
+	x := b.createGraph(t, b.newStep("x"))
+	b.requireSent(t, "a", "b", "c", "d", "x")
+	b.claim(t, g.id["a"])
+	b.claimAs(t, g.id["b"], "w2", time.Minute)
+	b.claim(t, g.id["c"])
+	b.claim(t, g.id["d"])
+	b.claim(t, x.id["x"])
+	_, err := b.Store.CancelTask(ctx, store.CancelTaskParams{TaskID: x.task})
+	require.NoError(t, err)
+	before := b.snapshot(t, x.task)
+	res, err := b.batch(t).ReleaseSteps(ctx, store.ReleaseStepsParams{WorkerID: worker, Steps: []store.ReleaseRef{
+		{StepID: g.id["a"], Attempt: 1, Reason: "shutdown"},
+		{StepID: g.id["b"], Attempt: 1, Reason: "shutdown"},
+		{StepID: g.id["c"], Attempt: 2, Reason: "shutdown"},
+		{StepID: x.id["x"], Attempt: 1, Reason: "shutdown"},
+		{StepID: uuid.New(), Attempt: 1, Reason: "shutdown"},
+		{StepID: g.id["d"], Attempt: 1, Reason: "no handler"},
+	}})
+	require.NoError(t, err)
+	released := make([]bool, len(res))
+	for i, r := range res {
+		released[i] = r.Released
+	}
+	require.Equal(t, []bool{true, false, false, false, false, true}, released)
+	require.Equal(t, map[string]statemachine.StepState{"a": "enqueued", "b": "in_progress", "c": "in_progress", "d": "enqueued"}, b.states(t, g.task))
+	require.Equal(t, before, b.snapshot(t, x.task))
+	last := lastTransition(t, b, g.task, g.id["d"])
+	require.Equal(t, []string{"in_progress", "enqueued", "release"}, []string{last.From, last.To, last.Event})
+	require.JSONEq(t, `{"worker_id": "w1", "attempt": 1, "reason": "no handler"}`, string(last.Metadata))
+	require.Equal(t, 1, b.claim(t, g.id["a"]).Step.Attempts, "the attempt was not spent")
+	requireGapFree(t, b, g.task)
+	res, err = b.batch(t).ReleaseSteps(ctx, store.ReleaseStepsParams{WorkerID: worker})
+	require.NoError(t, err)
+	require.Empty(t, res)
+}
