@@ -70,22 +70,8 @@ func (tx *txn) recordOne(ctx context.Context, o store.Outcome, pub *params.Publi
 		return rec, nil
 	}
 	tx.rollbackTo(sp)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		rec.Status = store.NotFound
-	case errors.Is(err, store.ErrConflict):
-		landed, err := tx.landed(p, o)
-		if err != nil {
-			return rec, err
-		}
-		rec.Status = store.Conflict
-		if landed {
-			rec.Status = store.AlreadyRecorded
-		}
-	default:
-		return rec, err
-	}
-	return rec, nil
+	rec.Status, err = params.Status(err, func() (bool, error) { return tx.landed(p, o) })
+	return rec, err
 }
 
 // landed reports whether the step's latest transition is o itself: the same move with the same

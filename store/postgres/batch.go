@@ -99,22 +99,8 @@ func (s *Store) recordOne(ctx context.Context, tx pgx.Tx, o store.Outcome, pub *
 	if rbErr := sp.Rollback(ctx); rbErr != nil {
 		return rec, errors.Join(err, rbErr)
 	}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		rec.Status = store.NotFound
-	case errors.Is(err, store.ErrConflict):
-		landed, err := s.landed(ctx, tx, p, o)
-		if err != nil {
-			return rec, err
-		}
-		rec.Status = store.Conflict
-		if landed {
-			rec.Status = store.AlreadyRecorded
-		}
-	default:
-		return rec, err
-	}
-	return rec, nil
+	rec.Status, err = params.Status(err, func() (bool, error) { return s.landed(ctx, tx, p, o) })
+	return rec, err
 }
 
 // landed reports whether the step's latest transition is o itself: the same move with the same

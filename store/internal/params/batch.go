@@ -2,6 +2,7 @@ package params
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,3 +48,24 @@ func (p *Publisher) Mark() int { return len(p.List) }
 
 // Rewind drops the groups listed after mark: an outcome rolled back sends nothing.
 func (p *Publisher) Rewind(mark int) { p.List = p.List[:mark] }
+
+// Status sorts the error with which the single-step path refused an outcome into the outcome's
+// status: store.NotFound, or for store.ErrConflict store.AlreadyRecorded when landed (the step's
+// latest transition is this outcome) says so, else store.Conflict. Any other error is returned:
+// it fails the whole batch.
+func Status(err error, landed func() (bool, error)) (store.OutcomeStatus, error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.NotFound, nil
+	case errors.Is(err, store.ErrConflict):
+		ok, err := landed()
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return store.AlreadyRecorded, nil
+		}
+		return store.Conflict, nil
+	}
+	return 0, err
+}

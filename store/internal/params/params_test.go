@@ -2,6 +2,7 @@ package params
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,4 +75,28 @@ func TestCheckPlanAndPublisher(t *testing.T) {
 	p.Rewind(mark)
 	require.Len(t, p.List, 1)
 	require.Equal(t, "ns", p.List[0].Namespace)
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	no := func() (bool, error) { return false, nil }
+	yes := func() (bool, error) { return true, nil }
+	for _, c := range []struct {
+		err    error
+		landed func() (bool, error)
+		want   store.OutcomeStatus
+	}{
+		{store.ErrNotFound, no, store.NotFound},
+		{store.ErrConflict, no, store.Conflict},
+		{store.ErrConflict, yes, store.AlreadyRecorded},
+	} {
+		got, err := Status(fmt.Errorf("record: %w", c.err), c.landed)
+		require.NoError(t, err)
+		require.Equal(t, c.want, got, "%v", c.err)
+	}
+	boom := errors.New("boom")
+	_, err := Status(boom, no)
+	require.ErrorIs(t, err, boom, "any other error fails the batch")
+	_, err = Status(store.ErrConflict, func() (bool, error) { return false, boom })
+	require.ErrorIs(t, err, boom)
 }
