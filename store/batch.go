@@ -33,6 +33,10 @@ type BatchStore interface {
 	// attempts, as a graceful shutdown or a decline does, each with a compare-and-set on the
 	// attempt p.WorkerID holds; a step no longer held is skipped and reported.
 	ReleaseSteps(ctx context.Context, p ReleaseStepsParams) ([]ReleaseRecord, error)
+	// PromoteRetries moves each step of p whose backoff has elapsed from waiting_for_retry to
+	// enqueued, as PromoteRetry does, in one transaction; a step that cannot be promoted is
+	// reported with PromoteRetry's error and the others are still promoted.
+	PromoteRetries(ctx context.Context, p PromoteRetriesParams) ([]PromoteRecord, error)
 }
 
 // Outcome is one attempt's outcome, decided above the seam: the store applies Plan and derives
@@ -209,4 +213,18 @@ type ReleaseRecord struct {
 	// Released is false when the worker no longer held the step at that attempt (cancelled,
 	// rescued, unknown): nothing changed, and its message has nothing left to do.
 	Released bool
+}
+
+// PromoteRetriesParams promotes many retries whose timers fired.
+type PromoteRetriesParams struct {
+	Steps []uuid.UUID
+}
+
+// PromoteRecord is one step's answer to PromoteRetries, in the order of PromoteRetriesParams.Steps.
+type PromoteRecord struct {
+	StepID uuid.UUID
+	// Err is nil when the step was promoted, else what PromoteRetry would have returned for it:
+	// ErrNotDue, ErrConflict (not waiting, or its task is blocked or finished) or ErrNotFound.
+	// Nothing changed for it then.
+	Err error
 }

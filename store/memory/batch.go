@@ -164,3 +164,26 @@ func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([
 	}
 	return out, nil
 }
+
+// PromoteRetries promotes the steps as one operation under the store's lock; a refused step is
+// refused before anything of it changes.
+func (s *Store) PromoteRetries(ctx context.Context, p store.PromoteRetriesParams) ([]store.PromoteRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	out := make([]store.PromoteRecord, len(p.Steps))
+	err := s.write(ctx, func(tx *txn) error {
+		for i, id := range p.Steps {
+			err := tx.promoteRetry(store.PromoteRetryParams{StepID: id})
+			if err != nil && !params.PromoteRefused(err) {
+				return err
+			}
+			out[i] = store.PromoteRecord{StepID: id, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

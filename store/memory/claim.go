@@ -96,33 +96,36 @@ func ancestorResults(st *stepRow, names []string) map[string]json.RawMessage {
 // store.ErrConflict when the step is not waiting or its task is blocked or finished (an operator
 // fix re-sends it).
 func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) error {
-	return s.write(ctx, func(tx *txn) error {
-		st, ok := s.steps[p.StepID]
-		if !ok {
-			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
-		}
-		t := st.task
-		plan, err := statemachine.PlanPromote(countersOf(t).TaskCounters)
-		if err != nil {
-			return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
-		}
-		if st.s.State != statemachine.StepWaitingForRetry {
-			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
-		}
-		if st.s.NextRetryAt == nil {
-			return fmt.Errorf("promote retry of %s: no retry time", p.StepID)
-		}
-		if st.s.NextRetryAt.After(tx.now.Add(5 * time.Millisecond)) {
-			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
-		}
-		tx.setStepState(st, plan.Step.To)
-		set(tx, &st.s.NextRetryAt, nil)
-		set(tx, &st.s.UpdatedAt, tx.now)
-		if err := tx.writeStepTransitions([]stepMove{{st, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
-			return err
-		}
-		return tx.settle(t, plan.Delta, plan.Path, nil)
-	})
+	return s.write(ctx, func(tx *txn) error { return tx.promoteRetry(p) })
+}
+
+// promoteRetry is PromoteRetry inside an operation. Every refusal comes before the first change.
+func (tx *txn) promoteRetry(p store.PromoteRetryParams) error {
+	st, ok := tx.s.steps[p.StepID]
+	if !ok {
+		return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
+	}
+	t := st.task
+	plan, err := statemachine.PlanPromote(countersOf(t).TaskCounters)
+	if err != nil {
+		return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
+	}
+	if st.s.State != statemachine.StepWaitingForRetry {
+		return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+	}
+	if st.s.NextRetryAt == nil {
+		return fmt.Errorf("promote retry of %s: no retry time", p.StepID)
+	}
+	if st.s.NextRetryAt.After(tx.now.Add(5 * time.Millisecond)) {
+		return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
+	}
+	tx.setStepState(st, plan.Step.To)
+	set(tx, &st.s.NextRetryAt, nil)
+	set(tx, &st.s.UpdatedAt, tx.now)
+	if err := tx.writeStepTransitions([]stepMove{{st, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
+		return err
+	}
+	return tx.settle(t, plan.Delta, plan.Path, nil)
 }
 
 // Heartbeat extends the lease of a step its worker still holds and returns the step's state; when

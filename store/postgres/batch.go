@@ -224,3 +224,33 @@ func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([
 	}
 	return out, nil
 }
+
+// PromoteRetries promotes the steps in one transaction, with PromoteRetry's statements for each,
+// after locking their tasks in task_id order (no deadlock between two promoters); a refused step
+// is refused before anything of it is written, so it needs no savepoint.
+func (s *Store) PromoteRetries(ctx context.Context, p store.PromoteRetriesParams) ([]store.PromoteRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	var out []store.PromoteRecord
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.q(`
+			SELECT 1 FROM {s}.tasks WHERE task_id IN (SELECT task_id FROM {s}.steps WHERE step_id = ANY($1))
+			 ORDER BY task_id FOR NO KEY UPDATE`), p.Steps); err != nil {
+			return fmt.Errorf("promote retries: lock tasks: %w", err)
+		}
+		out = make([]store.PromoteRecord, len(p.Steps))
+		for i, id := range p.Steps {
+			err := s.promoteRetry(ctx, tx, store.PromoteRetryParams{StepID: id})
+			if err != nil && !params.PromoteRefused(err) {
+				return err
+			}
+			out[i] = store.PromoteRecord{StepID: id, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -113,6 +113,7 @@ func Run(t *testing.T, h Harness) {
 		{"ClaimMany", testClaimMany},
 		{"HeartbeatMany", testHeartbeatMany},
 		{"ReleaseSteps", testReleaseSteps},
+		{"PromoteRetries", testPromoteRetries},
 		{"Retry", testRetry},
 		{"Permanent", testPermanent},
 		{"Atomicity", testAtomicity},

@@ -143,3 +143,53 @@ func testReleaseStepsSkipsTheRest(t *testing.T, b *bundle) {
 	require.NoError(t, err)
 	require.Empty(t, res)
 }
+
+func testPromoteRetries(t *testing.T, h Harness) {
+	parallelTest(t, h, "PromotesTheDueAndReportsTheRest", testPromoteRetriesReports)
+}
+
+// testPromoteRetriesReports promotes, in one call, a due retry next to one not due, a step in
+// progress, an unknown step and a due retry of a blocked task: the first is promoted (and wakes
+// its task), the others are refused with PromoteRetry's errors and left alone.
+func testPromoteRetriesReports(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"), b.newStep("b"), b.newStep("c"))
+	blocked := b.createGraph(t, b.newStep("x"), b.newStep("y"))
+	b.requireSent(t, "a", "b", "c", "x", "y")
+	retry := func(c *store.ClaimedStep, delay time.Duration) store.Outcome {
+		p := b.outcomeParams(c, store.OutcomeRetry)
+		p.RetryDelay = delay
+		return b.outcomeOf(t, p)
+	}
+	cc := b.claim(t, g.id["c"])
+	res := b.record(t,
+		retry(b.claim(t, g.id["a"]), 100*time.Millisecond),
+		retry(b.claim(t, g.id["b"]), time.Hour),
+		retry(b.claim(t, blocked.id["x"]), 100*time.Millisecond),
+		b.outcome(t, b.claim(t, blocked.id["y"]), store.OutcomePermanent))
+	require.Equal(t, []store.OutcomeStatus{store.Recorded, store.Recorded, store.Recorded, store.Recorded}, statuses(res))
+	time.Sleep(200 * time.Millisecond)
+	blockedBefore := b.snapshot(t, blocked.task)
+
+	ids := []uuid.UUID{g.id["a"], g.id["b"], g.id["c"], uuid.New(), blocked.id["x"]}
+	recs, err := b.batch(t).PromoteRetries(ctx, store.PromoteRetriesParams{Steps: ids})
+	require.NoError(t, err)
+	require.Len(t, recs, len(ids))
+	require.NoError(t, recs[0].Err)
+	require.ErrorIs(t, recs[1].Err, store.ErrNotDue)
+	require.ErrorIs(t, recs[2].Err, store.ErrConflict, "c is in progress")
+	require.ErrorIs(t, recs[3].Err, store.ErrNotFound)
+	require.ErrorIs(t, recs[4].Err, store.ErrConflict, "x's task is blocked")
+	for i, id := range ids {
+		require.Equal(t, id, recs[i].StepID)
+	}
+	require.Equal(t, map[string]statemachine.StepState{"a": "enqueued", "b": "waiting_for_retry", "c": "in_progress"}, b.states(t, g.task))
+	require.Equal(t, statemachine.TaskStepsInProcess, b.task(t, g.task).State)
+	require.Equal(t, blockedBefore, b.snapshot(t, blocked.task))
+	require.Equal(t, 2, b.claim(t, g.id["a"]).Step.Attempts)
+	require.Equal(t, statemachine.StepInProgress, cc.Step.State)
+	requireGapFree(t, b, g.task)
+	recs, err = b.batch(t).PromoteRetries(ctx, store.PromoteRetriesParams{})
+	require.NoError(t, err)
+	require.Empty(t, recs)
+}

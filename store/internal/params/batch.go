@@ -69,3 +69,9 @@ func Status(err error, landed func() (bool, error)) (store.OutcomeStatus, error)
 	}
 	return 0, err
 }
+
+// PromoteRefused reports PromoteRetry's refusals of one step (not due, not waiting or its task
+// not runnable, unknown), which PromoteRetries reports per step; any other error fails the batch.
+func PromoteRefused(err error) bool {
+	return errors.Is(err, store.ErrNotDue) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)
+}
