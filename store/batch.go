@@ -113,7 +113,8 @@ type OutcomeRecord struct {
 	TaskState statemachine.TaskState
 	Settled   bool
 	Released  int
-	// Acked reports that the outcome's MessageID was deleted in this commit.
+	// Acked reports that the store deleted the outcome's MessageID (if it was still there) in
+	// this commit: the caller does not ack it.
 	Acked bool
 }
 

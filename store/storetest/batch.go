@@ -222,8 +222,8 @@ func (b *bundle) mixedTasks(t *testing.T) ([]graph, []store.OutcomeParams) {
 type view struct {
 	State                             statemachine.TaskState
 	Total, Unfinished, Active, Failed int
-	Steps                             map[string]string // state, attempts, result, error
-	Trail                             []string          // step, from, to, event, in order
+	Steps                             map[string]string   // state, attempts, result, error
+	Trail                             map[string][]string // by step ("" for the task): from, to, event, in order
 }
 
 func (b *bundle) view(t *testing.T, taskID uuid.UUID) view {
@@ -238,8 +238,11 @@ func (b *bundle) view(t *testing.T, taskID uuid.UUID) view {
 	}
 	trs, err := b.Store.Transitions(context.Background(), taskID)
 	require.NoError(t, err)
+	// Each step's and the task's own sequence: rows written in the same microsecond may
+	// interleave either way across steps.
+	v.Trail = map[string][]string{}
 	for _, tr := range trs {
-		v.Trail = append(v.Trail, tr.StepName+": "+tr.From+" → "+tr.To+" ("+tr.Event+")")
+		v.Trail[tr.StepName] = append(v.Trail[tr.StepName], tr.From+" → "+tr.To+" ("+tr.Event+")")
 	}
 	return v
 }
