@@ -63,9 +63,16 @@ type Store struct {
 	seq        int64 // transition ids
 
 	ev events // ListenEvents' subscribers
+
+	// joinReady is statemachine.JoinReady for a finished parent's release; a test swaps in a
+	// broken one to show that store/storetest catches it.
+	joinReady func(state statemachine.StepState, parentsUnfinished int, held bool) bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store      = (*Store)(nil)
+	_ store.BatchStore = (*Store)(nil)
+)
 
 // New returns an empty store with its own queue.
 func New() *Store {
@@ -78,6 +85,7 @@ func New() *Store {
 		edges:      map[[2]uuid.UUID]struct{}{},
 		inProgress: map[uuid.UUID]*stepRow{},
 		leaders:    map[string]*leaderRow{},
+		joinReady:  statemachine.JoinReady,
 	}
 }
 

@@ -19,9 +19,13 @@ import (
 // store.ErrConflict when the worker no longer holds the step (cancelled, rescued).
 func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
 	var res *store.OutcomeResult
-	err := s.write(ctx, func(tx *txn) error {
+	plan, err := statemachine.PlanOutcome(params.Attempt(p))
+	if err != nil {
+		return nil, err
+	}
+	err = s.write(ctx, func(tx *txn) error {
 		var err error
-		res, err = tx.recordOutcome(ctx, p)
+		res, err = tx.recordOutcome(ctx, p, plan)
 		return err
 	})
 	if err != nil {
@@ -30,31 +34,28 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 	return res, nil
 }
 
-// planOutcome plans the step's side of an outcome, with its result or error and its
-// transition's metadata as the steps table stores them.
-func planOutcome(p store.OutcomeParams) (plan statemachine.OutcomePlan, result, lastErr, meta json.RawMessage, err error) {
-	plan, err = statemachine.PlanOutcome(params.Attempt(p))
-	if err != nil {
-		return plan, nil, nil, nil, err
-	}
+// stepWrites returns what plan writes on p's step: its result or error, and its transition's
+// metadata, as the steps table stores them.
+func stepWrites(p store.OutcomeParams, plan statemachine.OutcomePlan) (result, lastErr, meta json.RawMessage, err error) {
 	if plan.KeepsResult {
 		if result, err = jsonb(p.Result); err != nil {
-			return plan, nil, nil, nil, fmt.Errorf("record outcome of %s: result: %w", p.StepID, err)
+			return nil, nil, nil, fmt.Errorf("record outcome of %s: result: %w", p.StepID, err)
 		}
 	} else if lastErr, err = jsonb(p.Error); err != nil {
-		return plan, nil, nil, nil, fmt.Errorf("record outcome of %s: error: %w", p.StepID, err)
+		return nil, nil, nil, fmt.Errorf("record outcome of %s: error: %w", p.StepID, err)
 	}
 	raw, err := json.Marshal(plan.Meta)
 	if err != nil {
-		return plan, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
 	meta, err = jsonb(raw)
-	return plan, result, lastErr, meta, err
+	return result, lastErr, meta, err
 }
 
-func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+// recordOutcome applies plan, p's plan from the planner.
+func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams, plan statemachine.OutcomePlan) (*store.OutcomeResult, error) {
 	s := tx.s
-	plan, result, lastErr, meta, err := planOutcome(p)
+	result, lastErr, meta, err := stepWrites(p, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func (tx *txn) releaseChildren(st *stepRow, canEnqueue bool) ([]*stepRow, error)
 		if err := checkStep(c); err != nil {
 			return nil, err
 		}
-		if canEnqueue && statemachine.JoinReady(c.s.State, c.parentsUnfinished, c.held) {
+		if canEnqueue && tx.s.joinReady(c.s.State, c.parentsUnfinished, c.held) {
 			tx.setStepState(c, statemachine.StepEnqueued)
 			ready = append(ready, c)
 		}

@@ -147,45 +147,49 @@ func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease ti
 // store.ErrConflict when the step is not waiting or its task is blocked or finished (an operator
 // fix re-sends it).
 func (s *Store) PromoteRetry(ctx context.Context, p store.PromoteRetryParams) error {
-	return s.withRetry(ctx, func(tx pgx.Tx) error {
-		var taskID uuid.UUID
-		if err := tx.QueryRow(ctx, s.q(`SELECT task_id FROM {s}.steps WHERE step_id = $1`), p.StepID).Scan(&taskID); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
-			}
-			return err
-		}
-		c, err := s.lockTask(ctx, tx, taskID)
-		if err != nil {
-			return err
-		}
-		plan, err := statemachine.PlanPromote(c.TaskCounters)
-		if err != nil {
-			return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
-		}
-		var due bool
-		err = tx.QueryRow(ctx, s.q(`
-			SELECT next_retry_at <= now() + interval '5 milliseconds' FROM {s}.steps
-			 WHERE step_id = $1 AND state = $2 FOR UPDATE`), p.StepID, string(plan.Step.From)).Scan(&due)
+	return s.withRetry(ctx, func(tx pgx.Tx) error { return s.promoteRetry(ctx, tx, p) })
+}
+
+// promoteRetry is PromoteRetry in tx. Every refusal (not found, refused by the planner, not
+// waiting, not due) comes before the first write.
+func (s *Store) promoteRetry(ctx context.Context, tx pgx.Tx, p store.PromoteRetryParams) error {
+	var taskID uuid.UUID
+	if err := tx.QueryRow(ctx, s.q(`SELECT task_id FROM {s}.steps WHERE step_id = $1`), p.StepID).Scan(&taskID); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+			return fmt.Errorf("step %s: %w", p.StepID, store.ErrNotFound)
 		}
-		if err != nil {
-			return err
-		}
-		if !due {
-			return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
-		}
-		if _, err := tx.Exec(ctx, s.q(`
-			UPDATE {s}.steps SET state = $2, next_retry_at = NULL, updated_at = now()
-			 WHERE step_id = $1`), p.StepID, string(plan.Step.To)); err != nil {
-			return err
-		}
-		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
-			return err
-		}
-		return s.settle(ctx, tx, taskID, plan.Delta, plan.Path, nil)
-	})
+		return err
+	}
+	c, err := s.lockTask(ctx, tx, taskID)
+	if err != nil {
+		return err
+	}
+	plan, err := statemachine.PlanPromote(c.TaskCounters)
+	if err != nil {
+		return params.Conflict(fmt.Sprintf("promote retry of %s", p.StepID), err)
+	}
+	var due bool
+	err = tx.QueryRow(ctx, s.q(`
+		SELECT next_retry_at <= now() + interval '5 milliseconds' FROM {s}.steps
+		 WHERE step_id = $1 AND state = $2 FOR UPDATE`), p.StepID, string(plan.Step.From)).Scan(&due)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrConflict)
+	}
+	if err != nil {
+		return err
+	}
+	if !due {
+		return fmt.Errorf("promote retry of %s: %w", p.StepID, store.ErrNotDue)
+	}
+	if _, err := tx.Exec(ctx, s.q(`
+		UPDATE {s}.steps SET state = $2, next_retry_at = NULL, updated_at = now()
+		 WHERE step_id = $1`), p.StepID, string(plan.Step.To)); err != nil {
+		return err
+	}
+	if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
+		return err
+	}
+	return s.settle(ctx, tx, taskID, plan.Delta, plan.Path, nil)
 }
 
 // Heartbeat extends the lease of a step its worker still holds and returns the step's state; when
@@ -216,20 +220,24 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 // ReleaseStep gives an in-progress step back to the queue (enqueued) without spending the attempt,
 // as a graceful shutdown does for handlers it had to cut off.
 func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) error {
-	return s.withRetry(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q(`
-			UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
-			       lease_expires_at = NULL, updated_at = now()
-			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
-			p.StepID, p.WorkerID, p.Attempt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
-		}
-		return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
-			statemachine.StepEventRelease, statemachine.StepEnqueued,
-			map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
-	})
+	return s.withRetry(ctx, func(tx pgx.Tx) error { return s.releaseStep(ctx, tx, p) })
+}
+
+// releaseStep is ReleaseStep in tx; a step not held at p's attempt is left as it is, and
+// store.ErrConflict returned.
+func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepParams) error {
+	tag, err := tx.Exec(ctx, s.q(`
+		UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
+		       lease_expires_at = NULL, updated_at = now()
+		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
+		p.StepID, p.WorkerID, p.Attempt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+	}
+	return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
+		statemachine.StepEventRelease, statemachine.StepEnqueued,
+		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
 }

@@ -35,9 +35,13 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 		}
 	}
 	var res *store.OutcomeResult
-	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+	plan, err := statemachine.PlanOutcome(params.Attempt(p))
+	if err != nil {
+		return nil, err
+	}
+	err = s.withRetry(ctx, func(tx pgx.Tx) error {
 		var err error
-		res, err = s.recordOutcome(ctx, tx, p)
+		res, err = s.recordOutcome(ctx, tx, p, plan)
 		return err
 	})
 	return res, unstorable(err)
@@ -57,9 +61,9 @@ func unstorable(err error) error {
 // recordOutcome pipelines its statements: batch A locks the task, moves the step, records its
 // transition and releases its children; batch B records the children's enqueueing and updates the
 // task's counters; then the queue send, the task's settling (only when its state changes) and the
-// commit. A success in a chain costs five round trips.
-func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams) (*store.OutcomeResult, error) {
-	plan, result, lastErr, metaJSON, err := planOutcome(p)
+// commit. A success in a chain costs five round trips. plan is p's, from the planner.
+func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, plan statemachine.OutcomePlan) (*store.OutcomeResult, error) {
+	result, lastErr, metaJSON, err := stepWrites(p, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +71,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	pipelineRelease := plan.ReleasesChildren && p.Spawn == nil
 	if pipelineRelease {
-		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
+		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
 	}
 	br := tx.SendBatch(ctx, a)
 	before, st, err := scanOutcomeStep(br, p)
@@ -90,7 +94,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 		if spawned, err = s.spawn(ctx, tx, p.TaskID, p.StepID, p.Spawn); err != nil {
 			return nil, err
 		}
-		rows, err := tx.Query(ctx, s.q(releaseChildrenSQL), p.StepID, nil)
+		rows, err := tx.Query(ctx, s.q(s.releaseSQL), p.StepID, nil)
 		if err != nil {
 			return nil, fmt.Errorf("release children of %s: %w", p.StepID, err)
 		}
@@ -334,7 +338,7 @@ func rawOrNull(b []byte) any {
 // task is blocked or finished, in which case they wait in pending for an operator fix. It returns
 // how many it enqueued.
 func (s *Store) releaseChildren(ctx context.Context, tx pgx.Tx, taskID, stepID uuid.UUID, ns string, canEnqueue bool, q store.Enqueuer) (int, error) {
-	rows, err := tx.Query(ctx, s.q(releaseChildrenSQL), stepID, canEnqueue)
+	rows, err := tx.Query(ctx, s.q(s.releaseSQL), stepID, canEnqueue)
 	if err != nil {
 		return 0, fmt.Errorf("release children of %s: %w", stepID, err)
 	}
@@ -394,13 +398,20 @@ func planOutcome(p store.OutcomeParams) (plan statemachine.OutcomePlan, result, 
 	if plan, err = statemachine.PlanOutcome(params.Attempt(p)); err != nil {
 		return plan, nil, nil, nil, err
 	}
+	result, lastErr, meta, err = stepWrites(p, plan)
+	return plan, result, lastErr, meta, err
+}
+
+// stepWrites returns what plan writes on p's step: its result or error, and its transition's
+// metadata, as the statements take them.
+func stepWrites(p store.OutcomeParams, plan statemachine.OutcomePlan) (result, lastErr any, meta []byte, err error) {
 	if plan.KeepsResult {
 		result = rawOrNull(p.Result)
 	} else {
 		lastErr = rawOrNull(p.Error)
 	}
 	meta, err = json.Marshal(plan.Meta)
-	return plan, result, lastErr, meta, err
+	return result, lastErr, meta, err
 }
 
 // recordOutcomePipelined is the hot path: the whole outcome in two round trips on one
@@ -429,7 +440,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	a.Queue("BEGIN")
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	if plan.ReleasesChildren {
-		a.Queue(s.q(releaseChildrenSQL), p.StepID, nil)
+		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
 	}
 	br := conn.SendBatch(ctx, a)
 	if _, err := br.Exec(); err != nil {

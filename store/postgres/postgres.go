@@ -33,9 +33,16 @@ type Store struct {
 
 	eventsChannel string // the NOTIFY channel of ListenEvents
 	log           logr.Logger
+
+	// releaseSQL is releaseChildrenSQL; a test swaps in a broken release to show that
+	// store/storetest catches it.
+	releaseSQL string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store      = (*Store)(nil)
+	_ store.BatchStore = (*Store)(nil)
+)
 
 // Option configures New.
 type Option func(*Store)
@@ -50,7 +57,7 @@ func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard()}
+	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL}
 	for _, o := range opts {
 		o(s)
 	}

@@ -25,6 +25,6 @@ func TestConformance(t *testing.T) {
 				Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 			}
 		},
-		Capabilities: storetest.Capabilities{Transactions: true},
+		Capabilities: storetest.Capabilities{Transactions: true, OwnsQueue: true},
 	})
 }

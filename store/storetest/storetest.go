@@ -23,6 +23,10 @@
 // exactly which steps got a message. Its batch flavour is a store.BatchEnqueuer, so that a store
 // that pipelines its sends (store/postgres with queue/pgqueue) is tested on that path too.
 //
+// The batched seam (store.BatchStore: ClaimMany, RecordOutcomes) runs on every store too. Its
+// outcomes send nothing themselves: the suite checks the Publish lists they return, and the acks of
+// a store that owns its queue (Capabilities.OwnsQueue).
+//
 // Subtests run in parallel, each on its own store, and keep their leases, TTLs and backoffs
 // between 100 and 500 milliseconds, so that the whole suite runs in seconds. What a backend cannot
 // do (Capabilities) is skipped with the reason.
@@ -79,6 +83,9 @@ type Capabilities struct {
 	// pgx.Tx from Backend.Begin commits or rolls back with it, and OutcomeParams.BeforeCommit gets
 	// the store's own pgx.Tx, so that what it writes there commits only with the outcome.
 	Transactions bool
+	// OwnsQueue means Backend.Queue's messages are the store's own rows: RecordOutcomes deletes
+	// each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the caller acks.
+	OwnsQueue bool
 }
 
 // Namespace is the namespace of every task the suite creates, and so the name of the queue its
@@ -102,6 +109,11 @@ func Run(t *testing.T, h Harness) {
 		{"CreateTask", testCreateTask},
 		{"ClaimStep", testClaimStep},
 		{"RecordOutcome", testRecordOutcome},
+		{"RecordOutcomes", testRecordOutcomes},
+		{"ClaimMany", testClaimMany},
+		{"HeartbeatMany", testHeartbeatMany},
+		{"ReleaseSteps", testReleaseSteps},
+		{"PromoteRetries", testPromoteRetries},
 		{"Retry", testRetry},
 		{"Permanent", testPermanent},
 		{"Atomicity", testAtomicity},

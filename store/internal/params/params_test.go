@@ -2,7 +2,9 @@ package params
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -55,4 +57,46 @@ func TestConflict(t *testing.T) {
 	require.EqualError(t, err, "cancel task 1: it is complete: "+store.ErrConflict.Error())
 	other := errors.New("boom")
 	require.Equal(t, other, Conflict("x", other))
+}
+
+func TestCheckPlanAndPublisher(t *testing.T) {
+	t.Parallel()
+	require.ErrorContains(t, CheckPlan(store.Outcome{}), "has no plan")
+	plan, err := statemachine.PlanOutcome(statemachine.Attempt{Outcome: statemachine.OutcomeSuccess, WorkerID: "w", Attempt: 1})
+	require.NoError(t, err)
+	require.NoError(t, CheckPlan(store.Outcome{Plan: plan}))
+
+	p := &Publisher{}
+	require.NoError(t, p.EnqueueTx(t.Context(), nil, "ns", []store.StepRef{{StepID: uuid.New()}}, 0))
+	require.NoError(t, p.EnqueueTx(t.Context(), nil, "ns", nil, 0), "nothing to send lists nothing")
+	mark := p.Mark()
+	require.NoError(t, p.EnqueueTx(t.Context(), nil, "ns", []store.StepRef{{StepID: uuid.New(), Retry: true}}, time.Second))
+	require.Len(t, p.List, 2)
+	p.Rewind(mark)
+	require.Len(t, p.List, 1)
+	require.Equal(t, "ns", p.List[0].Namespace)
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	no := func() (bool, error) { return false, nil }
+	yes := func() (bool, error) { return true, nil }
+	for _, c := range []struct {
+		err    error
+		landed func() (bool, error)
+		want   store.OutcomeStatus
+	}{
+		{store.ErrNotFound, no, store.NotFound},
+		{store.ErrConflict, no, store.Conflict},
+		{store.ErrConflict, yes, store.AlreadyRecorded},
+	} {
+		got, err := Status(fmt.Errorf("record: %w", c.err), c.landed)
+		require.NoError(t, err)
+		require.Equal(t, c.want, got, "%v", c.err)
+	}
+	boom := errors.New("boom")
+	_, err := Status(boom, no)
+	require.ErrorIs(t, err, boom, "any other error fails the batch")
+	_, err = Status(store.ErrConflict, func() (bool, error) { return false, boom })
+	require.ErrorIs(t, err, boom)
 }

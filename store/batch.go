@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/statemachine"
+)
+
+// BatchStore is the batched hot path of the seam (issue 12, engine v2): claims and outcomes of
+// many steps, of many tasks, as plain data in one call. Every store implements it; it joins Store
+// when the callback seam (OutcomeParams' callbacks, RecordOutcome, ClaimStep) is removed.
+type BatchStore interface {
+	// ClaimMany moves each enqueued step of p to in_progress for one more attempt by p.WorkerID,
+	// under p.Lease, and loads what its handler needs. A step that is not enqueued (a duplicate
+	// delivery, a cancelled task, an unknown step) is reported in Stale, and the others are still
+	// claimed.
+	ClaimMany(ctx context.Context, p ClaimManyParams) (*ClaimManyResult, error)
+	// RecordOutcomes records the outcomes of p in one transaction, each with a compare-and-set on
+	// the attempt its worker holds: it moves the step as the outcome's plan says, releases the
+	// dependents it makes ready, updates the counters and settles the task. An outcome whose worker
+	// no longer holds its step is reported per outcome (Conflict, AlreadyRecorded, NotFound) and
+	// the others are still recorded. An error means nothing was recorded.
+	RecordOutcomes(ctx context.Context, p RecordOutcomesParams) (*RecordOutcomesResult, error)
+	// HeartbeatMany extends the lease of each step of p that p.WorkerID still holds at its
+	// attempt, and reports every step's state, in p.Steps' order, so that a worker learns which
+	// of its steps were cancelled or rescued.
+	HeartbeatMany(ctx context.Context, p HeartbeatManyParams) ([]HeartbeatRecord, error)
+	// ReleaseSteps gives in-progress steps back to the queue (enqueued) without spending their
+	// attempts, as a graceful shutdown or a decline does, each with a compare-and-set on the
+	// attempt p.WorkerID holds; a step no longer held is skipped and reported.
+	ReleaseSteps(ctx context.Context, p ReleaseStepsParams) ([]ReleaseRecord, error)
+	// PromoteRetries moves each step of p whose backoff has elapsed from waiting_for_retry to
+	// enqueued, as PromoteRetry does, in one transaction; a step that cannot be promoted is
+	// reported with PromoteRetry's error and the others are still promoted.
+	PromoteRetries(ctx context.Context, p PromoteRetriesParams) ([]PromoteRecord, error)
+}
+
+// Outcome is one attempt's outcome, decided above the seam: the store applies Plan and derives
+// no state of its own.
+type Outcome struct {
+	TaskID, StepID uuid.UUID
+	WorkerID       string
+	Attempt        int
+	// Plan is statemachine.PlanOutcome's plan of the attempt: the step's transition and its
+	// metadata, whether it keeps a result and releases its children. Its Meta identifies the
+	// outcome, so a retried call finds a landed one AlreadyRecorded.
+	Plan statemachine.OutcomePlan
+	// Result is a success's result; Error a failure's {"message": ..., "kind": ...} document.
+	Result, Error json.RawMessage
+	// RetryDelay is a retry's backoff: its message becomes visible then.
+	RetryDelay time.Duration
+	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
+	// the attempt of a worker that stopped renewing it.
+	LeaseExpired bool
+	// Spawn, with a success, creates steps (a decision's branches, a batch's workers).
+	Spawn     *SpawnPlan
+	Namespace string
+	// MessageID is the attempt's queue message (0: none). A store that owns the queue deletes it
+	// in the outcome's commit, whatever the outcome's status (OutcomeRecord.Acked); otherwise the
+	// caller acks it once the call has returned.
+	MessageID int64
+}
+
+// RecordOutcomesParams records many outcomes, of many tasks, in one transaction.
+type RecordOutcomesParams struct {
+	// Outcomes are applied in order; two outcomes of one task see each other's effects, as they
+	// would one after the other.
+	Outcomes []Outcome
+}
+
+// OutcomeStatus is what became of one outcome of a RecordOutcomes call.
+type OutcomeStatus int
+
+// The statuses of an outcome.
+const (
+	// Recorded: the outcome was applied.
+	Recorded OutcomeStatus = iota + 1
+	// AlreadyRecorded: the step's latest transition is this very outcome (same worker, attempt,
+	// move and metadata): a retried call after a commit whose answer was lost. Nothing changed.
+	AlreadyRecorded
+	// Conflict: the worker no longer holds the step (cancelled, rescued, another attempt, or the
+	// task has no such step). Nothing changed.
+	Conflict
+	// NotFound: the outcome's task does not exist. Nothing changed.
+	NotFound
+)
+
+// String returns the status's name.
+func (s OutcomeStatus) String() string {
+	switch s {
+	case Recorded:
+		return "recorded"
+	case AlreadyRecorded:
+		return "already_recorded"
+	case Conflict:
+		return "conflict"
+	case NotFound:
+		return "not_found"
+	}
+	return "unknown"
+}
+
+// OutcomeRecord is the answer to one outcome, in the order of RecordOutcomesParams.Outcomes.
+type OutcomeRecord struct {
+	StepID uuid.UUID
+	Status OutcomeStatus
+	// TaskState, Settled and Released are as in OutcomeResult, for a Recorded outcome: the task's
+	// state after it, whether it brought the task to rest, how many dependents it enqueued.
+	TaskState statemachine.TaskState
+	Settled   bool
+	Released  int
+	// Acked reports that the store deleted the outcome's MessageID (if it was still there) in
+	// this commit: the caller does not ack it.
+	Acked bool
+}
+
+// RecordOutcomesResult is the answer to RecordOutcomes.
+type RecordOutcomesResult struct {
+	// Records are in Outcomes' order.
+	Records []OutcomeRecord
+	// Publish lists the messages of the steps the outcomes enqueued (released dependents, retry
+	// timers), for the caller to send once the call has returned; a crash in between leaves them
+	// to the sweeper.
+	Publish []Publish
+}
+
+// Publish is a group of step messages to send once the call that made them ready has committed.
+type Publish struct {
+	Namespace string
+	Steps     []StepRef
+	// Delay is how long the messages stay invisible (a retry's backoff).
+	Delay time.Duration
+}
+
+// ClaimManyParams claims many enqueued steps for one worker.
+type ClaimManyParams struct {
+	WorkerID string
+	Lease    time.Duration
+	Steps    []ClaimRef
+}
+
+// ClaimRef is one step to claim, with the message that delivered it.
+type ClaimRef struct {
+	StepID uuid.UUID
+	// MessageID is the delivering message, returned with the claim (0: none).
+	MessageID int64
+	// Ancestors, when not nil, names the steps whose results the handler sees (from the
+	// template's DAG); nil means every ancestor along the task's edges.
+	Ancestors []string
+}
+
+// ClaimManyResult is the answer to ClaimMany.
+type ClaimManyResult struct {
+	// Claimed are the claimed steps, in the order of ClaimManyParams.Steps.
+	Claimed []ClaimedMessage
+	// Stale are the refs whose step was not enqueued (a duplicate delivery, a cancelled task, an
+	// unknown step): their messages should be acked and dropped.
+	Stale []ClaimRef
+}
+
+// ClaimedMessage is a claimed step and the message that delivered it.
+type ClaimedMessage struct {
+	ClaimedStep
+	MessageID int64
+}
+
+// HeartbeatManyParams extends the leases of many steps of one worker.
+type HeartbeatManyParams struct {
+	WorkerID string
+	Lease    time.Duration
+	Steps    []StepAttempt
+}
+
+// StepAttempt is an attempt a worker runs, with the message that delivered it.
+type StepAttempt struct {
+	StepID uuid.UUID
+	// Attempt, when > 0, is the attempt the worker runs: the step is held only at that attempt.
+	Attempt int
+	// MessageID is the attempt's queue message (0: none). A store that owns the queue keeps it
+	// hidden for the new lease too, in the same statement, while the step is held.
+	MessageID int64
+}
+
+// HeartbeatRecord is one step's answer to HeartbeatMany.
+type HeartbeatRecord struct {
+	StepID uuid.UUID
+	// State is the step's state ("" for an unknown step).
+	State statemachine.StepState
+	// Held reports that the worker holds the step at its attempt, and that its lease was
+	// extended.
+	Held bool
+}
+
+// ReleaseStepsParams gives many steps of one worker back.
+type ReleaseStepsParams struct {
+	WorkerID string
+	Steps    []ReleaseRef
+}
+
+// ReleaseRef is one step to give back, at the attempt the worker holds, with why.
+type ReleaseRef struct {
+	StepID  uuid.UUID
+	Attempt int
+	Reason  string
+}
+
+// ReleaseRecord is one step's answer to ReleaseSteps, in the order of ReleaseStepsParams.Steps.
+type ReleaseRecord struct {
+	StepID uuid.UUID
+	// Released is false when the worker no longer held the step at that attempt (cancelled,
+	// rescued, unknown): nothing changed, and its message has nothing left to do.
+	Released bool
+}
+
+// PromoteRetriesParams promotes many retries whose timers fired.
+type PromoteRetriesParams struct {
+	Steps []uuid.UUID
+}
+
+// PromoteRecord is one step's answer to PromoteRetries, in the order of PromoteRetriesParams.Steps.
+type PromoteRecord struct {
+	StepID uuid.UUID
+	// Err is nil when the step was promoted, else what PromoteRetry would have returned for it:
+	// ErrNotDue, ErrConflict (not waiting, or its task is blocked or finished) or ErrNotFound.
+	// Nothing changed for it then.
+	Err error
+}

@@ -1,0 +1,77 @@
+package params
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// CheckPlan reports an error unless o carries a plan of an attempt (statemachine.PlanOutcome's):
+// a zero plan is a caller's mistake, not an outcome to apply.
+func CheckPlan(o store.Outcome) error {
+	if o.Plan.Step.From != statemachine.StepInProgress || o.Plan.Step.To == "" {
+		return fmt.Errorf("outcome of step %s attempt %d has no plan (statemachine.PlanOutcome)", o.StepID, o.Attempt)
+	}
+	return nil
+}
+
+// Single is a batched outcome in the form of today's single-step path, which the stores apply
+// with o.Plan (Kind stays unset: the plan has decided), sending its enqueues to enq.
+func Single(o store.Outcome, enq store.Enqueuer) store.OutcomeParams {
+	return store.OutcomeParams{TaskID: o.TaskID, StepID: o.StepID, WorkerID: o.WorkerID, Attempt: o.Attempt,
+		Result: o.Result, Error: o.Error, RetryDelay: o.RetryDelay, Namespace: o.Namespace, Enqueuer: enq,
+		LeaseExpired: o.LeaseExpired, Spawn: o.Spawn}
+}
+
+// Publisher is a store.Enqueuer that sends nothing: it lists the enqueues as store.Publish
+// groups for the caller to send after the commit.
+type Publisher struct {
+	List []store.Publish
+}
+
+// EnqueueTx implements store.Enqueuer.
+func (p *Publisher) EnqueueTx(_ context.Context, _ pgx.Tx, ns string, refs []store.StepRef, delay time.Duration) error {
+	if len(refs) > 0 {
+		p.List = append(p.List, store.Publish{Namespace: ns, Steps: append([]store.StepRef(nil), refs...), Delay: delay})
+	}
+	return nil
+}
+
+// Mark returns how many groups are listed, for Rewind.
+func (p *Publisher) Mark() int { return len(p.List) }
+
+// Rewind drops the groups listed after mark: an outcome rolled back sends nothing.
+func (p *Publisher) Rewind(mark int) { p.List = p.List[:mark] }
+
+// Status sorts the error with which the single-step path refused an outcome into the outcome's
+// status: store.NotFound, or for store.ErrConflict store.AlreadyRecorded when landed (the step's
+// latest transition is this outcome) says so, else store.Conflict. Any other error is returned:
+// it fails the whole batch.
+func Status(err error, landed func() (bool, error)) (store.OutcomeStatus, error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.NotFound, nil
+	case errors.Is(err, store.ErrConflict):
+		ok, err := landed()
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return store.AlreadyRecorded, nil
+		}
+		return store.Conflict, nil
+	}
+	return 0, err
+}
+
+// PromoteRefused reports PromoteRetry's refusals of one step (not due, not waiting or its task
+// not runnable, unknown), which PromoteRetries reports per step; any other error fails the batch.
+func PromoteRefused(err error) bool {
+	return errors.Is(err, store.ErrNotDue) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)
+}

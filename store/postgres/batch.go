@@ -1,0 +1,256 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
+)
+
+// This file is the batched seam (store.BatchStore) over the single-step statements: it pins the
+// semantics of a batch (per-outcome statuses, one transaction, acks in the commit) before
+// set-based SQL replaces the loop.
+
+// RecordOutcomes records the outcomes in one transaction. The tasks are locked first, in task_id
+// order, so that two batches sharing tasks serialize without a deadlock; then each outcome runs
+// today's single-step statements under a savepoint, so that one whose worker no longer holds its
+// step is rolled back alone and reported (store.Conflict, store.AlreadyRecorded, store.NotFound).
+// Every MessageID is deleted from the store's own queue in the same commit. The released steps'
+// and retries' messages come back in Publish.
+func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
+	for _, o := range p.Outcomes {
+		if err := params.CheckPlan(o); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.Outcomes) == 0 {
+		return &store.RecordOutcomesResult{}, nil
+	}
+	var res *store.RecordOutcomesResult
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		var err error
+		res, err = s.recordOutcomes(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, unstorable(err)
+	}
+	return res, nil
+}
+
+func (s *Store) recordOutcomes(ctx context.Context, tx pgx.Tx, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
+	tasks := make([]uuid.UUID, 0, len(p.Outcomes))
+	for _, o := range p.Outcomes {
+		tasks = append(tasks, o.TaskID)
+	}
+	if _, err := tx.Exec(ctx, s.q(`SELECT 1 FROM {s}.tasks WHERE task_id = ANY($1) ORDER BY task_id FOR NO KEY UPDATE`), tasks); err != nil {
+		return nil, fmt.Errorf("record outcomes: lock tasks: %w", err)
+	}
+	res := &store.RecordOutcomesResult{Records: make([]store.OutcomeRecord, len(p.Outcomes))}
+	pub := &params.Publisher{}
+	var ackNS []string
+	var ackIDs []int64
+	for i, o := range p.Outcomes {
+		rec, err := s.recordOne(ctx, tx, o, pub)
+		if err != nil {
+			return nil, fmt.Errorf("record outcome %d of %d: %w", i+1, len(p.Outcomes), err)
+		}
+		if o.MessageID != 0 {
+			ackNS, ackIDs = append(ackNS, o.Namespace), append(ackIDs, o.MessageID)
+			rec.Acked = true
+		}
+		res.Records[i] = rec
+	}
+	if len(ackIDs) > 0 {
+		if _, err := tx.Exec(ctx, s.q(`
+			DELETE FROM {s}.queue_messages q USING unnest($1::text[], $2::bigint[]) AS a(queue_name, msg_id)
+			 WHERE q.queue_name = a.queue_name AND q.msg_id = a.msg_id`), ackNS, ackIDs); err != nil {
+			return nil, fmt.Errorf("record outcomes: ack messages: %w", err)
+		}
+	}
+	res.Publish = pub.List
+	return res, nil
+}
+
+// recordOne applies one outcome under a savepoint and reports its status; an error other than
+// the outcome's own conflict fails the whole batch.
+func (s *Store) recordOne(ctx context.Context, tx pgx.Tx, o store.Outcome, pub *params.Publisher) (store.OutcomeRecord, error) {
+	rec := store.OutcomeRecord{StepID: o.StepID}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return rec, err
+	}
+	mark := pub.Mark()
+	p := params.Single(o, pub)
+	r, err := s.recordOutcome(ctx, sp, p, o.Plan)
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return rec, err
+		}
+		rec.Status, rec.TaskState, rec.Settled, rec.Released = store.Recorded, r.TaskState, r.Settled, r.Released
+		return rec, nil
+	}
+	pub.Rewind(mark)
+	if rbErr := sp.Rollback(ctx); rbErr != nil {
+		return rec, errors.Join(err, rbErr)
+	}
+	rec.Status, err = params.Status(err, func() (bool, error) { return s.landed(ctx, tx, p, o) })
+	return rec, err
+}
+
+// landed reports whether the step's latest transition is o itself: the same move with the same
+// metadata (worker, attempt, error), as a commit whose answer was lost leaves it. A rescue of the
+// same attempt writes another error, so it does not count.
+func (s *Store) landed(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, o store.Outcome) (bool, error) {
+	_, _, meta, err := stepWrites(p, o.Plan)
+	if err != nil {
+		return false, err
+	}
+	var landed bool
+	err = tx.QueryRow(ctx, s.q(`
+		SELECT EXISTS (SELECT 1 FROM {s}.step_transitions
+		                WHERE step_id = $1 AND most_recent AND from_state = $2 AND to_state = $3 AND event = $4
+		                  AND metadata = $5::jsonb)`),
+		o.StepID, string(o.Plan.Step.From), string(o.Plan.Step.To), string(o.Plan.Step.Event), meta).Scan(&landed)
+	if err != nil {
+		return false, fmt.Errorf("record outcome of %s: look for its transition: %w", o.StepID, err)
+	}
+	return landed, nil
+}
+
+// ClaimMany claims the steps in one round trip: each step's claim and loads (queueClaim) are
+// statements of one pipelined batch, which runs as one implicit transaction.
+func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.ClaimManyResult, error) {
+	res := &store.ClaimManyResult{}
+	if len(p.Steps) == 0 {
+		return res, nil
+	}
+	b := &pgx.Batch{}
+	claims := make([]*claim, len(p.Steps))
+	seen := map[uuid.UUID]bool{}
+	for i, ref := range p.Steps {
+		if seen[ref.StepID] {
+			continue // a duplicate in the same call: its claim would find the step in progress
+		}
+		seen[ref.StepID] = true
+		claims[i] = s.queueClaim(b, ref.StepID, p.WorkerID, p.Lease, nil, ref.Ancestors)
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("claim %d steps: %w", len(p.Steps), err)
+	}
+	for i, ref := range p.Steps {
+		if c := claims[i]; c != nil && c.found {
+			res.Claimed = append(res.Claimed, store.ClaimedMessage{ClaimedStep: c.claimed, MessageID: ref.MessageID})
+		} else {
+			res.Stale = append(res.Stale, ref)
+		}
+	}
+	return res, nil
+}
+
+// heartbeatManySQL extends, for worker $1, the leases ($5 ms) of the steps in $2 held at their
+// attempts $3 (0: any), and the visibility of their messages $4 (0: none) in the store's own
+// queue; it returns every step's state and whether it was held, in $2's order.
+const heartbeatManySQL = `
+		WITH v AS (
+			SELECT * FROM unnest($2::uuid[], $3::int[], $4::bigint[]) WITH ORDINALITY AS v(step_id, attempt, msg_id, ord)
+		), ext AS (
+			UPDATE {s}.steps s SET lease_expires_at = now() + $5 * interval '1 millisecond'
+			  FROM v
+			 WHERE s.step_id = v.step_id AND s.state = 'in_progress' AND s.lease_owner = $1
+			   AND (v.attempt = 0 OR s.attempts = v.attempt)
+			RETURNING s.step_id, s.attempts
+		), msg AS (
+			UPDATE {s}.queue_messages q SET vt = now() + $5 * interval '1 millisecond'
+			  FROM v JOIN ext ON ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt)
+			 WHERE v.msg_id <> 0 AND q.msg_id = v.msg_id
+		)
+		SELECT v.step_id, coalesce(s.state, ''),
+		       EXISTS (SELECT 1 FROM ext WHERE ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt))
+		  FROM v LEFT JOIN {s}.steps s USING (step_id)
+		 ORDER BY v.ord`
+
+// HeartbeatMany extends the held leases (and their messages' visibility) in one statement.
+func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) ([]store.HeartbeatRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	ids := make([]uuid.UUID, len(p.Steps))
+	attempts := make([]int32, len(p.Steps))
+	msgs := make([]int64, len(p.Steps))
+	for i, st := range p.Steps {
+		ids[i], attempts[i], msgs[i] = st.StepID, int32(st.Attempt), st.MessageID
+	}
+	rows, err := s.pool.Query(ctx, s.q(heartbeatManySQL), p.WorkerID, ids, attempts, msgs, p.Lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat %d steps: %w", len(p.Steps), err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.HeartbeatRecord, error) {
+		var r store.HeartbeatRecord
+		err := row.Scan(&r.StepID, &r.State, &r.Held)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat %d steps: %w", len(p.Steps), err)
+	}
+	return out, nil
+}
+
+// ReleaseSteps gives the steps back in one transaction, each with ReleaseStep's statements; a step
+// no longer held fails its compare-and-set before it writes anything, so it needs no savepoint.
+func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([]store.ReleaseRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	var out []store.ReleaseRecord
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		out = make([]store.ReleaseRecord, len(p.Steps))
+		for i, r := range p.Steps {
+			err := s.releaseStep(ctx, tx, store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PromoteRetries promotes the steps in one transaction, with PromoteRetry's statements for each,
+// after locking their tasks in task_id order (no deadlock between two promoters); a refused step
+// is refused before anything of it is written, so it needs no savepoint.
+func (s *Store) PromoteRetries(ctx context.Context, p store.PromoteRetriesParams) ([]store.PromoteRecord, error) {
+	if len(p.Steps) == 0 {
+		return nil, nil
+	}
+	var out []store.PromoteRecord
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.q(`
+			SELECT 1 FROM {s}.tasks WHERE task_id IN (SELECT task_id FROM {s}.steps WHERE step_id = ANY($1))
+			 ORDER BY task_id FOR NO KEY UPDATE`), p.Steps); err != nil {
+			return fmt.Errorf("promote retries: lock tasks: %w", err)
+		}
+		out = make([]store.PromoteRecord, len(p.Steps))
+		for i, id := range p.Steps {
+			err := s.promoteRetry(ctx, tx, store.PromoteRetryParams{StepID: id})
+			if err != nil && !params.PromoteRefused(err) {
+				return err
+			}
+			out[i] = store.PromoteRecord{StepID: id, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
