@@ -145,10 +145,10 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	if err != nil {
 		return nil
 	}
-	if r.dynamic[ref.Name] {
+	if r.compiled.Dynamic[ref.Name] {
 		return nil
 	}
-	anc, ok := r.ancestorNames(ref.Name)
+	anc, ok := r.compiled.Ancestors(ref.Name)
 	if !ok {
 		return nil
 	}

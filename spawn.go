@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/google/uuid"
-
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -23,34 +21,10 @@ func invalidOutcome(format string, args ...any) error {
 	return &invalidOutcomeError{msg: fmt.Sprintf(format, args...)}
 }
 
-// classifyDynamic marks the steps that are not created with their task: batch workers,
-// convergence steps, and every step downstream of a decision point or a batch worker.
-func classifyDynamic(r *registered) {
-	r.dynamic = map[string]bool{}
-	for _, i := range r.graph.TopoOrder() {
-		s := &r.t.Steps[i]
-		dyn := s.Type == StepBatchWorker || s.Type == StepDeferredConvergence
-		for _, p := range r.graph.Parents(i) {
-			ps := &r.t.Steps[p]
-			if ps.Type == StepDecision || r.dynamic[ps.Name] {
-				dyn = true
-			}
-		}
-		r.dynamic[s.Name] = dyn
-	}
-}
-
 // newStepFrom makes a step to create from its template step.
-func newStepFrom(s *StepTemplate, name string) (store.NewStep, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return store.NewStep{}, err
-	}
-	return store.NewStep{
-		StepID: id, Name: name, TemplateStep: s.Name, Handler: s.Handler.Callable, Type: string(s.Type),
-		MaxAttempts: s.Retry.MaxAttempts, Retryable: !s.Retry.NoRetry, Backoff: string(s.Retry.Backoff),
-		BackoffBase: s.Retry.BackoffBase, MaxBackoff: s.Retry.MaxBackoff, Timeout: s.Timeout,
-	}, nil
+func (p *planner) newStepFrom(s *StepTemplate, name string) (store.NewStep, error) {
+	cs, _ := p.r.compiled.Step(s.Name)
+	return cs.NewStep(name)
 }
 
 // spawnPlan turns a decision's or batchable step's result into the steps to create. It returns
@@ -141,9 +115,9 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 	if len(out.Outcome.StepNames) > limit {
 		return invalidOutcome("decision step %q asks for %d steps; the limit is %d", ts.Name, len(out.Outcome.StepNames), limit)
 	}
-	di, _ := p.r.graph.Index(ts.Name)
+	di, _ := p.r.compiled.Graph.Index(ts.Name)
 	descendants := map[string]bool{}
-	for _, n := range p.r.graph.Names(p.r.graph.Descendants(di)) {
+	for _, n := range p.r.compiled.Graph.Names(p.r.compiled.Graph.Descendants(di)) {
 		descendants[n] = true
 	}
 	for _, name := range out.Outcome.StepNames {
@@ -159,7 +133,7 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 		if p.has(name) {
 			continue // replayed or already created: names are unique per task
 		}
-		ns, err := newStepFrom(s, name)
+		ns, err := p.newStepFrom(s, name)
 		if err != nil {
 			return err
 		}
@@ -244,7 +218,7 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 		if why := checkName(name); why != "" {
 			return invalidOutcome("batch %q: the worker step's name %q %s", truncateName(c.BatchID), truncateName(name), why)
 		}
-		ns, err := newStepFrom(wt, name)
+		ns, err := p.newStepFrom(wt, name)
 		if err != nil {
 			return err
 		}
@@ -263,7 +237,7 @@ func (p *planner) followers() error {
 		changed = false
 		for i := range p.r.t.Steps {
 			s := &p.r.t.Steps[i]
-			if !p.r.dynamic[s.Name] || s.Type == StepBatchWorker {
+			if !p.r.compiled.Dynamic[s.Name] || s.Type == StepBatchWorker {
 				continue
 			}
 			if s.Type != StepDeferredConvergence {
@@ -275,7 +249,7 @@ func (p *planner) followers() error {
 				if len(missing) > 0 || len(present) == 0 {
 					continue
 				}
-				ns, err := newStepFrom(s, s.Name)
+				ns, err := p.newStepFrom(s, s.Name)
 				if err != nil {
 					return err
 				}
@@ -301,7 +275,7 @@ func (p *planner) followers() error {
 				continue // already planned in an earlier round
 			}
 			present, _ := p.parentsOf(s)
-			ns, err := newStepFrom(s, s.Name)
+			ns, err := p.newStepFrom(s, s.Name)
 			if err != nil {
 				return err
 			}

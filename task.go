@@ -165,16 +165,16 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	// parents of a step created now are created now too.
 	steps := make([]store.NewStep, 0, len(r.t.Steps))
 	pos := make(map[int]int, len(r.t.Steps))
-	for _, i := range r.graph.TopoOrder() {
-		s := &r.t.Steps[i]
-		if r.dynamic[s.Name] {
+	for _, i := range r.compiled.Graph.TopoOrder() {
+		s := &r.compiled.Steps[i]
+		if r.compiled.Dynamic[s.Name] {
 			continue
 		}
-		ns, err := newStepFrom(s, s.Name)
+		ns, err := s.NewStep(s.Name)
 		if err != nil {
 			return nil, err
 		}
-		for _, parent := range r.graph.Parents(i) {
+		for _, parent := range r.compiled.Graph.Parents(i) {
 			ns.Parents = append(ns.Parents, pos[parent])
 		}
 		pos[i] = len(steps)
