@@ -190,8 +190,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	start := time.Now()
 	hctx, cancel := context.WithCancelCause(w.handlerBase)
 	defer cancel(nil)
-	e.runs.add(task.ID, st.ID, st.Attempts, cancel)
-	defer e.runs.remove(task.ID, st.ID, st.Attempts)
+	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
+	defer e.runs.Remove(task.ID, st.ID, st.Attempts)
 	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
 	defer tcancel()
 
@@ -284,7 +284,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
 	}
 	if res.Settled {
-		e.waiters.notify(task.ID)
+		e.waiters.Notify(task.ID)
 	}
 	if res.Next == nil {
 		return queue.Message{}, nil

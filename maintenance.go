@@ -56,7 +56,7 @@ func (w *workers) rescue(ctx context.Context) {
 			w.wakeAfter(ex.Namespace, p.RetryDelay)
 		}
 		if res.Settled {
-			e.waiters.notify(st.TaskID)
+			e.waiters.Notify(st.TaskID)
 		}
 	}
 }
@@ -188,8 +188,8 @@ func (w *workers) listenEvents(ctx context.Context, el store.EventListener, list
 		case store.EventListening:
 			once.Do(func() { close(listening) })
 		case store.EventTaskCancelled:
-			e.runs.cancelTask(ev.TaskID)
-			e.waiters.notify(ev.TaskID)
+			e.runs.CancelTask(ev.TaskID)
+			e.waiters.Notify(ev.TaskID)
 		case store.EventTaskCreated:
 			if !publishes || !w.leading.Load() {
 				return

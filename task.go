@@ -550,8 +550,8 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 // with that handler (see Engine.Health), and so does WaitTask; give ctx a deadline when that can
 // happen.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
-	ch := e.waiters.subscribe(id)
-	defer e.waiters.unsubscribe(id, ch)
+	ch := e.waiters.Subscribe(id)
+	defer e.waiters.Unsubscribe(id, ch)
 	delay := 5 * time.Millisecond
 	for {
 		t, err := e.store.GetTask(ctx, id)
@@ -588,8 +588,8 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	if err != nil {
 		return mapStoreErr(err, id)
 	}
-	e.runs.cancelTask(id)
-	e.waiters.notify(res.TaskID)
+	e.runs.CancelTask(id)
+	e.waiters.Notify(res.TaskID)
 	return nil
 }
 

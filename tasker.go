@@ -137,11 +137,11 @@ type Engine struct {
 	handlers  map[string]Handler
 
 	running     atomic.Bool
-	active      *workers    // the running workers, told of templates registered meanwhile; guarded by mu
-	schemaReady atomic.Bool // the store's schema was found at this library's version
-	runs        runRegistry // handlers in flight, by task, for cancellation
-	waiters     waiterRegistry
-	waiting     waitingRegistry // steps this engine declined, for Health
+	active      *workers           // the running workers, told of templates registered meanwhile; guarded by mu
+	schemaReady atomic.Bool        // the store's schema was found at this library's version
+	runs        engine.RunRegistry // handlers in flight, by task, for cancellation
+	waiters     engine.WaiterRegistry
+	waiting     engine.WaitingRegistry // steps this engine declined, for Health
 }
 
 // registered is a template prepared for running.
@@ -213,8 +213,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		templates: map[string][]*registered{},
 		handlers:  map[string]Handler{},
-		runs:      runRegistry{m: map[uuid.UUID]map[runKey]context.CancelCauseFunc{}},
-		waiters:   waiterRegistry{m: map[uuid.UUID][]chan struct{}{}},
 	}, nil
 }
 
