@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -642,11 +643,11 @@ func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.Outco
 		return
 	}
 	if p.Kind == store.OutcomeSuccess {
-		plan, err := w.e.spawnPlan(w.dbctx, r, st, p.Result)
-		var inv *invalidOutcomeError
+		plan, err := engine.SpawnPlan(w.dbctx, w.e.store, r.compiled, st, p.Result, w.e.cfg.MaxDecisionSteps)
+		var inv *engine.InvalidOutcomeError
 		switch {
 		case errors.As(err, &inv):
-			raw := failureJSON(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
+			raw := failureJSON(StepFailure{Message: inv.Msg, Kind: "invalid_outcome", Attempt: st.Attempts})
 			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
 		case err != nil:
 			raw := failureJSON(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})

@@ -36,6 +36,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -61,6 +62,8 @@ const (
 	// RepublishAfterDefault is how long a step may wait enqueued, with a queue outside the
 	// database, before its message is published again.
 	RepublishAfterDefault = 30 * time.Second
+	// MaxDecisionStepsDefault caps the steps one decision may create.
+	MaxDecisionStepsDefault = 100
 	// RescueIntervalDefault is how often the leader looks for steps whose lease expired; it is
 	// lowered to Lease/2 when the lease is shorter.
 	RescueIntervalDefault = 5 * time.Second
@@ -173,7 +176,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if nv, ok := q.(queue.NameValidator); ok {
 		for i, ns := range cfg.Namespaces {
 			if err := nv.ValidateQueueName(ns); err != nil {
-				return nil, &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", truncateName(ns)),
+				return nil, &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", pgname.Truncate(ns)),
 					Reason: "cannot name a queue: " + err.Error()}
 			}
 		}
@@ -272,7 +275,7 @@ func (e *Engine) Register(t *Template) error {
 		return err
 	}
 	if probs := checkTemplateNames(c, e.queue); len(probs) > 0 {
-		return &ValidationError{Template: truncateName(c.Key()), Problems: probs}
+		return &ValidationError{Template: pgname.Truncate(c.Key()), Problems: probs}
 	}
 	compiled, err := compile(c)
 	if err != nil {
