@@ -1,6 +1,9 @@
 package tasker
 
 import (
+	"context"
+	"errors"
+
 	"github.com/tasker-systems/tasker/dag"
 	"github.com/tasker-systems/tasker/internal/engine"
 )
@@ -37,4 +40,26 @@ func compileStep(s *StepTemplate) engine.Step {
 			CursorField: b.CursorField, WorkerTemplate: b.WorkerTemplate, FailureStrategy: string(b.FailureStrategy)}
 	}
 	return cs
+}
+
+// adapt wraps a Handler for the engine, which knows nothing of the root's error types: the
+// handler's error is sorted here into the engine's classes.
+func adapt(h Handler) engine.Handler { return adapter{h} }
+
+type adapter struct{ h Handler }
+
+func (a adapter) Handle(ctx context.Context, at *engine.Attempt) engine.Return {
+	res, err := a.h.Handle(ctx, stepFrom(at))
+	if err == nil {
+		return engine.Return{Result: res}
+	}
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		return engine.Return{Err: perm.Err, Class: engine.ClassPermanent}
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return engine.Return{Err: err, Class: engine.ClassRetryAfter, RetryAfter: ra.Delay}
+	}
+	return engine.Return{Err: err, Class: engine.ClassRetryable}
 }

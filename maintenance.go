@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -30,7 +31,7 @@ func (w *workers) rescue(ctx context.Context) {
 		ex := &expired[i]
 		st := &ex.Step
 		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
-		p := w.classify(st, handlerOutcome{err: errors.New(msg)}, nil)
+		p := engine.Classify(st, engine.Called{Return: engine.Return{Err: errors.New(msg), Class: engine.ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
 		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
 			var se StepFailure
 			_ = json.Unmarshal(p.Error, &se)

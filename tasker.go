@@ -136,8 +136,8 @@ type Engine struct {
 	log   logr.Logger
 
 	mu        sync.RWMutex
-	templates map[string][]*registered // by namespace/name, versions in registration order
-	handlers  map[string]Handler
+	templates map[string][]*registered  // by namespace/name, versions in registration order
+	handlers  map[string]engine.Handler // adapted (adapt)
 
 	running     atomic.Bool
 	active      *workers           // the running workers, told of templates registered meanwhile; guarded by mu
@@ -215,7 +215,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		queue:     q,
 		log:       cfg.Logger,
 		templates: map[string][]*registered{},
-		handlers:  map[string]Handler{},
+		handlers:  map[string]engine.Handler{},
 	}, nil
 }
 
@@ -347,7 +347,7 @@ type TemplateConflictError = store.TemplateConflictError
 func (e *Engine) Handle(callable string, h Handler) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.handlers[callable] = h
+	e.handlers[callable] = adapt(h)
 }
 
 // HandleFunc is Handle for a function.
@@ -355,7 +355,7 @@ func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Ste
 	e.Handle(callable, HandlerFunc(fn))
 }
 
-func (e *Engine) handler(name string) (Handler, bool) {
+func (e *Engine) handler(name string) (engine.Handler, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	h, ok := e.handlers[name]

@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/tasker-systems/tasker/internal/engine"
 )
 
 // StepType says how the engine treats a step. The zero value means
@@ -45,6 +47,12 @@ const (
 	// BackoffNone retries without waiting.
 	BackoffNone BackoffKind = "none"
 )
+
+// BackoffJitter is the randomization factor applied to every backoff: a wait d becomes a random
+// value in [d*(1-BackoffJitter), d*(1+BackoffJitter)], so that steps failing together do not
+// retry together. The jitter never takes a wait past the step's cap (MaxBackoff): a wait at the
+// cap is drawn from [cap*(1-BackoffJitter), cap].
+const BackoffJitter = engine.BackoffJitter
 
 // IdentityStrategy says how the identity of a task (the key that makes a
 // second, identical request return the existing task) is computed. The
