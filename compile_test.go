@@ -11,7 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/pgname"
 )
+
+// TestConstantsMatchTheEngine pins the root's documented limits to the values the engine and
+// internal/pgname apply; the root spells them out so that its godoc shows numbers, not internal
+// names.
+func TestConstantsMatchTheEngine(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, float64(engine.BackoffJitter), float64(BackoffJitter))
+	require.Equal(t, engine.MaxErrorMessageBytes, MaxErrorMessageBytes)
+	require.Equal(t, engine.MaxErrorStackBytes, MaxErrorStackBytes)
+	require.Equal(t, pgname.MaxNameBytes, MaxNameBytes)
+}
 
 // TestAdaptSortsErrors checks that the adapter hands the handler the attempt as a *Step and sorts
 // its error into the engine's classes, wrapped or not.

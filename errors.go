@@ -184,9 +184,9 @@ func RetryAfter(d time.Duration, err error) error {
 // transition: a longer text is cut at a character boundary and ends with a note of its length.
 const (
 	// MaxErrorMessageBytes bounds StepFailure.Message.
-	MaxErrorMessageBytes = engine.MaxErrorMessageBytes
+	MaxErrorMessageBytes = 16 << 10
 	// MaxErrorStackBytes bounds StepFailure.Stack.
-	MaxErrorStackBytes = engine.MaxErrorStackBytes
+	MaxErrorStackBytes = 64 << 10
 )
 
 // StepFailure is the error record of a failed attempt, as stored with the step and in its

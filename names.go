@@ -16,7 +16,7 @@ import (
 // (namespace, name, version) is one entry; 255 bytes each keeps every index entry well inside that
 // and matches the longest name AMQP allows. A queue backend may allow less for namespaces (see
 // queue.NameValidator).
-const MaxNameBytes = pgname.MaxNameBytes
+const MaxNameBytes = 255
 
 // Problem codes for names, beside the Code constants of template validation.
 const (

@@ -7,8 +7,6 @@ import (
 	"math"
 	"slices"
 	"time"
-
-	"github.com/tasker-systems/tasker/internal/engine"
 )
 
 // StepType says how the engine treats a step. The zero value means
@@ -52,7 +50,7 @@ const (
 // value in [d*(1-BackoffJitter), d*(1+BackoffJitter)], so that steps failing together do not
 // retry together. The jitter never takes a wait past the step's cap (MaxBackoff): a wait at the
 // cap is drawn from [cap*(1-BackoffJitter), cap].
-const BackoffJitter = engine.BackoffJitter
+const BackoffJitter = 0.2
 
 // IdentityStrategy says how the identity of a task (the key that makes a
 // second, identical request return the existing task) is computed. The
