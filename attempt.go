@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -145,10 +146,10 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	if err != nil {
 		return nil
 	}
-	if r.dynamic[ref.Name] {
+	if r.compiled.Dynamic[ref.Name] {
 		return nil
 	}
-	anc, ok := r.ancestorNames(ref.Name)
+	anc, ok := r.compiled.Ancestors(ref.Name)
 	if !ok {
 		return nil
 	}
@@ -173,15 +174,6 @@ func (e *Engine) canRun(ns string, ref store.StepRef) bool {
 	return ok
 }
 
-// handlerOutcome is what a handler call came to.
-type handlerOutcome struct {
-	result    any
-	err       error
-	panicked  bool
-	stack     string
-	abandoned bool
-}
-
 // attempt runs one claimed step and records its outcome. It returns the next step this worker
 // claimed in the same transaction (a step the outcome made ready) and its held message, or nil.
 func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (queue.Message, *store.ClaimedStep) {
@@ -190,9 +182,9 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	start := time.Now()
 	hctx, cancel := context.WithCancelCause(w.handlerBase)
 	defer cancel(nil)
-	e.runs.add(task.ID, st.ID, st.Attempts, cancel)
-	defer e.runs.remove(task.ID, st.ID, st.Attempts)
-	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, errStepTimeout)
+	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
+	defer e.runs.Remove(task.ID, st.ID, st.Attempts)
+	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, engine.ErrStepTimeout)
 	defer tcancel()
 
 	hold := &leaseClock{renewed: start}
@@ -202,15 +194,15 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 
 	cause := context.Cause(tctx)
 	switch {
-	case (out.err != nil || out.abandoned) && errors.Is(cause, ErrShutdown):
+	case out.Failed() && errors.Is(cause, ErrShutdown):
 		w.giveBack(ns, m, st)
 		return queue.Message{}, nil
-	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && (out.err != nil || out.abandoned):
+	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && out.Failed():
 		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
 		w.ack(ns, m.ID)
 		return queue.Message{}, nil
 	}
-	p := w.classify(st, out, cause)
+	p := engine.Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
 	enq := e.enqueuerFor()
@@ -241,7 +233,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 			kind = "invalid_outcome"
 		}
 		f := store.OutcomeParams{Kind: store.OutcomePermanent,
-			Error: failureJSON(StepFailure{Message: "the database cannot store this outcome: " + errorText(err), Kind: kind, Attempt: st.Attempts})}
+			Error: engine.FailureJSON(engine.Failure{Message: "the database cannot store this outcome: " + engine.ErrorText(err), Kind: kind, Attempt: st.Attempts})}
 		w.applyStepType(st, task, &f) // a batch worker's failure strategy applies to this failure too
 		f.TaskID, f.StepID, f.WorkerID, f.Attempt, f.Namespace = p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace
 		f.Enqueuer, f.AckBatch = p.Enqueuer, p.AckBatch
@@ -284,7 +276,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
 	}
 	if res.Settled {
-		e.waiters.notify(task.ID)
+		e.waiters.Notify(task.ID)
 	}
 	if res.Next == nil {
 		return queue.Message{}, nil
@@ -301,33 +293,6 @@ func errorMessage(raw json.RawMessage) string {
 	var se StepFailure
 	_ = json.Unmarshal(raw, &se)
 	return jsonsafe.Truncate(se.Message, maxLoggedErrorBytes)
-}
-
-// errorText is err's text made storable: sanitized and cut to MaxErrorMessageBytes, less some
-// room for what classify adds around it ("timed out after ...", "no retry left").
-func errorText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return storableText(err.Error(), MaxErrorMessageBytes-256)
-}
-
-// storableText cuts s to max bytes and replaces what the database cannot store (NUL, bytes that
-// are not UTF-8). It cuts first, so that a huge text is not copied whole.
-func storableText(s string, max int) string {
-	s = jsonsafe.Sanitize(jsonsafe.Truncate(s, max))
-	if len(s) > max { // each replaced byte grew to the three of U+FFFD
-		s = jsonsafe.Truncate(s, max)
-	}
-	return s
-}
-
-// failureJSON encodes an attempt's error record with its texts made storable.
-func failureJSON(se StepFailure) json.RawMessage {
-	se.Message = storableText(se.Message, MaxErrorMessageBytes)
-	se.Stack = storableText(se.Stack, MaxErrorStackBytes)
-	raw, _ := json.Marshal(se)
-	return raw
 }
 
 // Pacing of record's retries while the database is away.
@@ -433,13 +398,13 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 
 // call runs the handler, recovering a panic; a handler that ignores its cancelled context is
 // abandoned after abandonGrace.
-func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) handlerOutcome {
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) engine.Called {
 	if isNoOp(st.Inputs) {
-		return handlerOutcome{result: map[string]any{"no_op": true}}
+		return engine.Called{Return: engine.Return{Result: map[string]any{"no_op": true}}}
 	}
 	h, ok := w.e.handler(st.Handler)
 	if !ok {
-		return handlerOutcome{err: &noHandlerError{name: st.Handler}}
+		return engine.Called{Return: engine.Return{Err: &engine.NoHandlerError{Name: st.Handler}}}
 	}
 	tmpl, _ := w.e.template(task.Namespace, task.Name, task.Version)
 	var config map[string]any
@@ -462,21 +427,20 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			}
 		}
 	}
-	s := &Step{TaskID: task.ID, ID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
-		Version: task.Version, Attempt: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
-		context: task.Context, method: method, config: config, results: results, inputs: st.Inputs,
-		checkpoint: st.Checkpoint, maxCheckpoint: w.e.cfg.MaxPayloadBytes, save: func(ctx context.Context, raw json.RawMessage) error {
+	a := &engine.Attempt{TaskID: task.ID, StepID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
+		Version: task.Version, Number: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
+		Context: task.Context, Method: method, Config: config, Results: results, Inputs: st.Inputs,
+		Checkpoint: st.Checkpoint, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		}}
-	done := make(chan handlerOutcome, 1)
+	done := make(chan engine.Called, 1)
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				done <- handlerOutcome{err: fmt.Errorf("panic: %v", r), panicked: true, stack: string(debug.Stack())}
+				done <- engine.Called{Return: engine.Return{Err: fmt.Errorf("panic: %v", r)}, Panicked: true, Stack: string(debug.Stack())}
 			}
 		}()
-		res, err := h.Handle(ctx, s)
-		done <- handlerOutcome{result: res, err: err}
+		done <- engine.Called{Return: h.Handle(ctx, a)}
 	}()
 	select {
 	case o := <-done:
@@ -487,67 +451,9 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			return o
 		case <-time.After(abandonGrace):
 			w.e.log.Info("handler ignores its cancelled context; abandoning it", "step", st.Name, "handler", st.Handler)
-			return handlerOutcome{abandoned: true, err: context.Cause(ctx)}
+			return engine.Called{Abandoned: true, Return: engine.Return{Err: context.Cause(ctx)}}
 		}
 	}
-}
-
-type noHandlerError struct{ name string }
-
-func (e *noHandlerError) Error() string {
-	return fmt.Sprintf("no handler registered for %q: call Engine.Handle(%q, ...)", e.name, e.name)
-}
-
-// classify turns a handler outcome into the outcome to record. A result the database cannot store
-// fails the step for good at once (kind invalid_result), and error texts are made storable
-// (failureJSON), so that no outcome is refused inside the transaction that records it.
-func (w *workers) classify(st *store.Step, out handlerOutcome, cause error) store.OutcomeParams {
-	fail := func(kind store.OutcomeKind, se StepFailure) store.OutcomeParams {
-		se.Attempt = st.Attempts
-		return store.OutcomeParams{Kind: kind, Error: failureJSON(se)}
-	}
-	var nh *noHandlerError
-	switch {
-	case out.panicked:
-		return fail(store.OutcomePermanent, StepFailure{Message: errorText(out.err), Kind: "panic", Stack: out.stack})
-	case errors.As(out.err, &nh):
-		return fail(store.OutcomePermanent, StepFailure{Message: nh.Error(), Kind: "no_handler"})
-	case out.err == nil && !out.abandoned:
-		raw, err := json.Marshal(out.result)
-		if err != nil {
-			return fail(store.OutcomePermanent, StepFailure{Message: "result is not JSON-encodable: " + errorText(err), Kind: "invalid_result"})
-		}
-		if len(raw) > w.e.cfg.MaxPayloadBytes {
-			return fail(store.OutcomePermanent, StepFailure{Message: fmt.Sprintf("result of %d bytes is over the %d-byte limit", len(raw), w.e.cfg.MaxPayloadBytes), Kind: "invalid_result"})
-		}
-		if err := checkValue("result", raw); err != nil {
-			return fail(store.OutcomePermanent, StepFailure{Message: err.Error(), Kind: "invalid_result"})
-		}
-		return store.OutcomeParams{Kind: store.OutcomeSuccess, Result: raw}
-	}
-	var perm *PermanentError
-	if errors.As(out.err, &perm) {
-		return fail(store.OutcomePermanent, StepFailure{Message: errorText(perm.Err), Kind: "permanent"})
-	}
-	se := StepFailure{Message: errorText(out.err), Kind: "retryable"}
-	if errors.Is(cause, errStepTimeout) {
-		se = StepFailure{Message: fmt.Sprintf("timed out after %s: %s", st.Timeout, errorText(out.err)), Kind: "timeout"}
-	}
-	if !st.Retryable || st.Attempts >= st.MaxAttempts {
-		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
-		if se.Kind == "retryable" {
-			se.Kind = "exhausted"
-		}
-		return fail(store.OutcomePermanent, se)
-	}
-	p := fail(store.OutcomeRetry, se)
-	var ra *RetryAfterError
-	if errors.As(out.err, &ra) {
-		p.RetryDelay = ra.Delay
-	} else {
-		p.RetryDelay = backoffDelay(st.Backoff, st.BackoffBase, st.MaxBackoff, st.Attempts)
-	}
-	return p
 }
 
 // heartbeat renews the step's lease and its message's visibility every third of the lease, and
@@ -634,40 +540,12 @@ func isNoOp(inputs json.RawMessage) bool {
 	return json.Unmarshal(inputs, &in) == nil && in.IsNoOp
 }
 
-// applyStepType adds what a step's type asks of its outcome: the steps a decision or a batchable
-// step creates, and a batch worker's failure strategy.
+// applyStepType adds what a step's type asks of its outcome (engine.ApplyStepType), with the
+// task's template as registered here.
 func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.OutcomeParams) {
 	r, err := w.e.template(task.Namespace, task.Name, task.Version)
 	if err != nil {
 		return
 	}
-	if p.Kind == store.OutcomeSuccess {
-		plan, err := w.e.spawnPlan(w.dbctx, r, st, p.Result)
-		var inv *invalidOutcomeError
-		switch {
-		case errors.As(err, &inv):
-			raw := failureJSON(StepFailure{Message: inv.msg, Kind: "invalid_outcome", Attempt: st.Attempts})
-			*p = store.OutcomeParams{Kind: store.OutcomePermanent, Error: raw}
-		case err != nil:
-			raw := failureJSON(StepFailure{Message: "plan the steps to create: " + err.Error(), Kind: "retryable", Attempt: st.Attempts})
-			*p = store.OutcomeParams{Kind: store.OutcomeRetry, Error: raw, RetryDelay: time.Second}
-		default:
-			p.Spawn = plan
-		}
-		return
-	}
-	if p.Kind != store.OutcomePermanent || st.BatchGroup == nil {
-		return
-	}
-	switch BatchFailureStrategy(st.FailureStrategy) {
-	case BatchContinueOnFailure, "":
-		// The worker completes with its failure as its result, so the convergence step still runs
-		// and sees it; the error stays in the audit trail.
-		var se StepFailure
-		_ = json.Unmarshal(p.Error, &se)
-		raw, _ := json.Marshal(map[string]any{"failed": true, "error": se})
-		p.Kind, p.Result = store.OutcomeSuccess, raw
-	case BatchIsolate:
-		p.Isolated = true
-	}
+	engine.ApplyStepType(w.dbctx, w.e.store, r.compiled, st, p, w.e.cfg.MaxDecisionSteps)
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tasker-systems/tasker/internal/pgname"
 )
 
 // The smallest values NewEngine accepts for Config's durations. Each one keeps the timers derived
@@ -84,16 +86,16 @@ func checkConfig(cfg *Config) error {
 		}
 	}
 	if cfg.WorkerID != "" {
-		if err := checkName(cfg.WorkerID); err != "" {
-			return &ConfigError{Field: "WorkerID", Value: fmt.Sprintf("%q", truncateName(cfg.WorkerID)), Reason: err}
+		if err := pgname.Check(cfg.WorkerID); err != "" {
+			return &ConfigError{Field: "WorkerID", Value: fmt.Sprintf("%q", pgname.Truncate(cfg.WorkerID)), Reason: err}
 		}
 	}
 	for i, ns := range cfg.Namespaces {
 		if ns == "" {
 			return &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: `""`, Reason: "is empty"}
 		}
-		if err := checkName(ns); err != "" {
-			return &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", truncateName(ns)), Reason: err}
+		if err := pgname.Check(ns); err != "" {
+			return &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", pgname.Truncate(ns)), Reason: err}
 		}
 	}
 	return nil

@@ -71,7 +71,7 @@ func (w *workers) yieldAfterDecline(ctx context.Context, ns string) {
 	if _, pushes := w.e.queue.(queue.Publisher); pushes {
 		return
 	}
-	last, ok := w.e.waiting.lastDecline(ns)
+	last, ok := w.e.waiting.LastDecline(ns)
 	if !ok || time.Since(last) > declineYieldWindow {
 		return
 	}
@@ -183,9 +183,9 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "step", msg.StepID)
 	}
-	e.waiting.declined(ns)
+	e.waiting.Declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
-	if e.waiting.note(ns, msg.TaskID, msg.StepID, j, m.EnqueuedAt) {
+	if e.waiting.Note(ns, msg.TaskID, msg.StepID, j.callable, string(j.reason), m.EnqueuedAt) {
 		e.log.Info("declined a step this engine cannot run; it waits for an engine that can (see Engine.Health)", kv...)
 		return
 	}

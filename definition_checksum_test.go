@@ -45,7 +45,7 @@ func TestTemplateDefinitionChecksumsAreStable(t *testing.T) {
 		}
 		r, err := e.template(tmpl.Namespace, tmpl.Name, tmpl.Version)
 		require.NoError(t, err)
-		fmt.Fprintf(&b, "%s %s\n", filepath.ToSlash(f), r.checksum)
+		fmt.Fprintf(&b, "%s %s\n", filepath.ToSlash(f), r.compiled.Checksum)
 	}
 	const golden = "testdata/definition_checksums.txt"
 	if *updateChecksums {

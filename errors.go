@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 )
 
@@ -38,7 +39,7 @@ var (
 	// ErrAlreadyRunning is returned by RunWorkers when the engine's workers already run.
 	ErrAlreadyRunning = errors.New("tasker: workers already running")
 	// ErrTaskCancelled is the cause of a handler context cancelled because its task was cancelled.
-	ErrTaskCancelled = errors.New("tasker: task cancelled")
+	ErrTaskCancelled = engine.ErrTaskCancelled
 	// ErrLeaseLost is the cause of a handler context cancelled because its step is no longer this
 	// worker's: its lease expired and the step was rescued, or another worker holds it now. The
 	// handler's outcome would be dropped.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -30,7 +31,7 @@ func (w *workers) rescue(ctx context.Context) {
 		ex := &expired[i]
 		st := &ex.Step
 		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
-		p := w.classify(st, handlerOutcome{err: errors.New(msg)}, nil)
+		p := engine.Classify(st, engine.Called{Return: engine.Return{Err: errors.New(msg), Class: engine.ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
 		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
 			var se StepFailure
 			_ = json.Unmarshal(p.Error, &se)
@@ -56,7 +57,7 @@ func (w *workers) rescue(ctx context.Context) {
 			w.wakeAfter(ex.Namespace, p.RetryDelay)
 		}
 		if res.Settled {
-			e.waiters.notify(st.TaskID)
+			e.waiters.Notify(st.TaskID)
 		}
 	}
 }
@@ -188,8 +189,8 @@ func (w *workers) listenEvents(ctx context.Context, el store.EventListener, list
 		case store.EventListening:
 			once.Do(func() { close(listening) })
 		case store.EventTaskCancelled:
-			e.runs.cancelTask(ev.TaskID)
-			e.waiters.notify(ev.TaskID)
+			e.runs.CancelTask(ev.TaskID)
+			e.waiters.Notify(ev.TaskID)
 		case store.EventTaskCreated:
 			if !publishes || !w.leading.Load() {
 				return

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/queue"
 )
 
@@ -30,34 +31,12 @@ const (
 	CodeQueueNameRejected = "QUEUE_NAME_REJECTED"
 )
 
-// checkName says what is wrong with a name that the database stores, or returns "".
-func checkName(s string) string {
-	switch {
-	case !utf8.ValidString(s):
-		return "is not valid UTF-8"
-	case strings.IndexByte(s, 0) >= 0:
-		return "holds a NUL character"
-	case len(s) > MaxNameBytes:
-		return fmt.Sprintf("is %d bytes long; the limit is %d (MaxNameBytes)", len(s), MaxNameBytes)
-	}
-	return ""
-}
-
-// truncateName shortens a name for an error message.
-func truncateName(s string) string {
-	const keep = 64
-	if len(s) <= keep {
-		return s
-	}
-	return s[:keep] + "…"
-}
-
 // checkTemplateNames finds the names of a template (defaults applied) that the database or the
 // queue could not take: each one is refused here rather than at every CreateTask.
 func checkTemplateNames(t *Template, q queue.Queue) []Problem {
 	var probs []Problem
 	check := func(step, field, value string) {
-		why := checkName(value)
+		why := pgname.Check(value)
 		if why == "" {
 			return
 		}
@@ -65,8 +44,8 @@ func checkTemplateNames(t *Template, q queue.Queue) []Problem {
 		if len(value) > MaxNameBytes && utf8.ValidString(value) && strings.IndexByte(value, 0) < 0 {
 			code = CodeNameTooLong
 		}
-		probs = append(probs, Problem{Code: code, Step: truncateName(step), Field: field,
-			Message: fmt.Sprintf("%q %s", truncateName(value), why)})
+		probs = append(probs, Problem{Code: code, Step: pgname.Truncate(step), Field: field,
+			Message: fmt.Sprintf("%q %s", pgname.Truncate(value), why)})
 	}
 	check("", "namespace_name", t.Namespace)
 	check("", "name", t.Name)
@@ -80,10 +59,10 @@ func checkTemplateNames(t *Template, q queue.Queue) []Problem {
 			check(s.Name, fmt.Sprintf("%s.dependencies[%d]", p, k), d)
 		}
 	}
-	if nv, ok := q.(queue.NameValidator); ok && t.Namespace != "" && checkName(t.Namespace) == "" {
+	if nv, ok := q.(queue.NameValidator); ok && t.Namespace != "" && pgname.Check(t.Namespace) == "" {
 		if err := nv.ValidateQueueName(t.Namespace); err != nil {
 			probs = append(probs, Problem{Code: CodeQueueNameRejected, Field: "namespace_name",
-				Message: fmt.Sprintf("the queue backend cannot serve namespace %q: %v", truncateName(t.Namespace), err)})
+				Message: fmt.Sprintf("the queue backend cannot serve namespace %q: %v", pgname.Truncate(t.Namespace), err)})
 		}
 	}
 	return probs

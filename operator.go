@@ -72,7 +72,7 @@ func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
 		return mapStoreErr(err, p.StepID)
 	}
 	e.log.Info("operator action", "action", p.Action, "step", p.StepID, "task", res.TaskID, "task_state", res.TaskState, "operator", p.Operator)
-	e.waiters.notify(res.TaskID)
+	e.waiters.Notify(res.TaskID)
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"sort"
 
 	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/internal/engine"
 )
 
 // Handler runs one attempt of a step. It returns a JSON-encodable result, or an error: wrap it
@@ -53,6 +55,14 @@ type Step struct {
 	save       func(ctx context.Context, raw json.RawMessage) error
 	// maxCheckpoint bounds a checkpoint's size (Config.MaxPayloadBytes); 0: no bound.
 	maxCheckpoint int
+}
+
+// stepFrom is what a handler sees of the attempt the engine runs.
+func stepFrom(a *engine.Attempt) *Step {
+	return &Step{TaskID: a.TaskID, ID: a.StepID, Name: a.Name, Namespace: a.Namespace, TaskName: a.TaskName,
+		Version: a.Version, Attempt: a.Number, MaxAttempts: a.MaxAttempts, CorrelationID: a.CorrelationID,
+		context: a.Context, method: a.Method, config: a.Config, results: a.Results, inputs: a.Inputs,
+		checkpoint: a.Checkpoint, maxCheckpoint: a.MaxCheckpoint, save: a.SaveCheckpoint}
 }
 
 // Inputs decodes the step's own inputs, such as a batch worker's BatchInputs, into v. It returns

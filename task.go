@@ -165,16 +165,16 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	// parents of a step created now are created now too.
 	steps := make([]store.NewStep, 0, len(r.t.Steps))
 	pos := make(map[int]int, len(r.t.Steps))
-	for _, i := range r.graph.TopoOrder() {
-		s := &r.t.Steps[i]
-		if r.dynamic[s.Name] {
+	for _, i := range r.compiled.Graph.TopoOrder() {
+		s := &r.compiled.Steps[i]
+		if r.compiled.Dynamic[s.Name] {
 			continue
 		}
-		ns, err := newStepFrom(s, s.Name)
+		ns, err := s.NewStep(s.Name)
 		if err != nil {
 			return nil, err
 		}
-		for _, parent := range r.graph.Parents(i) {
+		for _, parent := range r.compiled.Graph.Parents(i) {
 			ns.Parents = append(ns.Parents, pos[parent])
 		}
 		pos[i] = len(steps)
@@ -550,8 +550,8 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 // with that handler (see Engine.Health), and so does WaitTask; give ctx a deadline when that can
 // happen.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
-	ch := e.waiters.subscribe(id)
-	defer e.waiters.unsubscribe(id, ch)
+	ch := e.waiters.Subscribe(id)
+	defer e.waiters.Unsubscribe(id, ch)
 	delay := 5 * time.Millisecond
 	for {
 		t, err := e.store.GetTask(ctx, id)
@@ -588,8 +588,8 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	if err != nil {
 		return mapStoreErr(err, id)
 	}
-	e.runs.cancelTask(id)
-	e.waiters.notify(res.TaskID)
+	e.runs.CancelTask(id)
+	e.waiters.Notify(res.TaskID)
 	return nil
 }
 

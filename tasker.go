@@ -35,7 +35,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/tasker-systems/tasker/dag"
+	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -61,6 +62,8 @@ const (
 	// RepublishAfterDefault is how long a step may wait enqueued, with a queue outside the
 	// database, before its message is published again.
 	RepublishAfterDefault = 30 * time.Second
+	// MaxDecisionStepsDefault caps the steps one decision may create.
+	MaxDecisionStepsDefault = 100
 	// RescueIntervalDefault is how often the leader looks for steps whose lease expired; it is
 	// lowered to Lease/2 when the lease is shorter.
 	RescueIntervalDefault = 5 * time.Second
@@ -133,52 +136,23 @@ type Engine struct {
 	log   logr.Logger
 
 	mu        sync.RWMutex
-	templates map[string][]*registered // by namespace/name, versions in registration order
-	handlers  map[string]Handler
+	templates map[string][]*registered  // by namespace/name, versions in registration order
+	handlers  map[string]engine.Handler // adapted (adapt)
 
 	running     atomic.Bool
-	active      *workers    // the running workers, told of templates registered meanwhile; guarded by mu
-	schemaReady atomic.Bool // the store's schema was found at this library's version
-	runs        runRegistry // handlers in flight, by task, for cancellation
-	waiters     waiterRegistry
-	waiting     waitingRegistry // steps this engine declined, for Health
+	active      *workers           // the running workers, told of templates registered meanwhile; guarded by mu
+	schemaReady atomic.Bool        // the store's schema was found at this library's version
+	runs        engine.RunRegistry // handlers in flight, by task, for cancellation
+	waiters     engine.WaiterRegistry
+	waiting     engine.WaitingRegistry // steps this engine declined, for Health
 }
 
 // registered is a template prepared for running.
 type registered struct {
-	t          *Template
-	graph      *dag.Graph
-	schema     *jsonschema.Schema
-	dynamic    map[string]bool // steps created at run time, not with the task
-	definition []byte
-	checksum   string
-	persisted  atomic.Bool
-
-	// ancestors caches the ancestor names of the steps claimed so far, up to ancestorCacheNames
-	// names in all (ancBudget counts down), so that a template's memory stays linear in its size
-	// however long its chains: a step's full ancestor list is computed from the graph when needed.
-	ancestors sync.Map // step name -> []string, never modified once stored
-	ancBudget atomic.Int64
-}
-
-// ancestorCacheNames bounds the ancestor names one registered template caches.
-const ancestorCacheNames = 1 << 16
-
-// ancestorNames names the template steps that step depends on, directly or transitively, in the
-// template's step order; false for an unknown step. The slice is shared: do not modify it.
-func (r *registered) ancestorNames(step string) ([]string, bool) {
-	if v, ok := r.ancestors.Load(step); ok {
-		return v.([]string), true
-	}
-	i, ok := r.graph.Index(step)
-	if !ok {
-		return nil, false
-	}
-	names := r.graph.Names(r.graph.Ancestors(i))
-	if r.ancBudget.Add(-int64(len(names))-1) >= 0 {
-		r.ancestors.Store(step, names)
-	}
-	return names, true
+	t         *Template
+	schema    *jsonschema.Schema
+	compiled  *engine.Template // the engine's view: graph, dynamic steps, registry row
+	persisted atomic.Bool
 }
 
 // NewEngine returns an engine. It does no I/O: RunWorkers and the first CreateTask check the
@@ -202,7 +176,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if nv, ok := q.(queue.NameValidator); ok {
 		for i, ns := range cfg.Namespaces {
 			if err := nv.ValidateQueueName(ns); err != nil {
-				return nil, &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", truncateName(ns)),
+				return nil, &ConfigError{Field: fmt.Sprintf("Namespaces[%d]", i), Value: fmt.Sprintf("%q", pgname.Truncate(ns)),
 					Reason: "cannot name a queue: " + err.Error()}
 			}
 		}
@@ -241,9 +215,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		queue:     q,
 		log:       cfg.Logger,
 		templates: map[string][]*registered{},
-		handlers:  map[string]Handler{},
-		runs:      runRegistry{m: map[uuid.UUID]map[runKey]context.CancelCauseFunc{}},
-		waiters:   waiterRegistry{m: map[uuid.UUID][]chan struct{}{}},
+		handlers:  map[string]engine.Handler{},
 	}, nil
 }
 
@@ -303,32 +275,26 @@ func (e *Engine) Register(t *Template) error {
 		return err
 	}
 	if probs := checkTemplateNames(c, e.queue); len(probs) > 0 {
-		return &ValidationError{Template: truncateName(c.Key()), Problems: probs}
+		return &ValidationError{Template: pgname.Truncate(c.Key()), Problems: probs}
 	}
-	nodes := make([]dag.Node, len(c.Steps))
-	for i, s := range c.Steps {
-		nodes[i] = dag.Node{Name: s.Name, Deps: s.Dependencies}
-	}
-	g, err := dag.Build(nodes)
+	compiled, err := compile(c)
 	if err != nil {
 		return err
 	}
-	r := &registered{t: c, graph: g}
-	r.ancBudget.Store(ancestorCacheNames)
-	classifyDynamic(r)
+	r := &registered{t: c, compiled: compiled}
 	if len(c.InputSchema) > 0 {
 		if r.schema, err = compileInputSchema(c.InputSchema, c.InputSchemaLoader); err != nil {
 			return fmt.Errorf("tasker: template %s: input_schema: %w", c.Key(), err)
 		}
 	}
-	if r.definition, err = json.Marshal(c); err != nil {
+	if compiled.Definition, err = json.Marshal(c); err != nil {
 		return fmt.Errorf("tasker: template %s: %w", c.Key(), err)
 	}
-	if probs := checkDefinition(r.definition); len(probs) > 0 {
+	if probs := checkDefinition(compiled.Definition); len(probs) > 0 {
 		return &ValidationError{Template: c.Key(), Problems: probs}
 	}
-	sum := sha256.Sum256(r.definition)
-	r.checksum = hex.EncodeToString(sum[:])
+	sum := sha256.Sum256(compiled.Definition)
+	compiled.Checksum = hex.EncodeToString(sum[:])
 
 	key := c.Namespace + "/" + c.Name
 	e.mu.Lock()
@@ -336,10 +302,10 @@ func (e *Engine) Register(t *Template) error {
 	for _, v := range versions {
 		if v.t.Version == c.Version {
 			e.mu.Unlock()
-			if v.checksum == r.checksum {
+			if v.compiled.Checksum == compiled.Checksum {
 				return nil
 			}
-			return &TemplateConflictError{Namespace: c.Namespace, Name: c.Name, Version: c.Version, Existing: v.checksum, Proposed: r.checksum}
+			return &TemplateConflictError{Namespace: c.Namespace, Name: c.Name, Version: c.Version, Existing: v.compiled.Checksum, Proposed: compiled.Checksum}
 		}
 	}
 	newNamespace := !e.servesLocked(c.Namespace)
@@ -381,7 +347,7 @@ type TemplateConflictError = store.TemplateConflictError
 func (e *Engine) Handle(callable string, h Handler) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.handlers[callable] = h
+	e.handlers[callable] = adapt(h)
 }
 
 // HandleFunc is Handle for a function.
@@ -389,7 +355,7 @@ func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Ste
 	e.Handle(callable, HandlerFunc(fn))
 }
 
-func (e *Engine) handler(name string) (Handler, bool) {
+func (e *Engine) handler(name string) (engine.Handler, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	h, ok := e.handlers[name]
@@ -475,7 +441,7 @@ func (r *registered) registryRow() *store.RegisterTemplateParams {
 
 func (r *registered) registryParams() *store.RegisterTemplateParams {
 	return &store.RegisterTemplateParams{Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
-		Definition: r.definition, Checksum: r.checksum}
+		Definition: r.compiled.Definition, Checksum: r.compiled.Checksum}
 }
 
 // registeredTemplates lists every registered template version.

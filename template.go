@@ -46,6 +46,12 @@ const (
 	BackoffNone BackoffKind = "none"
 )
 
+// BackoffJitter is the randomization factor applied to every backoff: a wait d becomes a random
+// value in [d*(1-BackoffJitter), d*(1+BackoffJitter)], so that steps failing together do not
+// retry together. The jitter never takes a wait past the step's cap (MaxBackoff): a wait at the
+// cap is drawn from [cap*(1-BackoffJitter), cap].
+const BackoffJitter = 0.2
+
 // IdentityStrategy says how the identity of a task (the key that makes a
 // second, identical request return the existing task) is computed. The
 // zero value means IdentityStrict. In YAML the key is `identity_strategy`

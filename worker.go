@@ -15,9 +15,6 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// errStepTimeout is the cause of a handler context that reached the step's timeout.
-var errStepTimeout = errors.New("step timed out")
-
 // abandonGrace is how long a handler that ignores its cancelled context is waited for before its
 // attempt is settled without it.
 const abandonGrace = 2 * time.Second

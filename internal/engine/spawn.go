@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -8,59 +8,33 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/store"
 )
 
-// MaxDecisionStepsDefault caps the steps one decision may create.
-const MaxDecisionStepsDefault = 100
+// InvalidOutcomeError is a decision or batch outcome the template cannot honour: the step fails
+// for good, with Msg as its error.
+type InvalidOutcomeError struct{ Msg string }
 
-// invalidOutcomeError is a decision or batch outcome the template cannot honour.
-type invalidOutcomeError struct{ msg string }
-
-func (e *invalidOutcomeError) Error() string { return e.msg }
+func (e *InvalidOutcomeError) Error() string { return e.Msg }
 
 func invalidOutcome(format string, args ...any) error {
-	return &invalidOutcomeError{msg: fmt.Sprintf(format, args...)}
+	return &InvalidOutcomeError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// classifyDynamic marks the steps that are not created with their task: batch workers,
-// convergence steps, and every step downstream of a decision point or a batch worker.
-func classifyDynamic(r *registered) {
-	r.dynamic = map[string]bool{}
-	for _, i := range r.graph.TopoOrder() {
-		s := &r.t.Steps[i]
-		dyn := s.Type == StepBatchWorker || s.Type == StepDeferredConvergence
-		for _, p := range r.graph.Parents(i) {
-			ps := &r.t.Steps[p]
-			if ps.Type == StepDecision || r.dynamic[ps.Name] {
-				dyn = true
-			}
-		}
-		r.dynamic[s.Name] = dyn
-	}
+// StepNamer reads the names of a task's steps (store.Store does).
+type StepNamer interface {
+	StepNames(ctx context.Context, taskID uuid.UUID) ([]string, error)
 }
 
-// newStepFrom makes a step to create from its template step.
-func newStepFrom(s *StepTemplate, name string) (store.NewStep, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return store.NewStep{}, err
-	}
-	return store.NewStep{
-		StepID: id, Name: name, TemplateStep: s.Name, Handler: s.Handler.Callable, Type: string(s.Type),
-		MaxAttempts: s.Retry.MaxAttempts, Retryable: !s.Retry.NoRetry, Backoff: string(s.Retry.Backoff),
-		BackoffBase: s.Retry.BackoffBase, MaxBackoff: s.Retry.MaxBackoff, Timeout: s.Timeout,
-	}, nil
-}
-
-// spawnPlan turns a decision's or batchable step's result into the steps to create. It returns
-// nil for other steps.
-func (e *Engine) spawnPlan(ctx context.Context, r *registered, st *store.Step, result json.RawMessage) (*store.SpawnPlan, error) {
-	ts, ok := r.t.Step(st.TemplateStep)
+// SpawnPlan turns a decision's or batchable step's result into the steps to create; a decision
+// may create maxDecisionSteps steps at most. It returns nil for other steps.
+func SpawnPlan(ctx context.Context, names StepNamer, t *Template, st *store.Step, result json.RawMessage, maxDecisionSteps int) (*store.SpawnPlan, error) {
+	ts, ok := t.Step(st.TemplateStep)
 	if !ok || (ts.Type != StepDecision && ts.Type != StepBatchable) {
 		return nil, nil
 	}
-	existingNames, err := e.store.StepNames(ctx, st.TaskID)
+	existingNames, err := names.StepNames(ctx, st.TaskID)
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +42,10 @@ func (e *Engine) spawnPlan(ctx context.Context, r *registered, st *store.Step, r
 	for _, n := range existingNames {
 		exists[n] = true
 	}
-	p := &planner{r: r, exists: exists, plan: &store.SpawnPlan{}, planned: map[string]int{}}
+	p := &planner{t: t, exists: exists, plan: &store.SpawnPlan{}, planned: map[string]int{}}
 	switch ts.Type {
 	case StepDecision:
-		err = p.decision(ts, result, e.cfg.MaxDecisionSteps)
+		err = p.decision(ts, result, maxDecisionSteps)
 	case StepBatchable:
 		err = p.batch(ts, st, result)
 	}
@@ -85,7 +59,7 @@ func (e *Engine) spawnPlan(ctx context.Context, r *registered, st *store.Step, r
 }
 
 type planner struct {
-	r       *registered
+	t       *Template
 	exists  map[string]bool
 	plan    *store.SpawnPlan
 	planned map[string]int      // name -> index in plan.Steps
@@ -109,7 +83,7 @@ func (p *planner) add(ns store.NewStep) {
 
 // parentsOf lists the existing or planned steps standing for a template step's dependencies:
 // a batch_worker template dependency stands for the workers made from it.
-func (p *planner) parentsOf(s *StepTemplate) (present, missing []string) {
+func (p *planner) parentsOf(s *Step) (present, missing []string) {
 	for _, d := range s.Dependencies {
 		if ws, ok := p.workers[d]; ok {
 			present = append(present, ws...)
@@ -124,7 +98,7 @@ func (p *planner) parentsOf(s *StepTemplate) (present, missing []string) {
 	return present, missing
 }
 
-func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) error {
+func (p *planner) decision(ts *Step, result json.RawMessage, limit int) error {
 	var out struct {
 		Outcome *decisionJSON `json:"decision_point_outcome"`
 	}
@@ -141,16 +115,16 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 	if len(out.Outcome.StepNames) > limit {
 		return invalidOutcome("decision step %q asks for %d steps; the limit is %d", ts.Name, len(out.Outcome.StepNames), limit)
 	}
-	di, _ := p.r.graph.Index(ts.Name)
+	di, _ := p.t.Graph.Index(ts.Name)
 	descendants := map[string]bool{}
-	for _, n := range p.r.graph.Names(p.r.graph.Descendants(di)) {
+	for _, n := range p.t.Graph.Names(p.t.Graph.Descendants(di)) {
 		descendants[n] = true
 	}
 	for _, name := range out.Outcome.StepNames {
-		s, ok := p.r.t.Step(name)
+		s, ok := p.t.Step(name)
 		switch {
 		case !ok:
-			return invalidOutcome("decision step %q names %q, which is not a step of template %s", ts.Name, name, p.r.t.Key())
+			return invalidOutcome("decision step %q names %q, which is not a step of template %s", ts.Name, name, p.t.Key())
 		case !descendants[name]:
 			return invalidOutcome("decision step %q names %q, which does not descend from it", ts.Name, name)
 		case s.Type == StepBatchWorker || s.Type == StepDeferredConvergence:
@@ -159,7 +133,7 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 		if p.has(name) {
 			continue // replayed or already created: names are unique per task
 		}
-		ns, err := newStepFrom(s, name)
+		ns, err := s.NewStep(name)
 		if err != nil {
 			return err
 		}
@@ -172,7 +146,7 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 		if !ok {
 			continue
 		}
-		s, _ := p.r.t.Step(name)
+		s, _ := p.t.Step(name)
 		present, missing := p.parentsOf(s)
 		if len(missing) > 0 {
 			return invalidOutcome("decision step %q creates %q, whose dependencies %v do not exist in this task", ts.Name, name, missing)
@@ -182,7 +156,7 @@ func (p *planner) decision(ts *StepTemplate, result json.RawMessage, limit int) 
 	return nil
 }
 
-func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage) error {
+func (p *planner) batch(ts *Step, st *store.Step, result json.RawMessage) error {
 	var out struct {
 		Outcome *batchJSON `json:"batch_processing_outcome"`
 	}
@@ -191,9 +165,9 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 	}
 	// The worker template: named by the outcome, else the batch_worker step depending on this one.
 	wname := out.Outcome.WorkerTemplateName
-	var wt *StepTemplate
-	for i := range p.r.t.Steps {
-		s := &p.r.t.Steps[i]
+	var wt *Step
+	for i := range p.t.Steps {
+		s := &p.t.Steps[i]
 		if s.Type == StepBatchWorker && slices.Contains(s.Dependencies, ts.Name) && (wname == "" || wname == s.Name) {
 			wt = s
 			break
@@ -202,7 +176,7 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 	if wt == nil {
 		return invalidOutcome("batchable step %q: no batch_worker step %q depends on it", ts.Name, wname)
 	}
-	cfg := BatchConfig{}
+	cfg := Batch{}
 	if wt.Batch != nil {
 		cfg = *wt.Batch
 	}
@@ -219,7 +193,7 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 		return invalidOutcome("batchable step %q: unknown outcome type %q (want create_batches or no_batches)", ts.Name, out.Outcome.Type)
 	}
 	if noOp {
-		cursors = []BatchCursor{{BatchID: "000"}}
+		cursors = []batchCursor{{BatchID: "000"}}
 	}
 	if cfg.MaxWorkers > 0 && len(cursors) > cfg.MaxWorkers {
 		return invalidOutcome("batchable step %q asks for %d workers; batch_config.max_workers is %d", ts.Name, len(cursors), cfg.MaxWorkers)
@@ -233,22 +207,22 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 		if c.BatchID == "" {
 			c.BatchID = fmt.Sprintf("%03d", i+1)
 		}
-		var in BatchInputs
+		var in batchInputs
 		in.Cursor, in.IsNoOp = c, noOp
-		in.BatchMetadata.CursorField, in.BatchMetadata.FailureStrategy = cfg.CursorField, string(cfg.FailureStrategy)
+		in.BatchMetadata.CursorField, in.BatchMetadata.FailureStrategy = cfg.CursorField, cfg.FailureStrategy
 		raw, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
 		name := wt.Name + "_" + c.BatchID
-		if why := checkName(name); why != "" {
-			return invalidOutcome("batch %q: the worker step's name %q %s", truncateName(c.BatchID), truncateName(name), why)
+		if why := pgname.Check(name); why != "" {
+			return invalidOutcome("batch %q: the worker step's name %q %s", pgname.Truncate(c.BatchID), pgname.Truncate(name), why)
 		}
-		ns, err := newStepFrom(wt, name)
+		ns, err := wt.NewStep(name)
 		if err != nil {
 			return err
 		}
-		ns.Inputs, ns.Held, ns.BatchGroup, ns.FailureStrategy = raw, i >= parallelism, st.ID, string(cfg.FailureStrategy)
+		ns.Inputs, ns.Held, ns.BatchGroup, ns.FailureStrategy = raw, i >= parallelism, st.ID, cfg.FailureStrategy
 		ns.ParentNames = []string{ts.Name}
 		p.add(ns)
 		p.workers[wt.Name] = append(p.workers[wt.Name], name)
@@ -261,9 +235,9 @@ func (p *planner) batch(ts *StepTemplate, st *store.Step, result json.RawMessage
 func (p *planner) followers() error {
 	for changed := true; changed; {
 		changed = false
-		for i := range p.r.t.Steps {
-			s := &p.r.t.Steps[i]
-			if !p.r.dynamic[s.Name] || s.Type == StepBatchWorker {
+		for i := range p.t.Steps {
+			s := &p.t.Steps[i]
+			if !p.t.Dynamic[s.Name] || s.Type == StepBatchWorker {
 				continue
 			}
 			if s.Type != StepDeferredConvergence {
@@ -275,7 +249,7 @@ func (p *planner) followers() error {
 				if len(missing) > 0 || len(present) == 0 {
 					continue
 				}
-				ns, err := newStepFrom(s, s.Name)
+				ns, err := s.NewStep(s.Name)
 				if err != nil {
 					return err
 				}
@@ -301,7 +275,7 @@ func (p *planner) followers() error {
 				continue // already planned in an earlier round
 			}
 			present, _ := p.parentsOf(s)
-			ns, err := newStepFrom(s, s.Name)
+			ns, err := s.NewStep(s.Name)
 			if err != nil {
 				return err
 			}
@@ -313,11 +287,44 @@ func (p *planner) followers() error {
 	return nil
 }
 
-func (p *planner) isDecisionChild(s *StepTemplate) bool {
+func (p *planner) isDecisionChild(s *Step) bool {
 	for _, d := range s.Dependencies {
-		if ds, ok := p.r.t.Step(d); ok && ds.Type == StepDecision {
+		if ds, ok := p.t.Step(d); ok && ds.Type == StepDecision {
 			return true
 		}
 	}
 	return false
+}
+
+// decisionJSON and batchJSON are the results a decision and a batchable step return, in Tasker
+// Core's shape; tasker.DecisionOutcome and tasker.BatchOutcome encode them.
+type decisionJSON struct {
+	Type      string   `json:"type"`
+	StepNames []string `json:"step_names,omitempty"`
+}
+
+type batchJSON struct {
+	Type               string        `json:"type"`
+	WorkerTemplateName string        `json:"worker_template_name,omitempty"`
+	WorkerCount        int           `json:"worker_count,omitempty"`
+	CursorConfigs      []batchCursor `json:"cursor_configs,omitempty"`
+	TotalItems         int64         `json:"total_items,omitempty"`
+}
+
+// batchCursor and batchInputs are tasker.BatchCursor and tasker.BatchInputs, the inputs a batch
+// worker is created with.
+type batchCursor struct {
+	BatchID   string `json:"batch_id"`
+	Start     int64  `json:"start_cursor"`
+	End       int64  `json:"end_cursor"`
+	BatchSize int64  `json:"batch_size"`
+}
+
+type batchInputs struct {
+	Cursor        batchCursor `json:"cursor"`
+	BatchMetadata struct {
+		CursorField     string `json:"cursor_field"`
+		FailureStrategy string `json:"failure_strategy"`
+	} `json:"batch_metadata"`
+	IsNoOp bool `json:"is_no_op"`
 }
