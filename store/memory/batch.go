@@ -18,10 +18,8 @@ import (
 // store.AlreadyRecorded, store.NotFound). The store does not own a queue, so nothing is acked:
 // the caller acks every MessageID after the call, and sends the Publish lists.
 func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
-	for _, o := range p.Outcomes {
-		if err := params.CheckPlan(o); err != nil {
-			return nil, err
-		}
+	if err := params.CheckPlans(p.Outcomes); err != nil {
+		return nil, err
 	}
 	if len(p.Outcomes) == 0 {
 		return &store.RecordOutcomesResult{}, nil

@@ -23,10 +23,8 @@ import (
 // Every MessageID is deleted from the store's own queue in the same commit. The released steps'
 // and retries' messages come back in Publish.
 func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
-	for _, o := range p.Outcomes {
-		if err := params.CheckPlan(o); err != nil {
-			return nil, err
-		}
+	if err := params.CheckPlans(p.Outcomes); err != nil {
+		return nil, err
 	}
 	if len(p.Outcomes) == 0 {
 		return &store.RecordOutcomesResult{}, nil

@@ -21,6 +21,17 @@ func CheckPlan(o store.Outcome) error {
 	return nil
 }
 
+// CheckPlans is CheckPlan for every outcome of a batch: the batch is refused whole, before anything
+// is applied, when one of them has no plan.
+func CheckPlans(outcomes []store.Outcome) error {
+	for _, o := range outcomes {
+		if err := CheckPlan(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Single is a batched outcome in the form of today's single-step path, which the stores apply
 // with o.Plan (Kind stays unset: the plan has decided), sending its enqueues to enq.
 func Single(o store.Outcome, enq store.Enqueuer) store.OutcomeParams {
