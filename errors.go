@@ -15,7 +15,7 @@ import (
 // Sentinel errors for errors.Is.
 var (
 	// ErrTemplateNotFound is returned when no registered template has the requested key.
-	ErrTemplateNotFound = errors.New("tasker: template not found")
+	ErrTemplateNotFound = engine.ErrTemplateNotFound
 	// ErrTaskNotFound is returned for an unknown task ID.
 	ErrTaskNotFound = errors.New("tasker: task not found")
 	// ErrStepNotFound is returned for an unknown step.
@@ -37,15 +37,15 @@ var (
 	// ErrUnsupported is returned for template features this version cannot run yet.
 	ErrUnsupported = errors.New("tasker: unsupported")
 	// ErrAlreadyRunning is returned by RunWorkers when the engine's workers already run.
-	ErrAlreadyRunning = errors.New("tasker: workers already running")
+	ErrAlreadyRunning = engine.ErrAlreadyRunning
 	// ErrTaskCancelled is the cause of a handler context cancelled because its task was cancelled.
 	ErrTaskCancelled = engine.ErrTaskCancelled
 	// ErrLeaseLost is the cause of a handler context cancelled because its step is no longer this
 	// worker's: its lease expired and the step was rescued, or another worker holds it now. The
 	// handler's outcome would be dropped.
-	ErrLeaseLost = errors.New("tasker: step lease lost")
+	ErrLeaseLost = engine.ErrLeaseLost
 	// ErrShutdown is the cause of a handler context cancelled because the engine is stopping.
-	ErrShutdown = errors.New("tasker: engine shutting down")
+	ErrShutdown = engine.ErrShutdown
 )
 
 // DuplicateTaskError reports that a task with the same identity exists.

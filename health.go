@@ -28,11 +28,11 @@ type WaitReason string
 
 const (
 	// WaitNoHandler: no handler is registered here for the step's callable (Engine.Handle).
-	WaitNoHandler WaitReason = "no_handler"
+	WaitNoHandler WaitReason = engine.WaitNoHandler
 	// WaitNoTemplate: the handler is registered here, but not the task's template version, which
 	// the step's type needs (a decision or batchable step creates steps its template describes; a
 	// batch worker's failure strategy is applied with its template).
-	WaitNoTemplate WaitReason = "no_template"
+	WaitNoTemplate WaitReason = engine.WaitNoTemplate
 )
 
 // WaitingSteps is one group of Health.WaitingForHandler.
@@ -52,7 +52,7 @@ type WaitingSteps struct {
 // still waits (one read per task involved), and forgets those that moved on or that this engine
 // can run by now (a handler registered since).
 func (e *Engine) Health(ctx context.Context) (*Health, error) {
-	steps := e.waiting.Snapshot()
+	steps := e.core.Waiting().Snapshot()
 	byTask := map[uuid.UUID][]engine.WaitingStep{}
 	for _, s := range steps {
 		byTask[s.TaskID] = append(byTask[s.TaskID], s)
@@ -90,7 +90,7 @@ func (e *Engine) Health(ctx context.Context) (*Health, error) {
 			}
 		}
 	}
-	e.waiting.Forget(gone)
+	e.core.Waiting().Forget(gone)
 	h := &Health{}
 	for _, g := range groups {
 		h.WaitingForHandler = append(h.WaitingForHandler, *g)
@@ -103,6 +103,5 @@ func (e *Engine) Health(ctx context.Context) (*Health, error) {
 
 // canRunNow tells whether this engine has since gained what a step it declined needs.
 func (e *Engine) canRunNow(w engine.WaitingStep) bool {
-	_, ok := e.handler(w.Callable)
-	return ok && WaitReason(w.Reason) == WaitNoHandler
+	return e.core.HasHandler(w.Callable) && WaitReason(w.Reason) == WaitNoHandler
 }

@@ -59,11 +59,11 @@ func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
 	if err != nil {
 		return err
 	}
-	enq := e.enqueuerFor()
+	enq := e.core.NewEnqueuer()
 	p.Namespace, p.Enqueuer = ns, enq
 	res, err := e.store.OperatorAction(ctx, p)
 	if err == nil {
-		enq.flush(ctx)
+		enq.Flush(ctx)
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -72,7 +72,7 @@ func (e *Engine) operator(ctx context.Context, p store.OperatorParams) error {
 		return mapStoreErr(err, p.StepID)
 	}
 	e.log.Info("operator action", "action", p.Action, "step", p.StepID, "task", res.TaskID, "task_state", res.TaskState, "operator", p.Operator)
-	e.waiters.Notify(res.TaskID)
+	e.core.Waiters().Notify(res.TaskID)
 	return nil
 }
 

@@ -143,7 +143,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err := validateOrigin(r.t.Key(), &req); err != nil {
 		return nil, err
 	}
-	if err := e.checkSchema(ctx); err != nil {
+	if err := e.core.CheckSchema(ctx); err != nil {
 		return nil, err
 	}
 	ctxJSON, err := e.encodeContext(r, req.Context)
@@ -180,21 +180,21 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		pos[i] = len(steps)
 		steps = append(steps, ns)
 	}
-	enq := e.enqueuerFor()
+	enq := e.core.NewEnqueuer()
 	_, publishes := e.queue.(queue.Publisher)
 	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
 		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
-		Steps: steps, Enqueuer: enq, Template: r.registryRow(),
+		Steps: steps, Enqueuer: enq, Template: r.compiled.RegistryRow(),
 		AnnounceCommit: tx != nil && publishes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
 	}
 	if tx == nil {
-		enq.flush(ctx)
+		enq.Flush(ctx)
 	}
 	// With a queue outside the database and the caller's transaction, nothing may be published
 	// before that transaction commits, which only the caller and the database see: a store that is
@@ -202,7 +202,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	// steps then; otherwise (or if the announcement is lost) the sweeper publishes them once they
 	// have waited Config.RepublishAfter.
 	if tx == nil {
-		r.persisted.Store(true) // committed: later creations need not write the registry row
+		r.compiled.MarkPersisted() // committed: later creations need not write the registry row
 	}
 	task := taskFromStore(&res.Task)
 	task.Steps = stepsFromStore(res.Steps)
@@ -550,8 +550,8 @@ func (e *Engine) Transitions(ctx context.Context, taskID uuid.UUID) ([]Transitio
 // with that handler (see Engine.Health), and so does WaitTask; give ctx a deadline when that can
 // happen.
 func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
-	ch := e.waiters.Subscribe(id)
-	defer e.waiters.Unsubscribe(id, ch)
+	ch := e.core.Waiters().Subscribe(id)
+	defer e.core.Waiters().Unsubscribe(id, ch)
 	delay := 5 * time.Millisecond
 	for {
 		t, err := e.store.GetTask(ctx, id)
@@ -588,8 +588,8 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	if err != nil {
 		return mapStoreErr(err, id)
 	}
-	e.runs.CancelTask(id)
-	e.waiters.Notify(res.TaskID)
+	e.core.CancelRuns(id)
+	e.core.Waiters().Notify(res.TaskID)
 	return nil
 }
 

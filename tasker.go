@@ -24,11 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"sort"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -55,7 +50,7 @@ const (
 	// MaxPayloadBytesDefault bounds a task context and a step result (1 MiB).
 	MaxPayloadBytesDefault = 1 << 20
 	// ReadBatchDefault is how many messages a worker reads at once, at most.
-	ReadBatchDefault = 10
+	ReadBatchDefault = engine.ReadBatchDefault
 	// LeaderTTLDefault is how long the maintenance leader's election holds without renewal: when
 	// the leader dies, another engine takes over within about this long.
 	LeaderTTLDefault = 6 * time.Second
@@ -134,25 +129,15 @@ type Engine struct {
 	store Store
 	queue queue.Queue
 	log   logr.Logger
-
-	mu        sync.RWMutex
-	templates map[string][]*registered  // by namespace/name, versions in registration order
-	handlers  map[string]engine.Handler // adapted (adapt)
-
-	running     atomic.Bool
-	active      *workers           // the running workers, told of templates registered meanwhile; guarded by mu
-	schemaReady atomic.Bool        // the store's schema was found at this library's version
-	runs        engine.RunRegistry // handlers in flight, by task, for cancellation
-	waiters     engine.WaiterRegistry
-	waiting     engine.WaitingRegistry // steps this engine declined, for Health
+	core  *engine.Engine // templates, handlers, workers and maintenance
 }
 
-// registered is a template prepared for running.
+// registered is what the root keeps of a registered template, attached to the engine's compiled
+// view (engine.Template.API).
 type registered struct {
-	t         *Template
-	schema    *jsonschema.Schema
-	compiled  *engine.Template // the engine's view: graph, dynamic steps, registry row
-	persisted atomic.Bool
+	t        *Template
+	schema   *jsonschema.Schema
+	compiled *engine.Template // the engine's view: graph, dynamic steps, registry row
 }
 
 // NewEngine returns an engine. It does no I/O: RunWorkers and the first CreateTask check the
@@ -209,36 +194,27 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.MaxPayloadBytes <= 0 {
 		cfg.MaxPayloadBytes = MaxPayloadBytesDefault
 	}
-	return &Engine{
-		cfg:       cfg,
-		store:     cfg.Store,
-		queue:     q,
-		log:       cfg.Logger,
-		templates: map[string][]*registered{},
-		handlers:  map[string]engine.Handler{},
-	}, nil
-}
-
-// checkSchema verifies once, and then remembers, that the database schema is at this library's
-// version, so that a missing migration is reported in words (migrations.ErrNotMigrated,
-// migrations.ErrSchemaTooNew) rather than as a failing query.
-func (e *Engine) checkSchema(ctx context.Context) error {
-	if e.schemaReady.Load() {
-		return nil
-	}
-	c, ok := e.store.(interface{ CheckSchema(context.Context) error })
-	if !ok {
-		return nil
-	}
-	if err := c.CheckSchema(ctx); err != nil {
-		return err
-	}
-	e.schemaReady.Store(true)
-	return nil
+	core := engine.New(engine.Config{Store: cfg.Store, Queue: q, Logger: cfg.Logger, WorkerID: cfg.WorkerID,
+		Concurrency: cfg.Concurrency, NamespaceConcurrency: cfg.NamespaceConcurrency, Namespaces: cfg.Namespaces,
+		Lease: cfg.Lease, ShutdownTimeout: cfg.ShutdownTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes,
+		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
+		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance})
+	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 
 // WorkerID returns the name this engine uses in leases and transitions.
 func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
+
+// RunWorkers takes steps from the queue and runs their handlers until ctx ends, then drains:
+// in-flight handlers get Config.ShutdownTimeout to finish, after which their contexts are
+// cancelled and their steps go back to the queue without losing the attempt. A handler's outcome
+// that the database cannot take yet (an outage) is tried until its lease ends, so the drain lasts
+// at most ShutdownTimeout, a few seconds' grace and one Config.Lease. It returns nil after a clean
+// stop, or an error when it cannot start (for example a database that is not migrated, or a
+// *TemplateConflictError when the database's registry holds another definition of a registered
+// template version). Only one RunWorkers per engine may run at a time (ErrAlreadyRunning).
+// Templates registered while it runs are served too (see Register).
+func (e *Engine) RunWorkers(ctx context.Context) error { return e.core.Run(ctx) }
 
 // Register adds a template. Defaults are applied to its zero fields and, when Config.Environment
 // is set, that environment's overrides; then it is validated, and a *ValidationError lists every
@@ -296,41 +272,11 @@ func (e *Engine) Register(t *Template) error {
 	sum := sha256.Sum256(compiled.Definition)
 	compiled.Checksum = hex.EncodeToString(sum[:])
 
-	key := c.Namespace + "/" + c.Name
-	e.mu.Lock()
-	versions := e.templates[key]
-	for _, v := range versions {
-		if v.t.Version == c.Version {
-			e.mu.Unlock()
-			if v.compiled.Checksum == compiled.Checksum {
-				return nil
-			}
-			return &TemplateConflictError{Namespace: c.Namespace, Name: c.Name, Version: c.Version, Existing: v.compiled.Checksum, Proposed: compiled.Checksum}
-		}
-	}
-	newNamespace := !e.servesLocked(c.Namespace)
-	e.templates[key] = append(versions, r)
-	w := e.active
-	e.mu.Unlock()
-
-	if newNamespace && len(e.cfg.Namespaces) > 0 && !slices.Contains(e.cfg.Namespaces, c.Namespace) {
-		e.log.Info("registered a template in a namespace that Config.Namespaces leaves out: this engine's workers do not serve it",
-			"template", c.Key(), "namespace", c.Namespace, "namespaces", e.cfg.Namespaces)
-	}
-	if w != nil {
-		w.registered(r)
+	compiled.API = r
+	if _, err := e.core.AddTemplate(compiled); err != nil {
+		return err
 	}
 	return nil
-}
-
-// servesLocked tells whether a template of namespace ns is registered; e.mu is held.
-func (e *Engine) servesLocked(ns string) bool {
-	for _, versions := range e.templates {
-		if len(versions) > 0 && versions[0].t.Namespace == ns {
-			return true
-		}
-	}
-	return false
 }
 
 // ErrTemplateConflict is matched (errors.Is) by every *TemplateConflictError.
@@ -344,115 +290,20 @@ type TemplateConflictError = store.TemplateConflictError
 
 // Handle binds a handler to a name used in templates' handler.callable. Binding a name again
 // replaces the handler.
-func (e *Engine) Handle(callable string, h Handler) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.handlers[callable] = adapt(h)
-}
+func (e *Engine) Handle(callable string, h Handler) { e.core.Handle(callable, adapt(h)) }
 
 // HandleFunc is Handle for a function.
 func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Step) (any, error)) {
 	e.Handle(callable, HandlerFunc(fn))
 }
 
-func (e *Engine) handler(name string) (engine.Handler, bool) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	h, ok := e.handlers[name]
-	return h, ok
-}
-
 // template finds a registered template; version "" means the highest version.
 func (e *Engine) template(ns, name, version string) (*registered, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	versions := e.templates[ns+"/"+name]
-	if version == "" && len(versions) > 0 {
-		best := versions[0]
-		for _, v := range versions[1:] {
-			if compareVersions(v.t.Version, best.t.Version) > 0 {
-				best = v
-			}
-		}
-		return best, nil
+	t, err := e.core.Template(ns, name, version)
+	if err != nil {
+		return nil, err
 	}
-	for _, v := range versions {
-		if v.t.Version == version {
-			return v, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %s/%s@%s", ErrTemplateNotFound, ns, name, version)
-}
-
-// namespaces lists the namespaces the workers serve.
-func (e *Engine) namespaces() []string {
-	if len(e.cfg.Namespaces) > 0 {
-		return append([]string(nil), e.cfg.Namespaces...)
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	seen := map[string]bool{}
-	var out []string
-	for _, versions := range e.templates {
-		ns := versions[0].t.Namespace
-		if !seen[ns] {
-			seen[ns] = true
-			out = append(out, ns)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// compareVersions compares dotted version strings numerically where both parts are numbers.
-func compareVersions(a, b string) int {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(pa) || i < len(pb); i++ {
-		var x, y string
-		if i < len(pa) {
-			x = pa[i]
-		}
-		if i < len(pb) {
-			y = pb[i]
-		}
-		var nx, ny int
-		_, ex := fmt.Sscanf(x, "%d", &nx)
-		_, ey := fmt.Sscanf(y, "%d", &ny)
-		switch {
-		case ex == nil && ey == nil && nx != ny:
-			if nx < ny {
-				return -1
-			}
-			return 1
-		case (ex != nil || ey != nil) && x != y:
-			return strings.Compare(x, y)
-		}
-	}
-	return 0
-}
-
-// registryRow is the template's registry row until a creation has committed it.
-func (r *registered) registryRow() *store.RegisterTemplateParams {
-	if r.persisted.Load() {
-		return nil
-	}
-	return r.registryParams()
-}
-
-func (r *registered) registryParams() *store.RegisterTemplateParams {
-	return &store.RegisterTemplateParams{Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
-		Definition: r.compiled.Definition, Checksum: r.compiled.Checksum}
-}
-
-// registeredTemplates lists every registered template version.
-func (e *Engine) registeredTemplates() []*registered {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	var out []*registered
-	for _, versions := range e.templates {
-		out = append(out, versions...)
-	}
-	return out
+	return t.API.(*registered), nil
 }
 
 // TaskState is a task's state; see package statemachine for the machine.

@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 )
 
 // StepType says how the engine treats a step. The zero value means
@@ -484,14 +486,14 @@ func mergeMaps(dst, src map[string]any) {
 			mergeMaps(dm, sm)
 			continue
 		}
-		dst[k] = cloneValue(v)
+		dst[k] = jsonsafe.CloneValue(v)
 	}
 }
 
 // clone returns a deep copy of t.
 func (t *Template) clone() *Template {
 	c := *t
-	c.Metadata = cloneMap(t.Metadata)
+	c.Metadata = jsonsafe.CloneMap(t.Metadata)
 	c.InputSchema = slices.Clone(t.InputSchema)
 	if t.Lifecycle != nil {
 		l := *t.Lifecycle
@@ -501,7 +503,7 @@ func (t *Template) clone() *Template {
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		s.Dependencies = slices.Clone(s.Dependencies)
-		s.Handler.Initialization = cloneMap(s.Handler.Initialization)
+		s.Handler.Initialization = jsonsafe.CloneMap(s.Handler.Initialization)
 		if s.Batch != nil {
 			b := *s.Batch
 			s.Batch = &b
@@ -513,7 +515,7 @@ func (t *Template) clone() *Template {
 			env.Steps = slices.Clone(env.Steps)
 			for i := range env.Steps {
 				o := &env.Steps[i]
-				o.Initialization = cloneMap(o.Initialization)
+				o.Initialization = jsonsafe.CloneMap(o.Initialization)
 				if o.Retry.Retryable != nil {
 					b := *o.Retry.Retryable
 					o.Retry.Retryable = &b
@@ -523,32 +525,6 @@ func (t *Template) clone() *Template {
 		}
 	}
 	return &c
-}
-
-func cloneMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]any, len(m))
-	for k, v := range m {
-		c[k] = cloneValue(v)
-	}
-	return c
-}
-
-func cloneValue(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		return cloneMap(v)
-	case []any:
-		c := make([]any, len(v))
-		for i, e := range v {
-			c[i] = cloneValue(e)
-		}
-		return c
-	default:
-		return v
-	}
 }
 
 // retryJSON is the stored form of RetryPolicy and RetryOverride, with

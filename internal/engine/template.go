@@ -1,7 +1,12 @@
-// Package engine runs tasker's templates: the run-time view of a registered template, and (as
-// the engine moves here from the root package) the workers that claim, run and record steps.
-// The root package tasker compiles its user-facing Template into an *engine.Template at Register;
-// this package never imports the root.
+// Package engine is tasker's engine: the registry of compiled templates and handlers, the
+// workers (fetch loops, the executor that claims, runs, classifies and records a step, the
+// decline rules of a fleet with different handlers), the spawning of dynamic steps, the
+// enqueuing of released steps, and the maintenance services of the elected engine (the lease
+// rescuer, the sweeper, the store's announcements).
+//
+// The root package tasker is the user API over it: it validates and compiles its user-facing
+// Template into an *engine.Template at Register and adapts its Handler; this package never
+// imports the root.
 package engine
 
 import (
@@ -48,6 +53,11 @@ type Template struct {
 	Definition json.RawMessage
 	// Checksum is the hex SHA-256 of Definition.
 	Checksum string
+	// API is what the package above attaches to the template (the root's user-facing template
+	// and input schema); the engine never reads it.
+	API any
+
+	persisted atomic.Bool // a committed transaction wrote the registry row
 
 	// ancestors caches the ancestor names of the steps claimed so far, up to ancestorCacheNames
 	// names in all (ancUsed counts up), so that a template's memory stays linear in its size

@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -31,19 +30,19 @@ func (w *workers) rescue(ctx context.Context) {
 		ex := &expired[i]
 		st := &ex.Step
 		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
-		p := engine.Classify(st, engine.Called{Return: engine.Return{Err: errors.New(msg), Class: engine.ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
+		p := Classify(st, Called{Return: Return{Err: errors.New(msg), Class: ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
 		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
-			var se StepFailure
+			var se Failure
 			_ = json.Unmarshal(p.Error, &se)
 			se.Kind = "lease_expired"
 			p.Error, _ = json.Marshal(se)
 		}
 		p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = st.TaskID, st.ID, st.LeaseOwner, st.Attempts, ex.Namespace
-		enq := e.enqueuerFor()
+		enq := e.NewEnqueuer()
 		p.Enqueuer, p.LeaseExpired = enq, true
 		res, err := e.store.RecordOutcome(ctx, p)
 		if err == nil {
-			enq.flush(ctx)
+			enq.Flush(ctx)
 		}
 		if err != nil {
 			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {

@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -113,7 +113,7 @@ const (
 // judgement is a verdict with, for a decline, why and the handler the step needs.
 type judgement struct {
 	verdict  verdict
-	reason   WaitReason
+	reason   string
 	callable string
 }
 
@@ -134,13 +134,13 @@ func needsTemplate(stepType string) bool {
 // claim is worth trying. A message that names neither is undecided.
 func (e *Engine) claimVerdict(ns string, msg stepMessage) judgement {
 	if msg.TaskName != "" && msg.Version != "" && msg.Step != "" {
-		if r, err := e.template(ns, msg.TaskName, msg.Version); err == nil {
-			st, ok := r.t.Step(msg.Step)
+		if r, err := e.Template(ns, msg.TaskName, msg.Version); err == nil {
+			st, ok := r.Step(msg.Step)
 			if !ok {
 				return judgement{verdict: verdictUndecided}
 			}
-			if _, ok := e.handler(st.Handler.Callable); !ok {
-				return judgement{verdict: verdictDecline, reason: WaitNoHandler, callable: st.Handler.Callable}
+			if _, ok := e.handler(st.Callable); !ok {
+				return judgement{verdict: verdictDecline, reason: WaitNoHandler, callable: st.Callable}
 			}
 			return judgement{verdict: verdictRun}
 		}
@@ -166,7 +166,7 @@ func (e *Engine) claimedVerdict(c *store.ClaimedStep) judgement {
 		return judgement{verdict: verdictDecline, reason: WaitNoHandler, callable: st.Handler}
 	}
 	if needsTemplate(st.Type) {
-		if _, err := e.template(c.Task.Namespace, c.Task.Name, c.Task.Version); err != nil {
+		if _, err := e.Template(c.Task.Namespace, c.Task.Name, c.Task.Version); err != nil {
 			return judgement{verdict: verdictDecline, reason: WaitNoTemplate, callable: st.Handler}
 		}
 	}
@@ -185,7 +185,7 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 	}
 	e.waiting.Declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
-	if e.waiting.Note(ns, msg.TaskID, msg.StepID, j.callable, string(j.reason), m.EnqueuedAt) {
+	if e.waiting.Note(ns, msg.TaskID, msg.StepID, j.callable, j.reason, m.EnqueuedAt) {
 		e.log.Info("declined a step this engine cannot run; it waits for an engine that can (see Engine.Health)", kv...)
 		return
 	}

@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -29,10 +29,10 @@ type stepMessage struct {
 	Handler string `json:"handler,omitempty"`
 }
 
-// enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
+// Enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
 // lives outside the database (queue.Publisher) it collects the messages of one store call, which
 // the caller publishes with flush once the call has committed.
-type enqueuer struct {
+type Enqueuer struct {
 	e       *Engine
 	pending *[]pendingSend
 }
@@ -43,18 +43,18 @@ type pendingSend struct {
 	delay time.Duration
 }
 
-// enqueuerFor returns the enqueuer for one store call.
-func (e *Engine) enqueuerFor() enqueuer {
+// NewEnqueuer returns the Enqueuer for one store call.
+func (e *Engine) NewEnqueuer() Enqueuer {
 	if _, ok := e.queue.(queue.Publisher); ok {
-		return enqueuer{e: e, pending: new([]pendingSend)}
+		return Enqueuer{e: e, pending: new([]pendingSend)}
 	}
-	return enqueuer{e: e}
+	return Enqueuer{e: e}
 }
 
-// flush publishes what a committed store call enqueued, one Publish per namespace and delay, once
+// Flush publishes what a committed store call enqueued, one Publish per namespace and delay, once
 // per step (a store call that ran its transaction again enqueued it again). A failure is logged:
 // the sweeper re-publishes from database state.
-func (q enqueuer) flush(ctx context.Context) {
+func (q Enqueuer) Flush(ctx context.Context) {
 	if q.pending == nil || len(*q.pending) == 0 {
 		return
 	}
@@ -100,7 +100,7 @@ func (q enqueuer) flush(ctx context.Context) {
 	}
 }
 
-func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
+func (q Enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
 	if q.pending != nil {
 		for _, st := range steps {
 			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
@@ -116,7 +116,7 @@ func (q enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []s
 
 // HoldBatch queues into b the message of a step the worker claims in the same transaction, held
 // by it (queue.BatchHolder), for store.ClaimNextParams.Hold.
-func (q enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease time.Duration, id *int64) (bool, error) {
+func (q Enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease time.Duration, id *int64) (bool, error) {
 	bh, ok := q.e.queue.(queue.BatchHolder)
 	if !ok {
 		return false, nil
@@ -129,7 +129,7 @@ func (q enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease t
 }
 
 // EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
-func (q enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
+func (q Enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
 	if q.pending != nil {
 		// A queue outside the database: nothing joins the batch; flush publishes after the commit.
 		for _, st := range steps {
@@ -156,9 +156,9 @@ func (e *Engine) stepPayloads(ns string, steps []store.StepRef) ([][]byte, error
 		m := stepMessage{TaskID: s.TaskID, StepID: s.StepID, Retry: s.Retry, TaskName: s.TaskName, Version: s.Version, Step: s.Name,
 			Handler: s.Handler}
 		if m.Handler == "" && s.TaskName != "" && s.Version != "" && s.Name != "" {
-			if r, err := e.template(ns, s.TaskName, s.Version); err == nil {
-				if st, ok := r.t.Step(s.Name); ok {
-					m.Handler = st.Handler.Callable
+			if r, err := e.Template(ns, s.TaskName, s.Version); err == nil {
+				if st, ok := r.Step(s.Name); ok {
+					m.Handler = st.Callable
 				}
 			}
 		}

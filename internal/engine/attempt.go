@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -116,7 +115,7 @@ func (w *workers) releaseHandoff(taskID, from uuid.UUID) {
 	}
 	for _, s := range steps {
 		tr, ok := last[s.ID]
-		if s.State != StepInProgress || s.LeaseOwner != e.cfg.WorkerID || !ok || tr.Event != string(statemachine.StepEventStart) {
+		if s.State != statemachine.StepInProgress || s.LeaseOwner != e.cfg.WorkerID || !ok || tr.Event != string(statemachine.StepEventStart) {
 			continue
 		}
 		var meta struct {
@@ -142,14 +141,14 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	if ref.TaskName == "" || ref.Name == "" {
 		return nil
 	}
-	r, err := e.template(ns, ref.TaskName, ref.Version)
+	r, err := e.Template(ns, ref.TaskName, ref.Version)
 	if err != nil {
 		return nil
 	}
-	if r.compiled.Dynamic[ref.Name] {
+	if r.Dynamic[ref.Name] {
 		return nil
 	}
-	anc, ok := r.compiled.Ancestors(ref.Name)
+	anc, ok := r.Ancestors(ref.Name)
 	if !ok {
 		return nil
 	}
@@ -162,15 +161,15 @@ func (e *Engine) canRun(ns string, ref store.StepRef) bool {
 	if ref.TaskName == "" || ref.Name == "" {
 		return false
 	}
-	r, err := e.template(ns, ref.TaskName, ref.Version)
+	r, err := e.Template(ns, ref.TaskName, ref.Version)
 	if err != nil {
 		return false
 	}
-	st, ok := r.t.Step(ref.Name)
+	st, ok := r.Step(ref.Name)
 	if !ok {
 		return false
 	}
-	_, ok = e.handler(st.Handler.Callable)
+	_, ok = e.handler(st.Callable)
 	return ok
 }
 
@@ -184,7 +183,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 	defer cancel(nil)
 	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
 	defer e.runs.Remove(task.ID, st.ID, st.Attempts)
-	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, engine.ErrStepTimeout)
+	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, ErrStepTimeout)
 	defer tcancel()
 
 	hold := &leaseClock{renewed: start}
@@ -202,10 +201,10 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		w.ack(ns, m.ID)
 		return queue.Message{}, nil
 	}
-	p := engine.Classify(st, out, cause, e.cfg.MaxPayloadBytes)
+	p := Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
-	enq := e.enqueuerFor()
+	enq := e.NewEnqueuer()
 	p.Enqueuer = enq
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
@@ -233,7 +232,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 			kind = "invalid_outcome"
 		}
 		f := store.OutcomeParams{Kind: store.OutcomePermanent,
-			Error: engine.FailureJSON(engine.Failure{Message: "the database cannot store this outcome: " + engine.ErrorText(err), Kind: kind, Attempt: st.Attempts})}
+			Error: FailureJSON(Failure{Message: "the database cannot store this outcome: " + ErrorText(err), Kind: kind, Attempt: st.Attempts})}
 		w.applyStepType(st, task, &f) // a batch worker's failure strategy applies to this failure too
 		f.TaskID, f.StepID, f.WorkerID, f.Attempt, f.Namespace = p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace
 		f.Enqueuer, f.AckBatch = p.Enqueuer, p.AckBatch
@@ -241,7 +240,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		res, err = w.record(ns, m, st, p, hold, gone)
 	}
 	if err == nil {
-		enq.flush(w.dbctx)
+		enq.Flush(w.dbctx)
 	}
 	// The ack joins the outcome's transaction when the store and the queue allow it; otherwise it
 	// follows the commit: if this process dies in between, the message comes back and its claim
@@ -290,7 +289,7 @@ const maxLoggedErrorBytes = 2 << 10
 
 // errorMessage is the message of an encoded StepFailure, cut for a log line.
 func errorMessage(raw json.RawMessage) string {
-	var se StepFailure
+	var se Failure
 	_ = json.Unmarshal(raw, &se)
 	return jsonsafe.Truncate(se.Message, maxLoggedErrorBytes)
 }
@@ -398,21 +397,21 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 
 // call runs the handler, recovering a panic; a handler that ignores its cancelled context is
 // abandoned after abandonGrace.
-func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) engine.Called {
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) Called {
 	if isNoOp(st.Inputs) {
-		return engine.Called{Return: engine.Return{Result: map[string]any{"no_op": true}}}
+		return Called{Return: Return{Result: map[string]any{"no_op": true}}}
 	}
 	h, ok := w.e.handler(st.Handler)
 	if !ok {
-		return engine.Called{Return: engine.Return{Err: &engine.NoHandlerError{Name: st.Handler}}}
+		return Called{Return: Return{Err: &NoHandlerError{Name: st.Handler}}}
 	}
-	tmpl, _ := w.e.template(task.Namespace, task.Name, task.Version)
+	tmpl, _ := w.e.Template(task.Namespace, task.Name, task.Version)
 	var config map[string]any
 	var method string
 	if tmpl != nil {
-		if ts, ok := tmpl.t.Step(st.TemplateStep); ok {
-			config = cloneMap(ts.Handler.Initialization)
-			method = ts.Handler.Method
+		if ts, ok := tmpl.Step(st.TemplateStep); ok {
+			config = jsonsafe.CloneMap(ts.Init)
+			method = ts.Method
 		}
 	}
 	// As in Tasker Core, a batch worker finds its cursor in its initialization too.
@@ -427,20 +426,20 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			}
 		}
 	}
-	a := &engine.Attempt{TaskID: task.ID, StepID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
+	a := &Attempt{TaskID: task.ID, StepID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Number: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
 		Context: task.Context, Method: method, Config: config, Results: results, Inputs: st.Inputs,
 		Checkpoint: st.Checkpoint, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		}}
-	done := make(chan engine.Called, 1)
+	done := make(chan Called, 1)
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				done <- engine.Called{Return: engine.Return{Err: fmt.Errorf("panic: %v", r)}, Panicked: true, Stack: string(debug.Stack())}
+				done <- Called{Return: Return{Err: fmt.Errorf("panic: %v", r)}, Panicked: true, Stack: string(debug.Stack())}
 			}
 		}()
-		done <- engine.Called{Return: h.Handle(ctx, a)}
+		done <- Called{Return: h.Handle(ctx, a)}
 	}()
 	select {
 	case o := <-done:
@@ -451,7 +450,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			return o
 		case <-time.After(abandonGrace):
 			w.e.log.Info("handler ignores its cancelled context; abandoning it", "step", st.Name, "handler", st.Handler)
-			return engine.Called{Abandoned: true, Return: engine.Return{Err: context.Cause(ctx)}}
+			return Called{Abandoned: true, Return: Return{Err: context.Cause(ctx)}}
 		}
 	}
 }
@@ -540,12 +539,12 @@ func isNoOp(inputs json.RawMessage) bool {
 	return json.Unmarshal(inputs, &in) == nil && in.IsNoOp
 }
 
-// applyStepType adds what a step's type asks of its outcome (engine.ApplyStepType), with the
+// applyStepType adds what a step's type asks of its outcome (ApplyStepType), with the
 // task's template as registered here.
 func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.OutcomeParams) {
-	r, err := w.e.template(task.Namespace, task.Name, task.Version)
+	r, err := w.e.Template(task.Namespace, task.Name, task.Version)
 	if err != nil {
 		return
 	}
-	engine.ApplyStepType(w.dbctx, w.e.store, r.compiled, st, p, w.e.cfg.MaxDecisionSteps)
+	ApplyStepType(w.dbctx, w.e.store, r, st, p, w.e.cfg.MaxDecisionSteps)
 }

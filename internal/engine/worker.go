@@ -1,4 +1,4 @@
-package tasker
+package engine
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // attempt is settled without it.
 const abandonGrace = 2 * time.Second
 
-// RunWorkers takes steps from the queue and runs their handlers until ctx ends, then drains:
+// Run takes steps from the queue and runs their handlers until ctx ends, then drains:
 // in-flight handlers get Config.ShutdownTimeout to finish, after which their contexts are
 // cancelled and their steps go back to the queue without losing the attempt. A handler's outcome
 // that the database cannot take yet (an outage) is tried until its lease ends, so the drain lasts
@@ -28,12 +28,12 @@ const abandonGrace = 2 * time.Second
 // *TemplateConflictError when the database's registry holds another definition of a registered
 // template version). Only one RunWorkers per engine may run at a time. Templates registered while
 // it runs are served too (see Register).
-func (e *Engine) RunWorkers(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
 	defer e.running.Store(false)
-	if err := e.checkSchema(ctx); err != nil {
+	if err := e.CheckSchema(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started
 		}
@@ -65,18 +65,6 @@ func (e *Engine) RunWorkers(ctx context.Context) error {
 	return w.run(ctx, nss)
 }
 
-// persist writes a template to the database's registry unless a commit has already.
-func (e *Engine) persist(ctx context.Context, r *registered) error {
-	if r.persisted.Load() {
-		return nil
-	}
-	if err := e.store.RegisterTemplate(ctx, *r.registryParams()); err != nil {
-		return err
-	}
-	r.persisted.Store(true)
-	return nil
-}
-
 type workers struct {
 	e     *Engine
 	slots chan struct{}
@@ -92,7 +80,7 @@ type workers struct {
 	relisten    chan struct{}  // the namespaces changed: the queue listener starts again
 
 	regMu   sync.Mutex
-	pending []*registered // templates registered while running, not yet handled
+	pending []*Template // templates registered while running, not yet handled
 	regWake chan struct{}
 
 	handlerBase context.Context
@@ -197,7 +185,7 @@ func (w *workers) signal(ns string) {
 }
 
 // registered tells the running workers of a template registered after they started.
-func (w *workers) registered(r *registered) {
+func (w *workers) registered(r *Template) {
 	w.regMu.Lock()
 	w.pending = append(w.pending, r)
 	w.regMu.Unlock()
@@ -225,17 +213,17 @@ func (w *workers) takeRegistrations(ctx context.Context) {
 		w.pending = nil
 		w.regMu.Unlock()
 		for _, r := range regs {
-			ns := r.t.Namespace
+			ns := r.Namespace
 			if len(e.cfg.Namespaces) == 0 && w.addLane(ns) {
 				w.startFetch(ns)
 				select {
 				case w.relisten <- struct{}{}:
 				default:
 				}
-				e.log.Info("serving a namespace registered while the workers run", "namespace", ns, "template", r.t.Key())
+				e.log.Info("serving a namespace registered while the workers run", "namespace", ns, "template", r.Key())
 			}
 			if err := e.persist(ctx, r); err != nil && ctx.Err() == nil {
-				e.log.Error(err, "write a template registered while the workers run to the database's registry; its first CreateTask tries again", "template", r.t.Key())
+				e.log.Error(err, "write a template registered while the workers run to the database's registry; its first CreateTask tries again", "template", r.Key())
 			}
 		}
 	}
