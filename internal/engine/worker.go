@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tasker-systems/tasker/internal/maintenance"
-	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -305,24 +303,7 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			el := maintenance.Elector{Store: e.store, Name: "maintenance", ID: e.cfg.WorkerID, TTL: e.cfg.LeaderTTL, Log: e.log}
-			el.Run(ctx, func(lctx context.Context) {
-				w.leading.Store(true)
-				defer w.leading.Store(false)
-				if _, ok := e.queue.(queue.Publisher); !ok {
-					maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
-					return
-				}
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					maintenance.Every(lctx, e.cfg.RepublishAfter/3, w.sweep)
-				}()
-
-				maintenance.Every(lctx, e.cfg.RescueInterval, w.rescue)
-				wg.Wait()
-			})
+			w.maintain(ctx)
 		}()
 	}
 	if el, ok := e.store.(store.EventListener); ok {

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+)
+
+// listenStartWait bounds how long RunWorkers waits for the store's announcements before it starts
+// handlers.
+const listenStartWait = 2 * time.Second
+
+// listenEvents follows the store's announcements (store.EventListener) while the workers run: a
+// task cancelled by another process stops its handlers here at once, rather than at their next
+// heartbeat; and while this engine leads, a task created in a caller's transaction has its first
+// steps published as soon as that transaction commits (the engine that created it cannot see the
+// commit). An announcement lost leaves the work to the heartbeats and to the sweeper.
+//
+// listening is closed at the first EventListening.
+func (w *workers) listenEvents(ctx context.Context, el store.EventListener, listening chan<- struct{}) {
+	var once sync.Once
+	e := w.e
+	_, publishes := e.queue.(queue.Publisher)
+	created := make(chan uuid.UUID, 1024)
+	var wg sync.WaitGroup
+	if publishes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case id := <-created:
+					w.publishTask(ctx, id)
+				}
+			}
+		}()
+	}
+	err := el.ListenEvents(ctx, func(ev store.Event) {
+		switch ev.Kind {
+		case store.EventListening:
+			once.Do(func() { close(listening) })
+		case store.EventTaskCancelled:
+			e.runs.CancelTask(ev.TaskID)
+			e.waiters.Notify(ev.TaskID)
+		case store.EventTaskCreated:
+			if !publishes || !w.leading.Load() {
+				return
+			}
+			select {
+			case created <- ev.TaskID:
+			default:
+				e.log.Info("too many creation announcements at once; the sweeper will publish this task's steps", "task", ev.TaskID)
+			}
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		e.log.Error(err, "listen for the store's announcements; cancellations will arrive with heartbeats, and the sweeper will publish the steps of tasks created in callers' transactions")
+	}
+	wg.Wait()
+}
+
+// publishTask publishes the messages of a task's enqueued steps.
+func (w *workers) publishTask(ctx context.Context, id uuid.UUID) {
+	e := w.e
+	pub := e.queue.(queue.Publisher)
+	task, err := e.store.GetTask(ctx, id)
+	var steps []store.Step
+	if err == nil {
+		steps, err = e.store.GetSteps(ctx, id)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "read a committed task to publish its steps; the sweeper will", "task", id)
+		}
+		return
+	}
+	var refs []store.StepRef
+	for _, s := range steps {
+		if s.State == statemachine.StepEnqueued {
+			refs = append(refs, store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep, Handler: s.Handler})
+		}
+	}
+	if len(refs) == 0 {
+		return
+	}
+	payloads, err := e.stepPayloads(task.Namespace, refs)
+	if err == nil {
+		err = pub.Publish(ctx, task.Namespace, payloads, 0)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "publish the steps of a committed task; the sweeper will publish them again", "task", id)
+		}
+		return
+	}
+	e.log.V(1).Info("published the first steps of a task created in a caller's transaction", "task", id, "steps", len(refs))
+}

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tasker-systems/tasker/store"
+)
+
+// rescue settles the attempts of steps whose worker stopped renewing the lease (it crashed, was
+// killed, or lost the database): each counts as a failed attempt, recorded with the vanished
+// worker's ID, and is retried under the step's policy or fails for good when none is left.
+func (w *workers) rescue(ctx context.Context) {
+	e := w.e
+	expired, err := e.store.ExpiredSteps(ctx, store.ExpiredStepsParams{Limit: 100})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error(err, "look for expired leases")
+		}
+		return
+	}
+	for i := range expired {
+		ex := &expired[i]
+		st := &ex.Step
+		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
+		p := Classify(st, Called{Return: Return{Err: errors.New(msg), Class: ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
+		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
+			var se Failure
+			_ = json.Unmarshal(p.Error, &se)
+			se.Kind = "lease_expired"
+			p.Error, _ = json.Marshal(se)
+		}
+		p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = st.TaskID, st.ID, st.LeaseOwner, st.Attempts, ex.Namespace
+		enq := e.NewEnqueuer()
+		p.Enqueuer, p.LeaseExpired = enq, true
+		res, err := e.store.RecordOutcome(ctx, p)
+		if err == nil {
+			enq.Flush(ctx)
+		}
+		if err != nil {
+			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+				e.log.Error(err, "rescue step", "step", st.Name, "task", st.TaskID)
+			}
+			continue
+		}
+		e.log.Info("rescued step whose lease expired", "task", st.TaskID, "step", st.Name, "attempt", st.Attempts,
+			"worker", st.LeaseOwner, "outcome", map[store.OutcomeKind]string{store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind])
+		if p.Kind == store.OutcomeRetry {
+			w.wakeAfter(ex.Namespace, p.RetryDelay)
+		}
+		if res.Settled {
+			e.waiters.Notify(st.TaskID)
+		}
+	}
+}
