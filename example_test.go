@@ -12,6 +12,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/queue/rabbitmq"
+	"github.com/tasker-systems/tasker/store/memory"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -48,7 +49,7 @@ func runWorkers(engine *tasker.Engine) (stop func()) {
 // engine needs no database; with PostgreSQL, only the engine's construction differs (see
 // ExampleNewEngine).
 func Example() {
-	engine, err := tasker.NewMemoryEngine(tasker.Config{})
+	engine, err := tasker.NewEngine(tasker.Config{Store: memory.New()})
 	if err != nil {
 		panic(err)
 	}
@@ -107,7 +108,7 @@ func Example() {
 // A handler tells retryable failures (any error) from permanent ones (tasker.Permanent), and may
 // say when to try again (tasker.RetryAfter); every failed attempt stays in the task's audit trail.
 func ExampleRetryAfter() {
-	engine, err := tasker.NewMemoryEngine(tasker.Config{})
+	engine, err := tasker.NewEngine(tasker.Config{Store: memory.New()})
 	if err != nil {
 		panic(err)
 	}
@@ -163,7 +164,7 @@ steps:
 // Cancelling a task cancels its unfinished steps, and the context of a handler running one of them,
 // with the cause tasker.ErrTaskCancelled.
 func ExampleEngine_CancelTask() {
-	engine, err := tasker.NewMemoryEngine(tasker.Config{})
+	engine, err := tasker.NewEngine(tasker.Config{Store: memory.New()})
 	if err != nil {
 		panic(err)
 	}

@@ -22,7 +22,7 @@ const (
 	backendPG backend = "pgqueue"
 	// backendRabbit is store/postgres with queue/rabbitmq.
 	backendRabbit backend = "rabbitmq"
-	// backendMemory is tasker.NewMemoryEngine: no database at all, an upper bound for the
+	// backendMemory is tasker on store/memory: no database at all, an upper bound for the
 	// engine's own overhead.
 	backendMemory backend = "memory"
 )

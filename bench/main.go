@@ -11,7 +11,7 @@
 // tasker also runs, in the handoff, throughput and DAG scenarios, on PostgreSQL with RabbitMQ
 // (TASKER_RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672/; broker queues named
 // tasker-bench-<random>.*, deleted afterwards; skipped when no broker answers) and in memory
-// (NewMemoryEngine), each compared with tasker on PostgreSQL's own queue in the same run.
+// (store/memory), each compared with tasker on PostgreSQL's own queue in the same run.
 // See BENCHMARKS.md at the repository root for the scenarios and the published results.
 package main
 

@@ -36,7 +36,7 @@ type Result struct {
 	// RabbitMQ without a broker.
 	Skipped bool `json:"skipped,omitempty"`
 	// Backend is, for tasker's rows, the store and queue: pgqueue (PostgreSQL with its own
-	// queue), rabbitmq (PostgreSQL with RabbitMQ) or memory (NewMemoryEngine).
+	// queue), rabbitmq (PostgreSQL with RabbitMQ) or memory (store/memory).
 	Backend string `json:"backend,omitempty"`
 	// VsTasker holds, for the rows of the rabbitmq and memory backends, each of p50, p90, p99,
 	// tasks_per_s and steps_per_s divided by the same figure of the pgqueue row of the same

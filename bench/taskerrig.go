@@ -15,6 +15,7 @@ import (
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/queue/rabbitmq"
 	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store/memory"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -74,7 +75,8 @@ func (b *bench) newTasker(ctx context.Context, be backend, concurrency int, temp
 	}
 	var err error
 	if be == backendMemory {
-		r.engine, err = tasker.NewMemoryEngine(cfg)
+		cfg.Store = memory.New()
+		r.engine, err = tasker.NewEngine(cfg)
 	} else {
 		err = r.openPostgres(ctx, &cfg)
 	}

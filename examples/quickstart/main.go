@@ -22,6 +22,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/exampledb"
 	"github.com/tasker-systems/tasker/migrations"
+	"github.com/tasker-systems/tasker/store/memory"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
@@ -64,7 +65,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		// No database: run the same workflow on the in-memory backend, and say so.
 		fmt.Fprintf(os.Stderr, "note: %v\nnote: running on the in-memory backend instead (nothing is kept).\n\n", err)
-		engine, err := tasker.NewMemoryEngine(tasker.Config{Logger: logger()})
+		engine, err := tasker.NewEngine(tasker.Config{Store: memory.New(), Logger: logger()})
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/store/memory"
 )
 
 func TestQuickstartPrintsTheResult(t *testing.T) {
@@ -25,7 +26,7 @@ func TestQuickstartPrintsTheResult(t *testing.T) {
 
 func TestQuickstartOnTheMemoryBackend(t *testing.T) {
 	t.Parallel()
-	engine, err := tasker.NewMemoryEngine(tasker.Config{})
+	engine, err := tasker.NewEngine(tasker.Config{Store: memory.New()})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, runOn(context.Background(), engine, &out))

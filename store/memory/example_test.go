@@ -21,7 +21,7 @@ steps:
 
 // The whole engine in one process, with no database: the memory store, and its own queue
 // (queue/memqueue) as the engine's default. RunWorkers stops when its context is cancelled;
-// waiting for it to return leaves no goroutine behind. tasker.NewMemoryEngine builds the same
+// waiting for it to return leaves no goroutine behind. tasker.NewEngine(tasker.Config{Store: memory.New()}) builds the same
 // engine, and package taskertest wraps all of this for tests.
 func Example() {
 	ctx := context.Background()
