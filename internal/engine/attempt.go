@@ -21,7 +21,10 @@ import (
 // execute runs one delivered message: claim the step, run the handler, record the outcome.
 func (w *workers) execute(ns string, m queue.Message) {
 	defer w.inflight.Done()
-	defer w.release(ns, 1)
+	// The slot is given back once the handler has returned and its outcome is submitted (the
+	// completer), or at the end.
+	slot := sync.OnceFunc(func() { w.release(ns, 1) })
+	defer slot()
 	e := w.e
 	ack := func() { w.ack(ns, m.ID) }
 	var msg stepMessage
@@ -74,7 +77,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 			w.releaseClaimed(ns, m, claim, j)
 			return
 		}
-		m, claim = w.attempt(ns, m, claim)
+		m, claim = w.attempt(ns, m, claim, slot)
 	}
 }
 
@@ -175,7 +178,10 @@ func (e *Engine) canRun(ns string, ref store.StepRef) bool {
 
 // attempt runs one claimed step and records its outcome. It returns the next step this worker
 // claimed in the same transaction (a step the outcome made ready) and its held message, or nil.
-func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (queue.Message, *store.ClaimedStep) {
+//
+// free gives the handler slot back; it is called once the outcome is handed to the completer, so
+// that the slot does not sit idle for the commit, and never when the outcome may hand a step over.
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free func()) (queue.Message, *store.ClaimedStep) {
 	e := w.e
 	st, task := &c.Step, &c.Task
 	start := time.Now()
@@ -221,7 +227,13 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		}
 		return nil
 	}
-	res, err := w.record(ns, m, st, p, hold, gone)
+	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
+		if w.completer != nil && p.ClaimNext == nil {
+			return w.completer.record(ns, m, st, p, hold, gone, free)
+		}
+		return w.record(ns, m, st, p, hold, gone)
+	}
+	res, err := record(p)
 	if errors.Is(err, store.ErrUnstorable) {
 		// The database refuses what the outcome holds for good (what the checks before the
 		// transaction missed): the step fails now, with the database's reason, rather than waiting
@@ -237,7 +249,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep) (que
 		f.TaskID, f.StepID, f.WorkerID, f.Attempt, f.Namespace = p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace
 		f.Enqueuer, f.AckBatch = p.Enqueuer, p.AckBatch
 		p = f
-		res, err = w.record(ns, m, st, p, hold, gone)
+		res, err = record(p)
 	}
 	if err == nil {
 		enq.Flush(w.dbctx)

@@ -51,6 +51,13 @@ func (e *Engine) NewEnqueuer() Enqueuer {
 	return Enqueuer{e: e}
 }
 
+// add lists steps to publish at Flush (a queue outside the database only).
+func (q Enqueuer) add(ns string, steps []store.StepRef, delay time.Duration) {
+	for _, st := range steps {
+		*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
+	}
+}
+
 // Flush publishes what a committed store call enqueued, one Publish per namespace and delay, once
 // per step (a store call that ran its transaction again enqueued it again). A failure is logged:
 // the sweeper re-publishes from database state.
@@ -102,9 +109,7 @@ func (q Enqueuer) Flush(ctx context.Context) {
 
 func (q Enqueuer) EnqueueTx(ctx context.Context, tx pgx.Tx, ns string, steps []store.StepRef, delay time.Duration) error {
 	if q.pending != nil {
-		for _, st := range steps {
-			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
-		}
+		q.add(ns, steps, delay)
 		return nil
 	}
 	payloads, err := q.e.stepPayloads(ns, steps)
@@ -131,10 +136,8 @@ func (q Enqueuer) HoldBatch(b *pgx.Batch, ns string, step store.StepRef, lease t
 // EnqueueBatch implements store.BatchEnqueuer when the queue can join a batch.
 func (q Enqueuer) EnqueueBatch(b *pgx.Batch, ns string, steps []store.StepRef, delay time.Duration) (bool, error) {
 	if q.pending != nil {
-		// A queue outside the database: nothing joins the batch; flush publishes after the commit.
-		for _, st := range steps {
-			*q.pending = append(*q.pending, pendingSend{ns: ns, step: st, delay: delay})
-		}
+		// A queue outside the database: nothing joins the batch; Flush publishes after the commit.
+		q.add(ns, steps, delay)
 		return true, nil
 	}
 	bs, ok := q.e.queue.(queue.BatchSender)

@@ -89,6 +89,7 @@ type workers struct {
 	leading   atomic.Bool  // this engine holds the maintenance leadership
 	stopping  atomic.Bool  // RunWorkers' context has ended: no new work is taken on
 	recording atomic.Int32 // finished outcomes that record is trying again to commit
+	completer *completer   // records outcomes in batches (completer.go); nil: one by one
 
 	heldMu sync.Mutex
 	holds  map[string]hold // namespaces whose re-publishing the sweeper holds back
@@ -291,6 +292,9 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 	for _, ns := range nss {
 		w.addLane(ns)
 	}
+	if w.completer = newCompleter(w); w.completer != nil {
+		go w.completer.run()
+	}
 
 	listenCtx, stopListen := context.WithCancel(w.dbctx)
 	var bg sync.WaitGroup
@@ -365,6 +369,9 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 				e.log.Info("some handlers ignore their cancelled context; abandoning them")
 			}
 		}
+	}
+	if w.completer != nil {
+		w.completer.close()
 	}
 	stopListen()
 	bg.Wait()

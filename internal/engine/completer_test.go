@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/dag"
+	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/queue/memqueue"
+	"github.com/tasker-systems/tasker/statemachine"
+	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/memory"
+)
+
+// publishingQueue is the memory queue behind a Publisher's interface (as RabbitMQ has): the
+// engine publishes after its commits, so the completer runs on store/memory.
+type publishingQueue struct{ *memqueue.Queue }
+
+var _ queue.Publisher = publishingQueue{}
+
+func (q publishingQueue) Publish(ctx context.Context, ns string, payloads [][]byte, delay time.Duration) error {
+	return q.SendTx(ctx, nil, ns, payloads, delay)
+}
+
+// oneStepTemplate is a template of one step "a" run by handler "h".
+func oneStepTemplate(t *testing.T) *Template {
+	t.Helper()
+	g, err := dag.Build([]dag.Node{{Name: "a"}})
+	require.NoError(t, err)
+	tmpl := &Template{Namespace: "ns", Name: "one", Version: "1.0.0", Graph: g, Definition: json.RawMessage(`{"name":"one"}`), Checksum: "c1",
+		Steps: []Step{{Name: "a", Callable: "h", Type: StepStandard, Timeout: time.Minute,
+			Retry: Retry{MaxAttempts: 1, Retryable: true, Backoff: "exponential", Base: 10 * time.Millisecond, Max: time.Second}}}}
+	tmpl.ClassifyDynamic()
+	return tmpl
+}
+
+type handlerFunc func(ctx context.Context, a *Attempt) Return
+
+func (f handlerFunc) Handle(ctx context.Context, a *Attempt) Return { return f(ctx, a) }
+
+// TestCompleterBatchesConcurrentOutcomes runs 300 one-step tasks on 16 slots whose handlers take
+// a moment: every task completes, each outcome is committed once, and the completer commits them
+// in fewer transactions than outcomes (outcomes that arrive during a commit make the next batch).
+// A lone task afterwards completes in a batch of its own: nothing waits to fill a batch.
+func TestCompleterBatchesConcurrentOutcomes(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	q := publishingQueue{memqueue.New(memqueue.WithPollInterval(20 * time.Millisecond))}
+	e := New(Config{Store: st, Queue: q, WorkerID: "w1", Concurrency: 16, Lease: 10 * time.Second,
+		ShutdownTimeout: 5 * time.Second, MaxPayloadBytes: 1 << 20, LeaderTTL: time.Second, RescueInterval: time.Second,
+		RepublishAfter: time.Minute, MaxDecisionSteps: 10})
+	_, err := e.AddTemplate(oneStepTemplate(t))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	ran := map[uuid.UUID]int{}
+	e.Handle("h", handlerFunc(func(ctx context.Context, a *Attempt) Return {
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		ran[a.TaskID]++
+		mu.Unlock()
+		return Return{Result: map[string]any{"ok": true}}
+	}))
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		stop()
+		require.NoError(t, <-done)
+	}()
+
+	create := func() uuid.UUID {
+		tmpl, err := e.Template("ns", "one", "")
+		require.NoError(t, err)
+		id := uuid.Must(uuid.NewV7())
+		s, err := tmpl.Steps[0].NewStep("a")
+		require.NoError(t, err)
+		enq := e.NewEnqueuer()
+		_, err = st.CreateTask(context.Background(), nil, store.CreateTaskParams{TaskID: id, Namespace: "ns", Name: "one",
+			Version: "1.0.0", Context: json.RawMessage(`{}`), IdentityHash: id.String(), Enqueuer: enq,
+			Steps: []store.NewStep{s}, Template: tmpl.RegistryRow()})
+		require.NoError(t, err)
+		tmpl.MarkPersisted()
+		enq.Flush(context.Background())
+		return id
+	}
+	waitComplete := func(id uuid.UUID) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			task, err := st.GetTask(context.Background(), id)
+			require.NoError(t, err)
+			return task.State == statemachine.TaskComplete
+		}, 30*time.Second, 5*time.Millisecond, "task %s", id)
+	}
+
+	const n = 300
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = create()
+	}
+	for _, id := range ids {
+		waitComplete(id)
+	}
+	e.mu.RLock()
+	c := e.active.completer
+	e.mu.RUnlock()
+	require.NotNil(t, c, "the completer runs with a queue that publishes after commits")
+	require.EqualValues(t, n, c.outcomes.Load(), "each outcome committed once")
+	require.Less(t, c.batches.Load(), int64(n), "concurrent outcomes share transactions")
+	mu.Lock()
+	for _, id := range ids {
+		require.Equal(t, 1, ran[id], "task %s ran once", id)
+	}
+	mu.Unlock()
+	t.Logf("%d outcomes in %d transactions", c.outcomes.Load(), c.batches.Load())
+
+	before := c.batches.Load()
+	waitComplete(create())
+	require.Equal(t, before+1, c.batches.Load(), "a lone outcome commits in a batch of its own")
+}
