@@ -172,9 +172,19 @@ func (b *bundle) register(t testing.TB, yaml string) *tasker.Template {
 
 func (b *bundle) wait(t testing.TB, id uuid.UUID) *tasker.Task {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return b.waitWithin(t, id, 60*time.Second)
+}
+
+// waitWithin waits for the task to come to rest, for at most d; on a timeout it logs the task's
+// state (dumpTask) before it fails the test.
+func (b *bundle) waitWithin(t testing.TB, id uuid.UUID, d time.Duration) *tasker.Task {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	task, err := b.engine.WaitTask(ctx, id)
+	if err != nil {
+		b.dumpTask(t, id) // what the task is stuck in
+	}
 	require.NoError(t, err)
 	return task
 }

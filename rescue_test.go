@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -231,6 +232,76 @@ steps:
 		released = released || (tr.StepName == "second" && tr.Event == "release")
 	}
 	require.True(t, released, "the handed step was given back")
+}
+
+// lostCommitReplyAndHeldMessage is lostCommitReply on a loaded machine: the outcome's call outlives
+// the lease it started with, so by the time its worker gives the handed step back, the step's held
+// message has surfaced and another engine has read it, found the step in progress at its claim
+// and dropped it, as a duplicate delivery is (the Ack here is that engine's).
+type lostCommitReplyAndHeldMessage struct {
+	store.Store
+	q      queue.Queue
+	once   sync.Once
+	lost   atomic.Bool
+	ackErr error
+}
+
+func (s *lostCommitReplyAndHeldMessage) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	res, err := s.Store.RecordOutcome(ctx, p)
+	if err == nil && res.Next != nil {
+		s.once.Do(func() {
+			s.lost.Store(true)
+			s.ackErr = s.q.Ack(ctx, p.Namespace, res.Next.MessageID)
+			err = errors.New("timeout: context deadline exceeded reading the reply to COMMIT")
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, err
+}
+
+// TestHandedStepGivenBackRunsWhenItsHeldMessageIsGone: as TestUncertainCommitGivesTheHandedStepBack,
+// but the handed step's held message was dropped meanwhile by a sibling engine that found the step
+// in progress. The step given back must still run: the release enqueues it with a message of its
+// own (found in TestSeveralEnginesShareOneDatabase on a loaded machine: the step stayed enqueued
+// with no message, and on pgqueue, which has no sweeper, for good).
+func TestHandedStepGivenBackRunsWhenItsHeldMessageIsGone(t *testing.T) {
+	t.Parallel()
+	base := setupOn(t, backendPostgres)
+	q, _ := backendQueue(t, base)
+	st := &lostCommitReplyAndHeldMessage{Store: base.st, q: q}
+	b := base.sibling(t, func(c *tasker.Config) {
+		c.Store, c.Queue = st, q
+		c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
+	})
+	b.register(t, `
+name: chain
+namespace_name: test
+version: 1.0.0
+steps:
+  - name: first
+    handler: {callable: first}
+  - name: second
+    handler: {callable: second}
+    retry: {retryable: false, max_attempts: 1}
+    dependencies: [first]
+`)
+	var secondRuns atomic.Int32
+	b.engine.HandleFunc("first", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
+	b.engine.HandleFunc("second", func(context.Context, *tasker.Step) (any, error) {
+		secondRuns.Add(1)
+		return 2, nil
+	})
+	b.start(t)
+	got := b.waitWithin(t, b.create(t, "test", "chain", nil).ID, 15*time.Second)
+	require.True(t, st.lost.Load(), "the lost reply was simulated")
+	require.NoError(t, st.ackErr, "the held message was dropped")
+	second, _ := got.Step("second")
+	require.Equal(t, tasker.TaskComplete, got.State, "second: %s after %d attempts, %d runs", second.State, second.Attempts, secondRuns.Load())
+	require.Equal(t, int32(1), secondRuns.Load())
+	require.Equal(t, 1, second.Attempts)
+	requireLegalTransitions(t, b.engine, got.ID)
 }
 
 // TestStaleAttemptIsCancelledWhenTheSameEngineRunsTheNext: attempt 1's heartbeat stalls past its

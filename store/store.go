@@ -419,6 +419,12 @@ type ReleaseStepParams struct {
 	WorkerID string
 	Attempt  int
 	Reason   string
+	// Enqueuer, when set, sends the released step's message on Namespace's queue in the same
+	// transaction, as every other move to enqueued does. A caller that gives its own message back
+	// (queue.RetryLater) leaves it nil; one that cannot count on an earlier message of the step
+	// sets it: a message that surfaces while its step is in progress is dropped at its claim.
+	Namespace string
+	Enqueuer  Enqueuer
 }
 
 // HeartbeatParams extends a step's lease; the step's current state is returned so that a worker

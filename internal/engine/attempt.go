@@ -97,9 +97,12 @@ func (w *workers) ack(ns string, id int64) {
 
 // releaseHandoff gives back to the queue, without spending its attempt, a step that the outcome of
 // step `from` handed to this worker (ClaimNext) when this worker cannot tell whether that outcome
-// committed. The step's held message surfaces once its lease has passed, and a worker runs it then.
-// If the step cannot be found or released now, the lease rescuer takes it over as after a crash.
-func (w *workers) releaseHandoff(taskID, from uuid.UUID) {
+// committed. The release sends the step a message of its own: the held one may be gone, since an
+// outcome call that outlived its lease let it surface while the step was in progress, and a worker
+// that read it then dropped it at the claim; if it is not gone, it is a duplicate, dropped at its
+// claim. If the step cannot be found or released now, the lease rescuer takes it over as after a
+// crash.
+func (w *workers) releaseHandoff(ns string, taskID, from uuid.UUID) {
 	e := w.e
 	steps, err := e.store.GetSteps(w.dbctx, taskID)
 	var trs []store.Transition
@@ -127,13 +130,15 @@ func (w *workers) releaseHandoff(taskID, from uuid.UUID) {
 		if json.Unmarshal(tr.Metadata, &meta) != nil || meta.After != from.String() {
 			continue
 		}
+		enq := e.NewEnqueuer()
 		err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: s.ID, WorkerID: e.cfg.WorkerID, Attempt: s.Attempts,
-			Reason: "handed over by an outcome whose commit this worker could not confirm"})
+			Reason: "handed over by an outcome whose commit this worker could not confirm", Namespace: ns, Enqueuer: enq})
 		if err != nil {
 			e.log.Error(err, "give back a step handed over by an outcome whose commit is uncertain; the lease rescuer will take it over", "step", s.ID)
 			continue
 		}
-		e.log.Info("gave back a step handed over by an outcome whose commit is uncertain; it runs once its message surfaces", "task", taskID, "step", s.Name)
+		enq.Flush(w.dbctx)
+		e.log.Info("gave back a step handed over by an outcome whose commit is uncertain", "task", taskID, "step", s.Name)
 	}
 }
 
@@ -265,7 +270,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		// The outcome may have committed although this call failed (a reply lost with the
 		// connection; a retry then finds the step moved on), handing this worker a step nobody
 		// will run: give it back rather than let its lease run out and spend its attempt.
-		w.releaseHandoff(task.ID, st.ID)
+		w.releaseHandoff(task.Namespace, task.ID, st.ID)
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {

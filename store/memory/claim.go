@@ -173,7 +173,13 @@ func (tx *txn) releaseStep(p store.ReleaseStepParams) error {
 	if err := checkStep(st); err != nil {
 		return err
 	}
-	return tx.writeStepTransitions([]stepMove{{st, statemachine.StepInProgress}},
+	if err := tx.writeStepTransitions([]stepMove{{st, statemachine.StepInProgress}},
 		statemachine.StepEventRelease, statemachine.StepEnqueued,
-		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
+		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason}); err != nil {
+		return err
+	}
+	t := &st.task.t
+	tx.enqueue(p.Enqueuer, p.Namespace, []store.StepRef{{TaskID: t.ID, StepID: st.s.ID, TaskName: t.Name, Version: t.Version,
+		Name: st.s.TemplateStep, Handler: st.s.Handler}}, 0)
+	return nil
 }

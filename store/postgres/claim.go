@@ -226,18 +226,31 @@ func (s *Store) ReleaseStep(ctx context.Context, p store.ReleaseStepParams) erro
 // releaseStep is ReleaseStep in tx; a step not held at p's attempt is left as it is, and
 // store.ErrConflict returned.
 func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepParams) error {
-	tag, err := tx.Exec(ctx, s.q(`
-		UPDATE {s}.steps SET state = 'enqueued', attempts = attempts - 1, lease_owner = NULL,
+	ref := store.StepRef{StepID: p.StepID}
+	err := tx.QueryRow(ctx, s.q(`
+		UPDATE {s}.steps st SET state = 'enqueued', attempts = st.attempts - 1, lease_owner = NULL,
 		       lease_expires_at = NULL, updated_at = now()
-		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3`),
-		p.StepID, p.WorkerID, p.Attempt)
+		  FROM {s}.tasks t
+		 WHERE st.step_id = $1 AND st.state = 'in_progress' AND st.lease_owner = $2 AND st.attempts = $3
+		   AND t.task_id = st.task_id
+		RETURNING st.task_id, t.name, t.version, st.template_step, st.handler`),
+		p.StepID, p.WorkerID, p.Attempt).Scan(&ref.TaskID, &ref.TaskName, &ref.Version, &ref.Name, &ref.Handler)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
+	}
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("release step %s: %w", p.StepID, store.ErrConflict)
-	}
-	return s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
+	if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
 		statemachine.StepEventRelease, statemachine.StepEnqueued,
-		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason})
+		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason}); err != nil {
+		return err
+	}
+	if p.Enqueuer == nil {
+		return nil
+	}
+	if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{ref}, 0); err != nil {
+		return fmt.Errorf("enqueue released step %s: %w", p.StepID, err)
+	}
+	return nil
 }

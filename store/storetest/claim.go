@@ -24,6 +24,7 @@ func testClaimStep(t *testing.T, h Harness) {
 
 func testReleaseStep(t *testing.T, h Harness) {
 	parallelTest(t, h, "GivesTheStepBackWithoutSpendingTheAttempt", testReleaseGivesTheStepBack)
+	parallelTest(t, h, "WithAnEnqueuerSendsTheStepsMessage", testReleaseWithAnEnqueuerSends)
 }
 
 func testHeartbeat(t *testing.T, h Harness) {
@@ -212,6 +213,24 @@ func testReleaseGivesTheStepBack(t *testing.T, b *bundle) {
 
 	require.ErrorIs(t, b.Store.ReleaseStep(ctx, store.ReleaseStepParams{StepID: g.id["a"], WorkerID: worker, Attempt: 1}), store.ErrConflict,
 		"a step that is not in progress")
+	require.Equal(t, 1, b.claim(t, g.id["a"]).Step.Attempts, "the next claim is attempt 1 again")
+}
+
+// testReleaseWithAnEnqueuerSends: a release given an Enqueuer sends the step's message with it, for
+// a caller that cannot count on an earlier message of the step (one dropped while the step was in
+// progress); a refused release sends nothing.
+func testReleaseWithAnEnqueuerSends(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	g := b.createGraph(t, b.newStep("a"))
+	b.requireSent(t, "a")
+	c := b.claim(t, g.id["a"])
+	require.ErrorIs(t, b.Store.ReleaseStep(ctx, store.ReleaseStepParams{StepID: g.id["a"], WorkerID: "w2", Attempt: c.Step.Attempts,
+		Namespace: Namespace, Enqueuer: b.enq}), store.ErrConflict)
+	b.requireSent(t)
+	require.NoError(t, b.Store.ReleaseStep(ctx, store.ReleaseStepParams{StepID: g.id["a"], WorkerID: worker, Attempt: c.Step.Attempts,
+		Reason: "handed over", Namespace: Namespace, Enqueuer: b.enq}))
+	require.Equal(t, statemachine.StepEnqueued, b.step(t, g.task, g.id["a"]).State)
+	b.requireSent(t, "a")
 	require.Equal(t, 1, b.claim(t, g.id["a"]).Step.Attempts, "the next claim is attempt 1 again")
 }
 
