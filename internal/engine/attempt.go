@@ -532,17 +532,22 @@ func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseC
 	return state, nil
 }
 
-// giveBack returns a step cut off by shutdown to the queue without spending its attempt.
+// giveBack returns a step cut off by shutdown to the queue without spending its attempt. The
+// release sends the step a message of its own, in its transaction, and the delivering message is
+// acked: that message may be gone already (a sibling engine that read it once it surfaced during
+// a stall, found the step in progress and acked it as a duplicate), and a step enqueued with no
+// message would never run on a queue inside the database.
 func (w *workers) giveBack(ns string, m queue.Message, st *store.Step) {
 	e := w.e
-	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: "shutdown"})
+	enq := e.NewEnqueuer()
+	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: "shutdown",
+		Namespace: ns, Enqueuer: enq})
 	if err != nil {
 		e.log.Error(err, "give step back on shutdown", "step", st.Name)
 		return
 	}
-	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 0); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		e.log.Error(err, "make message visible again", "step", st.Name)
-	}
+	enq.Flush(w.dbctx)
+	w.ack(ns, m.ID)
 	e.log.Info("step given back on shutdown", "step", st.Name, "attempt", st.Attempts)
 }
 
