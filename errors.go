@@ -10,6 +10,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
+	"github.com/tasker-systems/tasker/store"
 )
 
 // Sentinel errors for errors.Is.
@@ -44,6 +45,9 @@ var (
 	// worker's: its lease expired and the step was rescued, or another worker holds it now. The
 	// handler's outcome would be dropped.
 	ErrLeaseLost = engine.ErrLeaseLost
+	// ErrNotTransactional is returned by the …Tx calls (CancelTaskTx, RetryStepTx and the like)
+	// when the store cannot join the caller's transaction, as store/memory cannot.
+	ErrNotTransactional = store.ErrNotTransactional
 	// ErrShutdown is the cause of a handler context cancelled because the engine is stopping.
 	ErrShutdown = engine.ErrShutdown
 )

@@ -593,6 +593,25 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	return nil
 }
 
+// CancelTaskTx is CancelTask inside the caller's transaction: the task is cancelled only if tx
+// commits, and its handlers, in this process as in others, are told once it has (the store's
+// announcement, or their next heartbeat). A refusal (ErrNotAllowed for a finished task, say)
+// rolls back to a savepoint, so tx stays usable. A store that cannot join a transaction
+// (store/memory) returns ErrNotTransactional.
+func (e *Engine) CancelTaskTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, reason string) error {
+	if err := checkText("reason", reason); err != nil {
+		return err
+	}
+	ts, ok := e.store.(store.Transactional)
+	if !ok || tx == nil {
+		return fmt.Errorf("cancel task %s: %w", id, ErrNotTransactional)
+	}
+	if _, err := ts.CancelTaskTx(ctx, tx, store.CancelTaskParams{TaskID: id, Reason: reason}); err != nil {
+		return mapStoreErr(err, id)
+	}
+	return nil
+}
+
 func mapStoreErr(err error, id uuid.UUID) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):

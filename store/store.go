@@ -279,7 +279,8 @@ type EventKind int
 
 // The events a store announces.
 const (
-	// EventTaskCreated: a task created with CreateTaskParams.AnnounceCommit was committed.
+	// EventTaskCreated: a task created with CreateTaskParams.AnnounceCommit was committed, or an
+	// operator action with OperatorParams.AnnounceCommit: its enqueued steps are to be published.
 	EventTaskCreated EventKind = iota + 1
 	// EventTaskCancelled: a task was cancelled; its handlers running anywhere should stop.
 	EventTaskCancelled
@@ -464,6 +465,10 @@ type OperatorParams struct {
 	Operator  string
 	Namespace string
 	Enqueuer  Enqueuer
+	// AnnounceCommit asks an EventListener store to announce the step's task (EventTaskCreated)
+	// once the transaction commits, as CreateTaskParams.AnnounceCommit does: the action runs in a
+	// caller's transaction, and the steps it enqueued are published by the elected engine then.
+	AnnounceCommit bool
 }
 
 // Task is a task row.

@@ -163,6 +163,18 @@ func (e *Engine) templateAncestors(ns string, ref store.StepRef) []string {
 	return append([]string{}, anc...) // non-nil, even when empty
 }
 
+// mayRelease tells whether a step's success may release a dependent, to hand over: false only
+// when the task's template, registered here, gives the step no dependents (a leaf, such as the
+// only step of a one-step task), whose outcome then takes the batched path.
+func (e *Engine) mayRelease(task *store.Task, st *store.Step) bool {
+	t, err := e.Template(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return true
+	}
+	i, ok := t.Graph.Index(st.TemplateStep)
+	return !ok || len(t.Graph.Children(i)) > 0
+}
+
 // canRun tells whether this engine has the handler of a released step, by its template: a step
 // whose handler is registered only in other engines is left to the queue.
 func (e *Engine) canRun(ns string, ref store.StepRef) bool {
@@ -220,7 +232,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
 	}
-	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() {
+	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
 			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,
 				Accept: e.canRun, Ancestors: e.templateAncestors}

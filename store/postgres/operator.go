@@ -20,6 +20,16 @@ import (
 func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*store.OutcomeResult, error) {
 	var res *store.OutcomeResult
 	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		var err error
+		res, err = s.cancelTask(ctx, tx, p)
+		return err
+	})
+	return res, err
+}
+
+func (s *Store) cancelTask(ctx context.Context, tx pgx.Tx, p store.CancelTaskParams) (*store.OutcomeResult, error) {
+	var res *store.OutcomeResult
+	err := func() error {
 		c, err := s.lockTask(ctx, tx, p.TaskID)
 		if err != nil {
 			return err
@@ -66,7 +76,7 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		}
 		res = &store.OutcomeResult{TaskID: p.TaskID, TaskState: plan.State, Settled: plan.Settled}
 		return nil
-	})
+	}()
 	return res, err
 }
 
@@ -172,6 +182,11 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 	}
 	if err := s.settle(ctx, tx, taskID, d, settlement.Path, plan.Meta); err != nil {
 		return nil, err
+	}
+	if p.AnnounceCommit {
+		if err := s.notify(ctx, tx, eventCreated, taskID); err != nil {
+			return nil, fmt.Errorf("announce the commit of an operator action on %s: %w", taskID, err)
+		}
 	}
 	return &store.OutcomeResult{TaskID: taskID, TaskState: settlement.State, Settled: settlement.Settled}, nil
 }
