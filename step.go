@@ -7,8 +7,10 @@ import (
 	"sort"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/store"
 )
 
 // Handler runs one attempt of a step. It returns a JSON-encodable result, or an error: wrap it
@@ -51,9 +53,11 @@ type Step struct {
 	results map[string]json.RawMessage
 	inputs  json.RawMessage
 
+	completeTx func(ctx context.Context, tx store.Tx, result any) error
+
 	checkpoint json.RawMessage
 	save       func(ctx context.Context, raw json.RawMessage) error
-	// maxCheckpoint bounds a checkpoint's size (Config.MaxPayloadBytes); 0: no bound.
+	// maxCheckpoint bounds a checkpoint and a CompleteTx result (Config.MaxPayloadBytes); 0: no bound.
 	maxCheckpoint int
 }
 
@@ -62,7 +66,7 @@ func stepFrom(a *engine.Attempt) *Step {
 	return &Step{TaskID: a.TaskID, ID: a.StepID, Name: a.Name, Namespace: a.Namespace, TaskName: a.TaskName,
 		Version: a.Version, Attempt: a.Number, MaxAttempts: a.MaxAttempts, CorrelationID: a.CorrelationID,
 		context: a.Context, method: a.Method, config: a.Config, results: a.Results, inputs: a.Inputs,
-		checkpoint: a.Checkpoint, maxCheckpoint: a.MaxCheckpoint, save: a.SaveCheckpoint}
+		checkpoint: a.Checkpoint, maxCheckpoint: a.MaxCheckpoint, save: a.SaveCheckpoint, completeTx: a.CompleteTx}
 }
 
 // Inputs decodes the step's own inputs, such as a batch worker's BatchInputs, into v. It returns
@@ -103,6 +107,37 @@ func (s *Step) Checkpoint(ctx context.Context, v any) error {
 	}
 	s.checkpoint = raw
 	return s.save(ctx, raw)
+}
+
+// CompleteTx records this attempt's success with result inside the caller's transaction tx, so
+// that the handler's own writes and its step's completion commit together or not at all (River's
+// JobCompleteTx). The step's dependents are released and its task settled only if tx commits;
+// with a queue outside the database their messages are published once the commit is announced.
+// The handler then returns result as usual: after a commit the engine finds the step complete
+// and only acks its message; after a rollback it records the outcome itself.
+//
+// A result that is not JSON-encodable or that the database cannot store returns a *ValueError
+// (errors.Is ErrInvalidValue), one over Config.MaxPayloadBytes ErrPayloadTooLarge, before
+// anything is written; ErrNotTransactional means the store cannot join tx (store/memory). A refusal rolls
+// back to a savepoint, so tx stays usable.
+func (s *Step) CompleteTx(ctx context.Context, tx pgx.Tx, result any) error {
+	if s.completeTx == nil {
+		return fmt.Errorf("complete step %q: not available outside a handler's attempt", s.Name)
+	}
+	if tx == nil {
+		return fmt.Errorf("complete step %q: %w: nil tx", s.Name, ErrNotTransactional)
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return fmt.Errorf("complete step %q: %w", s.Name, &ValueError{Field: "result", Reason: "not JSON-encodable: " + err.Error(), Err: err})
+	}
+	if s.maxCheckpoint > 0 && len(raw) > s.maxCheckpoint {
+		return fmt.Errorf("complete step %q: %w: %d bytes, limit %d (Config.MaxPayloadBytes)", s.Name, ErrPayloadTooLarge, len(raw), s.maxCheckpoint)
+	}
+	if err := checkValue("result", raw); err != nil {
+		return fmt.Errorf("complete step %q: %w", s.Name, err)
+	}
+	return s.completeTx(ctx, tx, json.RawMessage(raw))
 }
 
 // LoadCheckpoint decodes the latest checkpoint into v and reports whether there was one.

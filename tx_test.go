@@ -3,6 +3,7 @@ package tasker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,4 +176,93 @@ func TestTxTwinsNeedATransactionalStore(t *testing.T) {
 	got, err := b.engine.GetTask(ctx, task.ID)
 	require.NoError(t, err)
 	require.NotEqual(t, tasker.TaskCancelled, got.State)
+}
+
+// TestStepCompleteTx: a handler writes its own row and completes its step in one transaction of
+// its own, on both PostgreSQL backends. Committed, the row and the completion land together, the
+// dependent runs once with the result (on RabbitMQ, published when the commit is announced), and
+// the step has one completion in its audit trail although the handler then returns as usual.
+// Rolled back, the row is gone and the engine records the handler's outcome itself. A result the
+// database cannot store is refused before anything is written, and the transaction stays usable.
+func TestStepCompleteTx(t *testing.T) {
+	t.Parallel()
+	const tmpl = `
+name: txwrite
+namespace_name: txw
+version: 1.0.0
+steps:
+  - {name: write, handler: {callable: write}}
+  - {name: after, handler: {callable: after}, dependencies: [write]}
+`
+	for _, be := range []string{backendPostgres, backendRabbitMQ} {
+		for _, commit := range []bool{true, false} {
+			name := be + "/rollback"
+			if commit {
+				name = be + "/commit"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				b := setupOn(t, be, func(c *tasker.Config) { c.RepublishAfter = time.Hour })
+				b.register(t, tmpl)
+				ctx := context.Background()
+				_, err := b.db.Pool.Exec(ctx, `CREATE TABLE `+b.db.Schema+`.orders (id int)`)
+				require.NoError(t, err)
+				var afterRuns atomic.Int32
+				var seen atomic.Int64
+				b.engine.HandleFunc("write", func(ctx context.Context, s *tasker.Step) (any, error) {
+					tx, err := b.db.Pool.Begin(ctx)
+					if err != nil {
+						return nil, err
+					}
+					defer func() { _ = tx.Rollback(ctx) }()
+					if _, err := tx.Exec(ctx, `INSERT INTO `+b.db.Schema+`.orders VALUES (42)`); err != nil {
+						return nil, err
+					}
+					bad := s.CompleteTx(ctx, tx, map[string]any{"bad": "\x00"})
+					if !errors.Is(bad, tasker.ErrInvalidValue) {
+						return nil, tasker.Permanent(fmt.Errorf("an unstorable result: %v, want ErrInvalidValue", bad))
+					}
+					result := map[string]any{"order": 42}
+					if err := s.CompleteTx(ctx, tx, result); err != nil {
+						return nil, tasker.Permanent(err)
+					}
+					if commit {
+						if err := tx.Commit(ctx); err != nil {
+							return nil, err
+						}
+					}
+					return result, nil
+				})
+				b.engine.HandleFunc("after", func(ctx context.Context, s *tasker.Step) (any, error) {
+					afterRuns.Add(1)
+					var r struct{ Order int64 }
+					if err := s.DependencyResult("write", &r); err != nil {
+						return nil, tasker.Permanent(err)
+					}
+					seen.Store(r.Order)
+					return nil, nil
+				})
+				b.start(t)
+				task := b.waitWithin(t, b.create(t, "txw", "txwrite", nil).ID, 30*time.Second)
+				require.Equal(t, tasker.TaskComplete, task.State)
+				require.Equal(t, int32(1), afterRuns.Load())
+				require.Equal(t, int64(42), seen.Load(), "the dependent saw the result")
+				var rows int
+				require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+b.db.Schema+`.orders`).Scan(&rows))
+				if commit {
+					require.Equal(t, 1, rows, "the handler's row committed with the completion")
+				} else {
+					require.Equal(t, 0, rows, "the handler's row rolled back")
+				}
+				trs := requireLegalTransitions(t, b.engine, task.ID)
+				completions := 0
+				for _, tr := range trs {
+					if tr.StepName == "write" && tr.To == string(tasker.StepComplete) {
+						completions++
+					}
+				}
+				require.Equal(t, 1, completions, "one completion of the step in its audit trail")
+			})
+		}
+	}
 }

@@ -20,4 +20,8 @@ var ErrNotTransactional = errors.New("store: this store cannot join the caller's
 type Transactional interface {
 	CancelTaskTx(ctx context.Context, tx Tx, p CancelTaskParams) (*OutcomeResult, error)
 	OperatorActionTx(ctx context.Context, tx Tx, p OperatorParams) (*OutcomeResult, error)
+	// RecordOutcomeTx records an attempt's outcome inside tx (a handler's Step.CompleteTx), as
+	// RecordOutcome does in a transaction of its own; the steps it releases are announced
+	// (EventTaskCreated) on commit, so that a queue outside the database gets their messages.
+	RecordOutcomeTx(ctx context.Context, tx Tx, p OutcomeParams) (*OutcomeResult, error)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -211,7 +212,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 
 	hold := &leaseClock{renewed: start}
 	stopBeat := w.heartbeat(ns, m, st, cancel, hold)
-	out := w.call(tctx, st, task, c.Results)
+	var inTx atomic.Bool // the handler completed the step in its own transaction (CompleteTx)
+	out := w.call(tctx, st, task, c.Results, &inTx)
 	stopBeat()
 
 	cause := context.Cause(tctx)
@@ -285,6 +287,12 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		w.releaseHandoff(task.Namespace, task.ID, st.ID)
 	}
 	if err != nil {
+		if errors.Is(err, store.ErrConflict) && inTx.Load() {
+			e.log.V(1).Info("step completed in its handler's transaction", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+			w.ack(ns, m.ID)
+			e.waiters.Notify(task.ID)
+			return queue.Message{}, nil
+		}
 		if errors.Is(err, store.ErrConflict) {
 			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
 			w.ack(ns, m.ID)
@@ -424,9 +432,36 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 	}
 }
 
+// completeTx records a handler's success inside the handler's own transaction (Step.CompleteTx),
+// as the executor would record it: classified (the result checked), with what its step type asks
+// (a decision's branches), released dependents enqueued in tx. The executor still records the
+// handler's outcome afterwards: a committed tx makes that a conflict, dropped; a rolled-back one
+// leaves it to record the outcome as usual.
+func (w *workers) completeTx(ctx context.Context, tx store.Tx, st *store.Step, task *store.Task, result any) error {
+	e := w.e
+	ts, ok := e.store.(store.Transactional)
+	if !ok || tx == nil {
+		return fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, store.ErrNotTransactional)
+	}
+	p := Classify(st, Called{Return: Return{Result: result}}, nil, e.cfg.MaxPayloadBytes)
+	if p.Kind != store.OutcomeSuccess {
+		return fmt.Errorf("complete step %q in the caller's transaction: %s", st.Name, errorMessage(p.Error))
+	}
+	w.applyStepType(st, task, &p)
+	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.Enqueuer = e.NewEnqueuer() // a queue outside the database publishes when the commit is announced
+	if _, err := ts.RecordOutcomeTx(ctx, tx, p); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("complete step %q in the caller's transaction: this attempt no longer holds the step: %w", st.Name, err)
+		}
+		return fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, err)
+	}
+	return nil
+}
+
 // call runs the handler, recovering a panic; a handler that ignores its cancelled context is
 // abandoned after abandonGrace.
-func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage) Called {
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage, inTx *atomic.Bool) Called {
 	if isNoOp(st.Inputs) {
 		return Called{Return: Return{Result: map[string]any{"no_op": true}}}
 	}
@@ -460,6 +495,13 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 		Context: task.Context, Method: method, Config: config, Results: results, Inputs: st.Inputs,
 		Checkpoint: st.Checkpoint, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
+		},
+		CompleteTx: func(ctx context.Context, tx store.Tx, result any) error {
+			if err := w.completeTx(ctx, tx, st, task, result); err != nil {
+				return err
+			}
+			inTx.Store(true)
+			return nil
 		}}
 	done := make(chan Called, 1)
 	go func() {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tasker-systems/tasker/store"
 )
 
 // Handler runs one attempt of a step. The root package adapts a tasker.Handler to it, building
@@ -36,6 +38,10 @@ type Attempt struct {
 	MaxCheckpoint int
 	// SaveCheckpoint stores a checkpoint for this attempt.
 	SaveCheckpoint func(ctx context.Context, raw json.RawMessage) error
+	// CompleteTx records this attempt's success with result inside the caller's transaction tx
+	// (store.Tx): its dependents are released and its task settled only if tx commits. It returns
+	// store.ErrNotTransactional on a store that cannot join tx.
+	CompleteTx func(ctx context.Context, tx store.Tx, result any) error
 }
 
 // Return is a handler's outcome, sorted by the root, which alone knows its error types.

@@ -6,7 +6,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
 var _ store.Transactional = (*Store)(nil)
@@ -40,6 +42,31 @@ func (s *Store) OperatorActionTx(ctx context.Context, tx store.Tx, p store.Opera
 		return err
 	})
 	return res, err
+}
+
+// RecordOutcomeTx is RecordOutcome inside the caller's transaction (a pgx.Tx), under a
+// savepoint; when the outcome released steps, their task is announced on commit (EventTaskCreated)
+// for a queue outside the database.
+func (s *Store) RecordOutcomeTx(ctx context.Context, tx store.Tx, p store.OutcomeParams) (*store.OutcomeResult, error) {
+	ptx, err := callerTx(tx)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := statemachine.PlanOutcome(params.Attempt(p))
+	if err != nil {
+		return nil, err
+	}
+	var res *store.OutcomeResult
+	err = pgx.BeginFunc(ctx, ptx, func(sp pgx.Tx) error {
+		if res, err = s.recordOutcome(ctx, sp, p, plan); err != nil {
+			return err
+		}
+		if res.Released > 0 {
+			return s.notify(ctx, sp, eventCreated, p.TaskID)
+		}
+		return nil
+	})
+	return res, unstorable(err)
 }
 
 func callerTx(tx store.Tx) (pgx.Tx, error) {
