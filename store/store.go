@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 )
 
@@ -75,6 +76,16 @@ type Enqueuer interface {
 // EnqueueTx.
 type BatchEnqueuer interface {
 	EnqueueBatch(b *pgx.Batch, namespace string, steps []StepRef, delay time.Duration) (bool, error)
+}
+
+// QueueOwner is implemented by a store whose transactions can carry a queue's messages
+// (store/postgres with its own queue, or queue/pgqueue's on the same pool and schema). With such a
+// queue the store sends, holds, reads and acks the messages inside its own transactions; with any
+// other, it returns the messages to send as data (Publish), and the caller publishes and acks them
+// after the commit.
+type QueueOwner interface {
+	// OwnsQueue reports whether q's messages are the store's own rows.
+	OwnsQueue(q queue.Queue) bool
 }
 
 // StepRef identifies a step for the queue.

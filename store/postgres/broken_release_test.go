@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/testdb"
-	"github.com/tasker-systems/tasker/queue/pgqueue"
 	"github.com/tasker-systems/tasker/store/storetest"
 )
 
@@ -43,7 +42,7 @@ func TestBrokenReleaseFailsTheSuite(t *testing.T) {
 				s.releaseSQL = brokenReleaseSQL
 				return storetest.Backend{
 					Store: s,
-					Queue: pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema)),
+					Queue: s.Queue(),
 					Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 				}
 			},

@@ -8,9 +8,10 @@
 //		storetest.Run(t, storetest.Harness{
 //			New: func(t *testing.T) storetest.Backend {
 //				db := testdb.New(t)
+//				s := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 //				return storetest.Backend{
-//					Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)),
-//					Queue: pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema)),
+//					Store: s,
+//					Queue: s.Queue(),
 //					Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 //				}
 //			},
@@ -21,7 +22,7 @@
 // The suite's own store.Enqueuer sends each StepRef as a JSON message on Backend.Queue, in the
 // store's transaction (Queue.SendTx), the way the engine does; tests read the queue to check
 // exactly which steps got a message. Its batch flavour is a store.BatchEnqueuer, so that a store
-// that pipelines its sends (store/postgres with queue/pgqueue) is tested on that path too.
+// that pipelines its sends (store/postgres with its own queue) is tested on that path too.
 //
 // The batched seam (store.BatchStore: ClaimMany, RecordOutcomes) runs on every store too. Its
 // outcomes send nothing themselves: the suite checks the Publish lists they return, and the acks of
