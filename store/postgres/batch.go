@@ -121,36 +121,6 @@ func (s *Store) landed(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, o 
 	return landed, nil
 }
 
-// ClaimMany claims the steps in one round trip: each step's claim and loads (queueClaim) are
-// statements of one pipelined batch, which runs as one implicit transaction.
-func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.ClaimManyResult, error) {
-	res := &store.ClaimManyResult{}
-	if len(p.Steps) == 0 {
-		return res, nil
-	}
-	b := &pgx.Batch{}
-	claims := make([]*claim, len(p.Steps))
-	seen := map[uuid.UUID]bool{}
-	for i, ref := range p.Steps {
-		if seen[ref.StepID] {
-			continue // a duplicate in the same call: its claim would find the step in progress
-		}
-		seen[ref.StepID] = true
-		claims[i] = s.queueClaim(b, ref.StepID, p.WorkerID, p.Lease, nil, ref.Ancestors)
-	}
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("claim %d steps: %w", len(p.Steps), err)
-	}
-	for i, ref := range p.Steps {
-		if c := claims[i]; c != nil && c.found {
-			res.Claimed = append(res.Claimed, store.ClaimedMessage{ClaimedStep: c.claimed, MessageID: ref.MessageID})
-		} else {
-			res.Stale = append(res.Stale, ref)
-		}
-	}
-	return res, nil
-}
-
 // heartbeatManySQL extends, for worker $1, the leases ($5 ms) of the steps in $2 held at their
 // attempts $3 (0: any), and the visibility of their messages $4 (0: none) in the store's own
 // queue; it returns every step's state and whether it was held, in $2's order.
