@@ -23,7 +23,8 @@ type BatchStore interface {
 	// the attempt its worker holds: it moves the step as the outcome's plan says, releases the
 	// dependents it makes ready, updates the counters and settles the task. An outcome whose worker
 	// no longer holds its step is reported per outcome (Conflict, AlreadyRecorded, NotFound) and
-	// the others are still recorded. An error means nothing was recorded.
+	// the others are still recorded. A recorded success with Handoff claims one of the steps it
+	// released for its worker (OutcomeRecord.Next). An error means nothing was recorded.
 	RecordOutcomes(ctx context.Context, p RecordOutcomesParams) (*RecordOutcomesResult, error)
 	// HeartbeatMany extends the lease of each step of p that p.WorkerID still holds at its
 	// attempt, and reports every step's state, in p.Steps' order, so that a worker learns which
@@ -60,9 +61,16 @@ type Outcome struct {
 	Spawn     *SpawnPlan
 	Namespace string
 	// MessageID is the attempt's queue message (0: none). A store that owns the queue deletes it
-	// in the outcome's commit, whatever the outcome's status (OutcomeRecord.Acked); otherwise the
-	// caller acks it once the call has returned.
+	// in the outcome's commit, whatever the outcome's status (OutcomeRecord.Acked), when the call
+	// says the queue is its own (RecordOutcomesParams.OwnedQueue); otherwise the caller acks it
+	// once the call has returned.
 	MessageID int64
+	// Handoff, with a success, asks the store to claim for WorkerID, in the same transaction, one
+	// of the steps this outcome makes ready whose handler is in RecordOutcomesParams.Callables,
+	// so that the worker runs it next without a trip through the queue (OutcomeRecord.Next). The
+	// step's start transition names this one ("after": StepID), so that a worker that cannot tell
+	// whether the call committed can find the step and give it back.
+	Handoff bool
 }
 
 // RecordOutcomesParams records many outcomes, of many tasks, in one transaction.
@@ -70,6 +78,17 @@ type RecordOutcomesParams struct {
 	// Outcomes are applied in order; two outcomes of one task see each other's effects, as they
 	// would one after the other.
 	Outcomes []Outcome
+	// Lease is the lease of a handed-over step (Outcome.Handoff), and how long its held message
+	// stays hidden. It must be positive when an outcome asks for a hand-over.
+	Lease time.Duration
+	// Callables are the handlers the worker has: only a step whose handler is one of them is
+	// handed over (none when empty).
+	Callables []string
+	// OwnedQueue tells a store that owns the caller's queue (QueueOwner.OwnsQueue) that it is the
+	// one in use: the store then sends the messages of the steps the outcomes enqueue in the
+	// commit (Publish stays empty), holds the message of a handed-over step (NextStep.MessageID),
+	// and deletes each Outcome.MessageID. A store that owns no queue ignores it.
+	OwnedQueue bool
 }
 
 // OutcomeStatus is what became of one outcome of a RecordOutcomes call.
@@ -116,6 +135,11 @@ type OutcomeRecord struct {
 	// Acked reports that the store deleted the outcome's MessageID (if it was still there) in
 	// this commit: the caller does not ack it.
 	Acked bool
+	// Next is the step handed over to the outcome's worker (Outcome.Handoff), claimed for it under
+	// RecordOutcomesParams.Lease, or nil. Its MessageID is its message, held by the worker, when
+	// the store owns the queue (RecordOutcomesParams.OwnedQueue); 0 otherwise: the step was not
+	// published, and the rescuer takes it over should the worker die.
+	Next *NextStep
 }
 
 // RecordOutcomesResult is the answer to RecordOutcomes.

@@ -102,6 +102,28 @@ type StepRef struct {
 	Retry bool
 }
 
+// StepMessage is the payload of a step's queue message, as the engine and a store that owns its
+// queue write it, in JSON.
+type StepMessage struct {
+	TaskID uuid.UUID `json:"task_id"`
+	StepID uuid.UUID `json:"step_id"`
+	// Retry marks the timer message of a step waiting for its backoff.
+	Retry bool `json:"retry,omitempty"`
+	// TaskName, Version and Step name the step in its template, so that the worker knows its
+	// ancestors before it claims it; empty when the sender did not know them.
+	TaskName string `json:"task,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Step     string `json:"step,omitempty"`
+	// Handler is the step's handler callable, so that a worker can tell whether it has the handler
+	// before it claims the step (and ClaimFromQueue can filter on it); empty when unknown.
+	Handler string `json:"handler,omitempty"`
+}
+
+// Message returns the step's queue message.
+func (r StepRef) Message() StepMessage {
+	return StepMessage{TaskID: r.TaskID, StepID: r.StepID, Retry: r.Retry, TaskName: r.TaskName, Version: r.Version, Step: r.Name, Handler: r.Handler}
+}
+
 // Store is the persistence seam.
 type Store interface {
 	// RegisterTemplate stores a template definition in the registry. Versions are immutable: the

@@ -77,10 +77,6 @@ const byIDSource = `src AS MATERIALIZED (
 			SELECT * FROM unnest($7::int[], $8::text[]) AS nm(ord, name)
 		)`
 
-// genericPlans makes the transaction's statements use generic plans: the batch statements are
-// large, and planning them again on every call costs about as much as running them (§4.2).
-const genericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
-
 // claimRow is one row of claimSetSQL.
 type claimRow struct {
 	ord        int

@@ -34,9 +34,9 @@ type Store struct {
 	log           logr.Logger
 	queue         *Queue // the store's own queue, on its pool and schema
 
-	// releaseSQL is releaseChildrenSQL; a test swaps in a broken release to show that
-	// store/storetest catches it.
-	releaseSQL string
+	// releaseSQL is releaseChildrenSQL (the single-step path's) and releaseCTE the set-based
+	// RecordOutcomes'; a test swaps in broken releases to show that store/storetest catches them.
+	releaseSQL, releaseCTE string
 }
 
 var (
@@ -57,7 +57,7 @@ func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL}
+	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL, releaseCTE: releaseCTE}
 	for _, o := range opts {
 		o(s)
 	}

@@ -68,6 +68,7 @@ type Queue struct {
 	readSQL       string
 	ackSQL        string
 	setVTSQL      string
+	sendManySQL   string
 }
 
 var (
@@ -150,6 +151,13 @@ RETURNING m.msg_id, m.payload, m.read_ct, m.enqueued_at`
 	q.ackSQL = `DELETE FROM ` + table + ` WHERE queue_name = $1 AND msg_id = ANY($2::bigint[])`
 	q.setVTSQL = `UPDATE ` + table + ` SET vt = now() + make_interval(secs => $3::float8)
 WHERE queue_name = $1 AND msg_id = $2`
+	q.sendManySQL = `WITH m AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS m(queue_name, doc, delay_ms, ord)
+), ins AS (
+	INSERT INTO ` + table + ` (queue_name, payload, vt)
+	SELECT queue_name, doc::jsonb, now() + delay_ms * interval '1 millisecond' FROM m ORDER BY ord
+)
+SELECT pg_notify($4, n.queue_name) FROM (SELECT DISTINCT queue_name FROM m WHERE delay_ms <= 0) n`
 	return q
 }
 
@@ -274,6 +282,13 @@ func (q *Queue) QueueSendHeld(b *pgx.Batch, queueName string, payload []byte, vt
 		return row.Scan(id)
 	})
 	return nil
+}
+
+// queueSendMany queues into b the send of one message per row (queues[i], docs[i] as JSON,
+// visible after delays[i] ms), in that order, of any queues, with one notification per queue that
+// has a message visible at once: the store's outcomes send theirs in their own commit.
+func (q *Queue) queueSendMany(b *pgx.Batch, queues, docs []string, delays []int64) {
+	b.Queue(q.sendManySQL, queues, docs, delays, q.channel)
 }
 
 // Read implements queue.Queue in one statement.

@@ -84,8 +84,11 @@ type Capabilities struct {
 	// pgx.Tx from Backend.Begin commits or rolls back with it, and OutcomeParams.BeforeCommit gets
 	// the store's own pgx.Tx, so that what it writes there commits only with the outcome.
 	Transactions bool
-	// OwnsQueue means Backend.Queue's messages are the store's own rows: RecordOutcomes deletes
-	// each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the caller acks.
+	// OwnsQueue means Backend.Queue's messages are the store's own rows: the store is a
+	// store.QueueOwner that owns Backend.Queue, and RecordOutcomes with
+	// RecordOutcomesParams.OwnedQueue sends the messages it enqueues, holds a handed-over step's
+	// and deletes each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the
+	// caller publishes and acks.
 	OwnsQueue bool
 }
 
@@ -112,6 +115,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordOutcome", testRecordOutcome},
 		{"RecordOutcomes", testRecordOutcomes},
 		{"ClaimMany", testClaimMany},
+		{"Handoff", testHandoff},
 		{"HeartbeatMany", testHeartbeatMany},
 		{"ReleaseSteps", testReleaseSteps},
 		{"PromoteRetries", testPromoteRetries},
@@ -157,6 +161,10 @@ func setup(t *testing.T, h Harness) *bundle {
 	if h.Capabilities.Transactions {
 		require.NotNil(t, be.Begin, "a backend with Transactions needs Backend.Begin")
 	}
+	if h.Capabilities.OwnsQueue {
+		owner, ok := be.Store.(store.QueueOwner)
+		require.True(t, ok && owner.OwnsQueue(be.Queue), "a backend with OwnsQueue owns Backend.Queue (store.QueueOwner)")
+	}
 	return &bundle{Backend: be, caps: h.Capabilities, enq: batchEnqueuer{enqueuer{be.Queue}}, names: map[uuid.UUID]string{}}
 }
 
@@ -183,20 +191,14 @@ func forEachEnqueuer(t *testing.T, h Harness, fn func(t *testing.T, b *bundle)) 
 	}
 }
 
-// message is the payload the suite's enqueuers send.
-type message struct {
-	TaskID   uuid.UUID `json:"task_id"`
-	StepID   uuid.UUID `json:"step_id"`
-	Retry    bool      `json:"retry,omitempty"`
-	TaskName string    `json:"task,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	Step     string    `json:"step,omitempty"`
-}
+// message is the payload the suite's enqueuers send, as the engine does (and a store that owns
+// its queue).
+type message = store.StepMessage
 
 func payloads(refs []store.StepRef) ([][]byte, error) {
 	out := make([][]byte, len(refs))
 	for i, r := range refs {
-		b, err := json.Marshal(message{TaskID: r.TaskID, StepID: r.StepID, Retry: r.Retry, TaskName: r.TaskName, Version: r.Version, Step: r.Name})
+		b, err := json.Marshal(r.Message())
 		if err != nil {
 			return nil, err
 		}
