@@ -177,19 +177,54 @@ type ClaimRef struct {
 	Ancestors []string
 }
 
-// ClaimManyResult is the answer to ClaimMany.
+// ClaimManyResult is the answer to ClaimMany and ClaimFromQueue.
 type ClaimManyResult struct {
-	// Claimed are the claimed steps, in the order of ClaimManyParams.Steps.
+	// Claimed are the claimed steps, in the order of ClaimManyParams.Steps (of the messages'
+	// IDs for ClaimFromQueue).
 	Claimed []ClaimedMessage
 	// Stale are the refs whose step was not enqueued (a duplicate delivery, a cancelled task, an
-	// unknown step): their messages should be acked and dropped.
+	// unknown step, a message that names no step): their messages should be acked and dropped.
 	Stale []ClaimRef
+	// Retries, from ClaimFromQueue only, are the retry timers read (StepMessage.Retry) whose
+	// steps still wait in waiting_for_retry: their messages are hidden for the claim's lease, and
+	// the caller promotes the steps (PromoteRetries) and claims them (ClaimMany), or gives the
+	// messages back. A retry timer whose step an earlier delivery promoted is claimed as usual.
+	Retries []ClaimRef
 }
 
 // ClaimedMessage is a claimed step and the message that delivered it.
 type ClaimedMessage struct {
 	ClaimedStep
 	MessageID int64
+	// ReadCount and EnqueuedAt are the message's, as queue.Message has them, for ClaimFromQueue
+	// (zero for ClaimMany, which reads no message).
+	ReadCount  int
+	EnqueuedAt time.Time
+}
+
+// QueueClaimer is implemented by a store that owns its queue (QueueOwner): it reads messages and
+// claims their steps in one statement.
+type QueueClaimer interface {
+	// ClaimFromQueue reads up to p.Limit visible messages of p.Namespace's queue whose handler is
+	// one of p.Callables (or that name no handler), hides each for p.Lease, and claims their
+	// enqueued steps for p.WorkerID under p.Lease, as ClaimMany does, loading the results of
+	// every ancestor along the task's edges. A message whose step is not enqueued is reported in
+	// Stale (or, for a retry timer whose step waits for its backoff, in Retries). Nothing to read
+	// is an empty result, not an error.
+	ClaimFromQueue(ctx context.Context, p ClaimFromQueueParams) (*ClaimManyResult, error)
+}
+
+// ClaimFromQueueParams reads and claims up to Limit steps of one namespace's queue for a worker.
+type ClaimFromQueueParams struct {
+	Namespace, WorkerID string
+	// Limit is the most messages read; it must be positive.
+	Limit int
+	// Lease is the claimed steps' lease and their messages' visibility timeout; it must be
+	// positive.
+	Lease time.Duration
+	// Callables are the handlers the worker has: a message naming another handler is left for
+	// another worker; one that names none (StepMessage.Handler empty) is read.
+	Callables []string
 }
 
 // HeartbeatManyParams extends the leases of many steps of one worker.

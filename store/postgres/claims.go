@@ -15,7 +15,10 @@ import (
 )
 
 // This file is the set-based claim (docs/design/engine-v2.md §3.4): one statement claims many
-// steps and loads what their handlers need. ClaimMany takes them by ID.
+// steps and loads what their handlers need. ClaimFromQueue reads its steps' messages in the same
+// statement; ClaimMany takes them by ID.
+
+var _ store.QueueClaimer = (*Store)(nil)
 
 // claimSetSQL claims, for worker $1 under a lease of $2 ms, the enqueued steps of {source}: rows
 // (ord, msg_id, read_ct, enqueued_at, step_id, retry, walk) with, in nm, (ord, name) rows naming
@@ -67,6 +70,30 @@ const claimSetSQL = `
 		  LEFT JOIN res ON res.step_id = c.step_id
 		  LEFT JOIN {s}.steps cur ON cur.step_id = src.step_id
 		 ORDER BY src.ord`
+
+// fromQueueSource reads up to $5 visible messages of queue $3 whose handler is one of $4 (or that
+// name none) and hides them for the lease: the source of ClaimFromQueue. A message whose step_id is
+// not a UUID names no step.
+const fromQueueSource = `m AS MATERIALIZED (
+			SELECT msg_id FROM {s}.queue_messages
+			 WHERE queue_name = $3 AND vt <= now()
+			   AND (payload->>'handler' IS NULL OR payload->>'handler' = ANY($4::text[]))
+			 ORDER BY msg_id LIMIT $5
+			   FOR UPDATE SKIP LOCKED
+		), r AS (
+			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1
+			  FROM m WHERE q.msg_id = m.msg_id
+			RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.payload
+		), src AS MATERIALIZED (
+			SELECT (row_number() OVER (ORDER BY msg_id))::int AS ord, msg_id, read_ct, enqueued_at,
+			       CASE WHEN payload->>'step_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+			            THEN (payload->>'step_id')::uuid END AS step_id,
+			       CASE WHEN jsonb_typeof(payload->'retry') = 'boolean' THEN (payload->'retry')::boolean ELSE false END AS retry,
+			       true AS walk
+			  FROM r
+		), nm AS (
+			SELECT NULL::int AS ord, NULL::text AS name WHERE false
+		)`
 
 // byIDSource is ClaimMany's source: $3 ords, $4 message IDs, $5 steps, $6 walk the edges, and
 // the ancestors named ($7 ord, $8 name).
@@ -148,6 +175,48 @@ func (s *Store) claimSetOnce(ctx context.Context, sql string, args []any) ([]cla
 		return nil, err
 	}
 	return out, nil
+}
+
+// ClaimFromQueue reads up to p.Limit visible messages of p.Namespace whose handler is callable (or
+// that name none) and claims their enqueued steps, in one statement (claimSetSQL over
+// fromQueueSource, in one round trip): a message is hidden for the lease whatever comes of it,
+// its step's results along the edges are loaded, and a message whose step was not enqueued is
+// reported in Stale, or in Retries for a retry timer whose step waits for its backoff.
+func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams) (*store.ClaimManyResult, error) {
+	switch {
+	case p.Limit <= 0:
+		return nil, fmt.Errorf("claim from queue %q: the limit must be positive, got %d", p.Namespace, p.Limit)
+	case p.Lease <= 0:
+		return nil, fmt.Errorf("claim from queue %q: the lease must be positive, got %v", p.Namespace, p.Lease)
+	}
+	callables := p.Callables
+	if callables == nil {
+		callables = []string{} // a NULL array matches nothing either, but say so
+	}
+	rows, err := s.claimSet(ctx, fromQueueSource, p.WorkerID, p.Lease.Milliseconds(), p.Namespace, callables, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim from queue %q: %w", p.Namespace, err)
+	}
+	res := &store.ClaimManyResult{}
+	for _, r := range rows {
+		ref := store.ClaimRef{MessageID: r.msgID}
+		if r.stepID != nil {
+			ref.StepID = *r.stepID
+		}
+		switch {
+		case r.claimed:
+			m := store.ClaimedMessage{ClaimedStep: r.c, MessageID: r.msgID, ReadCount: r.readCount}
+			if r.enqueuedAt != nil {
+				m.EnqueuedAt = *r.enqueuedAt
+			}
+			res.Claimed = append(res.Claimed, m)
+		case r.retry && r.state != nil && *r.state == "waiting_for_retry":
+			res.Retries = append(res.Retries, ref)
+		default:
+			res.Stale = append(res.Stale, ref)
+		}
+	}
+	return res, nil
 }
 
 // ClaimMany claims the steps in one statement (claimSetSQL over byIDSource, in one round trip),

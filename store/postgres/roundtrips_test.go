@@ -100,19 +100,11 @@ func (r *rig) createTasks(tb testing.TB, n int, shape ...[]int) []uuid.UUID {
 	return ids
 }
 
-// claimAll reads up to n messages of the namespace and claims their steps for worker w.
-func (r *rig) claimAll(tb testing.TB, n int) []store.ClaimedMessage {
+// claimAll reads and claims up to n messages of the namespace for worker w.
+func (r *rig) claimAll(tb testing.TB, n int, callables ...string) []store.ClaimedMessage {
 	tb.Helper()
-	ctx := context.Background()
-	msgs, err := r.s.Queue().Read(ctx, rigNS, n, time.Minute)
-	require.NoError(tb, err)
-	refs := make([]store.ClaimRef, len(msgs))
-	for i, m := range msgs {
-		var sm store.StepMessage
-		require.NoError(tb, json.Unmarshal(m.Payload, &sm))
-		refs[i] = store.ClaimRef{StepID: sm.StepID, MessageID: m.ID}
-	}
-	res, err := r.s.ClaimMany(ctx, store.ClaimManyParams{WorkerID: "w", Lease: time.Minute, Steps: refs})
+	res, err := r.s.ClaimFromQueue(context.Background(), store.ClaimFromQueueParams{Namespace: rigNS, WorkerID: "w", Limit: n,
+		Lease: time.Minute, Callables: callables})
 	require.NoError(tb, err)
 	return res.Claimed
 }
@@ -136,7 +128,7 @@ func outcome(tb testing.TB, c store.ClaimedMessage, o statemachine.Outcome) stor
 
 // TestRoundTrips pins the round trips of the set-based calls: RecordOutcomes takes two for any
 // batch of outcomes that spawn nothing and free no batch slot, hand-overs and owned sends
-// included; ClaimMany takes one.
+// included; ClaimFromQueue and ClaimMany take one.
 func TestRoundTrips(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -144,7 +136,8 @@ func TestRoundTrips(t *testing.T) {
 	callables := []string{"h_s0", "h_s1", "h_s2", "h_s3"}
 	for _, n := range []int{1, 20} {
 		r.createTasks(t, n, nil, []int{0}, []int{0}, []int{1, 2}) // diamonds
-		claimed := r.claimAll(t, n)
+		var claimed []store.ClaimedMessage
+		require.Equal(t, 1, r.count(func() { claimed = r.claimAll(t, n, callables...) }), "ClaimFromQueue, N=%d", n)
 		require.Len(t, claimed, n)
 		outs := make([]store.Outcome, n)
 		successes := 0
@@ -180,7 +173,7 @@ func TestRoundTrips(t *testing.T) {
 
 		// The middle steps' other halves, claimed by ID.
 		var refs []store.ClaimRef
-		for _, c := range r.claimAll(t, 2*n) {
+		for _, c := range r.claimAll(t, 2*n, callables...) {
 			refs = append(refs, store.ClaimRef{StepID: c.Step.ID})
 			_, err := r.s.ReleaseSteps(ctx, store.ReleaseStepsParams{WorkerID: "w", Steps: []store.ReleaseRef{{StepID: c.Step.ID, Attempt: 1}}})
 			require.NoError(t, err)

@@ -85,10 +85,10 @@ type Capabilities struct {
 	// the store's own pgx.Tx, so that what it writes there commits only with the outcome.
 	Transactions bool
 	// OwnsQueue means Backend.Queue's messages are the store's own rows: the store is a
-	// store.QueueOwner that owns Backend.Queue, and RecordOutcomes with
+	// store.QueueOwner that owns Backend.Queue and a store.QueueClaimer, and RecordOutcomes with
 	// RecordOutcomesParams.OwnedQueue sends the messages it enqueues, holds a handed-over step's
 	// and deletes each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the
-	// caller publishes and acks.
+	// caller publishes and acks, and the ClaimFromQueue tests are skipped.
 	OwnsQueue bool
 }
 
@@ -115,6 +115,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordOutcome", testRecordOutcome},
 		{"RecordOutcomes", testRecordOutcomes},
 		{"ClaimMany", testClaimMany},
+		{"ClaimFromQueue", testClaimFromQueue},
 		{"Handoff", testHandoff},
 		{"HeartbeatMany", testHeartbeatMany},
 		{"ReleaseSteps", testReleaseSteps},
@@ -164,6 +165,8 @@ func setup(t *testing.T, h Harness) *bundle {
 	if h.Capabilities.OwnsQueue {
 		owner, ok := be.Store.(store.QueueOwner)
 		require.True(t, ok && owner.OwnsQueue(be.Queue), "a backend with OwnsQueue owns Backend.Queue (store.QueueOwner)")
+		_, ok = be.Store.(store.QueueClaimer)
+		require.True(t, ok, "a backend with OwnsQueue is a store.QueueClaimer")
 	}
 	return &bundle{Backend: be, caps: h.Capabilities, enq: batchEnqueuer{enqueuer{be.Queue}}, names: map[uuid.UUID]string{}}
 }
