@@ -185,3 +185,62 @@ func TestRoundTrips(t *testing.T) {
 		}), "ClaimMany, N=%d", len(refs))
 	}
 }
+
+// BenchmarkRecordOutcomes records the successes of N one-step tasks in one call, with the store's
+// own queue (acks in the commit). It reports µs per step and round trips per call; the tasks'
+// creation and claims are outside the timer.
+//
+//	GOWORK=off go test ./store/postgres -run '^$' -bench RecordOutcomes -benchtime 50x
+func BenchmarkRecordOutcomes(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			r := newRig(b)
+			ctx := context.Background()
+			var trips int
+			for b.Loop() {
+				b.StopTimer()
+				r.createTasks(b, n, nil)
+				claimed := r.claimAll(b, n, "h_s0")
+				require.Len(b, claimed, n)
+				outs := make([]store.Outcome, n)
+				for i, c := range claimed {
+					outs[i] = outcome(b, c, statemachine.OutcomeSuccess)
+				}
+				b.StartTimer()
+				trips += r.count(func() {
+					res, err := r.s.RecordOutcomes(ctx, store.RecordOutcomesParams{Outcomes: outs, OwnedQueue: true})
+					if err != nil || res.Records[n-1].Status != store.Recorded {
+						b.Fatalf("record: %v", err)
+					}
+				})
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/step")
+			b.ReportMetric(float64(trips)/float64(b.N), "trips/call")
+		})
+	}
+}
+
+// BenchmarkClaimFromQueue reads and claims N steps (roots of one-step tasks) in one call. It
+// reports µs per step and round trips per call; the tasks' creation is outside the timer.
+//
+//	GOWORK=off go test ./store/postgres -run '^$' -bench ClaimFromQueue -benchtime 50x
+func BenchmarkClaimFromQueue(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			r := newRig(b)
+			var trips int
+			for b.Loop() {
+				b.StopTimer()
+				r.createTasks(b, n, nil)
+				b.StartTimer()
+				trips += r.count(func() {
+					if got := len(r.claimAll(b, n, "h_s0")); got != n {
+						b.Fatalf("claimed %d of %d", got, n)
+					}
+				})
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/step")
+			b.ReportMetric(float64(trips)/float64(b.N), "trips/call")
+		})
+	}
+}
