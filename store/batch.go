@@ -23,7 +23,8 @@ type BatchStore interface {
 	// the attempt its worker holds: it moves the step as the outcome's plan says, releases the
 	// dependents it makes ready, updates the counters and settles the task. An outcome whose worker
 	// no longer holds its step is reported per outcome (Conflict, AlreadyRecorded, NotFound) and
-	// the others are still recorded. An error means nothing was recorded.
+	// the others are still recorded. A recorded success with Handoff claims one of the steps it
+	// released for its worker (OutcomeRecord.Next). An error means nothing was recorded.
 	RecordOutcomes(ctx context.Context, p RecordOutcomesParams) (*RecordOutcomesResult, error)
 	// HeartbeatMany extends the lease of each step of p that p.WorkerID still holds at its
 	// attempt, and reports every step's state, in p.Steps' order, so that a worker learns which
@@ -60,9 +61,16 @@ type Outcome struct {
 	Spawn     *SpawnPlan
 	Namespace string
 	// MessageID is the attempt's queue message (0: none). A store that owns the queue deletes it
-	// in the outcome's commit, whatever the outcome's status (OutcomeRecord.Acked); otherwise the
-	// caller acks it once the call has returned.
+	// in the outcome's commit, whatever the outcome's status (OutcomeRecord.Acked), when the call
+	// says the queue is its own (RecordOutcomesParams.OwnedQueue); otherwise the caller acks it
+	// once the call has returned.
 	MessageID int64
+	// Handoff, with a success, asks the store to claim for WorkerID, in the same transaction, one
+	// of the steps this outcome makes ready whose handler is in RecordOutcomesParams.Callables,
+	// so that the worker runs it next without a trip through the queue (OutcomeRecord.Next). The
+	// step's start transition names this one ("after": StepID), so that a worker that cannot tell
+	// whether the call committed can find the step and give it back.
+	Handoff bool
 }
 
 // RecordOutcomesParams records many outcomes, of many tasks, in one transaction.
@@ -70,6 +78,17 @@ type RecordOutcomesParams struct {
 	// Outcomes are applied in order; two outcomes of one task see each other's effects, as they
 	// would one after the other.
 	Outcomes []Outcome
+	// Lease is the lease of a handed-over step (Outcome.Handoff), and how long its held message
+	// stays hidden. It must be positive when an outcome asks for a hand-over.
+	Lease time.Duration
+	// Callables are the handlers the worker has: only a step whose handler is one of them is
+	// handed over (none when empty).
+	Callables []string
+	// OwnedQueue tells a store that owns the caller's queue (QueueOwner.OwnsQueue) that it is the
+	// one in use: the store then sends the messages of the steps the outcomes enqueue in the
+	// commit (Publish stays empty), holds the message of a handed-over step (NextStep.MessageID),
+	// and deletes each Outcome.MessageID. A store that owns no queue ignores it.
+	OwnedQueue bool
 }
 
 // OutcomeStatus is what became of one outcome of a RecordOutcomes call.
@@ -116,6 +135,11 @@ type OutcomeRecord struct {
 	// Acked reports that the store deleted the outcome's MessageID (if it was still there) in
 	// this commit: the caller does not ack it.
 	Acked bool
+	// Next is the step handed over to the outcome's worker (Outcome.Handoff), claimed for it under
+	// RecordOutcomesParams.Lease, or nil. Its MessageID is its message, held by the worker, when
+	// the store owns the queue (RecordOutcomesParams.OwnedQueue); 0 otherwise: the step was not
+	// published, and the rescuer takes it over should the worker die.
+	Next *NextStep
 }
 
 // RecordOutcomesResult is the answer to RecordOutcomes.
@@ -153,19 +177,54 @@ type ClaimRef struct {
 	Ancestors []string
 }
 
-// ClaimManyResult is the answer to ClaimMany.
+// ClaimManyResult is the answer to ClaimMany and ClaimFromQueue.
 type ClaimManyResult struct {
-	// Claimed are the claimed steps, in the order of ClaimManyParams.Steps.
+	// Claimed are the claimed steps, in the order of ClaimManyParams.Steps (of the messages'
+	// IDs for ClaimFromQueue).
 	Claimed []ClaimedMessage
 	// Stale are the refs whose step was not enqueued (a duplicate delivery, a cancelled task, an
-	// unknown step): their messages should be acked and dropped.
+	// unknown step, a message that names no step): their messages should be acked and dropped.
 	Stale []ClaimRef
+	// Retries, from ClaimFromQueue only, are the retry timers read (StepMessage.Retry) whose
+	// steps still wait in waiting_for_retry: their messages are hidden for the claim's lease, and
+	// the caller promotes the steps (PromoteRetries) and claims them (ClaimMany), or gives the
+	// messages back. A retry timer whose step an earlier delivery promoted is claimed as usual.
+	Retries []ClaimRef
 }
 
 // ClaimedMessage is a claimed step and the message that delivered it.
 type ClaimedMessage struct {
 	ClaimedStep
 	MessageID int64
+	// ReadCount and EnqueuedAt are the message's, as queue.Message has them, for ClaimFromQueue
+	// (zero for ClaimMany, which reads no message).
+	ReadCount  int
+	EnqueuedAt time.Time
+}
+
+// QueueClaimer is implemented by a store that owns its queue (QueueOwner): it reads messages and
+// claims their steps in one statement.
+type QueueClaimer interface {
+	// ClaimFromQueue reads up to p.Limit visible messages of p.Namespace's queue whose handler is
+	// one of p.Callables (or that name no handler), hides each for p.Lease, and claims their
+	// enqueued steps for p.WorkerID under p.Lease, as ClaimMany does, loading the results of
+	// every ancestor along the task's edges. A message whose step is not enqueued is reported in
+	// Stale (or, for a retry timer whose step waits for its backoff, in Retries). Nothing to read
+	// is an empty result, not an error.
+	ClaimFromQueue(ctx context.Context, p ClaimFromQueueParams) (*ClaimManyResult, error)
+}
+
+// ClaimFromQueueParams reads and claims up to Limit steps of one namespace's queue for a worker.
+type ClaimFromQueueParams struct {
+	Namespace, WorkerID string
+	// Limit is the most messages read; it must be positive.
+	Limit int
+	// Lease is the claimed steps' lease and their messages' visibility timeout; it must be
+	// positive.
+	Lease time.Duration
+	// Callables are the handlers the worker has: a message naming another handler is left for
+	// another worker; one that names none (StepMessage.Handler empty) is read.
+	Callables []string
 }
 
 // HeartbeatManyParams extends the leases of many steps of one worker.

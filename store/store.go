@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 )
 
@@ -77,6 +78,16 @@ type BatchEnqueuer interface {
 	EnqueueBatch(b *pgx.Batch, namespace string, steps []StepRef, delay time.Duration) (bool, error)
 }
 
+// QueueOwner is implemented by a store whose transactions can carry a queue's messages
+// (store/postgres with its own queue, or queue/pgqueue's on the same pool and schema). With such a
+// queue the store sends, holds, reads and acks the messages inside its own transactions; with any
+// other, it returns the messages to send as data (Publish), and the caller publishes and acks them
+// after the commit.
+type QueueOwner interface {
+	// OwnsQueue reports whether q's messages are the store's own rows.
+	OwnsQueue(q queue.Queue) bool
+}
+
 // StepRef identifies a step for the queue.
 type StepRef struct {
 	TaskID uuid.UUID
@@ -89,6 +100,28 @@ type StepRef struct {
 	Handler string
 	// Retry marks a step in waiting_for_retry whose message fires when its backoff has elapsed.
 	Retry bool
+}
+
+// StepMessage is the payload of a step's queue message, as the engine and a store that owns its
+// queue write it, in JSON.
+type StepMessage struct {
+	TaskID uuid.UUID `json:"task_id"`
+	StepID uuid.UUID `json:"step_id"`
+	// Retry marks the timer message of a step waiting for its backoff.
+	Retry bool `json:"retry,omitempty"`
+	// TaskName, Version and Step name the step in its template, so that the worker knows its
+	// ancestors before it claims it; empty when the sender did not know them.
+	TaskName string `json:"task,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Step     string `json:"step,omitempty"`
+	// Handler is the step's handler callable, so that a worker can tell whether it has the handler
+	// before it claims the step (and ClaimFromQueue can filter on it); empty when unknown.
+	Handler string `json:"handler,omitempty"`
+}
+
+// Message returns the step's queue message.
+func (r StepRef) Message() StepMessage {
+	return StepMessage{TaskID: r.TaskID, StepID: r.StepID, Retry: r.Retry, TaskName: r.TaskName, Version: r.Version, Step: r.Name, Handler: r.Handler}
 }
 
 // Store is the persistence seam.

@@ -62,7 +62,7 @@ func (b *bundle) listenBackends(t *testing.T, terminate bool) int {
 	}
 	// Exactly this test's listener: its last statement names its schema's channel.
 	var n int
-	err := b.pool.QueryRow(b.ctx, query, ListenApplicationName, "listen "+pgx.Identifier{b.q.channel}.Sanitize()).Scan(&n)
+	err := b.pool.QueryRow(b.ctx, query, ListenApplicationName, "listen "+pgx.Identifier{b.q.Channel()}.Sanitize()).Scan(&n)
 	require.NoError(t, err)
 	return n
 }

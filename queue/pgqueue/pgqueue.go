@@ -15,24 +15,19 @@
 //
 // Because LISTEN needs a session, the pool must reach PostgreSQL directly or through a pooler in
 // session mode; behind a transaction-mode pooler only the fallback poll wakes consumers.
+//
+// The queue's SQL belongs to store/postgres, whose store owns a queue on its pool and schema
+// (store.QueueOwner) and then runs the same statements inside its own transactions: Queue is
+// store/postgres's Queue, and New its constructor.
 package pgqueue
 
 import (
-	"cmp"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tasker-systems/tasker/internal/pgname"
-	"github.com/tasker-systems/tasker/queue"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 // SchemaDefault is the schema tasker's tables live in unless WithSchema says otherwise.
@@ -41,283 +36,40 @@ const SchemaDefault = "tasker"
 // PollIntervalDefault is how often Listen wakes consumers when no notification arrives. A poll
 // itself sends nothing to the server; a consumer that reads on every wake-up costs one Read per
 // listened queue per interval when idle.
-const PollIntervalDefault = 1 * time.Second
+const PollIntervalDefault = postgres.QueuePollIntervalDefault
 
 // ReconnectDelayDefault is how long Listen waits before connecting again after its connection drops
 // or a connection attempt fails.
-const ReconnectDelayDefault = 1 * time.Second
+const ReconnectDelayDefault = postgres.QueueReconnectDelayDefault
 
 // ListenApplicationName is the application_name of Listen's dedicated connection, so that operators
 // can find it in pg_stat_activity.
-const ListenApplicationName = "tasker-listen"
-
-// channelPrefix starts the name of the NOTIFY channel; the rest names the schema.
-const channelPrefix = "tasker_queue_"
+const ListenApplicationName = postgres.ListenApplicationName
 
 // Queue is a queue.Queue on a PostgreSQL table. It is safe for concurrent use. Create it with New.
-type Queue struct {
-	pool           *pgxpool.Pool
-	schema         string
-	channel        string
-	pollInterval   time.Duration
-	reconnectDelay time.Duration
-	log            logr.Logger
-
-	sendNotifySQL string
-	sendSQL       string
-	sendHeldSQL   string
-	readSQL       string
-	ackSQL        string
-	setVTSQL      string
-}
-
-var _ queue.Queue = (*Queue)(nil)
+type Queue = postgres.Queue
 
 // Option configures New.
-type Option func(*Queue)
+type Option = postgres.QueueOption
 
 // WithSchema selects the schema holding queue_messages (default SchemaDefault).
-func WithSchema(name string) Option { return func(q *Queue) { q.schema = name } }
+func WithSchema(name string) Option { return postgres.WithQueueSchema(name) }
 
 // WithPollInterval sets Listen's fallback poll (default PollIntervalDefault). Values <= 0 keep the
 // default.
-func WithPollInterval(d time.Duration) Option {
-	return func(q *Queue) {
-		if d > 0 {
-			q.pollInterval = d
-		}
-	}
-}
+func WithPollInterval(d time.Duration) Option { return postgres.WithPollInterval(d) }
 
 // WithLogger sets where Listen reports connection trouble (default: discarded).
-func WithLogger(l logr.Logger) Option { return func(q *Queue) { q.log = l } }
+func WithLogger(l logr.Logger) Option { return postgres.WithQueueLogger(l) }
 
 // withReconnectDelay shortens the reconnect delay in tests.
-func withReconnectDelay(d time.Duration) Option { return func(q *Queue) { q.reconnectDelay = d } }
+func withReconnectDelay(d time.Duration) Option { return postgres.WithReconnectDelay(d) }
 
 // New returns a Queue that uses pool for every statement and pool's connection settings for
 // Listen's dedicated connection.
 func New(pool *pgxpool.Pool, opts ...Option) *Queue {
-	q := &Queue{
-		pool:           pool,
-		schema:         SchemaDefault,
-		pollInterval:   PollIntervalDefault,
-		reconnectDelay: ReconnectDelayDefault,
-		log:            logr.Discard(),
-	}
-	for _, o := range opts {
-		o(q)
-	}
-	q.channel = channelName(q.schema)
-
-	table := pgx.Identifier{q.schema, "queue_messages"}.Sanitize()
-	// The payloads arrive as text[] and are cast one by one, so that each element is parsed as a
-	// JSON document; WITH ORDINALITY keeps msg_id in the order of the slice.
-	insert := `INSERT INTO ` + table + ` (queue_name, payload, vt)
-	SELECT $1, p.doc::jsonb, now() + make_interval(secs => $3::float8)
-	FROM unnest($2::text[]) WITH ORDINALITY AS p(doc, ord)
-	ORDER BY p.ord`
-	q.sendSQL = insert
-	q.sendHeldSQL = `INSERT INTO ` + table + ` (queue_name, payload, vt, read_ct)
-	VALUES ($1, $2::jsonb, now() + make_interval(secs => $3::float8), 1)
-	RETURNING msg_id`
-	// A data-modifying CTE always runs to completion, so this is one round trip for both; the
-	// notification is queued by the transaction and delivered only at commit.
-	q.sendNotifySQL = `WITH ins AS (` + insert + `) SELECT pg_notify($4, $1)`
-	q.readSQL = `WITH claimed AS MATERIALIZED (
-	SELECT msg_id FROM ` + table + `
-	WHERE queue_name = $1 AND vt <= now()
-	ORDER BY msg_id
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED
-)
-UPDATE ` + table + ` AS m
-SET vt = now() + make_interval(secs => $3::float8), read_ct = m.read_ct + 1
-FROM claimed
-WHERE m.msg_id = claimed.msg_id
-RETURNING m.msg_id, m.payload, m.read_ct, m.enqueued_at`
-	q.ackSQL = `DELETE FROM ` + table + ` WHERE queue_name = $1 AND msg_id = ANY($2::bigint[])`
-	q.setVTSQL = `UPDATE ` + table + ` SET vt = now() + make_interval(secs => $3::float8)
-WHERE queue_name = $1 AND msg_id = $2`
-	return q
+	return postgres.NewQueue(pool, append([]Option{WithSchema(SchemaDefault)}, opts...)...)
 }
 
-// channelName returns the NOTIFY channel for schema (see pgname.Channel).
-func channelName(schema string) string { return pgname.Channel(channelPrefix, schema) }
-
-// SendTx implements queue.Queue. The payloads are checked with json.Valid before anything is sent,
-// so that a bad payload does not abort the caller's transaction. Sends with delay > 0 notify nobody,
-// since nothing is readable at commit; the fallback poll finds them.
-func (q *Queue) SendTx(ctx context.Context, tx pgx.Tx, queueName string, payloads [][]byte, delay time.Duration) error {
-	if queueName == "" {
-		return errors.New("pgqueue: send: empty queue name")
-	}
-	if len(payloads) == 0 {
-		return nil
-	}
-	docs := make([]string, len(payloads))
-	for i, p := range payloads {
-		if !json.Valid(p) {
-			return fmt.Errorf("pgqueue: send to queue %q: payload %d is not valid JSON", queueName, i)
-		}
-		docs[i] = string(p)
-	}
-	var err error
-	if delay > 0 {
-		_, err = tx.Exec(ctx, q.sendSQL, queueName, docs, delay.Seconds())
-	} else {
-		_, err = tx.Exec(ctx, q.sendNotifySQL, queueName, docs, 0.0, q.channel)
-	}
-	if err != nil {
-		var pgErr *pgconn.PgError
-		// Valid JSON that jsonb still refuses, such as a string holding \u0000.
-		if errors.As(err, &pgErr) && (pgErr.Code == "22P02" || pgErr.Code == "22P05") {
-			return fmt.Errorf("pgqueue: send to queue %q: payload rejected as jsonb: %w", queueName, err)
-		}
-		return fmt.Errorf("pgqueue: send to queue %q: %w", queueName, err)
-	}
-	return nil
-}
-
-// QueueSend implements queue.BatchSender: the send (and its notification) joins the caller's
-// batch, which must run inside a transaction to keep SendTx's guarantees.
-func (q *Queue) QueueSend(b *pgx.Batch, queueName string, payloads [][]byte, delay time.Duration) error {
-	if queueName == "" {
-		return errors.New("pgqueue: send: empty queue name")
-	}
-	if len(payloads) == 0 {
-		return nil
-	}
-	docs := make([]string, len(payloads))
-	for i, p := range payloads {
-		if !json.Valid(p) {
-			return fmt.Errorf("pgqueue: send to queue %q: payload %d is not valid JSON", queueName, i)
-		}
-		docs[i] = string(p)
-	}
-	wrap := func(tag pgconn.CommandTag) error { return nil }
-	if delay > 0 {
-		b.Queue(q.sendSQL, queueName, docs, delay.Seconds()).Exec(wrap)
-	} else {
-		b.Queue(q.sendNotifySQL, queueName, docs, 0.0, q.channel).Exec(wrap)
-	}
-	return nil
-}
-
-var _ queue.BatchSender = (*Queue)(nil)
-
-// QueueAck implements queue.BatchAcker: the ack runs in b, inside the caller's transaction.
-func (q *Queue) QueueAck(b *pgx.Batch, queueName string, ids ...int64) error {
-	if queueName == "" {
-		return errors.New("pgqueue: ack: empty queue name")
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	b.Queue(q.ackSQL, queueName, ids)
-	return nil
-}
-
-var _ queue.BatchAcker = (*Queue)(nil)
-
-// QueueSendHeld implements queue.BatchHolder: the message is inserted already read once and hidden
-// for vt, with no notification.
-func (q *Queue) QueueSendHeld(b *pgx.Batch, queueName string, payload []byte, vt time.Duration, id *int64) error {
-	switch {
-	case queueName == "":
-		return errors.New("pgqueue: send held: empty queue name")
-	case vt <= 0:
-		return fmt.Errorf("pgqueue: send held: visibility timeout %s is not positive", vt)
-	case !json.Valid(payload):
-		return fmt.Errorf("pgqueue: send held to queue %q: the payload is not valid JSON", queueName)
-	}
-	b.Queue(q.sendHeldSQL, queueName, string(payload), vt.Seconds()).QueryRow(func(row pgx.Row) error {
-		return row.Scan(id)
-	})
-	return nil
-}
-
-var _ queue.BatchHolder = (*Queue)(nil)
-
-// Read implements queue.Queue in one statement.
-func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Duration) ([]queue.Message, error) {
-	if n <= 0 {
-		return nil, fmt.Errorf("pgqueue: read from queue %q: n must be positive, got %d", queueName, n)
-	}
-	if vt <= 0 {
-		return nil, fmt.Errorf("pgqueue: read from queue %q: visibility timeout must be positive, got %v", queueName, vt)
-	}
-	rows, err := q.pool.Query(ctx, q.readSQL, queueName, n, vt.Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
-	}
-	msgs := make([]queue.Message, 0, n)
-	for rows.Next() {
-		m := queue.Message{Queue: queueName}
-		var readCount int32
-		if err := rows.Scan(&m.ID, &m.Payload, &readCount, &m.EnqueuedAt); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
-		}
-		m.ReadCount = int(readCount)
-		msgs = append(msgs, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
-	}
-	// RETURNING follows no ORDER BY; restore the claim order.
-	slices.SortFunc(msgs, func(a, b queue.Message) int { return cmp.Compare(a.ID, b.ID) })
-	return msgs, nil
-}
-
-// Ack implements queue.Queue.
-func (q *Queue) Ack(ctx context.Context, queueName string, ids ...int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := q.pool.Exec(ctx, q.ackSQL, queueName, ids); err != nil {
-		return fmt.Errorf("pgqueue: ack on queue %q: %w", queueName, err)
-	}
-	return nil
-}
-
-// AckTx implements queue.Queue.
-func (q *Queue) AckTx(ctx context.Context, tx pgx.Tx, queueName string, ids ...int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, q.ackSQL, queueName, ids); err != nil {
-		return fmt.Errorf("pgqueue: ack on queue %q: %w", queueName, err)
-	}
-	return nil
-}
-
-// RetryLater implements queue.Queue. A negative delay counts as 0.
-func (q *Queue) RetryLater(ctx context.Context, queueName string, id int64, delay time.Duration) error {
-	if err := q.setVT(ctx, queueName, id, max(delay, 0)); err != nil {
-		return fmt.Errorf("pgqueue: retry message %d on queue %q later: %w", id, queueName, err)
-	}
-	return nil
-}
-
-// Extend implements queue.Queue. vt must be positive.
-func (q *Queue) Extend(ctx context.Context, queueName string, id int64, vt time.Duration) error {
-	if vt <= 0 {
-		return fmt.Errorf("pgqueue: extend message %d on queue %q: visibility timeout must be positive, got %v", id, queueName, vt)
-	}
-	if err := q.setVT(ctx, queueName, id, vt); err != nil {
-		return fmt.Errorf("pgqueue: extend message %d on queue %q: %w", id, queueName, err)
-	}
-	return nil
-}
-
-func (q *Queue) setVT(ctx context.Context, queueName string, id int64, d time.Duration) error {
-	tag, err := q.pool.Exec(ctx, q.setVTSQL, queueName, id, d.Seconds())
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return queue.ErrNotFound
-	}
-	return nil
-}
+// channelName returns the NOTIFY channel for schema.
+func channelName(schema string) string { return postgres.QueueChannel(schema) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/queue/queuetest"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 type bundle struct {
@@ -83,4 +84,14 @@ func TestChannelName(t *testing.T) {
 	name := channelName(long)
 	require.LessOrEqual(t, len(name), 63)
 	require.NotEqual(t, name, channelName(strings.Repeat("t", 63)))
+}
+
+// TestOwnedByTheStore: a queue built by New on a store's pool and schema is the store's own
+// (store.QueueOwner), so that the store sends and acks its messages in its own transactions.
+func TestOwnedByTheStore(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := postgres.New(b.pool, postgres.WithSchema(b.db.Schema))
+	require.True(t, s.OwnsQueue(b.q))
+	require.False(t, s.OwnsQueue(New(b.pool)), "the default schema is not the store's")
 }

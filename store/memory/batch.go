@@ -15,10 +15,12 @@ import (
 
 // RecordOutcomes records the outcomes as one operation under the store's lock; each runs the
 // single-step path and is undone alone when its worker no longer holds its step (store.Conflict,
-// store.AlreadyRecorded, store.NotFound). The store does not own a queue, so nothing is acked:
-// the caller acks every MessageID after the call, and sends the Publish lists.
+// store.AlreadyRecorded, store.NotFound). A recorded success with Handoff claims the first step it
+// released whose handler is callable, for its worker, in the same operation; that step is not
+// published. The store does not own a queue, so nothing is acked or held: the caller acks every
+// MessageID after the call, and sends the Publish lists.
 func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
-	if err := params.CheckPlans(p.Outcomes); err != nil {
+	if err := params.CheckBatch(p); err != nil {
 		return nil, err
 	}
 	if len(p.Outcomes) == 0 {
@@ -28,9 +30,15 @@ func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams
 	pub := &params.Publisher{}
 	err := s.write(ctx, func(tx *txn) error {
 		for i, o := range p.Outcomes {
+			mark := len(tx.sends)
 			rec, err := tx.recordOne(ctx, o, pub)
 			if err != nil {
 				return fmt.Errorf("record outcome %d of %d: %w", i+1, len(p.Outcomes), err)
+			}
+			if rec.Status == store.Recorded && params.HandsOver(o) {
+				if rec.Next, err = tx.handOver(o, p, mark); err != nil {
+					return fmt.Errorf("record outcome %d of %d: %w", i+1, len(p.Outcomes), err)
+				}
 			}
 			res.Records[i] = rec
 		}
@@ -41,6 +49,27 @@ func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams
 	}
 	res.Publish = pub.List
 	return res, nil
+}
+
+// handOver claims for o's worker the first step that o released (in the sends scheduled since
+// mark) whose handler is callable, and takes it out of the sends; nil when there is none.
+func (tx *txn) handOver(o store.Outcome, p store.RecordOutcomesParams, mark int) (*store.NextStep, error) {
+	for i := mark; i < len(tx.sends); i++ {
+		sd := &tx.sends[i]
+		j := params.PickHandoff(sd.refs, p.Callables)
+		if j < 0 {
+			continue
+		}
+		ref := sd.refs[j]
+		sd.refs = append(sd.refs[:j:j], sd.refs[j+1:]...)
+		// Released in this operation, so it is enqueued: the claim cannot conflict.
+		c, err := tx.claim(store.ClaimStepParams{StepID: ref.StepID, WorkerID: o.WorkerID, Lease: p.Lease}, o.StepID.String())
+		if err != nil {
+			return nil, fmt.Errorf("hand %s over: %w", ref.StepID, err)
+		}
+		return &store.NextStep{ClaimedStep: *c}, nil
+	}
+	return nil, nil
 }
 
 // savepoint marks the operation's changes so far, for rollbackTo.
@@ -94,7 +123,7 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 	res := &store.ClaimManyResult{}
 	err := s.write(ctx, func(tx *txn) error {
 		for _, ref := range p.Steps {
-			c, err := tx.claim(store.ClaimStepParams{StepID: ref.StepID, WorkerID: p.WorkerID, Lease: p.Lease, Ancestors: ref.Ancestors})
+			c, err := tx.claim(store.ClaimStepParams{StepID: ref.StepID, WorkerID: p.WorkerID, Lease: p.Lease, Ancestors: ref.Ancestors}, "")
 			switch {
 			case errors.Is(err, store.ErrConflict):
 				res.Stale = append(res.Stale, ref)

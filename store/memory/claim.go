@@ -31,7 +31,7 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 	var out *store.ClaimedStep
 	err := s.write(ctx, func(tx *txn) error {
 		var err error
-		out, err = tx.claim(p)
+		out, err = tx.claim(p, "")
 		return err
 	})
 	if err != nil {
@@ -40,8 +40,9 @@ func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.
 	return out, nil
 }
 
-// claim is ClaimStep inside an operation.
-func (tx *txn) claim(p store.ClaimStepParams) (*store.ClaimedStep, error) {
+// claim is ClaimStep inside an operation; after, unless "", is the step whose outcome hands this
+// one over, named in its start transition.
+func (tx *txn) claim(p store.ClaimStepParams, after string) (*store.ClaimedStep, error) {
 	st, ok := tx.s.steps[p.StepID]
 	if !ok || st.s.State != statemachine.StepEnqueued {
 		return nil, fmt.Errorf("claim step %s: %w", p.StepID, store.ErrConflict)
@@ -52,7 +53,11 @@ func (tx *txn) claim(p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
 	set(tx, &st.s.StartedAt, ptr(tx.now))
 	set(tx, &st.s.UpdatedAt, tx.now)
-	meta := mustJSONB(map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts})
+	m := map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts}
+	if after != "" {
+		m["after"] = after
+	}
+	meta := mustJSONB(m)
 	if err := tx.stepTransition(st, statemachine.StepEnqueued, statemachine.StepInProgress, statemachine.StepEventStart, meta); err != nil {
 		return nil, err
 	}

@@ -13,13 +13,12 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/queue"
-	"github.com/tasker-systems/tasker/queue/pgqueue"
 	"github.com/tasker-systems/tasker/store"
 	"github.com/tasker-systems/tasker/store/postgres"
 )
 
-// sendEnqueuer sends step IDs on a pgqueue in the store's transaction, pipelined when it can.
-type sendEnqueuer struct{ q *pgqueue.Queue }
+// sendEnqueuer sends step IDs on the store's queue in the store's transaction, pipelined when it can.
+type sendEnqueuer struct{ q *postgres.Queue }
 
 func (e sendEnqueuer) payloads(steps []store.StepRef) [][]byte {
 	out := make([][]byte, len(steps))
@@ -45,7 +44,7 @@ func TestOutcomeAcksInItsTransaction(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
 	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
-	q := pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema))
+	q := postgres.NewQueue(db.Pool, postgres.WithQueueSchema(db.Schema))
 	enq := sendEnqueuer{q}
 	create := func() (uuid.UUID, uuid.UUID) {
 		task, step := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
@@ -117,7 +116,7 @@ func TestOutcomeClaimsTheNextStep(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
 	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
-	q := pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema))
+	q := postgres.NewQueue(db.Pool, postgres.WithQueueSchema(db.Schema))
 	enq := sendEnqueuer{q}
 
 	// A worker that accepts none of the released steps claims nothing: both are enqueued.
@@ -195,7 +194,7 @@ func TestOutcomeClaimsTheNextStep(t *testing.T) {
 }
 
 // forkTask creates a task a -> (b, c), reads a's message and claims a for worker "w".
-func forkTask(t *testing.T, st *postgres.Store, q *pgqueue.Queue, enq sendEnqueuer) (uuid.UUID, map[string]uuid.UUID, queue.Message) {
+func forkTask(t *testing.T, st *postgres.Store, q *postgres.Queue, enq sendEnqueuer) (uuid.UUID, map[string]uuid.UUID, queue.Message) {
 	t.Helper()
 	ctx := context.Background()
 	task := uuid.Must(uuid.NewV7())

@@ -12,68 +12,9 @@ import (
 	"github.com/tasker-systems/tasker/store/internal/params"
 )
 
-// This file is the batched seam (store.BatchStore) over the single-step statements: it pins the
-// semantics of a batch (per-outcome statuses, one transaction, acks in the commit) before
-// set-based SQL replaces the loop.
-
-// RecordOutcomes records the outcomes in one transaction. The tasks are locked first, in task_id
-// order, so that two batches sharing tasks serialize without a deadlock; then each outcome runs
-// today's single-step statements under a savepoint, so that one whose worker no longer holds its
-// step is rolled back alone and reported (store.Conflict, store.AlreadyRecorded, store.NotFound).
-// Every MessageID is deleted from the store's own queue in the same commit. The released steps'
-// and retries' messages come back in Publish.
-func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
-	if err := params.CheckPlans(p.Outcomes); err != nil {
-		return nil, err
-	}
-	if len(p.Outcomes) == 0 {
-		return &store.RecordOutcomesResult{}, nil
-	}
-	var res *store.RecordOutcomesResult
-	err := s.withRetry(ctx, func(tx pgx.Tx) error {
-		var err error
-		res, err = s.recordOutcomes(ctx, tx, p)
-		return err
-	})
-	if err != nil {
-		return nil, unstorable(err)
-	}
-	return res, nil
-}
-
-func (s *Store) recordOutcomes(ctx context.Context, tx pgx.Tx, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
-	tasks := make([]uuid.UUID, 0, len(p.Outcomes))
-	for _, o := range p.Outcomes {
-		tasks = append(tasks, o.TaskID)
-	}
-	if _, err := tx.Exec(ctx, s.q(`SELECT 1 FROM {s}.tasks WHERE task_id = ANY($1) ORDER BY task_id FOR NO KEY UPDATE`), tasks); err != nil {
-		return nil, fmt.Errorf("record outcomes: lock tasks: %w", err)
-	}
-	res := &store.RecordOutcomesResult{Records: make([]store.OutcomeRecord, len(p.Outcomes))}
-	pub := &params.Publisher{}
-	var ackNS []string
-	var ackIDs []int64
-	for i, o := range p.Outcomes {
-		rec, err := s.recordOne(ctx, tx, o, pub)
-		if err != nil {
-			return nil, fmt.Errorf("record outcome %d of %d: %w", i+1, len(p.Outcomes), err)
-		}
-		if o.MessageID != 0 {
-			ackNS, ackIDs = append(ackNS, o.Namespace), append(ackIDs, o.MessageID)
-			rec.Acked = true
-		}
-		res.Records[i] = rec
-	}
-	if len(ackIDs) > 0 {
-		if _, err := tx.Exec(ctx, s.q(`
-			DELETE FROM {s}.queue_messages q USING unnest($1::text[], $2::bigint[]) AS a(queue_name, msg_id)
-			 WHERE q.queue_name = a.queue_name AND q.msg_id = a.msg_id`), ackNS, ackIDs); err != nil {
-			return nil, fmt.Errorf("record outcomes: ack messages: %w", err)
-		}
-	}
-	res.Publish = pub.List
-	return res, nil
-}
+// This file is the rest of the batched seam (store.BatchStore); RecordOutcomes is in
+// outcomes.go. recordOne is the single-step path of one outcome in a batch, which the tasks of an
+// outcome with a Spawn take.
 
 // recordOne applies one outcome under a savepoint and reports its status; an error other than
 // the outcome's own conflict fails the whole batch.
@@ -119,36 +60,6 @@ func (s *Store) landed(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, o 
 		return false, fmt.Errorf("record outcome of %s: look for its transition: %w", o.StepID, err)
 	}
 	return landed, nil
-}
-
-// ClaimMany claims the steps in one round trip: each step's claim and loads (queueClaim) are
-// statements of one pipelined batch, which runs as one implicit transaction.
-func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.ClaimManyResult, error) {
-	res := &store.ClaimManyResult{}
-	if len(p.Steps) == 0 {
-		return res, nil
-	}
-	b := &pgx.Batch{}
-	claims := make([]*claim, len(p.Steps))
-	seen := map[uuid.UUID]bool{}
-	for i, ref := range p.Steps {
-		if seen[ref.StepID] {
-			continue // a duplicate in the same call: its claim would find the step in progress
-		}
-		seen[ref.StepID] = true
-		claims[i] = s.queueClaim(b, ref.StepID, p.WorkerID, p.Lease, nil, ref.Ancestors)
-	}
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("claim %d steps: %w", len(p.Steps), err)
-	}
-	for i, ref := range p.Steps {
-		if c := claims[i]; c != nil && c.found {
-			res.Claimed = append(res.Claimed, store.ClaimedMessage{ClaimedStep: c.claimed, MessageID: ref.MessageID})
-		} else {
-			res.Stale = append(res.Stale, ref)
-		}
-	}
-	return res, nil
 }
 
 // heartbeatManySQL extends, for worker $1, the leases ($5 ms) of the steps in $2 held at their

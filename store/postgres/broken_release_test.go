@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/testdb"
-	"github.com/tasker-systems/tasker/queue/pgqueue"
 	"github.com/tasker-systems/tasker/store/storetest"
 )
 
@@ -27,23 +26,71 @@ const brokenReleaseSQL = `
 		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
 		RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = c.parents_total - 1, c.template_step, c.handler`
 
-// brokenReleaseEnv makes TestBrokenReleaseFailsTheSuite, in the process it starts, run the suite
-// against the broken store.
+// brokenFirstParentCTE is releaseCTE gone wrong: it enqueues a child when one of its parents
+// finishes, whatever the others are doing.
+const brokenFirstParentCTE = `done AS (
+			SELECT e.to_step_id AS child, count(*)::int AS n, array_agg(m.ord) AS parents
+			  FROM {s}.edges e JOIN moved m ON e.from_step_id = m.step_id
+			 WHERE m.releases
+			 GROUP BY e.to_step_id
+		), rel AS (
+			UPDATE {s}.steps c
+			   SET parents_unfinished = c.parents_unfinished - d.n,
+			       state = CASE WHEN c.state = 'pending' AND NOT c.held THEN 'enqueued' ELSE c.state END,
+			       updated_at = now()
+			  FROM done d WHERE c.step_id = d.child
+			RETURNING c.step_id, c.state = 'enqueued' AS ready, c.template_step, c.handler, d.parents
+		)`
+
+// brokenNoGroupCTE is releaseCTE without its GROUP BY: a child two of whose parents finish in the
+// batch joins the UPDATE twice, and PostgreSQL updates it once, counting one parent off.
+const brokenNoGroupCTE = `done AS (
+			SELECT e.to_step_id AS child, 1 AS n, ARRAY[m.ord] AS parents
+			  FROM {s}.edges e JOIN moved m ON e.from_step_id = m.step_id
+			 WHERE m.releases
+		), rel AS (
+			UPDATE {s}.steps c
+			   SET parents_unfinished = c.parents_unfinished - d.n,
+			       state = CASE WHEN c.parents_unfinished = d.n AND c.state = 'pending' AND NOT c.held
+			                    THEN 'enqueued' ELSE c.state END,
+			       updated_at = now()
+			  FROM done d WHERE c.step_id = d.child
+			RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0 AS ready, c.template_step, c.handler, d.parents
+		)`
+
+// brokenReleaseEnv names, in the process TestBrokenReleaseFailsTheSuite starts, the broken release
+// to run the suite against.
 const brokenReleaseEnv = "TASKER_STORETEST_BROKEN_RELEASE"
 
-// TestBrokenReleaseFailsTheSuite runs the conformance suite's batched outcomes against a store
-// whose release statement is brokenReleaseSQL. The suite must fail; it runs in a process of its
+// brokenReleases are the broken releases: how each breaks the store, the suite's group it runs,
+// and a test of that group that must fail.
+var brokenReleases = map[string]struct {
+	breaks    func(s *Store)
+	group     string
+	mustFail  string
+	statement string
+}{
+	"SetBasedEnqueuesOnTheFirstParent": {func(s *Store) { s.releaseCTE = brokenFirstParentCTE }, "RecordOutcomes", "AJoinWithARunningParentStaysPending", "releaseCTE"},
+	"SetBasedSubtractsOnce":            {func(s *Store) { s.releaseCTE = brokenNoGroupCTE }, "RecordOutcomes", "TwoParentsOfAJoinInOneBatchReleaseItOnce", "releaseCTE"},
+	"SingleStepEnqueuesOnTheFirstParent": {func(s *Store) { s.releaseSQL = brokenReleaseSQL }, "RecordOutcome",
+		"ReleasesAJoinWhenAllItsParentsAreDone", "releaseChildrenSQL"},
+}
+
+// TestBrokenReleaseFailsTheSuite runs the conformance suite's outcome groups against stores whose
+// release statement is broken, one way each. The suite must fail; it runs in a process of its
 // own, whose failure is this test's success.
 func TestBrokenReleaseFailsTheSuite(t *testing.T) {
-	if os.Getenv(brokenReleaseEnv) == "1" {
+	if name := os.Getenv(brokenReleaseEnv); name != "" {
+		broken, ok := brokenReleases[name]
+		require.True(t, ok, "no broken release %q", name)
 		storetest.Run(t, storetest.Harness{
 			New: func(t *testing.T) storetest.Backend {
 				db := testdb.New(t)
 				s := New(db.Pool, WithSchema(db.Schema))
-				s.releaseSQL = brokenReleaseSQL
+				broken.breaks(s)
 				return storetest.Backend{
 					Store: s,
-					Queue: pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema)),
+					Queue: s.Queue(),
 					Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 				}
 			},
@@ -52,11 +99,16 @@ func TestBrokenReleaseFailsTheSuite(t *testing.T) {
 		return
 	}
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenReleaseFailsTheSuite$/^RecordOutcomes$", "-test.v")
-	cmd.Env = append(os.Environ(), brokenReleaseEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "the suite passed against a broken release:\n%s", out)
-	failed := regexp.MustCompile(`--- FAIL: TestBrokenReleaseFailsTheSuite/RecordOutcomes/\S+`).FindAllString(string(out), -1)
-	t.Logf("the broken release fails:\n%s", failed)
-	require.Contains(t, failed, "--- FAIL: TestBrokenReleaseFailsTheSuite/RecordOutcomes/AJoinWithARunningParentStaysPending", "output:\n%s", out)
+	for name, broken := range brokenReleases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenReleaseFailsTheSuite$/^"+broken.group+"$", "-test.v")
+			cmd.Env = append(os.Environ(), brokenReleaseEnv+"="+name)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "the suite passed against a broken %s:\n%s", broken.statement, out)
+			failed := regexp.MustCompile(`--- FAIL: TestBrokenReleaseFailsTheSuite/`+broken.group+`/\S+`).FindAllString(string(out), -1)
+			t.Logf("the broken %s fails:\n%s", broken.statement, failed)
+			require.Contains(t, failed, "--- FAIL: TestBrokenReleaseFailsTheSuite/"+broken.group+"/"+broken.mustFail, "output:\n%s", out)
+		})
+	}
 }

@@ -24,8 +24,8 @@ steps:
 
 // A service keeps tasker's tables in a schema of its own ("billing_tasker" here), migrates it at
 // start-up and hands the store to the engine. With no Config.Queue the engine uses the store's
-// DefaultQueue: queue/pgqueue on the same pool and schema, so that a step's message commits with
-// the state change that made the step ready.
+// DefaultQueue, its own Queue on the same pool and schema (what queue/pgqueue builds), so that a
+// step's message commits with the state change that made the step ready.
 func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

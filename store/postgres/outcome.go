@@ -49,14 +49,18 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 
 // unstorable marks the errors with which PostgreSQL refuses an outcome's data for good (classes 22,
 // data exception, and 54, program limit exceeded, such as an index row too large) as
-// store.ErrUnstorable.
+// store.ErrUnstorable. A division by zero is not one: it is how the batch statements' row-count
+// checks fail (enqueueTransitionsCheckedSQL, settleTasksSQL), which no outcome's data causes.
 func unstorable(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")) {
+	if errors.As(err, &pgErr) && pgErr.Code != pgDivisionByZero && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")) {
 		return fmt.Errorf("%w: %w", store.ErrUnstorable, err)
 	}
 	return err
 }
+
+// pgDivisionByZero is PostgreSQL's division_by_zero.
+const pgDivisionByZero = "22012"
 
 // recordOutcome pipelines its statements: batch A locks the task, moves the step, records its
 // transition and releases its children; batch B records the children's enqueueing and updates the

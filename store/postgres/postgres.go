@@ -1,5 +1,6 @@
 // Package postgres is tasker's PostgreSQL store: the source of truth for templates, tasks, steps,
-// edges and their audit trail. All of tasker's runtime SQL outside the queue lives here.
+// edges and their audit trail. All of tasker's runtime SQL lives here, the queue's included
+// (Queue, which queue/pgqueue constructs for users who run it on its own).
 //
 // Create one with New and hand it to tasker.NewEngine; the schema must have been migrated with
 // migrations.Migrate (the engine checks at start-up and says so when it has not).
@@ -19,8 +20,6 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/pgname"
 	"github.com/tasker-systems/tasker/migrations"
-	"github.com/tasker-systems/tasker/queue"
-	"github.com/tasker-systems/tasker/queue/pgqueue"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -33,10 +32,11 @@ type Store struct {
 
 	eventsChannel string // the NOTIFY channel of ListenEvents
 	log           logr.Logger
+	queue         *Queue // the store's own queue, on its pool and schema
 
-	// releaseSQL is releaseChildrenSQL; a test swaps in a broken release to show that
-	// store/storetest catches it.
-	releaseSQL string
+	// releaseSQL is releaseChildrenSQL (the single-step path's) and releaseCTE the set-based
+	// RecordOutcomes'; a test swaps in broken releases to show that store/storetest catches them.
+	releaseSQL, releaseCTE string
 }
 
 var (
@@ -51,13 +51,13 @@ type Option func(*Store)
 // must be a plain lower-case identifier; New panics otherwise, as for a malformed constant.
 func WithSchema(name string) Option { return func(s *Store) { s.schema = name } }
 
-// WithLogger sets the logger of the store's own background work (ListenEvents' connection
-// trouble); the default discards.
+// WithLogger sets the logger of the store's own background work (ListenEvents' and its queue's
+// Listen's connection trouble); the default discards.
 func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL}
+	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL, releaseCTE: releaseCTE}
 	for _, o := range opts {
 		o(s)
 	}
@@ -66,6 +66,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	}
 	s.ident = pgx.Identifier{s.schema}.Sanitize()
 	s.eventsChannel = pgname.Channel(eventsChannelPrefix, s.schema)
+	s.queue = NewQueue(pool, WithQueueSchema(s.schema), WithQueueLogger(s.log))
 	return s
 }
 
@@ -74,10 +75,6 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Schema returns the schema the store uses.
 func (s *Store) Schema() string { return s.schema }
-
-// DefaultQueue returns the PostgreSQL queue on the same pool and schema: the engine's default
-// when no queue is configured.
-func (s *Store) DefaultQueue() queue.Queue { return pgqueue.New(s.pool, pgqueue.WithSchema(s.schema)) }
 
 // CheckSchema returns nil when the schema is migrated to this library's version, and a typed error
 // (migrations.ErrNotMigrated, migrations.ErrSchemaTooNew) otherwise.

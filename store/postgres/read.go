@@ -18,13 +18,17 @@ const taskColumns = `task_id, namespace, name, version, state, context, identity
 
 func scanTask(row pgx.Row) (*store.Task, error) {
 	var t store.Task
-	err := row.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
-		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
-		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason)
-	if err != nil {
+	if err := row.Scan(taskDest(&t)...); err != nil {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// taskDest returns the scan destinations of taskColumns in t.
+func taskDest(t *store.Task) []any {
+	return []any{&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
+		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
+		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason}
 }
 
 const stepColumns = `step_id, task_id, name, template_step, handler, step_type, state, attempts, max_attempts, retryable,
@@ -36,18 +40,32 @@ func scanStep(row pgx.Row) (*store.Step, error) { return scanStepWith(row) }
 
 // scanStepWith scans a step row followed by extra columns.
 func scanStepWith(row pgx.Row, extra ...any) (*store.Step, error) {
-	var st store.Step
-	var baseMs, maxMs, timeoutMs int64
-	dest := []any{&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
-		&st.MaxAttempts, &st.Retryable, &st.Backoff, &baseMs, &maxMs, &timeoutMs, &st.NextRetryAt, &st.LeaseOwner,
-		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt,
-		&st.Checkpoint, &st.BatchGroup, &st.FailureStrategy}
-	err := row.Scan(append(dest, extra...)...)
-	if err != nil {
+	var d stepScan
+	if err := row.Scan(append(d.dest(), extra...)...); err != nil {
 		return nil, err
 	}
-	st.BackoffBase, st.MaxBackoff, st.Timeout = millis(baseMs), millis(maxMs), millis(timeoutMs)
-	return &st, nil
+	return d.step(), nil
+}
+
+// stepScan receives the columns of stepColumns.
+type stepScan struct {
+	st                       store.Step
+	baseMs, maxMs, timeoutMs int64
+}
+
+// dest returns the scan destinations of stepColumns.
+func (d *stepScan) dest() []any {
+	st := &d.st
+	return []any{&st.ID, &st.TaskID, &st.Name, &st.TemplateStep, &st.Handler, &st.Type, &st.State, &st.Attempts,
+		&st.MaxAttempts, &st.Retryable, &st.Backoff, &d.baseMs, &d.maxMs, &d.timeoutMs, &st.NextRetryAt, &st.LeaseOwner,
+		&st.LeaseExpiresAt, &st.Inputs, &st.Result, &st.LastError, &st.CreatedAt, &st.UpdatedAt, &st.StartedAt, &st.CompletedAt,
+		&st.Checkpoint, &st.BatchGroup, &st.FailureStrategy}
+}
+
+// step returns the scanned step.
+func (d *stepScan) step() *store.Step {
+	d.st.BackoffBase, d.st.MaxBackoff, d.st.Timeout = millis(d.baseMs), millis(d.maxMs), millis(d.timeoutMs)
+	return &d.st
 }
 
 type querier interface {

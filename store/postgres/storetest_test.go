@@ -7,21 +7,21 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/internal/testdb"
-	"github.com/tasker-systems/tasker/queue/pgqueue"
 	"github.com/tasker-systems/tasker/store/postgres"
 	"github.com/tasker-systems/tasker/store/storetest"
 )
 
 // TestConformance runs the store conformance suite on PostgreSQL, each subtest in a schema of its
-// own, with queue/pgqueue on the same schema receiving the enqueues.
+// own, with the store's own queue (queue/pgqueue's) receiving the enqueues.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) storetest.Backend {
 			db := testdb.New(t)
+			s := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 			return storetest.Backend{
-				Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)),
-				Queue: pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema)),
+				Store: s,
+				Queue: s.Queue(),
 				Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 			}
 		},

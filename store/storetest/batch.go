@@ -23,10 +23,12 @@ func testRecordOutcomes(t *testing.T, h Harness) {
 	parallelTest(t, h, "TwoParentsOfAJoinInOneBatchReleaseItOnce", testBatchJoinReleasedOnce)
 	parallelTest(t, h, "AJoinWithARunningParentStaysPending", testBatchJoinWithARunningParent)
 	parallelTest(t, h, "MixedKindsAndTasksEqualAOneByOneReplay", testBatchEqualsReplay)
+	parallelTest(t, h, "JoinsAndBatchSlotsEqualAOneByOneReplay", testBatchJoinsEqualReplay)
 	parallelTest(t, h, "AConflictNextToGoodOnesIsReportedAlone", testBatchConflictReportedAlone)
 	parallelTest(t, h, "AReplayedBatchIsAlreadyRecorded", testBatchReplayAlreadyRecorded)
 	parallelTest(t, h, "ARescuedAttemptIsAConflictNotAReplay", testBatchRescuedIsConflict)
 	parallelTest(t, h, "AcksLandInTheCommit", testBatchAcks)
+	parallelTest(t, h, "AnOwnedQueueGetsTheMessagesInTheCommit", testOwnedQueueSends)
 	parallelTest(t, h, "AnUnstorableOutcomeRecordsNothing", testBatchUnstorable)
 	parallelTest(t, h, "AnOutcomeWithoutAPlanIsRefused", testBatchNoPlan)
 	parallelTest(t, h, "ADecisionSpawnsInABatch", testBatchSpawn)
@@ -57,13 +59,20 @@ func (b *bundle) outcomeOf(t *testing.T, p store.OutcomeParams) store.Outcome {
 		Result: p.Result, Error: p.Error, RetryDelay: p.RetryDelay, LeaseExpired: p.LeaseExpired, Spawn: p.Spawn, Namespace: p.Namespace}
 }
 
-// record records outs in one call and checks that there is a record per outcome, in order.
+// record records outs in one call, with the queue the store's own only where a test says so
+// (recordWith), and checks that there is a record per outcome, in order.
 func (b *bundle) record(t *testing.T, outs ...store.Outcome) *store.RecordOutcomesResult {
 	t.Helper()
-	res, err := b.batch(t).RecordOutcomes(context.Background(), store.RecordOutcomesParams{Outcomes: outs})
+	return b.recordWith(t, store.RecordOutcomesParams{Outcomes: outs})
+}
+
+// recordWith records p in one call and checks that there is a record per outcome, in order.
+func (b *bundle) recordWith(t *testing.T, p store.RecordOutcomesParams) *store.RecordOutcomesResult {
+	t.Helper()
+	res, err := b.batch(t).RecordOutcomes(context.Background(), p)
 	require.NoError(t, err)
-	require.Len(t, res.Records, len(outs))
-	for i, o := range outs {
+	require.Len(t, res.Records, len(p.Outcomes))
+	for i, o := range p.Outcomes {
 		require.Equal(t, o.StepID, res.Records[i].StepID, "record %d is in the outcomes' order", i)
 	}
 	return res
@@ -280,6 +289,67 @@ func testBatchEqualsReplay(t *testing.T, b *bundle) {
 	require.Equal(t, statemachine.TaskComplete, b.task(t, batchTasks[2].task).State)
 }
 
+// joinTasks creates the tasks of testBatchJoinsEqualReplay and returns the outcomes to record, in
+// order: a diamond's two middle steps succeed (its join is released once, by the later), and two
+// running workers of a batch of four that runs two at a time finish, one succeeding and one
+// failing in isolation, each giving its slot to a held sibling.
+func (b *bundle) joinTasks(t *testing.T) ([]graph, []store.OutcomeParams) {
+	t.Helper()
+	dia := b.diamond(t)
+	p := b.newStep("p")
+	steps := []store.NewStep{p}
+	for i, name := range []string{"w1", "w2", "w3", "w4"} {
+		w := b.newStep(name, 0)
+		w.Type, w.Held, w.BatchGroup, w.FailureStrategy = "batch_worker", i >= 2, p.StepID, "isolate"
+		steps = append(steps, w)
+	}
+	steps = append(steps, b.newStep("total", 1, 2, 3, 4))
+	bat := b.createGraph(t, steps...)
+	b.run(t, dia.id["start"])
+	b.run(t, bat.id["p"])
+	b.requireSent(t, "start", "p", "left", "right", "w1", "w2")
+	isolated := b.outcomeParams(b.claim(t, bat.id["w2"]), store.OutcomePermanent)
+	isolated.Isolated = true
+	return []graph{dia, bat}, []store.OutcomeParams{
+		b.outcomeParams(b.claim(t, dia.id["left"]), store.OutcomeSuccess),
+		b.outcomeParams(b.claim(t, bat.id["w1"]), store.OutcomeSuccess),
+		b.outcomeParams(b.claim(t, dia.id["right"]), store.OutcomeSuccess),
+		isolated,
+	}
+}
+
+// testBatchJoinsEqualReplay is testBatchEqualsReplay for joins and batch slots: the outcomes of
+// joinTasks in one batch, and one at a time through RecordOutcome, come to the same.
+func testBatchJoinsEqualReplay(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	batchTasks, batchOuts := b.joinTasks(t)
+	outs := make([]store.Outcome, len(batchOuts))
+	for i, p := range batchOuts {
+		outs[i] = b.outcomeOf(t, p)
+	}
+	res := b.record(t, outs...)
+	require.Equal(t, []store.OutcomeStatus{store.Recorded, store.Recorded, store.Recorded, store.Recorded}, statuses(res))
+	require.Equal(t, []string{"join", "w3", "w4"}, b.published(t, res))
+	require.Equal(t, [4]int{0, 1, 1, 1}, [4]int{res.Records[0].Released, res.Records[1].Released, res.Records[2].Released, res.Records[3].Released})
+
+	replayTasks, replayOuts := b.joinTasks(t)
+	for i, p := range replayOuts {
+		one, err := b.Store.RecordOutcome(ctx, p)
+		require.NoError(t, err, "replay %d", i)
+		rec := res.Records[i]
+		require.Equal(t, [3]any{one.TaskState, one.Settled, one.Released}, [3]any{rec.TaskState, rec.Settled, rec.Released},
+			"outcome %d answers as its replay does", i)
+	}
+	require.Equal(t, []string{"join", "w3", "w4"}, b.sent(t))
+	for i := range batchTasks {
+		require.Equal(t, b.view(t, replayTasks[i].task), b.view(t, batchTasks[i].task), "task %d", i)
+		requireGapFree(t, b, batchTasks[i].task)
+	}
+	require.Equal(t, 1, enqueueCount(t, b, batchTasks[0], "join"))
+	task := b.task(t, batchTasks[1].task)
+	require.Equal(t, [3]int{4, 2, 1}, [3]int{task.StepsUnfinished, task.StepsActive, task.StepsFailed}, "unfinished, active, failed")
+}
+
 // testBatchConflictReportedAlone: in one batch, a stale attempt, another worker's outcome and an
 // unknown task sit between good outcomes; the good ones are recorded, the bad ones reported, and
 // their steps left as they were.
@@ -390,8 +460,8 @@ func (b *bundle) readIDs(t *testing.T, vt time.Duration) map[string]int64 {
 }
 
 // testBatchAcks records outcomes with their messages: a store that owns the queue deletes them in
-// the commit, whatever each outcome's status; any other leaves them to the caller, so they come
-// back when their visibility ends.
+// the commit, whatever each outcome's status, when told the queue is its own; any other leaves
+// them to the caller, so they come back when their visibility ends.
 func testBatchAcks(t *testing.T, b *bundle) {
 	g := b.createGraph(t, b.newStep("a"), b.newStep("b"), b.newStep("c"))
 	const vt = 300 * time.Millisecond
@@ -402,7 +472,7 @@ func testBatchAcks(t *testing.T, b *bundle) {
 	stale.Attempt = 2
 	outs := []store.Outcome{b.outcome(t, ca, store.OutcomeSuccess), stale}
 	outs[0].MessageID, outs[1].MessageID = ids["a"], ids["b"]
-	res := b.record(t, outs...)
+	res := b.recordWith(t, store.RecordOutcomesParams{Outcomes: outs, OwnedQueue: b.caps.OwnsQueue})
 	require.Equal(t, []store.OutcomeStatus{store.Recorded, store.Conflict}, statuses(res))
 	time.Sleep(vt + 100*time.Millisecond)
 	if b.caps.OwnsQueue {
@@ -412,6 +482,49 @@ func testBatchAcks(t *testing.T, b *bundle) {
 	}
 	require.False(t, res.Records[0].Acked || res.Records[1].Acked, "the store does not own the queue")
 	b.requireSent(t, "a", "b", "c")
+}
+
+// recordOwned records outs with the queue the store's own: their messages are sent in the commit.
+func (b *bundle) recordOwned(t *testing.T, outs ...store.Outcome) *store.RecordOutcomesResult {
+	t.Helper()
+	res := b.recordWith(t, store.RecordOutcomesParams{Outcomes: outs, OwnedQueue: true})
+	require.Empty(t, res.Publish, "the store sends the messages of its own queue")
+	return res
+}
+
+// testOwnedQueueSends: with the queue the store's own, a batch's released steps' messages are
+// sent visible in its commit, with their handlers, and a retry's timer delayed by its backoff;
+// Publish is empty and the outcomes' messages are deleted.
+func testOwnedQueueSends(t *testing.T, b *bundle) {
+	if !b.caps.OwnsQueue {
+		t.Skip("the store does not own its queue: the caller publishes")
+	}
+	g := b.diamond(t)
+	x := b.createGraph(t, b.newStep("x"))
+	b.run(t, g.id["start"])
+	ids := b.readIDs(t, time.Minute)
+	require.Len(t, ids, 4, "start's message, left, right and x")
+	cl, cr, cx := b.claim(t, g.id["left"]), b.claim(t, g.id["right"]), b.claim(t, x.id["x"])
+	retry := b.outcome(t, cx, store.OutcomeRetry)
+	retry.RetryDelay, retry.MessageID = 300*time.Millisecond, ids["x"]
+	left, right := b.outcome(t, cl, store.OutcomeSuccess), b.outcome(t, cr, store.OutcomeSuccess)
+	left.MessageID, right.MessageID = ids["left"], ids["right"]
+	res := b.recordOwned(t, left, retry, right)
+	require.Equal(t, []store.OutcomeStatus{store.Recorded, store.Recorded, store.Recorded}, statuses(res))
+	for _, r := range res.Records {
+		require.True(t, r.Acked)
+	}
+	msgs, err := b.Queue.Read(context.Background(), Namespace, 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1, "the join, visible at once; the retry waits for its backoff")
+	var m message
+	require.NoError(t, json.Unmarshal(msgs[0].Payload, &m))
+	require.Equal(t, message{TaskID: g.task, StepID: g.id["join"], TaskName: "t", Version: "1", Step: "join", Handler: "h_join"}, m)
+	require.NoError(t, b.Queue.Ack(context.Background(), Namespace, msgs[0].ID))
+	time.Sleep(400 * time.Millisecond)
+	b.requireSent(t, "x+retry")
+	require.NoError(t, b.Queue.Ack(context.Background(), Namespace, ids["start"]))
+	b.requireSent(t)
 }
 
 // testBatchUnstorable: one outcome whose result the database refuses fails the whole call, which

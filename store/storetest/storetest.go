@@ -8,9 +8,10 @@
 //		storetest.Run(t, storetest.Harness{
 //			New: func(t *testing.T) storetest.Backend {
 //				db := testdb.New(t)
+//				s := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 //				return storetest.Backend{
-//					Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)),
-//					Queue: pgqueue.New(db.Pool, pgqueue.WithSchema(db.Schema)),
+//					Store: s,
+//					Queue: s.Queue(),
 //					Begin: func(ctx context.Context) (pgx.Tx, error) { return db.Pool.Begin(ctx) },
 //				}
 //			},
@@ -21,7 +22,7 @@
 // The suite's own store.Enqueuer sends each StepRef as a JSON message on Backend.Queue, in the
 // store's transaction (Queue.SendTx), the way the engine does; tests read the queue to check
 // exactly which steps got a message. Its batch flavour is a store.BatchEnqueuer, so that a store
-// that pipelines its sends (store/postgres with queue/pgqueue) is tested on that path too.
+// that pipelines its sends (store/postgres with its own queue) is tested on that path too.
 //
 // The batched seam (store.BatchStore: ClaimMany, RecordOutcomes) runs on every store too. Its
 // outcomes send nothing themselves: the suite checks the Publish lists they return, and the acks of
@@ -83,8 +84,11 @@ type Capabilities struct {
 	// pgx.Tx from Backend.Begin commits or rolls back with it, and OutcomeParams.BeforeCommit gets
 	// the store's own pgx.Tx, so that what it writes there commits only with the outcome.
 	Transactions bool
-	// OwnsQueue means Backend.Queue's messages are the store's own rows: RecordOutcomes deletes
-	// each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the caller acks.
+	// OwnsQueue means Backend.Queue's messages are the store's own rows: the store is a
+	// store.QueueOwner that owns Backend.Queue and a store.QueueClaimer, and RecordOutcomes with
+	// RecordOutcomesParams.OwnedQueue sends the messages it enqueues, holds a handed-over step's
+	// and deletes each Outcome.MessageID in its commit (OutcomeRecord.Acked). Without it, the
+	// caller publishes and acks, and the ClaimFromQueue tests are skipped.
 	OwnsQueue bool
 }
 
@@ -111,6 +115,8 @@ func Run(t *testing.T, h Harness) {
 		{"RecordOutcome", testRecordOutcome},
 		{"RecordOutcomes", testRecordOutcomes},
 		{"ClaimMany", testClaimMany},
+		{"ClaimFromQueue", testClaimFromQueue},
+		{"Handoff", testHandoff},
 		{"HeartbeatMany", testHeartbeatMany},
 		{"ReleaseSteps", testReleaseSteps},
 		{"PromoteRetries", testPromoteRetries},
@@ -156,6 +162,12 @@ func setup(t *testing.T, h Harness) *bundle {
 	if h.Capabilities.Transactions {
 		require.NotNil(t, be.Begin, "a backend with Transactions needs Backend.Begin")
 	}
+	if h.Capabilities.OwnsQueue {
+		owner, ok := be.Store.(store.QueueOwner)
+		require.True(t, ok && owner.OwnsQueue(be.Queue), "a backend with OwnsQueue owns Backend.Queue (store.QueueOwner)")
+		_, ok = be.Store.(store.QueueClaimer)
+		require.True(t, ok, "a backend with OwnsQueue is a store.QueueClaimer")
+	}
 	return &bundle{Backend: be, caps: h.Capabilities, enq: batchEnqueuer{enqueuer{be.Queue}}, names: map[uuid.UUID]string{}}
 }
 
@@ -182,20 +194,14 @@ func forEachEnqueuer(t *testing.T, h Harness, fn func(t *testing.T, b *bundle)) 
 	}
 }
 
-// message is the payload the suite's enqueuers send.
-type message struct {
-	TaskID   uuid.UUID `json:"task_id"`
-	StepID   uuid.UUID `json:"step_id"`
-	Retry    bool      `json:"retry,omitempty"`
-	TaskName string    `json:"task,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	Step     string    `json:"step,omitempty"`
-}
+// message is the payload the suite's enqueuers send, as the engine does (and a store that owns
+// its queue).
+type message = store.StepMessage
 
 func payloads(refs []store.StepRef) ([][]byte, error) {
 	out := make([][]byte, len(refs))
 	for i, r := range refs {
-		b, err := json.Marshal(message{TaskID: r.TaskID, StepID: r.StepID, Retry: r.Retry, TaskName: r.TaskName, Version: r.Version, Step: r.Name})
+		b, err := json.Marshal(r.Message())
 		if err != nil {
 			return nil, err
 		}

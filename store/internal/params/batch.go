@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,33 @@ func CheckPlans(outcomes []store.Outcome) error {
 		}
 	}
 	return nil
+}
+
+// CheckBatch refuses, before anything is applied, a batch with an outcome without a plan
+// (CheckPlans), or one that asks for a hand-over without a lease for it.
+func CheckBatch(p store.RecordOutcomesParams) error {
+	if err := CheckPlans(p.Outcomes); err != nil {
+		return err
+	}
+	if p.Lease > 0 {
+		return nil
+	}
+	for _, o := range p.Outcomes {
+		if o.Handoff {
+			return fmt.Errorf("outcome of step %s asks for a hand-over, and the batch has no lease for it (RecordOutcomesParams.Lease)", o.StepID)
+		}
+	}
+	return nil
+}
+
+// HandsOver reports whether an outcome, once recorded, hands a step it released over to its
+// worker: a success (its plan releases children) that asked for it.
+func HandsOver(o store.Outcome) bool { return o.Handoff && o.Plan.ReleasesChildren }
+
+// PickHandoff returns the index in refs of the step an outcome hands over: the first released
+// step (not a retry timer) whose handler is one of callables; -1 when there is none.
+func PickHandoff(refs []store.StepRef, callables []string) int {
+	return slices.IndexFunc(refs, func(r store.StepRef) bool { return !r.Retry && slices.Contains(callables, r.Handler) })
 }
 
 // Single is a batched outcome in the form of today's single-step path, which the stores apply

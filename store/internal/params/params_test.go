@@ -100,3 +100,26 @@ func TestStatus(t *testing.T) {
 	_, err = Status(store.ErrConflict, func() (bool, error) { return false, boom })
 	require.ErrorIs(t, err, boom)
 }
+
+func TestCheckBatchAndHandoff(t *testing.T) {
+	t.Parallel()
+	success, err := statemachine.PlanOutcome(statemachine.Attempt{Outcome: statemachine.OutcomeSuccess, WorkerID: "w", Attempt: 1})
+	require.NoError(t, err)
+	retry, err := statemachine.PlanOutcome(statemachine.Attempt{Outcome: statemachine.OutcomeRetry, WorkerID: "w", Attempt: 1})
+	require.NoError(t, err)
+	o := store.Outcome{Plan: success, Handoff: true}
+	require.ErrorContains(t, CheckBatch(store.RecordOutcomesParams{Outcomes: []store.Outcome{o}}), "no lease")
+	require.NoError(t, CheckBatch(store.RecordOutcomesParams{Outcomes: []store.Outcome{o}, Lease: time.Second}))
+	require.NoError(t, CheckBatch(store.RecordOutcomesParams{Outcomes: []store.Outcome{{Plan: success}}}), "no hand-over, no lease needed")
+	require.ErrorContains(t, CheckBatch(store.RecordOutcomesParams{Outcomes: []store.Outcome{{}}, Lease: time.Second}), "no plan")
+
+	require.True(t, HandsOver(o))
+	require.False(t, HandsOver(store.Outcome{Plan: success}), "not asked")
+	require.False(t, HandsOver(store.Outcome{Plan: retry, Handoff: true}), "a retry releases nothing")
+
+	refs := []store.StepRef{{Handler: "a", Retry: true}, {Handler: "b"}, {Handler: "a"}}
+	require.Equal(t, 2, PickHandoff(refs, []string{"a"}), "a retry timer is never handed over")
+	require.Equal(t, 1, PickHandoff(refs, []string{"a", "b"}))
+	require.Equal(t, -1, PickHandoff(refs, []string{"c"}))
+	require.Equal(t, -1, PickHandoff(refs, nil))
+}

@@ -1,4 +1,4 @@
-package pgqueue
+package postgres
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // Listen implements queue.Queue. It holds one dedicated connection, made from the pool's
 // configuration rather than taken from the pool, so that it never starves the pool and survives the
 // pool's connection recycling. When the connection drops, Listen logs the error and connects again
-// after ReconnectDelayDefault; every successful (re)connect wakes all queues, because notifications
+// after QueueReconnectDelayDefault; every successful (re)connect wakes all queues, because notifications
 // sent while it was away are lost. The fallback poll runs throughout, also while disconnected.
 func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue string)) error {
 	if len(queues) == 0 {
