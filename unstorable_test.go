@@ -29,6 +29,17 @@ func (s *refusingStore) RecordOutcome(ctx context.Context, p store.OutcomeParams
 	return s.Store.RecordOutcome(ctx, p)
 }
 
+// RecordOutcomes refuses a batch holding a success, as the database refuses a whole transaction.
+func (s *refusingStore) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
+	for _, o := range p.Outcomes {
+		if o.Plan.KeepsResult {
+			s.refused.Add(1)
+			return nil, fmt.Errorf("%w: index row size 3240 exceeds btree version 4 maximum 2704", store.ErrUnstorable)
+		}
+	}
+	return s.Store.RecordOutcomes(ctx, p)
+}
+
 // TestUnstorableOutcomeFailsTheStepAtOnce: an outcome the database refuses for good fails its step
 // at once, with the database's reason, instead of being tried again until its lease runs out and
 // the handler runs again.

@@ -70,11 +70,25 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "step", msg.StepID)
 		return
 	}
-	// A step whose outcome released another may hand it straight to this worker (ClaimNext). Each
-	// claimed step is judged again from what the claim returned, which is complete where the
-	// message was not (and covers a hand-off as well).
+	w.runClaimed(ns, m, claim, slot)
+}
+
+// executeClaimed runs a step that the fetch loop claimed together with its message
+// (store.QueueClaimer).
+func (w *workers) executeClaimed(ns string, c store.ClaimedMessage) {
+	defer w.inflight.Done()
+	slot := sync.OnceFunc(func() { w.release(ns, 1) })
+	defer slot()
+	m := queue.Message{ID: c.MessageID, Queue: ns, ReadCount: c.ReadCount, EnqueuedAt: c.EnqueuedAt}
+	w.runClaimed(ns, m, &c.ClaimedStep, slot)
+}
+
+// runClaimed runs a claimed step, and then each step its outcome hands over to this worker. Each
+// claimed step is judged again from what the claim returned, which is complete where the message
+// was not (and covers a hand-over as well).
+func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, slot func()) {
 	for claim != nil {
-		if j := e.claimedVerdict(claim); j.verdict == verdictDecline {
+		if j := w.e.claimedVerdict(claim); j.verdict == verdictDecline {
 			w.releaseClaimed(ns, m, claim, j)
 			return
 		}
@@ -234,7 +248,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
 	}
-	if p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) {
+	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st)
+	if handoff && w.completer == nil {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
 			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,
 				Accept: e.canRun, Ancestors: e.templateAncestors}
@@ -247,8 +262,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		return nil
 	}
 	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
-		if w.completer != nil && p.ClaimNext == nil {
-			return w.completer.record(ns, m, st, p, hold, gone, free)
+		if w.completer != nil {
+			return w.completer.record(ns, m, st, p, hold, gone, free, handoff && p.Kind == store.OutcomeSuccess)
 		}
 		return w.record(ns, m, st, p, hold, gone)
 	}
@@ -280,7 +295,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		w.ack(ns, m.ID)
 	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
-	if err != nil && p.ClaimNext != nil {
+	if err != nil && (p.ClaimNext != nil || (handoff && w.completer != nil && w.completer.owned)) {
 		// The outcome may have committed although this call failed (a reply lost with the
 		// connection; a retry then finds the step moved on), handing this worker a step nobody
 		// will run: give it back rather than let its lease run out and spend its attempt.

@@ -190,7 +190,7 @@ func (c *completer) commit(batch []*pendingOutcome) {
 		cancel()
 		if err == nil {
 			if tries > 1 {
-				e.log.Info("step outcomes recorded after the database came back", "outcomes", len(batch),
+				e.log.Info("step outcome recorded after the database came back", "outcomes", len(batch),
 					"tries", tries, "waited", time.Since(first).Round(time.Millisecond))
 			}
 			c.batches.Add(1)
@@ -262,7 +262,7 @@ func (c *completer) commit(batch []*pendingOutcome) {
 		batch = kept
 		if now.Sub(logged) >= recordLogEvery {
 			logged = now
-			e.log.Error(err, "record step outcomes; trying again while their leases last", "outcomes", len(batch), "tries", tries)
+			e.log.Error(err, "record step outcome; trying again while its lease lasts", "outcomes", len(batch), "tries", tries)
 		}
 		left := time.Until(end.Add(e.cfg.Lease))
 		time.Sleep(max(min(delay, left), time.Millisecond))
@@ -271,9 +271,12 @@ func (c *completer) commit(batch []*pendingOutcome) {
 }
 
 func (c *completer) params(batch []*pendingOutcome) store.RecordOutcomesParams {
-	p := store.RecordOutcomesParams{Outcomes: make([]store.Outcome, len(batch))}
+	p := store.RecordOutcomesParams{Outcomes: make([]store.Outcome, len(batch)), OwnedQueue: c.owned, Lease: c.w.e.cfg.Lease}
 	for i, b := range batch {
 		p.Outcomes[i] = b.out
+		if b.out.Handoff && p.Callables == nil {
+			p.Callables = c.w.e.callables()
+		}
 	}
 	return p
 }
@@ -311,16 +314,23 @@ func (c *completer) outcomeOf(p store.OutcomeParams, m queue.Message) (store.Out
 // A Conflict or NotFound comes back as store.ErrConflict or store.ErrNotFound, as from
 // RecordOutcome; an outcome found AlreadyRecorded (a retried commit had landed) as recorded.
 // released is called once the outcome is submitted: the executor's slot is free from then on.
-func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error, released func()) (*store.OutcomeResult, error) {
+//
+// With handoff (a success that may release a dependent) and a store that owns the queue, the
+// outcome asks for a hand-over: the executor keeps its slot for the step it may get back
+// (OutcomeResult.Next).
+func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error, released func(), handoff bool) (*store.OutcomeResult, error) {
 	out, err := c.outcomeOf(p, m)
 	if err != nil {
 		return nil, err
 	}
+	out.Handoff = handoff && c.owned
 	po := &pendingOutcome{out: out, ns: ns, m: m, st: st, hold: hold, gone: gone, done: make(chan completion, 1)}
 	if err := c.submit(po); err != nil {
 		return nil, err
 	}
-	released()
+	if !out.Handoff {
+		released()
+	}
 	var r completion
 	select {
 	case r = <-po.done:
@@ -334,7 +344,8 @@ func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.O
 	if r.err != nil {
 		return nil, r.err
 	}
-	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: r.rec.TaskState, Settled: r.rec.Settled, Released: r.rec.Released, Acked: r.rec.Acked}
+	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: r.rec.TaskState, Settled: r.rec.Settled, Released: r.rec.Released,
+		Acked: r.rec.Acked, Next: r.rec.Next}
 	switch r.rec.Status {
 	case store.Recorded:
 		return res, nil

@@ -179,6 +179,18 @@ func (e *Engine) HasHandler(callable string) bool {
 	return ok
 }
 
+// callables lists the handlers bound here, sorted: what this engine can run.
+func (e *Engine) callables() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]string, 0, len(e.handlers))
+	for name := range e.handlers {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (e *Engine) handler(name string) (Handler, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()

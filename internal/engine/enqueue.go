@@ -12,22 +12,9 @@ import (
 	"github.com/tasker-systems/tasker/store"
 )
 
-// stepMessage is the payload of a queue message: which step to run.
-type stepMessage struct {
-	TaskID uuid.UUID `json:"task_id"`
-	StepID uuid.UUID `json:"step_id"`
-	// Retry marks the timer message of a step waiting for its backoff.
-	Retry bool `json:"retry,omitempty"`
-	// TaskName, Version and Step name the step in its template, so that the worker knows its
-	// ancestors before it claims it; empty when the sender did not know them.
-	TaskName string `json:"task,omitempty"`
-	Version  string `json:"version,omitempty"`
-	Step     string `json:"step,omitempty"`
-	// Handler is the step's handler callable, so that an engine without that template version
-	// can still tell whether it has the handler before it claims the step (decline.go); empty when
-	// the sender did not have the template version, and in messages of earlier versions.
-	Handler string `json:"handler,omitempty"`
-}
+// stepMessage is the payload of a queue message: which step to run (store.StepMessage, which
+// the store's own claims read too).
+type stepMessage = store.StepMessage
 
 // Enqueuer sends step messages on the engine's queue, one queue per namespace. With a queue that
 // lives outside the database (queue.Publisher) it collects the messages of one store call, which

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -90,6 +92,13 @@ type workers struct {
 	stopping  atomic.Bool  // RunWorkers' context has ended: no new work is taken on
 	recording atomic.Int32 // finished outcomes that record is trying again to commit
 	completer *completer   // records outcomes in batches (completer.go); nil: one by one
+	// claimer reads and claims in one statement, when the store owns the queue; nil: the queue
+	// is read and each step claimed by its executor.
+	claimer store.QueueClaimer
+	// peeker lists the messages the claimer leaves to engines with other handlers (Health).
+	peeker   store.QueuePeeker
+	peekMu   sync.Mutex
+	lastPeek map[string]time.Time // by namespace
 
 	heldMu sync.Mutex
 	holds  map[string]hold // namespaces whose re-publishing the sweeper holds back
@@ -295,6 +304,10 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 	if w.completer = newCompleter(w); w.completer != nil {
 		go w.completer.run()
 	}
+	if qc, ok := e.store.(store.QueueClaimer); ok && w.completer != nil && w.completer.owned {
+		w.claimer = qc
+		w.peeker, _ = e.store.(store.QueuePeeker)
+	}
 
 	listenCtx, stopListen := context.WithCancel(w.dbctx)
 	var bg sync.WaitGroup
@@ -459,6 +472,82 @@ func (w *workers) release(ns string, n int) {
 	}
 }
 
+// claimFromQueue reads and claims up to n steps of ns in one statement, holding n slots: it acks
+// the stale messages in one call, starts an executor per claimed step and per retry timer, and
+// gives back the slots it does not use. It returns how many messages it read.
+func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, error) {
+	e := w.e
+	res, err := w.claimer.ClaimFromQueue(ctx, store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
+		Lease: e.cfg.Lease, Callables: e.callables()})
+	if err != nil {
+		return 0, err
+	}
+	if len(res.Stale) > 0 {
+		ids := make([]int64, len(res.Stale))
+		for i, r := range res.Stale {
+			ids[i] = r.MessageID
+		}
+		if err := e.queue.Ack(w.dbctx, ns, ids...); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error(err, "ack stale messages", "namespace", ns, "messages", len(ids))
+		}
+	}
+	used := len(res.Claimed) + len(res.Retries)
+	w.release(ns, n-used)
+	for _, c := range res.Claimed {
+		w.inflight.Add(1)
+		go w.executeClaimed(ns, c)
+	}
+	for _, r := range res.Retries {
+		// A retry timer whose step waits for its backoff: the executor promotes it, then claims it.
+		payload, err := json.Marshal(stepMessage{StepID: r.StepID, Retry: true})
+		if err != nil {
+			w.release(ns, 1)
+			continue
+		}
+		w.inflight.Add(1)
+		go w.execute(ns, queue.Message{ID: r.MessageID, Queue: ns, ReadCount: 1, Payload: payload})
+	}
+	if read := used + len(res.Stale); read < n {
+		w.peekForeign(ns)
+		return read, nil
+	}
+	return n, nil
+}
+
+// peekEvery is how often, at most, an engine whose queue has nothing left for it looks at the
+// messages it leaves to engines with other handlers.
+const peekEvery = time.Second
+
+// peekForeign notes, as declined (Health), the steps of ns whose messages name a handler this
+// engine lacks: its claims never read them. It looks at most every peekEvery per namespace.
+func (w *workers) peekForeign(ns string) {
+	if w.peeker == nil {
+		return
+	}
+	w.peekMu.Lock()
+	if w.lastPeek == nil {
+		w.lastPeek = map[string]time.Time{}
+	}
+	if time.Since(w.lastPeek[ns]) < peekEvery {
+		w.peekMu.Unlock()
+		return
+	}
+	w.lastPeek[ns] = time.Now()
+	w.peekMu.Unlock()
+	e := w.e
+	msgs, err := w.peeker.PeekForeign(w.dbctx, ns, e.callables(), 100)
+	if err != nil {
+		e.log.Error(err, "look at the steps waiting for other engines' handlers", "namespace", ns)
+		return
+	}
+	for _, m := range msgs {
+		if e.waiting.Note(ns, m.TaskID, m.StepID, m.Handler, WaitNoHandler, m.EnqueuedAt) {
+			e.log.Info("a step waits for an engine with its handler (see Engine.Health)", "namespace", ns, "task", m.TaskID,
+				"step", m.StepID, "handler", m.Handler)
+		}
+	}
+}
+
 func (w *workers) fetchLoop(ctx context.Context, ns string) {
 	wake := w.lane(ns).wake
 	for {
@@ -473,6 +562,27 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 				return
 			}
 			w.yieldAfterDecline(ctx, ns) // decline.go
+			if w.claimer != nil {
+				read, err := w.claimFromQueue(ctx, ns, n)
+				if err != nil {
+					w.release(ns, n)
+					if ctx.Err() != nil {
+						return
+					}
+					w.e.log.Error(err, "claim from the queue", "namespace", ns)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Second):
+					}
+					w.signal(ns)
+					break
+				}
+				if read < n {
+					break
+				}
+				continue
+			}
 			msgs, err := w.e.queue.Read(ctx, ns, n, w.e.cfg.Lease)
 			if err != nil {
 				w.release(ns, n)
