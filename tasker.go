@@ -49,7 +49,8 @@ const (
 	ShutdownTimeoutDefault = 10 * time.Second
 	// MaxPayloadBytesDefault bounds a task context and a step result (1 MiB).
 	MaxPayloadBytesDefault = 1 << 20
-	// ReadBatchDefault is how many messages a worker reads at once, at most.
+	// ReadBatchDefault is how many messages a worker reads at once, at most, as its free handler
+	// slots (Concurrency) allow.
 	ReadBatchDefault = engine.ReadBatchDefault
 	// LeaderTTLDefault is how long the maintenance leader's election holds without renewal: when
 	// the leader dies, another engine takes over within about this long.

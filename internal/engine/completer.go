@@ -71,7 +71,30 @@ type completer struct {
 	// batches and outcomes count the RecordOutcomes calls that committed and the outcomes they
 	// held.
 	batches, outcomes atomic.Int64
+	// solo is held by the one outcome recorded on the single-step path (takeSolo); inflight
+	// counts the batches committing.
+	solo     atomic.Bool
+	inflight atomic.Int32
+	solos    atomic.Int64 // outcomes recorded on the single-step path
 }
+
+// takeSolo reports whether an outcome may skip the completer and take the single-step path: only
+// when the completer is idle (nothing waiting, no batch committing) and no other outcome has; a
+// true answer must be followed by endSolo. A lone outcome then pays no batch's fixed cost, and as
+// soon as a second one arrives, batching starts.
+func (c *completer) takeSolo() bool {
+	if len(c.in) > 0 || c.inflight.Load() > 0 || !c.solo.CompareAndSwap(false, true) {
+		return false
+	}
+	if len(c.in) > 0 || c.inflight.Load() > 0 {
+		c.solo.Store(false)
+		return false
+	}
+	c.solos.Add(1)
+	return true
+}
+
+func (c *completer) endSolo() { c.solo.Store(false) }
 
 // newCompleter returns the engine's completer, or nil when its store or queue cannot take one.
 func newCompleter(w *workers) *completer {
@@ -136,9 +159,11 @@ func (c *completer) run() {
 			}
 		}
 		c.commits.Add(1)
+		c.inflight.Add(1)
 		go func() {
 			defer c.commits.Done()
 			defer func() { <-c.committers }()
+			defer c.inflight.Add(-1)
 			c.commit(batch)
 		}()
 	}

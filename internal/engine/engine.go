@@ -40,8 +40,10 @@ const (
 	WaitNoTemplate = "no_template"
 )
 
-// ReadBatchDefault is how many messages a worker reads at once, at most.
-const ReadBatchDefault = 10
+// ReadBatchDefault is how many messages a fetch loop reads (and, on the store's own queue,
+// claims) at once, at most, as free handler slots allow: one read of up to 100 steps costs about
+// what one of 10 costs (docs/design/engine-v2.md §4.2).
+const ReadBatchDefault = 100
 
 // Config is the engine's configuration, with every default already applied by the caller (the
 // root package's NewEngine) and every value checked.
