@@ -175,16 +175,11 @@ func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([
 	if len(p.Steps) == 0 {
 		return nil, nil
 	}
-	out := make([]store.ReleaseRecord, len(p.Steps))
+	var out []store.ReleaseRecord
 	err := s.write(ctx, func(tx *txn) error {
-		for i, r := range p.Steps {
-			err := tx.releaseStep(store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				return err
-			}
-			out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
-		}
-		return nil
+		var err error
+		out, err = params.ReleaseEach(p, tx.releaseStep)
+		return err
 	})
 	if err != nil {
 		return nil, err

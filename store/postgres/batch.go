@@ -118,15 +118,9 @@ func (s *Store) ReleaseSteps(ctx context.Context, p store.ReleaseStepsParams) ([
 	}
 	var out []store.ReleaseRecord
 	err := s.withRetry(ctx, func(tx pgx.Tx) error {
-		out = make([]store.ReleaseRecord, len(p.Steps))
-		for i, r := range p.Steps {
-			err := s.releaseStep(ctx, tx, store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				return err
-			}
-			out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
-		}
-		return nil
+		var err error
+		out, err = params.ReleaseEach(p, func(r store.ReleaseStepParams) error { return s.releaseStep(ctx, tx, r) })
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -109,6 +109,21 @@ func Status(err error, landed func() (bool, error)) (store.OutcomeStatus, error)
 	return 0, err
 }
 
+// ReleaseEach gives back each step of p with release (the store's ReleaseStep inside its one
+// transaction or operation) and reports each in order: a step the worker no longer holds
+// (store.ErrConflict) is skipped and reported, any other error fails the whole call.
+func ReleaseEach(p store.ReleaseStepsParams, release func(store.ReleaseStepParams) error) ([]store.ReleaseRecord, error) {
+	out := make([]store.ReleaseRecord, len(p.Steps))
+	for i, r := range p.Steps {
+		err := release(store.ReleaseStepParams{StepID: r.StepID, WorkerID: p.WorkerID, Attempt: r.Attempt, Reason: r.Reason})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
+		out[i] = store.ReleaseRecord{StepID: r.StepID, Released: err == nil}
+	}
+	return out, nil
+}
+
 // PromoteRefused reports PromoteRetry's refusals of one step (not due, not waiting or its task
 // not runnable, unknown), which PromoteRetries reports per step; any other error fails the batch.
 func PromoteRefused(err error) bool {
