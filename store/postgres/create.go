@@ -82,18 +82,20 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 			return nil, err
 		}
 	}
-	var inserted bool
-	err = tx.QueryRow(ctx, s.q(`
+	// Round trip 1 inserts the task and returns its row; round trip 2 pipelines the rest: the
+	// steps with their first transitions, the edges, the task's transitions, the roots' messages
+	// (when the queue can join the batch) and the announcement.
+	task, err := scanTask(tx.QueryRow(ctx, s.q(`
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
 		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
 		                       initiator, source_system, reason)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
 		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
-		RETURNING true`),
+		RETURNING `+taskColumns),
 		p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
 		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
-		plan.Counters.Unfinished).Scan(&inserted)
+		plan.Counters.Unfinished))
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := s.taskByIdentity(ctx, tx, p.Namespace, p.Name, p.IdentityHash)
 		if err != nil {
@@ -109,45 +111,44 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
 
-	steps, err := s.insertSteps(ctx, tx, p, plan.States)
-	if err != nil {
-		return nil, err
-	}
+	b := &pgx.Batch{}
+	var steps []store.Step
+	s.queueInsertSteps(b, p, plan.States, &steps)
 	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
 	for _, h := range plan.Path {
 		from := string(h.From)
 		froms, tos, events = append(froms, &from), append(tos, string(h.To)), append(events, string(h.Event))
 	}
-	_, err = tx.Exec(ctx, s.q(`
+	b.Queue(s.q(`
 		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
 		SELECT $1, x.f, x.t, x.e, x.ord, x.ord = cardinality($3::text[]), clock_timestamp()
 		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
 		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
-	if err != nil {
-		return nil, fmt.Errorf("insert task transitions: %w", err)
-	}
-	if p.Enqueuer != nil {
-		if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, roots, 0); err != nil {
+	sent := p.Enqueuer == nil || len(roots) == 0
+	if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok && !sent {
+		if sent, err = be.EnqueueBatch(b, p.Namespace, roots, 0); err != nil {
 			return nil, fmt.Errorf("enqueue root steps: %w", err)
 		}
 	}
 	if p.AnnounceCommit {
-		if err := s.notify(ctx, tx, eventCreated, p.TaskID); err != nil {
-			return nil, fmt.Errorf("announce the task's commit: %w", err)
-		}
+		s.queueNotify(b, eventCreated, p.TaskID)
 	}
-	task, err := s.getTask(ctx, tx, p.TaskID)
-	if err != nil {
-		return nil, err
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("insert the steps and transitions of task %s: %w", p.TaskID, err)
+	}
+	if !sent {
+		if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, roots, 0); err != nil {
+			return nil, fmt.Errorf("enqueue root steps: %w", err)
+		}
 	}
 	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
 }
 
-// insertSteps writes the steps (every field of store.NewStep, the batch ones included, as spawn
-// does), their edges and their first transitions (create, and enqueue for the roots), stamping
-// transitions with clock_timestamp() so the audit trail keeps its order. It returns the step rows
-// as written, in creation order.
-func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams, first []statemachine.StepState) ([]store.Step, error) {
+// queueInsertSteps queues into b the writes of the steps (every field of store.NewStep, the batch
+// ones included, as spawn does), their edges and their first transitions (create, and enqueue for
+// the roots), stamping transitions with clock_timestamp() so the audit trail keeps its order. The
+// step rows as written, in step_id order, are stored in *out when the batch runs.
+func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first []statemachine.StepState, out *[]store.Step) {
 	n := len(p.Steps)
 	var (
 		ids                                      = make([]uuid.UUID, n)
@@ -185,7 +186,7 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 			edgeTo = append(edgeTo, st.StepID)
 		}
 	}
-	rows, err := tx.Query(ctx, s.q(`
+	b.Queue(s.q(`
 		WITH ins AS (
 			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
 			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
@@ -206,20 +207,17 @@ func (s *Store) insertSteps(ctx context.Context, tx pgx.Tx, p store.CreateTaskPa
 		)
 		SELECT `+stepColumns+` FROM ins ORDER BY step_id`),
 		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
-		held, groups, strategies)
-	if err != nil {
-		return nil, fmt.Errorf("insert steps: %w", err)
-	}
-	steps, err := collectSteps(rows)
-	if err != nil {
-		return nil, fmt.Errorf("insert steps: %w", err)
-	}
-	if len(edgeFrom) > 0 {
-		if _, err := tx.Exec(ctx, s.q(`
-			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
-			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo); err != nil {
-			return nil, fmt.Errorf("insert edges: %w", err)
+		held, groups, strategies).Query(func(rows pgx.Rows) error {
+		steps, err := collectSteps(rows)
+		if err != nil {
+			return fmt.Errorf("insert steps: %w", err)
 		}
+		*out = steps
+		return nil
+	})
+	if len(edgeFrom) > 0 {
+		b.Queue(s.q(`
+			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
+			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo)
 	}
-	return steps, nil
 }

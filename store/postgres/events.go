@@ -40,6 +40,11 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, prefix string, taskID uui
 	return err
 }
 
+// queueNotify queues notify's announcement into b, to run in its transaction.
+func (s *Store) queueNotify(b *pgx.Batch, prefix string, taskID uuid.UUID) {
+	b.Queue(`SELECT pg_notify($1, $2)`, s.eventsChannel, prefix+taskID.String())
+}
+
 // ListenEvents implements store.EventListener: CreateTask with AnnounceCommit and CancelTask send a
 // NOTIFY on the schema's events channel, which PostgreSQL delivers when, and only if, their
 // transaction commits. It holds one dedicated connection, made from the pool's configuration (not
