@@ -261,16 +261,21 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		}
 		return nil
 	}
+	mayHandOver := false // the outcome went the single-step path with ClaimNext
 	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
 		// A lone outcome, with nothing else committing, takes the single-step path: two
-		// pipelined round trips that cost a third of a batch's fixed cost (BENCHMARKS.md). One
-		// outcome at a time may; under load the others batch in the completer meanwhile.
+		// pipelined round trips that cost a third of a batch's fixed cost, and it may hand a
+		// released step over (ClaimNext). One outcome at a time may; under load the others batch
+		// in the completer meanwhile, without hand-over: a batch that also claims the steps it
+		// releases, for executors that keep their slots through the commit, ran diamond-4 tasks
+		// at about half the rate of one that leaves them to the next claim (BENCHMARKS.md).
 		if c := w.completer; c != nil {
 			if !c.takeSolo() {
-				return c.record(ns, m, st, p, hold, gone, free, handoff && p.Kind == store.OutcomeSuccess)
+				return c.record(ns, m, st, p, hold, gone, free)
 			}
 			defer c.endSolo()
 		}
+		mayHandOver = p.ClaimNext != nil
 		return w.record(ns, m, st, p, hold, gone)
 	}
 	res, err := record(p)
@@ -301,7 +306,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		w.ack(ns, m.ID)
 	}
 	outcome := map[store.OutcomeKind]string{store.OutcomeSuccess: "complete", store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
-	if err != nil && (p.ClaimNext != nil || (handoff && w.completer != nil && w.completer.owned)) {
+	if err != nil && mayHandOver {
 		// The outcome may have committed although this call failed (a reply lost with the
 		// connection; a retry then finds the step moved on), handing this worker a step nobody
 		// will run: give it back rather than let its lease run out and spend its attempt.

@@ -296,12 +296,9 @@ func (c *completer) commit(batch []*pendingOutcome) {
 }
 
 func (c *completer) params(batch []*pendingOutcome) store.RecordOutcomesParams {
-	p := store.RecordOutcomesParams{Outcomes: make([]store.Outcome, len(batch)), OwnedQueue: c.owned, Lease: c.w.e.cfg.Lease}
+	p := store.RecordOutcomesParams{Outcomes: make([]store.Outcome, len(batch)), OwnedQueue: c.owned}
 	for i, b := range batch {
 		p.Outcomes[i] = b.out
-		if b.out.Handoff && p.Callables == nil {
-			p.Callables = c.w.e.callables()
-		}
 	}
 	return p
 }
@@ -339,23 +336,16 @@ func (c *completer) outcomeOf(p store.OutcomeParams, m queue.Message) (store.Out
 // A Conflict or NotFound comes back as store.ErrConflict or store.ErrNotFound, as from
 // RecordOutcome; an outcome found AlreadyRecorded (a retried commit had landed) as recorded.
 // released is called once the outcome is submitted: the executor's slot is free from then on.
-//
-// With handoff (a success that may release a dependent) and a store that owns the queue, the
-// outcome asks for a hand-over: the executor keeps its slot for the step it may get back
-// (OutcomeResult.Next).
-func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error, released func(), handoff bool) (*store.OutcomeResult, error) {
+func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error, released func()) (*store.OutcomeResult, error) {
 	out, err := c.outcomeOf(p, m)
 	if err != nil {
 		return nil, err
 	}
-	out.Handoff = handoff && c.owned
 	po := &pendingOutcome{out: out, ns: ns, m: m, st: st, hold: hold, gone: gone, done: make(chan completion, 1)}
 	if err := c.submit(po); err != nil {
 		return nil, err
 	}
-	if !out.Handoff {
-		released()
-	}
+	released()
 	var r completion
 	select {
 	case r = <-po.done:
@@ -370,7 +360,7 @@ func (c *completer) record(ns string, m queue.Message, st *store.Step, p store.O
 		return nil, r.err
 	}
 	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: r.rec.TaskState, Settled: r.rec.Settled, Released: r.rec.Released,
-		Acked: r.rec.Acked, Next: r.rec.Next}
+		Acked: r.rec.Acked}
 	switch r.rec.Status {
 	case store.Recorded:
 		return res, nil
