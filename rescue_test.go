@@ -187,16 +187,11 @@ func (s *lostCommitReply) RecordOutcome(ctx context.Context, p store.OutcomePara
 	return res, err
 }
 
-// TestUncertainCommitGivesTheHandedStepBack: an outcome commits, handing its worker the next step,
-// but the worker never learns that it committed (its retry then finds the step moved on). The worker
-// gives the handed step back without spending its attempt, and it runs once its message surfaces,
-// even with a single attempt allowed (found in review: it was left to the lease rescuer, which
-// failed it for good without ever running it).
-func TestUncertainCommitGivesTheHandedStepBack(t *testing.T) {
-	t.Parallel()
-	base := setupOn(t, backendPostgres)
-	q, _ := backendQueue(t, base)
-	st := &lostCommitReply{Store: base.st}
+// startHandedChain runs, on a sibling of base with store st and queue q (a 600 ms lease, rescues
+// every 100 ms), a chain first -> second whose first hands second over; it returns the engine and
+// second's handler runs.
+func startHandedChain(t *testing.T, base *bundle, st store.Store, q queue.Queue) (*bundle, *atomic.Int32) {
+	t.Helper()
 	b := base.sibling(t, func(c *tasker.Config) {
 		c.Store, c.Queue = st, q
 		c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
@@ -213,13 +208,27 @@ steps:
     retry: {retryable: false, max_attempts: 1}
     dependencies: [first]
 `)
-	var secondRuns atomic.Int32
+	secondRuns := &atomic.Int32{}
 	b.engine.HandleFunc("first", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
 	b.engine.HandleFunc("second", func(context.Context, *tasker.Step) (any, error) {
 		secondRuns.Add(1)
 		return 2, nil
 	})
 	b.start(t)
+	return b, secondRuns
+}
+
+// TestUncertainCommitGivesTheHandedStepBack: an outcome commits, handing its worker the next step,
+// but the worker never learns that it committed (its retry then finds the step moved on). The worker
+// gives the handed step back without spending its attempt, and it runs once its message surfaces,
+// even with a single attempt allowed (found in review: it was left to the lease rescuer, which
+// failed it for good without ever running it).
+func TestUncertainCommitGivesTheHandedStepBack(t *testing.T) {
+	t.Parallel()
+	base := setupOn(t, backendPostgres)
+	q, _ := backendQueue(t, base)
+	st := &lostCommitReply{Store: base.st}
+	b, secondRuns := startHandedChain(t, base, st, q)
 	got := b.wait(t, b.create(t, "test", "chain", nil).ID)
 	require.True(t, st.lost.Load(), "the lost reply was simulated")
 	second, _ := got.Step("second")
@@ -271,29 +280,7 @@ func TestHandedStepGivenBackRunsWhenItsHeldMessageIsGone(t *testing.T) {
 	base := setupOn(t, backendPostgres)
 	q, _ := backendQueue(t, base)
 	st := &lostCommitReplyAndHeldMessage{Store: base.st, q: q}
-	b := base.sibling(t, func(c *tasker.Config) {
-		c.Store, c.Queue = st, q
-		c.Lease, c.RescueInterval = 600*time.Millisecond, 100*time.Millisecond
-	})
-	b.register(t, `
-name: chain
-namespace_name: test
-version: 1.0.0
-steps:
-  - name: first
-    handler: {callable: first}
-  - name: second
-    handler: {callable: second}
-    retry: {retryable: false, max_attempts: 1}
-    dependencies: [first]
-`)
-	var secondRuns atomic.Int32
-	b.engine.HandleFunc("first", func(context.Context, *tasker.Step) (any, error) { return 1, nil })
-	b.engine.HandleFunc("second", func(context.Context, *tasker.Step) (any, error) {
-		secondRuns.Add(1)
-		return 2, nil
-	})
-	b.start(t)
+	b, secondRuns := startHandedChain(t, base, st, q)
 	got := b.waitWithin(t, b.create(t, "test", "chain", nil).ID, 15*time.Second)
 	require.True(t, st.lost.Load(), "the lost reply was simulated")
 	require.NoError(t, st.ackErr, "the held message was dropped")
