@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -220,17 +222,19 @@ func (c *completer) commit(batch []*pendingOutcome) {
 			}
 			c.batches.Add(1)
 			c.outcomes.Add(int64(len(batch)))
-			c.publish(res.Publish)
 			for i, p := range batch {
 				p.done <- completion{rec: res.Records[i]}
 			}
+			c.publish(res.Publish)
 			return
 		}
-		if errors.Is(err, store.ErrUnstorable) {
-			if len(batch) == 1 {
-				batch[0].done <- completion{err: err}
-				return
-			}
+		if errors.Is(err, store.ErrUnstorable) && len(batch) == 1 {
+			batch[0].done <- completion{err: err}
+			return
+		}
+		// The database answered and refused the batch: one outcome in it may be at fault (its data,
+		// its spawn), so the halves go on their own and the others are not held up for a lease.
+		if len(batch) > 1 && (errors.Is(err, store.ErrUnstorable) || refused(err)) {
 			half := len(batch) / 2
 			c.commit(batch[:half])
 			c.commit(batch[half:])
@@ -295,6 +299,22 @@ func (c *completer) commit(batch []*pendingOutcome) {
 	}
 }
 
+// refused reports a PostgreSQL error that is the server's verdict on the statements (a
+// constraint, a raised exception), not on the connection or the server's state: classes 08
+// (connection), 40 (rollback, retried by the store), 53 (resources), 57 (operator intervention,
+// such as a shutdown) and 58 (system) mean the database is away or busy, and the batch waits.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "08", "40", "53", "57", "58":
+		return false
+	}
+	return true
+}
+
 func (c *completer) params(batch []*pendingOutcome) store.RecordOutcomesParams {
 	p := store.RecordOutcomesParams{Outcomes: make([]store.Outcome, len(batch)), OwnedQueue: c.owned}
 	for i, b := range batch {
@@ -303,8 +323,9 @@ func (c *completer) params(batch []*pendingOutcome) store.RecordOutcomesParams {
 	return p
 }
 
-// publish sends, once the batch has committed, the messages of the steps it made ready, one
-// Publish per namespace and delay; a failure is logged, and the sweeper publishes them again.
+// publish sends, once the batch has committed and its outcomes are answered, the messages of the
+// steps it made ready, one Publish per namespace and delay, for at most a lease; a failure is
+// logged, and the sweeper publishes them again.
 func (c *completer) publish(groups []store.Publish) {
 	if len(groups) == 0 {
 		return
@@ -313,7 +334,9 @@ func (c *completer) publish(groups []store.Publish) {
 	for _, g := range groups {
 		q.add(g.Namespace, g.Steps, g.Delay)
 	}
-	q.Flush(c.w.dbctx)
+	ctx, cancel := context.WithTimeout(c.w.dbctx, c.w.e.cfg.Lease)
+	defer cancel()
+	q.Flush(ctx)
 }
 
 // outcomeOf is the batched form of a classified outcome: its plan decided here, above the seam.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/dag"
@@ -125,4 +127,65 @@ func TestCompleterBatchesConcurrentOutcomes(t *testing.T) {
 	waitComplete(create())
 	require.Equal(t, solos+1, c.solos.Load(), "a lone outcome, with nothing else committing, is recorded at once on its own")
 	require.Equal(t, batches, c.batches.Load())
+}
+
+// refusingBatches is store/memory whose batched outcomes are refused by "the database" (a
+// constraint's error) whenever they hold the outcome of step bad.
+type refusingBatches struct {
+	*memory.Store
+	bad atomic.Value // uuid.UUID
+}
+
+func (s *refusingBatches) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams) (*store.RecordOutcomesResult, error) {
+	for _, o := range p.Outcomes {
+		if bad, _ := s.bad.Load().(uuid.UUID); o.StepID == bad {
+			return nil, &pgconn.PgError{Code: "23514", Message: "new row violates check constraint"}
+		}
+	}
+	return s.Store.RecordOutcomes(ctx, p)
+}
+
+// TestCompleterIsolatesARefusedOutcome: a batch that the database refuses for one outcome in it is
+// halved until that outcome stands alone, so the others commit rather than wait with it.
+func TestCompleterIsolatesARefusedOutcome(t *testing.T) {
+	t.Parallel()
+	st := &refusingBatches{Store: memory.New()}
+	st.bad.Store(uuid.Nil)
+	q := publishingQueue{memqueue.New(memqueue.WithPollInterval(20 * time.Millisecond))}
+	e := New(Config{Store: st, Queue: q, WorkerID: "w1", Concurrency: 8, Lease: time.Second,
+		ShutdownTimeout: time.Second, MaxPayloadBytes: 1 << 20, LeaderTTL: time.Second, RescueInterval: time.Second,
+		RepublishAfter: time.Minute, MaxDecisionSteps: 10})
+	_, err := e.AddTemplate(oneStepTemplate(t))
+	require.NoError(t, err)
+	c := &completer{w: newWorkers(e), bs: st, in: make(chan *pendingOutcome, 64), committers: make(chan struct{}, 2),
+		stop: make(chan struct{}), loopDone: make(chan struct{}), finished: make(chan struct{})}
+	c.w.dbctx = context.Background()
+	var batch []*pendingOutcome
+	var badStep uuid.UUID
+	for i := range 8 {
+		taskID, stepID := createOneStep(t, e, 1)
+		_, err := st.ClaimStep(context.Background(), store.ClaimStepParams{StepID: stepID, WorkerID: "w1", Lease: time.Second})
+		require.NoError(t, err)
+		if i == 5 {
+			badStep = stepID
+		}
+		p := store.OutcomeParams{Kind: store.OutcomeSuccess, TaskID: taskID, StepID: stepID, WorkerID: "w1", Attempt: 1,
+			Namespace: "ns", Result: json.RawMessage(`{"ok":true}`)}
+		out, err := c.outcomeOf(p, queue.Message{})
+		require.NoError(t, err)
+		st := stepOf(t, e, taskID, stepID)
+		batch = append(batch, &pendingOutcome{out: out, ns: "ns", st: &st, hold: &leaseClock{renewed: time.Now()},
+			gone: func() error { return nil }, done: make(chan completion, 1)})
+	}
+	st.bad.Store(badStep)
+	c.commit(batch) // returns once every outcome is answered: the refused one after a lease of refusals
+	for _, p := range batch {
+		r := <-p.done
+		if p.out.StepID == badStep {
+			require.Error(t, r.err, "the refused outcome is given up")
+			continue
+		}
+		require.NoError(t, r.err)
+		require.Equal(t, store.Recorded, r.rec.Status, "step %s", p.out.StepID)
+	}
 }

@@ -477,7 +477,12 @@ func (w *workers) release(ns string, n int) {
 // gives back the slots it does not use. It returns how many messages it read.
 func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, error) {
 	e := w.e
-	res, err := w.claimer.ClaimFromQueue(ctx, store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
+	// The claim writes (attempts, leases): it runs on dbctx, so that a shutdown arriving while it
+	// runs cannot leave claimed steps with no executor until their leases run out.
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	res, err := w.claimer.ClaimFromQueue(w.dbctx, store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
 		Lease: e.cfg.Lease, Callables: e.callables()})
 	if err != nil {
 		return 0, err
