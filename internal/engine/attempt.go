@@ -591,11 +591,16 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 // returns the store's answer: store.ErrConflict (with the step's state) when the step is no longer
 // this worker's.
 func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
-	e := w.e
-	sent := time.Now()
 	// No deadline here: a heartbeat that comes back late still tells a stalled worker, through
 	// store.ErrConflict, that its step was rescued, which cancels its handler.
-	ctx := w.dbctx
+	return w.renewIn(w.dbctx, ns, m, st, hold)
+}
+
+// renewIn is renew under ctx: the completer bounds each renewal of a batch waiting for the
+// database, so that one hanging call cannot keep the others past their leases.
+func (w *workers) renewIn(ctx context.Context, ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
+	e := w.e
+	sent := time.Now()
 	state, err := e.store.Heartbeat(ctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Attempt: st.Attempts})
 	if err != nil {

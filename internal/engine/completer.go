@@ -255,7 +255,9 @@ func (c *completer) commit(batch []*pendingOutcome) {
 				continue
 			}
 			if renew && now.Sub(p.hold.last()) >= e.cfg.Lease/3 {
-				_, herr := w.renew(p.ns, p.m, p.st, p.hold)
+				rctx, cancel := context.WithTimeout(w.dbctx, e.cfg.Lease/3)
+				_, herr := w.renewIn(rctx, p.ns, p.m, p.st, p.hold)
+				cancel()
 				switch {
 				case errors.Is(herr, store.ErrConflict) || errors.Is(herr, store.ErrNotFound):
 					p.done <- completion{err: fmt.Errorf("record outcome: %w", herr)}
