@@ -16,19 +16,25 @@ import (
 	"github.com/tasker-systems/tasker"
 )
 
+// handleUntilCancelled binds callable to a handler that blocks until its context ends: started is
+// closed when it starts, and sawCancel receives its context's cause.
+func handleUntilCancelled(b *bundle, callable string) (started <-chan struct{}, sawCancel <-chan error) {
+	st, saw := make(chan struct{}), make(chan error, 1)
+	b.engine.HandleFunc(callable, func(ctx context.Context, s *tasker.Step) (any, error) {
+		close(st)
+		<-ctx.Done()
+		saw <- context.Cause(ctx)
+		return nil, ctx.Err()
+	})
+	return st, saw
+}
+
 func TestCancelRunningTask(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, setup setupFunc) {
 		b := setup(t)
 		b.register(t, linearYAML)
-		started := make(chan struct{})
-		sawCancel := make(chan error, 1)
-		b.engine.HandleFunc("add_one", func(ctx context.Context, s *tasker.Step) (any, error) {
-			close(started)
-			<-ctx.Done()
-			sawCancel <- context.Cause(ctx)
-			return nil, ctx.Err()
-		})
+		started, sawCancel := handleUntilCancelled(b, "add_one")
 		b.start(t)
 		task := b.create(t, "test", "linear", nil)
 		<-started
