@@ -184,6 +184,8 @@ type Store interface {
 	// marks them as seen so that each is listed at most once per OlderThan: the sweeper publishes
 	// their messages again.
 	StaleSteps(ctx context.Context, p StaleStepsParams) ([]StaleStep, error)
+
+	DeadLetterStore // staleness and the dead-letter queue (deadletter.go)
 }
 
 // CheckpointParams saves a checkpoint for the attempt a worker holds.

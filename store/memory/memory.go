@@ -60,7 +60,8 @@ type Store struct {
 	edges      map[[2]uuid.UUID]struct{} // (from, to)
 	inProgress map[uuid.UUID]*stepRow    // steps in in_progress, for ExpiredSteps
 	leaders    map[string]*leaderRow
-	seq        int64 // transition ids
+	seq        int64            // transition ids
+	dead       []*deadLetterRow // dead-letter entries in the order written (deadletter.go)
 
 	ev events // ListenEvents' subscribers
 
