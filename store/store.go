@@ -184,6 +184,7 @@ type Store interface {
 	// marks them as seen so that each is listed at most once per OlderThan: the sweeper publishes
 	// their messages again.
 	StaleSteps(ctx context.Context, p StaleStepsParams) ([]StaleStep, error)
+	Inspector // inspect.go: Ping, Leader, Edges
 }
 
 // CheckpointParams saves a checkpoint for the attempt a worker holds.

@@ -134,6 +134,7 @@ func Run(t *testing.T, h Harness) {
 		{"SaveCheckpoint", testSaveCheckpoint},
 		{"Spawn", testSpawn},
 		{"EndedContext", testEndedContext},
+		{"Inspector", testInspector},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
