@@ -135,6 +135,7 @@ func Run(t *testing.T, h Harness) {
 		{"Spawn", testSpawn},
 		{"EndedContext", testEndedContext},
 		{"DeadLetters", testDeadLetters},
+		{"Inspector", testInspector},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
