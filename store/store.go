@@ -186,7 +186,7 @@ type Store interface {
 	StaleSteps(ctx context.Context, p StaleStepsParams) ([]StaleStep, error)
 
 	DeadLetterStore // staleness and the dead-letter queue (deadletter.go)
-	Inspector // inspect.go: Ping, Leader, Edges
+	Inspector       // inspect.go: Ping, Leader, Edges
 }
 
 // CheckpointParams saves a checkpoint for the attempt a worker holds.
