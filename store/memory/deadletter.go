@@ -164,19 +164,8 @@ func (s *Store) FailTask(ctx context.Context, p store.FailTaskParams) (*store.Fa
 				return err
 			}
 		}
-		var moves []stepMove
-		for _, st := range t.steps {
-			if !statemachine.FailCancels(st.s.State) {
-				continue
-			}
-			moves = append(moves, stepMove{st, st.s.State})
-			tx.setStepState(st, statemachine.StepCancelled)
-			set(tx, &st.s.LeaseOwner, "")
-			set(tx, &st.s.LeaseExpiresAt, nil)
-			set(tx, &st.s.NextRetryAt, nil)
-			set(tx, &st.s.UpdatedAt, tx.now)
-		}
-		if err := tx.writeStepTransitions(moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
+		moves, err := tx.cancelSteps(t, statemachine.FailCancels, plan.Meta)
+		if err != nil {
 			return err
 		}
 		if err := tx.settle(t, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {

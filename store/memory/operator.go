@@ -24,19 +24,8 @@ func (s *Store) CancelTask(ctx context.Context, p store.CancelTaskParams) (*stor
 		if err != nil {
 			return params.Conflict(fmt.Sprintf("cancel task %s", p.TaskID), err)
 		}
-		var moves []stepMove
-		for _, st := range t.steps {
-			if !statemachine.Cancels(st.s.State) {
-				continue
-			}
-			moves = append(moves, stepMove{st, st.s.State})
-			tx.setStepState(st, statemachine.StepCancelled)
-			set(tx, &st.s.LeaseOwner, "")
-			set(tx, &st.s.LeaseExpiresAt, nil)
-			set(tx, &st.s.NextRetryAt, nil)
-			set(tx, &st.s.UpdatedAt, tx.now)
-		}
-		if err := tx.writeStepTransitions(moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
+		moves, err := tx.cancelSteps(t, statemachine.Cancels, plan.Meta)
+		if err != nil {
 			return err
 		}
 		if err := tx.settle(t, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {
@@ -160,4 +149,22 @@ func (tx *txn) rearm(t *taskRow, ns string, q store.Enqueuer) []*stepRow {
 		tx.enqueue(q, ns, []store.StepRef{{TaskID: t.t.ID, StepID: st.s.ID, Retry: true}}, delay)
 	}
 	return ready
+}
+
+// cancelSteps cancels the steps of t whose state cancels says go, releasing their leases, and
+// writes their transitions; CancelTask and FailTask share it.
+func (tx *txn) cancelSteps(t *taskRow, cancels func(statemachine.StepState) bool, meta map[string]any) ([]stepMove, error) {
+	var moves []stepMove
+	for _, st := range t.steps {
+		if !cancels(st.s.State) {
+			continue
+		}
+		moves = append(moves, stepMove{st, st.s.State})
+		tx.setStepState(st, statemachine.StepCancelled)
+		set(tx, &st.s.LeaseOwner, "")
+		set(tx, &st.s.LeaseExpiresAt, nil)
+		set(tx, &st.s.NextRetryAt, nil)
+		set(tx, &st.s.UpdatedAt, tx.now)
+	}
+	return moves, tx.writeStepTransitions(moves, statemachine.StepEventCancel, statemachine.StepCancelled, meta)
 }
