@@ -93,6 +93,7 @@ type Engine struct {
 	runs        RunRegistry // handlers in flight, by task, for cancellation
 	waiters     WaiterRegistry
 	waiting     WaitingRegistry // steps this engine declined, for health
+	svc         serviceStatuses // what the maintenance services' passes did (services.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.

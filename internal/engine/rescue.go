@@ -12,15 +12,16 @@ import (
 // rescue settles the attempts of steps whose worker stopped renewing the lease (it crashed, was
 // killed, or lost the database): each counts as a failed attempt, recorded with the vanished
 // worker's ID, and is retried under the step's policy or fails for good when none is left.
-func (w *workers) rescue(ctx context.Context) {
+func (w *workers) rescue(ctx context.Context) error {
 	e := w.e
 	expired, err := e.store.ExpiredSteps(ctx, store.ExpiredStepsParams{Limit: 100})
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error(err, "look for expired leases")
 		}
-		return
+		return fmt.Errorf("look for expired leases: %w", err)
 	}
+	var failed error
 	for i := range expired {
 		ex := &expired[i]
 		st := &ex.Step
@@ -42,6 +43,7 @@ func (w *workers) rescue(ctx context.Context) {
 		if err != nil {
 			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
 				e.log.Error(err, "rescue step", "step", st.Name, "task", st.TaskID)
+				failed = fmt.Errorf("rescue step %s of task %s: %w", st.Name, st.TaskID, err)
 			}
 			continue
 		}
@@ -54,4 +56,5 @@ func (w *workers) rescue(ctx context.Context) {
 			e.waiters.Notify(st.TaskID)
 		}
 	}
+	return failed
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,11 +12,12 @@ import (
 )
 
 // service is one maintenance service of the elected engine: run every interval while this engine
-// leads.
+// leads. run returns the error that kept a pass from doing its work (nil when it did, or had none
+// to do); the loop records it with the time of the pass (ServiceStatuses).
 type service struct {
 	name     string
 	interval time.Duration
-	run      func(ctx context.Context)
+	run      func(ctx context.Context) error
 }
 
 // services lists the maintenance services this engine runs while it leads: the lease rescuer
@@ -42,9 +45,68 @@ func (w *workers) maintain(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				e.log.V(1).Info("maintenance service running", "service", s.name, "interval", s.interval)
-				maintenance.Every(lctx, s.interval, s.run)
+				maintenance.Every(lctx, s.interval, func(ctx context.Context) {
+					start := time.Now()
+					err := s.run(ctx)
+					if ctx.Err() != nil {
+						return // the leadership or the engine ended mid-pass: not this service's failure
+					}
+					e.svc.record(s.name, start, time.Since(start), err)
+				})
 			}()
 		}
 		wg.Wait()
 	})
+}
+
+// ServiceStatus is what one maintenance service's passes on this engine last did.
+type ServiceStatus struct {
+	Name string
+	// LastRun is when its last pass began, and LastDuration how long it took; Runs counts its
+	// passes since the engine started.
+	LastRun      time.Time
+	LastDuration time.Duration
+	Runs         int64
+	// LastError is the error of its last failed pass ("" when none failed), at LastErrorAt;
+	// Failing is true when the last pass is that failed one.
+	LastError   string
+	LastErrorAt time.Time
+	Failing     bool
+}
+
+// serviceStatuses records the passes of the maintenance services this engine ran.
+type serviceStatuses struct {
+	mu sync.Mutex
+	by map[string]*ServiceStatus
+}
+
+func (s *serviceStatuses) record(name string, start time.Time, took time.Duration, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.by == nil {
+		s.by = map[string]*ServiceStatus{}
+	}
+	st := s.by[name]
+	if st == nil {
+		st = &ServiceStatus{Name: name}
+		s.by[name] = st
+	}
+	st.LastRun, st.LastDuration, st.Runs = start, took, st.Runs+1
+	st.Failing = err != nil
+	if err != nil {
+		st.LastError, st.LastErrorAt = err.Error(), start
+	}
+}
+
+// ServiceStatuses returns, by name, what each maintenance service's passes on this engine last
+// did; a service this engine never ran (it never led) is absent.
+func (e *Engine) ServiceStatuses() []ServiceStatus {
+	e.svc.mu.Lock()
+	defer e.svc.mu.Unlock()
+	out := make([]ServiceStatus, 0, len(e.svc.by))
+	for _, st := range e.svc.by {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b ServiceStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

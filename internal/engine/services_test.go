@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -124,4 +125,25 @@ func (q *recordingQueue) setReady(n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ready = n
+}
+
+func TestServiceStatusesRecordPasses(t *testing.T) {
+	e := New(Config{})
+	start := time.Now()
+	e.svc.record("rescuer", start, time.Millisecond, nil)
+	e.svc.record("sweeper", start, time.Millisecond, errors.New("queue down"))
+	e.svc.record("rescuer", start.Add(time.Second), 2*time.Millisecond, errors.New("db down"))
+	e.svc.record("rescuer", start.Add(2*time.Second), 3*time.Millisecond, nil)
+	got := e.ServiceStatuses()
+	if len(got) != 2 || got[0].Name != "rescuer" || got[1].Name != "sweeper" {
+		t.Fatalf("statuses = %+v, want rescuer then sweeper", got)
+	}
+	r := got[0]
+	if r.Runs != 3 || r.Failing || r.LastError != "db down" || !r.LastErrorAt.Equal(start.Add(time.Second)) ||
+		!r.LastRun.Equal(start.Add(2*time.Second)) || r.LastDuration != 3*time.Millisecond {
+		t.Fatalf("rescuer = %+v: want 3 runs, not failing, last error db down a second in", r)
+	}
+	if s := got[1]; !s.Failing || s.LastError != "queue down" || s.Runs != 1 {
+		t.Fatalf("sweeper = %+v: want failing with queue down", s)
+	}
 }

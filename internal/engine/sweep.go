@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/tasker-systems/tasker/queue"
@@ -13,19 +14,20 @@ import (
 // commit and its publish (a crash, a broker outage). A duplicate is dropped at its claim. With a
 // queue.ReadyCounter it holds back a namespace whose queue has messages waiting: the steps behind a
 // backlog have their messages in it, and re-publishing them every RepublishAfter would only grow it.
-func (w *workers) sweep(ctx context.Context) {
+func (w *workers) sweep(ctx context.Context) error {
 	e := w.e
 	pub, ok := e.queue.(queue.Publisher)
 	if !ok {
-		return
+		return nil
 	}
 	stale, err := e.store.StaleSteps(ctx, store.StaleStepsParams{OlderThan: e.cfg.RepublishAfter, Limit: 500})
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error(err, "look for stale steps")
 		}
-		return
+		return fmt.Errorf("look for stale steps: %w", err)
 	}
+	var failed error
 	// One publish per namespace; a namespace whose queue has a backlog is held back (see
 	// queue.ReadyCounter): its steps come up again after another RepublishAfter.
 	var order []string
@@ -59,6 +61,7 @@ func (w *workers) sweep(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Error(err, "re-publish step messages", "namespace", ns, "steps", len(refs))
+				failed = fmt.Errorf("re-publish the messages of %d steps of namespace %s: %w", len(refs), ns, err)
 			}
 			continue
 		}
@@ -66,6 +69,7 @@ func (w *workers) sweep(ctx context.Context) {
 			e.log.Info("re-published the message of a step that waited too long", "step", ref.StepID, "task", ref.TaskID)
 		}
 	}
+	return failed
 }
 
 // hold is the sweeper's hold-back of one namespace: since when, and when it last found a backlog.
