@@ -187,7 +187,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
 		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
-		Steps: steps, Enqueuer: enq, Template: r.compiled.RegistryRow(),
+		Steps: steps, Enqueuer: enq, OwnedQueue: e.core.OwnsQueue(), Template: r.compiled.RegistryRow(),
 		AnnounceCommit: tx != nil && publishes,
 	})
 	if err != nil {

@@ -288,7 +288,12 @@ type CreateTaskParams struct {
 	SourceSystem   string // the system it came from ("" stores nothing)
 	Reason         string // why ("" stores nothing)
 	Steps          []NewStep
-	Enqueuer       Enqueuer
+	// Enqueuer sends the root steps' messages, unless OwnedQueue is set.
+	Enqueuer Enqueuer
+	// OwnedQueue tells a store that owns the engine's queue (QueueOwner.OwnsQueue) that it is the
+	// one in use: the store sends the root steps' messages in the task's own transaction, and
+	// Enqueuer is not used. A store that owns no queue ignores it.
+	OwnedQueue bool
 	// Template, when set, is written to the template registry in the same transaction, with
 	// RegisterTemplate's rule: a different definition under its key fails the creation with a
 	// *TemplateConflictError, and nothing is written.

@@ -160,3 +160,11 @@ func (e *Engine) stepPayloads(ns string, steps []store.StepRef) ([][]byte, error
 	}
 	return payloads, nil
 }
+
+// OwnsQueue reports whether the store owns the engine's queue (store.QueueOwner): its messages
+// are rows the store writes in its own transactions, so a creation or an outcome sends them in
+// its commit, with no Enqueuer.
+func (e *Engine) OwnsQueue() bool {
+	owner, ok := e.store.(store.QueueOwner)
+	return ok && owner.OwnsQueue(e.queue)
+}

@@ -2,12 +2,14 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -56,6 +58,9 @@ func (s *Store) registerTemplate(ctx context.Context, db querier, p store.Regist
 // steps, in tx when given (through a savepoint) or in a transaction of its own. A task with the
 // same identity hash for the same template is returned with Duplicate set, and nothing is written.
 func (s *Store) CreateTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskParams) (*store.CreateTaskResult, error) {
+	if tx == nil && p.Template == nil && (p.OwnedQueue || p.Enqueuer == nil) {
+		return s.createTaskOnce(ctx, p)
+	}
 	var res *store.CreateTaskResult
 	err := s.inTx(ctx, tx, func(tx pgx.Tx) error {
 		var err error
@@ -73,65 +78,27 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	if err != nil {
 		return nil, err
 	}
-	tags := p.Tags
-	if tags == nil {
-		tags = []string{}
-	}
 	if p.Template != nil {
 		if err := s.registerTemplate(ctx, tx, *p.Template); err != nil {
 			return nil, err
 		}
 	}
-	// Round trip 1 inserts the task and returns its row; round trip 2 pipelines the rest: the
-	// steps with their first transitions, the edges, the task's transitions, the roots' messages
-	// (when the queue can join the batch) and the announcement.
-	task, err := scanTask(tx.QueryRow(ctx, s.q(`
-		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
-		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
-		                       initiator, source_system, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
-		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))
+	// Round trip 1 inserts the task and returns its row; round trip 2 pipelines the rest (see
+	// queueTaskWrites). CreateTask without a transaction takes one trip instead (createTaskOnce).
+	task, err := scanTask(tx.QueryRow(ctx, s.q(insertTaskSQL+`
 		ON CONFLICT ON CONSTRAINT tasks_identity_unique DO NOTHING
-		RETURNING `+taskColumns),
-		p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
-		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
-		plan.Counters.Unfinished))
+		RETURNING `+taskColumns), insertTaskArgs(p, plan)...))
 	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := s.taskByIdentity(ctx, tx, p.Namespace, p.Name, p.IdentityHash)
-		if err != nil {
-			return nil, err
-		}
-		steps, err := s.getSteps(ctx, tx, existing.ID)
-		if err != nil {
-			return nil, err
-		}
-		return &store.CreateTaskResult{Task: *existing, Steps: steps, Duplicate: true}, nil
+		return s.duplicateOf(ctx, tx, p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
-
 	b := &pgx.Batch{}
 	var steps []store.Step
-	s.queueInsertSteps(b, p, plan.States, &steps)
-	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
-	for _, h := range plan.Path {
-		from := string(h.From)
-		froms, tos, events = append(froms, &from), append(tos, string(h.To)), append(events, string(h.Event))
-	}
-	b.Queue(s.q(`
-		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-		SELECT $1, x.f, x.t, x.e, x.ord, x.ord = cardinality($3::text[]), clock_timestamp()
-		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
-		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
-	sent := p.Enqueuer == nil || len(roots) == 0
-	if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok && !sent {
-		if sent, err = be.EnqueueBatch(b, p.Namespace, roots, 0); err != nil {
-			return nil, fmt.Errorf("enqueue root steps: %w", err)
-		}
-	}
-	if p.AnnounceCommit {
-		s.queueNotify(b, eventCreated, p.TaskID)
+	sent, err := s.queueTaskWrites(b, p, plan, roots, &steps)
+	if err != nil {
+		return nil, err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("insert the steps and transitions of task %s: %w", p.TaskID, err)
@@ -142,6 +109,123 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		}
 	}
 	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
+}
+
+// createTaskOnce is CreateTask in a transaction of its own, in one round trip: BEGIN, the task,
+// its steps, edges and transitions, the roots' messages and COMMIT are pipelined. A duplicate
+// fails the task's insert on tasks_identity_unique (there is no ON CONFLICT here, so that nothing
+// after it runs), the pipeline stops before the COMMIT, and the task found under that identity is
+// returned. It serves only the creations whose every write can join the pipeline: no registry row
+// to compare, and the roots' messages on the store's own queue or none.
+func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*store.CreateTaskResult, error) {
+	plan, roots, err := params.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	var task *store.Task
+	b.Queue(s.q(insertTaskSQL+` RETURNING `+taskColumns), insertTaskArgs(p, plan)...).QueryRow(func(row pgx.Row) error {
+		var err error
+		task, err = scanTask(row)
+		return err
+	})
+	var steps []store.Step
+	if _, err := s.queueTaskWrites(b, p, plan, roots, &steps); err != nil {
+		return nil, err
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		// The pipeline stopped at its first error, before the COMMIT: end the transaction.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "tasks_identity_unique" {
+			return s.duplicateOf(ctx, conn, p) // on conn: a second connection could wait for this one's
+		}
+		return nil, fmt.Errorf("insert task %s: %w", p.TaskID, err)
+	}
+	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
+}
+
+// duplicateOf returns the task that holds p's identity, with its steps, as a duplicate.
+func (s *Store) duplicateOf(ctx context.Context, q querier, p store.CreateTaskParams) (*store.CreateTaskResult, error) {
+	existing, err := s.taskByIdentity(ctx, q, p.Namespace, p.Name, p.IdentityHash)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := s.getSteps(ctx, q, existing.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &store.CreateTaskResult{Task: *existing, Steps: steps, Duplicate: true}, nil
+}
+
+// insertTaskSQL inserts a task's row; insertTaskArgs are its arguments.
+const insertTaskSQL = `
+		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
+		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
+		                       initiator, source_system, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
+		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))`
+
+func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []any {
+	tags := p.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return []any{p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
+		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
+		plan.Counters.Unfinished}
+}
+
+// queueTaskWrites queues into b what follows the task's row: the steps with their first
+// transitions, the edges, the task's transitions, the roots' messages (on the store's own queue
+// with p.OwnedQueue, or through p.Enqueuer when its queue can join the batch) and the
+// announcement. sent is false when the roots' messages are still to be sent (EnqueueTx).
+func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan statemachine.CreatePlan, roots []store.StepRef, out *[]store.Step) (sent bool, err error) {
+	s.queueInsertSteps(b, p, plan.States, out)
+	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
+	for _, h := range plan.Path {
+		from := string(h.From)
+		froms, tos, events = append(froms, &from), append(tos, string(h.To)), append(events, string(h.Event))
+	}
+	b.Queue(s.q(`
+		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
+		SELECT $1, x.f, x.t, x.e, x.ord, x.ord = cardinality($3::text[]), clock_timestamp()
+		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
+		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
+	switch {
+	case len(roots) == 0:
+		sent = true
+	case p.OwnedQueue:
+		queues, docs, delays := make([]string, len(roots)), make([]string, len(roots)), make([]int64, len(roots))
+		for i, r := range roots {
+			doc, err := json.Marshal(r.Message())
+			if err != nil {
+				return false, fmt.Errorf("enqueue root steps: %w", err)
+			}
+			queues[i], docs[i] = p.Namespace, string(doc)
+		}
+		s.queue.queueSendMany(b, queues, docs, delays)
+		sent = true
+	case p.Enqueuer == nil:
+		sent = true
+	default:
+		if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok {
+			if sent, err = be.EnqueueBatch(b, p.Namespace, roots, 0); err != nil {
+				return false, fmt.Errorf("enqueue root steps: %w", err)
+			}
+		}
+	}
+	if p.AnnounceCommit {
+		s.queueNotify(b, eventCreated, p.TaskID)
+	}
+	return sent, nil
 }
 
 // queueInsertSteps queues into b the writes of the steps (every field of store.NewStep, the batch
