@@ -288,6 +288,9 @@ func (e *Engine) StalenessPass(ctx context.Context) (StalenessPass, error) {
 			return res, fmt.Errorf("look for stale tasks: %w", err)
 		}
 		for _, t := range tasks {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
 			v := Judge(t, e.stalenessLimits(t.Namespace, t.Name, t.Version))
 			if v.Band != BandStale {
 				continue
@@ -302,8 +305,14 @@ func (e *Engine) StalenessPass(ctx context.Context) (StalenessPass, error) {
 		}
 		afterID = tasks[len(tasks)-1].ID
 	}
+	// Only a pass that moved something, or would have, is worth an Info line: tasks that are only
+	// reported come up at every pass.
+	log := e.log.V(1)
+	if res.DeadLettered+res.Failed+res.WouldMove > 0 {
+		log = e.log
+	}
 	if res.Stale > 0 {
-		e.log.Info("staleness pass", "stale", res.Stale, "dead_lettered", res.DeadLettered, "failed", res.Failed,
+		log.Info("staleness pass", "stale", res.Stale, "dead_lettered", res.DeadLettered, "failed", res.Failed,
 			"reported", res.Reported, "would_move", res.WouldMove, "skipped", res.Skipped, "dry_run", dry)
 	}
 	return res, failed
