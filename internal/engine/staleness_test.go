@@ -3,14 +3,20 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/memory"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 // TestJudgeBands measures tasks against limits by hand: the bands' edges are Tasker Core's (80 %
@@ -261,5 +267,73 @@ func TestStalenessViewFiltersAndPages(t *testing.T) {
 		if v.Task.ID == fresh {
 			require.Equal(t, BandHealthy, v.Band)
 		}
+	}
+}
+
+// TestStalenessConcurrentPassesMoveEachTaskOnce runs the passes of three engines at the same
+// time, without an election, over the same stale tasks, on store/memory and on PostgreSQL (each
+// engine with a store of its own, as processes have): the compare-and-set lets exactly one move
+// each task, so every task gets one entry and one transition into error.
+func TestStalenessConcurrentPassesMoveEachTaskOnce(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{"memory", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			mem := memory.New()
+			var db *testdb.DB
+			if backend == "postgres" {
+				db = testdb.New(t)
+			}
+			var engines []*Engine
+			for i := range 3 {
+				var st store.Store = mem
+				if db != nil {
+					st = postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+				}
+				engines = append(engines, New(Config{Store: st, Queue: st.(interface{ DefaultQueue() queue.Queue }).DefaultQueue(),
+					WorkerID: fmt.Sprintf("engine-%d", i), Lease: time.Minute, MaxPayloadBytes: 1 << 20,
+					Staleness: StalenessConfig{Interval: time.Second, BatchSize: 3,
+						Defaults: StalenessLimits{InProcess: 100 * time.Millisecond, Action: StalenessDeadLetter}}}))
+			}
+			var ids []uuid.UUID
+			for range 10 {
+				ids = append(ids, createNamed(t, engines[0], "dlq"))
+			}
+			time.Sleep(150 * time.Millisecond)
+
+			results := make([]StalenessPass, len(engines))
+			var wg sync.WaitGroup
+			for i, e := range engines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					results[i], err = e.StalenessPass(ctx)
+					require.NoError(t, err)
+				}()
+			}
+			wg.Wait()
+			t.Logf("passes: %+v", results)
+			moved := 0
+			for _, r := range results {
+				moved += r.DeadLettered
+				require.Equal(t, r.Stale, r.DeadLettered+r.Skipped, "a stale task is moved or skipped: %+v", r)
+			}
+			require.Equal(t, len(ids), moved, "each task moved once in all: %+v", results)
+			for _, id := range ids {
+				require.Equal(t, statemachine.TaskError, taskState(t, engines[1], id))
+				require.Len(t, entries(t, engines[1], id), 1)
+				trs, err := engines[2].store.Transitions(ctx, id)
+				require.NoError(t, err)
+				n := 0
+				for _, tr := range trs {
+					if tr.StepID == uuid.Nil && tr.To == string(statemachine.TaskError) {
+						n++
+					}
+				}
+				require.Equal(t, 1, n)
+			}
+		})
 	}
 }
