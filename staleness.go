@@ -78,8 +78,9 @@ func (a StalenessAction) Valid() bool {
 // comes from Templates, then the lifecycle's staleness_action (which defaults to dlq), then
 // Defaults.Action, which defaults to report only: a template without a lifecycle is only
 // reported unless the Config says otherwise. A task whose template version the elected engine has
-// not registered is judged by Templates and Defaults. The lifecycle's auto_fail_on_timeout and
-// auto_dlq_on_timeout load but are not used: staleness_action says what happens.
+// not registered is judged by the highest version of the template it has, else by Templates and
+// Defaults. The lifecycle's auto_fail_on_timeout and auto_dlq_on_timeout load but are not used:
+// staleness_action says what happens.
 type StalenessConfig struct {
 	// Interval is the time between passes; 0 means StalenessIntervalDefault, and the minimum is
 	// StalenessIntervalMin.

@@ -276,6 +276,27 @@ steps:
 	require.Equal(t, tasker.StalenessError, byName["overridden"].Action, "the lifecycle's action stays")
 	require.Equal(t, tasker.MaxInProcessDefault, byName["plain"].Limit)
 	require.Equal(t, tasker.StalenessReport, byName["plain"].Action, "no lifecycle: report only")
+
+	// An engine with only version 2.0.0 of a template judges version 1.0.0's tasks by it; one
+	// without the template at all, by the defaults.
+	v2 := b.sibling(t)
+	v2.register(t, strings.Replace(strings.Replace(fmt.Sprintf(withLifecycle, "lifecycle"), "1.0.0", "2.0.0", 1), "minutes: 2,", "minutes: 3,", 1))
+	none := b.sibling(t)
+	for _, c := range []struct {
+		eng   *tasker.Engine
+		limit time.Duration
+	}{{v2.engine, 3 * time.Minute}, {none.engine, tasker.MaxInProcessDefault}} {
+		rs, err := c.eng.Staleness(context.Background(), tasker.StalenessOptions{})
+		require.NoError(t, err)
+		found := false
+		for _, r := range rs {
+			if r.TaskID == ids["lifecycle"] {
+				require.Equal(t, c.limit, r.Limit)
+				found = true
+			}
+		}
+		require.True(t, found)
+	}
 }
 
 // TestStalenessConfigIsChecked: NewEngine refuses a StalenessConfig it cannot run.

@@ -159,17 +159,25 @@ func Judge(t store.ActiveTask, l StalenessLimits) Verdict {
 }
 
 // stalenessLimits returns the limits of a template version: its own when this engine registered
-// it, else its name's, else the defaults.
+// it; else, when this engine registered other versions of the template, those of its highest (a
+// rolling deploy's old tasks are judged as the new ones); else its name's, else the defaults.
 func (e *Engine) stalenessLimits(ns, name, version string) StalenessLimits {
 	key := ns + "/" + name
 	e.mu.RLock()
+	var best *Template
 	for _, t := range e.templates[key] {
 		if t.Version == version {
-			e.mu.RUnlock()
-			return t.Staleness
+			best = t
+			break
+		}
+		if best == nil || compareVersions(t.Version, best.Version) > 0 {
+			best = t
 		}
 	}
 	e.mu.RUnlock()
+	if best != nil {
+		return best.Staleness
+	}
 	if l, ok := e.cfg.Staleness.ByName[key]; ok {
 		return l
 	}
