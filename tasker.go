@@ -121,6 +121,8 @@ type Config struct {
 	RepublishAfter time.Duration
 	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
 	DisableMaintenance bool
+	// Staleness configures the staleness detector the elected engine runs (see StalenessConfig).
+	Staleness StalenessConfig
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -149,6 +151,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, errors.New("tasker: Config.Store is required (for example postgres.New(pool))")
 	}
 	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if err := checkStaleness(&cfg.Staleness); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -199,7 +204,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		Concurrency: cfg.Concurrency, NamespaceConcurrency: cfg.NamespaceConcurrency, Namespaces: cfg.Namespaces,
 		Lease: cfg.Lease, ShutdownTimeout: cfg.ShutdownTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes,
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
-		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance})
+		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
+		Staleness: stalenessDefaults(cfg.Staleness)})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 
@@ -274,6 +280,7 @@ func (e *Engine) Register(t *Template) error {
 	compiled.Checksum = hex.EncodeToString(sum[:])
 
 	compiled.API = r
+	compiled.Staleness = e.templateStaleness(c)
 	if _, err := e.core.AddTemplate(compiled); err != nil {
 		return err
 	}

@@ -218,7 +218,8 @@ type StepTemplate struct {
 }
 
 // Lifecycle holds a template's staleness thresholds, in minutes. A zero
-// threshold means the engine's global setting.
+// threshold means the engine's global setting (Config.Staleness.Defaults), and
+// Config.Staleness.Templates overrides them from Go; see StalenessConfig.
 type Lifecycle struct {
 	// MaxDurationMinutes bounds a task from creation to completion.
 	MaxDurationMinutes int `json:"max_duration_minutes,omitempty"`
@@ -231,9 +232,10 @@ type Lifecycle struct {
 	// StalenessAction is "dlq", "error" or "none"; "" means
 	// StalenessActionDefault.
 	StalenessAction string `json:"staleness_action,omitempty"`
-	// AutoFailOnTimeout moves a stale task to error.
+	// AutoFailOnTimeout is Tasker Core's key, kept so its templates load; the staleness detector
+	// does what StalenessAction says (see StalenessConfig).
 	AutoFailOnTimeout bool `json:"auto_fail_on_timeout,omitempty"`
-	// AutoDLQOnTimeout records a stale task in the dead-letter queue at once.
+	// AutoDLQOnTimeout is Tasker Core's key, kept so its templates load; see AutoFailOnTimeout.
 	AutoDLQOnTimeout bool `json:"auto_dlq_on_timeout,omitempty"`
 }
 

@@ -72,6 +72,8 @@ type Config struct {
 	MaxDecisionSteps int
 	// DisableMaintenance keeps this engine out of the maintenance election.
 	DisableMaintenance bool
+	// Staleness configures the staleness detector (staleness.go).
+	Staleness StalenessConfig
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the

@@ -21,12 +21,16 @@ type service struct {
 }
 
 // services lists the maintenance services this engine runs while it leads: the lease rescuer
-// (rescue.go) always, and the sweeper (sweep.go) with a queue outside the database.
+// (rescue.go) always, the sweeper (sweep.go) with a queue outside the database, and the staleness
+// detector (staleness.go) unless it is disabled.
 func (w *workers) services() []service {
 	e := w.e
 	s := []service{{name: "rescuer", interval: e.cfg.RescueInterval, run: w.rescue}}
 	if _, ok := e.queue.(queue.Publisher); ok {
 		s = append(s, service{name: "sweeper", interval: e.cfg.RepublishAfter / 3, run: w.sweep})
+	}
+	if sc := e.cfg.Staleness; !sc.Disabled && sc.Interval > 0 {
+		s = append(s, service{name: "staleness", interval: sc.Interval, run: w.staleness})
 	}
 	return s
 }

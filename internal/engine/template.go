@@ -53,6 +53,8 @@ type Template struct {
 	Definition json.RawMessage
 	// Checksum is the hex SHA-256 of Definition.
 	Checksum string
+	// Staleness are the template's staleness thresholds, resolved (staleness.go).
+	Staleness StalenessLimits
 	// API is what the package above attaches to the template (the root's user-facing template
 	// and input schema); the engine never reads it.
 	API any
