@@ -579,3 +579,33 @@ steps:
 		}
 	})
 }
+
+// TestDeadLetterInvestigationBound fills the queue beyond InvestigationScanMax (on memory: the
+// bound is the same on every store): the newest InvestigationScanMax are ranked, and Truncated
+// says that more are pending.
+func TestDeadLetterInvestigationBound(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("writes InvestigationScanMax+1 entries (about 8 s with -race)")
+	}
+	ctx := context.Background()
+	b := setupOn(t, backendMemory)
+	b.register(t, dlqTemplate("dlq_a"))
+	var last uuid.UUID
+	for i := range tasker.InvestigationScanMax + 1 {
+		id := dlqTask(t, b, "dlq_a", 0)
+		reason := tasker.ReasonManual
+		if i == tasker.InvestigationScanMax {
+			reason = tasker.ReasonStalenessTimeout // the newest, and the heaviest
+		}
+		_, err := b.st.AddDeadLetter(ctx, store.AddDeadLetterParams{TaskID: id, Entry: store.NewDeadLetter{ID: uuid.Must(uuid.NewV7()), Reason: reason}})
+		require.NoError(t, err)
+		last = id
+	}
+	q, err := b.engine.InvestigationQueue(ctx, 3)
+	require.NoError(t, err)
+	require.Equal(t, tasker.InvestigationScanMax, q.Pending)
+	require.True(t, q.Truncated)
+	require.Len(t, q.Entries, 3)
+	require.Equal(t, last, q.Entries[0].TaskID)
+}

@@ -28,7 +28,8 @@ const (
 // The terms of InvestigationScore.
 const (
 	// investigationAgeCap caps the age term (one point per hour pending): after two days an entry of
-	// any reason outranks a fresh one of a heavier reason, so no entry waits for ever.
+	// any reason outranks a fresh one of a heavier reason (at equal task priority), so no entry
+	// waits for ever.
 	investigationAgeCap = 48
 	// investigationPriorityCap caps the priority term (the task's priority / 5) at ±20 points.
 	investigationPriorityCap = 20
@@ -50,7 +51,8 @@ var investigationReasonWeight = map[DeadLetterReason]float64{
 //     retry fixes); max_retries_exceeded and worker_unavailable 30; manual_dlq 10 (an operator
 //     already knows of it); an unknown reason 0.
 //   - Age: one point per hour the entry has been pending, at most 48, so that an old entry of any
-//     reason rises above fresh ones and none waits for ever. A negative age (clock skew) counts 0.
+//     reason rises above fresh ones of the same task priority and none waits for ever. A negative
+//     age (the database's clock ahead of this process's) counts 0.
 //   - Task priority: the task's priority divided by 5, within ±20 (priorities of ±100 and beyond).
 //
 // Ties are broken by InvestigationQueue: the older entry first, then the smaller ID.
