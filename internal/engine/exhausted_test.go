@@ -10,8 +10,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
+	"github.com/tasker-systems/tasker/store/postgres"
 )
 
 // exhaust claims the step for a worker that vanishes on its last attempt and rescues it: the step
@@ -89,33 +91,58 @@ func TestDeadLetterExhaustedWritesOneEntryPerTask(t *testing.T) {
 	require.Len(t, list, 2)
 }
 
-// TestDeadLetterExhaustedRaces runs many passes of two engines at once over many blocked tasks:
-// each task gets exactly one entry.
+// testEngineOnPostgres is testEngine on a fresh PostgreSQL schema with its own queue.
+func testEngineOnPostgres(t *testing.T) (*Engine, *workers) {
+	t.Helper()
+	db := testdb.New(t)
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	e := New(Config{Store: st, Queue: st.DefaultQueue(), WorkerID: "test-worker", Concurrency: 4, Lease: time.Minute,
+		ShutdownTimeout: time.Second, MaxPayloadBytes: 1 << 20, LeaderTTL: time.Second, RescueInterval: time.Second,
+		RepublishAfter: time.Second, MaxDecisionSteps: 10})
+	w := newWorkers(e)
+	w.dbctx = context.Background()
+	return e, w
+}
+
+// TestDeadLetterExhaustedRaces runs passes of two engines at once over many blocked tasks, on
+// memory and on PostgreSQL: each task gets exactly one entry.
 func TestDeadLetterExhaustedRaces(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	e, w, st := testEngine(t, nil, nil)
-	var steps []uuid.UUID
-	for range 20 {
-		_, s := createOneStep(t, e, 1)
-		steps = append(steps, s)
-	}
-	exhaust(t, e, w, steps...)
-	w2 := newWorkers(New(e.cfg))
-	w2.dbctx = context.Background()
-	var wg sync.WaitGroup
-	for i := range 6 {
-		x := []*workers{w, w2}[i%2]
-		wg.Add(1)
-		go func() { defer wg.Done(); require.NoError(t, x.deadLetterExhausted(ctx)) }()
-	}
-	wg.Wait()
-	list, err := st.ListDeadLetters(ctx, store.ListDeadLettersParams{Limit: 100})
-	require.NoError(t, err)
-	require.Len(t, list, 20)
-	seen := map[uuid.UUID]bool{}
-	for _, d := range list {
-		require.False(t, seen[d.TaskID], "task %s has two entries", d.TaskID)
-		seen[d.TaskID] = true
+	for _, backend := range []string{"memory", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			var e *Engine
+			var w *workers
+			if backend == "memory" {
+				e, w, _ = testEngine(t, nil, nil)
+			} else {
+				e, w = testEngineOnPostgres(t)
+			}
+			var steps []uuid.UUID
+			for range 20 {
+				_, s := createOneStep(t, e, 1)
+				steps = append(steps, s)
+			}
+			exhaust(t, e, w, steps...)
+			w2 := newWorkers(New(e.cfg))
+			w2.dbctx = context.Background()
+			var wg sync.WaitGroup
+			for i := range 6 {
+				x := []*workers{w, w2}[i%2]
+				wg.Add(1)
+				go func() { defer wg.Done(); require.NoError(t, x.deadLetterExhausted(ctx)) }()
+			}
+			wg.Wait()
+			list, err := e.store.ListDeadLetters(ctx, store.ListDeadLettersParams{Limit: 100})
+			require.NoError(t, err)
+			require.Len(t, list, 20)
+			seen := map[uuid.UUID]bool{}
+			for _, d := range list {
+				require.False(t, seen[d.TaskID], "task %s has two entries", d.TaskID)
+				seen[d.TaskID] = true
+				require.Equal(t, store.ReasonMaxRetriesExceeded, d.Reason)
+			}
+		})
 	}
 }
