@@ -339,8 +339,9 @@ type DeadLetterRequest struct {
 // DeadLetterTask writes a manual_dlq entry for a task, with a snapshot of it and its steps, and
 // returns the entry; with MoveToError, it moves the task to error too. A task that already has a
 // pending entry is refused with ErrDeadLetterOpen and left as it is, except with MoveToError,
-// which moves it to error and returns the entry it had. An unknown task returns ErrTaskNotFound; a
-// missing By, a *DeadLetterRequestError.
+// which moves it to error and returns the entry it had. Without MoveToError the task may be in any
+// state, a finished one included (the entry is then a record to investigate). An unknown task
+// returns ErrTaskNotFound; a missing By, a *DeadLetterRequestError.
 func (e *Engine) DeadLetterTask(ctx context.Context, taskID uuid.UUID, r DeadLetterRequest) (*DeadLetter, error) {
 	if err := checkOperatorText(r.By, "reason", r.Reason); err != nil {
 		return nil, fmt.Errorf("tasker: dead-letter task %s: %w", taskID, err)
