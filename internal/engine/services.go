@@ -26,6 +26,7 @@ type service struct {
 func (w *workers) services() []service {
 	e := w.e
 	s := []service{{name: "rescuer", interval: e.cfg.RescueInterval, run: w.rescue}}
+	s = append(s, service{name: "dead_letter_exhausted", interval: e.cfg.RescueInterval, run: w.deadLetterExhausted}) // exhausted.go
 	if _, ok := e.queue.(queue.Publisher); ok {
 		s = append(s, service{name: "sweeper", interval: e.cfg.RepublishAfter / 3, run: w.sweep})
 	}
