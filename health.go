@@ -3,7 +3,6 @@ package tasker
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -25,7 +24,7 @@ type Health struct {
 	// CheckedAt is when the report was made; WorkerID names the engine (Config.WorkerID).
 	CheckedAt time.Time
 	WorkerID  string
-	// Database is the store's answer to a ping (bounded by HealthPingTimeout).
+	// Database is the store's answer to a ping (bounded by HealthCheckTimeout).
 	Database DatabaseHealth
 	// Queue is the backlog of each namespace the engine serves, when the queue can tell
 	// (queue.Inspector).
@@ -73,11 +72,14 @@ type WaitingSteps struct {
 	Since time.Time
 }
 
-// waitingForHandler lists the steps this engine declined, grouped. With confirm it checks
-// against the store that each still waits (one read per task involved) and forgets those that
-// moved on or that this engine can run by now (a handler registered since); a task whose read
-// fails keeps its steps, unconfirmed. It returns an error only when ctx ends.
-func (e *Engine) waitingForHandler(ctx context.Context, confirm bool) ([]WaitingSteps, error) {
+// waitingForHandler lists the steps this engine declined, grouped. With confirm it checks, within
+// HealthCheckTimeout, against the store that each still waits (one read per task involved) and
+// forgets those that moved on; a task whose read fails, or is not reached in time, keeps its
+// steps, unconfirmed. Steps this engine can run by now (a handler registered since) are forgotten
+// either way.
+func (e *Engine) waitingForHandler(ctx context.Context, confirm bool) []WaitingSteps {
+	ctx, cancel := context.WithTimeout(ctx, HealthCheckTimeout)
+	defer cancel()
 	steps := e.core.Waiting().Snapshot()
 	byTask := map[uuid.UUID][]engine.WaitingStep{}
 	for _, s := range steps {
@@ -91,11 +93,8 @@ func (e *Engine) waitingForHandler(ctx context.Context, confirm bool) ([]Waiting
 	var gone []uuid.UUID
 	for taskID, ws := range byTask {
 		var state map[uuid.UUID]StepState
-		if confirm {
+		if confirm && ctx.Err() == nil {
 			current, err := e.store.GetSteps(ctx, taskID)
-			if err != nil && ctx.Err() != nil {
-				return nil, fmt.Errorf("tasker: health: read the steps of task %s: %w", taskID, err)
-			}
 			if err == nil {
 				state = make(map[uuid.UUID]StepState, len(current))
 				for _, st := range current {
@@ -135,7 +134,7 @@ func (e *Engine) waitingForHandler(ctx context.Context, confirm bool) ([]Waiting
 	slices.SortFunc(out, func(a, b WaitingSteps) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Callable, b.Callable), cmp.Compare(a.Reason, b.Reason))
 	})
-	return out, nil
+	return out
 }
 
 // canRunNow tells whether this engine has since gained what a step it declined needs.

@@ -15,7 +15,7 @@ import (
 var errDatabaseDown = errors.New("skipped: the database does not answer")
 
 // Health reports the engine's health (see Health and HealthStatus). It pings the database first,
-// within HealthPingTimeout; when the database answers it reads the maintenance leader, the queue's
+// within HealthCheckTimeout; when the database answers it reads the maintenance leader, the queue's
 // backlog and the steps this engine declined (one round trip each, and one per task involved), and
 // when it does not it skips what needs it. A part that fails is reported in its own field, so
 // Health has an answer while the database, or the broker, is down. The error is non-nil only when
@@ -37,10 +37,7 @@ func (e *Engine) Health(ctx context.Context, opts ...HealthOption) (*Health, err
 	for _, s := range e.core.ServiceStatuses() {
 		h.Services = append(h.Services, ServiceHealth(s))
 	}
-	waiting, err := e.waitingForHandler(ctx, h.Database.OK)
-	if err == nil {
-		h.WaitingForHandler = waiting
-	}
+	h.WaitingForHandler = e.waitingForHandler(ctx, h.Database.OK)
 	h.Status, h.Reasons = healthStatus(h, o)
 	if err := ctx.Err(); err != nil {
 		return h, fmt.Errorf("tasker: health: %w", err)
@@ -48,10 +45,10 @@ func (e *Engine) Health(ctx context.Context, opts ...HealthOption) (*Health, err
 	return h, nil
 }
 
-// PingDatabase pings the store, within HealthPingTimeout whatever ctx allows, and reports how it
+// PingDatabase pings the store, within HealthCheckTimeout whatever ctx allows, and reports how it
 // went. It is the check behind a readiness probe: one round trip, nothing else.
 func (e *Engine) PingDatabase(ctx context.Context) DatabaseHealth {
-	pctx, cancel := context.WithTimeout(ctx, HealthPingTimeout)
+	pctx, cancel := context.WithTimeout(ctx, HealthCheckTimeout)
 	defer cancel()
 	start := time.Now()
 	err := e.store.Ping(pctx)
@@ -89,6 +86,8 @@ func (e *Engine) leaderHealth(ctx context.Context, dbOK bool) LeaderHealth {
 		l.Error = errDatabaseDown.Error()
 		return l
 	}
+	ctx, cancel := context.WithTimeout(ctx, HealthCheckTimeout)
+	defer cancel()
 	got, ok, err := e.store.Leader(ctx, engine.MaintenanceLeadership)
 	switch {
 	case err != nil:
@@ -115,6 +114,8 @@ func (e *Engine) queueHealth(ctx context.Context, dbOK bool) QueueHealth {
 	if len(nss) == 0 {
 		return qh
 	}
+	ctx, cancel := context.WithTimeout(ctx, HealthCheckTimeout)
+	defer cancel()
 	depths, err := in.Depths(ctx, nss)
 	if err != nil {
 		qh.Error = err.Error()

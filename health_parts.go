@@ -8,7 +8,7 @@ import (
 
 // HealthStatus sums up a Health report. The rules:
 //
-//   - HealthDown: the database does not answer a ping within HealthPingTimeout. Nothing can
+//   - HealthDown: the database does not answer a ping within HealthCheckTimeout. Nothing can
 //     progress: no step is claimed or recorded.
 //   - HealthDegraded: the database answers, but a maintenance service's last pass failed
 //     (Health.Services), the queue could not be inspected (Health.Queue.Error: a broker that is
@@ -28,10 +28,11 @@ const (
 	HealthDown     HealthStatus = "down"
 )
 
-// HealthPingTimeout bounds the database ping of Health and PingDatabase, whatever their context
-// allows, so that a database that hangs (rather than refusing connections) is reported down
-// promptly.
-const HealthPingTimeout = 2 * time.Second
+// HealthCheckTimeout bounds each check of Health, whatever its context allows: the database ping
+// (also PingDatabase's), the leader's read, the queue's inspection, and the confirmation of the
+// steps waiting for a handler. A database or a broker that hangs, rather than refusing
+// connections, is then reported promptly, and the report still comes.
+const HealthCheckTimeout = 2 * time.Second
 
 // HealthQueueWaitDefault is the default queue wait limit of Health: a namespace whose ready
 // messages have waited longer (queue.Depth.MaxWait) makes the report HealthDegraded.
@@ -95,7 +96,8 @@ type WorkersHealth struct {
 	// taking no new work.
 	Running, Stopping bool
 	// Concurrency is the engine-wide cap (Config.Concurrency); Busy the slots held now by
-	// handlers running or about to run, and Free the rest (0 while the workers do not run).
+	// handlers running or about to run (a fetch in progress holds the free slots for the moment
+	// of its claim), and Free the rest (0 while the workers do not run).
 	Concurrency, Busy, Free int
 	// Namespaces lists, sorted, each namespace the workers serve, or would serve.
 	Namespaces []NamespaceWorkers

@@ -36,7 +36,7 @@ const (
 	// "/detailed".
 	PrefixDefault = "/health"
 	// ReadyTimeoutDefault bounds a readiness probe. The database ping itself is bounded by
-	// tasker.HealthPingTimeout.
+	// tasker.HealthCheckTimeout.
 	ReadyTimeoutDefault = 3 * time.Second
 	// DetailedTimeoutDefault bounds a detailed report.
 	DetailedTimeoutDefault = 5 * time.Second
