@@ -154,3 +154,23 @@ func TestHealthReportsEveryPart(t *testing.T) {
 		require.Equal(t, 4, h.Workers.Free)
 	})
 }
+
+// TestHealthDegradedWhenTheBrokerIsGone: with the database up and the broker out of reach (here
+// the queue closed), Health still answers: the queue's error is reported and the status is
+// degraded, not down.
+func TestHealthDegradedWhenTheBrokerIsGone(t *testing.T) {
+	t.Parallel()
+	b := setupOn(t, backendRabbitMQ)
+	b.register(t, healthYAML)
+	q, ok := b.cfg.Queue.(*testRabbitMQ)
+	require.True(t, ok)
+	require.NoError(t, q.Close())
+	h, err := b.engine.Health(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, tasker.HealthDegraded, h.Status)
+	require.True(t, h.Database.OK)
+	require.True(t, h.Queue.Inspected)
+	require.Contains(t, h.Queue.Error, "rabbitmq: depths")
+	require.Len(t, h.Reasons, 1)
+	require.Contains(t, h.Reasons[0], "the queue cannot be inspected")
+}
