@@ -112,6 +112,7 @@ type workers struct {
 type lane struct {
 	wake  chan struct{}
 	slots chan struct{} // nil: no cap beyond Config.Concurrency
+	held  atomic.Int64  // handler slots this namespace holds (Slots, for health)
 }
 
 func newWorkers(e *Engine) *workers {
@@ -418,6 +419,15 @@ func (w *workers) wakeAfter(ns string, d time.Duration) {
 
 // acquire blocks until at least one handler slot is free for ns and takes up to ReadBatchDefault.
 func (w *workers) acquire(ctx context.Context, ns string) int {
+	n := w.takeSlots(ctx, ns)
+	if l := w.lane(ns); l != nil {
+		l.held.Add(int64(n))
+	}
+	return n
+}
+
+// takeSlots is acquire without the accounting.
+func (w *workers) takeSlots(ctx context.Context, ns string) int {
 	var nsCh chan struct{}
 	if l := w.lane(ns); l != nil {
 		nsCh = l.slots
@@ -463,6 +473,7 @@ func (w *workers) release(ns string, n int) {
 	var nsCh chan struct{}
 	if l := w.lane(ns); l != nil {
 		nsCh = l.slots
+		l.held.Add(-int64(n))
 	}
 	for i := 0; i < n; i++ {
 		<-w.slots

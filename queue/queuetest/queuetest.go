@@ -19,8 +19,8 @@
 // The suite sends the way the engine does: inside a committed transaction for a transactional
 // queue, with Publish for a queue.Publisher (which cannot join a transaction), and with SendTx and
 // a nil transaction otherwise (queue/memqueue); Backend.Send overrides that. The optional
-// interfaces, queue.Publisher, queue.BatchSender, queue.BatchAcker and queue.BatchHolder, are found
-// by type assertion and tested when present.
+// interfaces, queue.Publisher, queue.BatchSender, queue.BatchAcker, queue.BatchHolder and
+// queue.Inspector, are found by type assertion and tested when present.
 //
 // Subtests run in parallel, each on its own queue, and keep their visibility timeouts and delays
 // between 100 and 800 milliseconds, so that the whole suite runs in seconds. What a backend cannot
@@ -148,6 +148,7 @@ func Run(t *testing.T, h Harness) {
 		{"BatchAcker", testBatchAcker},
 		{"BatchHolder", testBatchHolder},
 		{"Listen", testListen},
+		{"Inspector", testInspector},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
