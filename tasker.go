@@ -121,6 +121,8 @@ type Config struct {
 	RepublishAfter time.Duration
 	// DisableMaintenance keeps this engine out of the maintenance election (it still works steps).
 	DisableMaintenance bool
+	// Retention purges (or archives) tasks that ended long ago; the zero value keeps them forever.
+	Retention RetentionConfig
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -199,7 +201,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		Concurrency: cfg.Concurrency, NamespaceConcurrency: cfg.NamespaceConcurrency, Namespaces: cfg.Namespaces,
 		Lease: cfg.Lease, ShutdownTimeout: cfg.ShutdownTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes,
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
-		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance})
+		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
+		Retention: cfg.Retention.engine()})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

@@ -72,6 +72,8 @@ type Config struct {
 	MaxDecisionSteps int
 	// DisableMaintenance keeps this engine out of the maintenance election.
 	DisableMaintenance bool
+	// Retention configures the purge of ended tasks (retention.go); a zero Period turns it off.
+	Retention RetentionConfig
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the

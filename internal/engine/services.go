@@ -28,6 +28,7 @@ func (w *workers) services() []service {
 	if _, ok := e.queue.(queue.Publisher); ok {
 		s = append(s, service{name: "sweeper", interval: e.cfg.RepublishAfter / 3, run: w.sweep})
 	}
+	s = append(s, w.retentionServices()...) // retention.go: when Config.Retention.Period is set
 	return s
 }
 
