@@ -121,3 +121,34 @@ func TestRetentionReportsTheStoreError(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, w.retain(ctx), context.Canceled)
 }
+
+type noHandler struct{}
+
+func (noHandler) Handle(context.Context, *Attempt) Return { return Return{} }
+
+// TestMessageOfAPurgedTaskIsDropped: a message left in a queue outside the store's transactions
+// (memqueue here, RabbitMQ in production) for a step of a task that ended and was purged is
+// acked, not read again and again: its claim finds no step (store.ErrConflict).
+func TestMessageOfAPurgedTaskIsDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e, w, st := testEngine(t, nil, nil)
+	e.Handle("h", noHandler{})
+	taskID, _ := createOneStep(t, e, 1) // its step's message waits in the queue
+	_, err := e.store.CancelTask(ctx, store.CancelTaskParams{TaskID: taskID})
+	require.NoError(t, err)
+	res, err := e.store.PurgeTasks(ctx, store.PurgeTasksParams{})
+	require.NoError(t, err)
+	require.Equal(t, []uuid.UUID{taskID}, res.Tasks)
+
+	msgs, err := st.DefaultQueue().Read(ctx, "ns", 10, 50*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1, "the leftover message")
+	w.slots <- struct{}{}
+	w.inflight.Add(1)
+	w.execute("ns", msgs[0])
+	time.Sleep(100 * time.Millisecond) // past the visibility timeout: an unacked message is back
+	msgs, err = st.DefaultQueue().Read(ctx, "ns", 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, msgs, "the message was acked")
+}
