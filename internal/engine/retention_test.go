@@ -56,7 +56,7 @@ func TestRetentionPurgesInBoundedPasses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e, w, st := testEngine(t, nil, func(c *Config) {
-		c.Retention = RetentionConfig{Period: 100 * time.Millisecond, Interval: time.Second, BatchSize: 2, MaxBatches: 2}
+		c.Retention = RetentionConfig{Period: 300 * time.Millisecond, Interval: time.Second, BatchSize: 2, MaxBatches: 2}
 	})
 	var done []uuid.UUID
 	for range 5 {
@@ -71,7 +71,7 @@ func TestRetentionPurgesInBoundedPasses(t *testing.T) {
 		_, err := e.store.GetTask(ctx, id)
 		require.NoError(t, err, "ended within the period: kept")
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(350 * time.Millisecond)
 	recent := completeOneStep(t, e)
 
 	exists := func(id uuid.UUID) bool {

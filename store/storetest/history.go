@@ -213,7 +213,7 @@ func testAnalytics(t *testing.T, b *bundle) {
 		g := b.createGraph(t, b.newStep("fast"), b.newStep("slow", 0))
 		b.run(t, g.id["fast"])
 		c := b.claim(t, g.id["slow"])
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		b.succeed(t, c)
 	}
 	b.completeWithRetry(t, "retried")
@@ -248,7 +248,7 @@ func testAnalytics(t *testing.T, b *bundle) {
 	require.Equal(t, [5]int{1, 1, 0, 2, 1}, [5]int{byName["retried"].Steps, byName["retried"].Completed, byName["retried"].Failed,
 		byName["retried"].Attempts, byName["retried"].Retries})
 	require.Equal(t, [4]int{4, 3, 0, 3}, [4]int{slow.Steps, slow.Completed, slow.Failed, slow.Attempts})
-	require.GreaterOrEqual(t, slow.DurationP50, 30*time.Millisecond)
+	require.GreaterOrEqual(t, slow.DurationP50, 50*time.Millisecond)
 	require.Greater(t, slow.DurationP50, fast.DurationP95, "the slow step is slower")
 	require.GreaterOrEqual(t, slow.DurationP95, slow.DurationP50)
 
