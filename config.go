@@ -80,6 +80,9 @@ func checkConfig(cfg *Config) error {
 			return &ConfigError{Field: n.field, Value: n.v, Reason: "is negative (0 means the default)"}
 		}
 	}
+	if err := cfg.Retention.check(); err != nil {
+		return err
+	}
 	for ns, n := range cfg.NamespaceConcurrency {
 		if n < 0 {
 			return &ConfigError{Field: fmt.Sprintf("NamespaceConcurrency[%q]", ns), Value: n, Reason: "is negative (0 or no entry means no cap beyond Concurrency)"}

@@ -123,6 +123,8 @@ type Config struct {
 	DisableMaintenance bool
 	// Staleness configures the staleness detector the elected engine runs (see StalenessConfig).
 	Staleness StalenessConfig
+	// Retention purges (or archives) tasks that ended long ago; the zero value keeps them forever.
+	Retention RetentionConfig
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -205,7 +207,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		Lease: cfg.Lease, ShutdownTimeout: cfg.ShutdownTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes,
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
-		Staleness: stalenessDefaults(cfg.Staleness)})
+		Staleness: stalenessDefaults(cfg.Staleness),
+		Retention: cfg.Retention.engine()})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

@@ -187,6 +187,7 @@ type Store interface {
 
 	DeadLetterStore // staleness and the dead-letter queue (deadletter.go)
 	Inspector       // inspect.go: Ping, Leader, Edges
+	History         // history.go: retention's purge, analytics
 }
 
 // CheckpointParams saves a checkpoint for the attempt a worker holds.

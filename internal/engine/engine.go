@@ -74,6 +74,8 @@ type Config struct {
 	DisableMaintenance bool
 	// Staleness configures the staleness detector (staleness.go).
 	Staleness StalenessConfig
+	// Retention configures the purge of ended tasks (retention.go); a zero Period turns it off.
+	Retention RetentionConfig
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the

@@ -33,6 +33,7 @@ func (w *workers) services() []service {
 	if sc := e.cfg.Staleness; !sc.Disabled && sc.Interval > 0 {
 		s = append(s, service{name: "staleness", interval: sc.Interval, run: w.staleness})
 	}
+	s = append(s, w.retentionServices()...) // retention.go: when Config.Retention.Period is set
 	return s
 }
 

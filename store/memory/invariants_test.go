@@ -96,5 +96,27 @@ func checkInvariants(s *Store) error {
 	if inProgress != len(s.inProgress) {
 		return fmt.Errorf("%d steps in progress, %d indexed", inProgress, len(s.inProgress))
 	}
+	return checkNoOrphans(s)
+}
+
+// checkNoOrphans checks that every indexed step, edge, identity and dead-letter entry belongs to
+// a task the store holds: a purge (PurgeTasks) leaves nothing behind. Called with s.mu held.
+func checkNoOrphans(s *Store) error {
+	steps, edges := 0, 0
+	for _, t := range s.tasks {
+		steps += len(t.steps)
+		for _, st := range t.steps {
+			edges += len(st.parents)
+		}
+	}
+	if steps != len(s.steps) || edges != len(s.edges) || len(s.identities) != len(s.tasks) {
+		return fmt.Errorf("tasks hold %d steps, %d edges, %d identities; indexed %d, %d, %d",
+			steps, edges, len(s.tasks), len(s.steps), len(s.edges), len(s.identities))
+	}
+	for _, d := range s.dead {
+		if s.tasks[d.task.t.ID] != d.task {
+			return fmt.Errorf("dead-letter entry %s of a task the store does not hold", d.d.ID)
+		}
+	}
 	return nil
 }

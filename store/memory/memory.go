@@ -17,8 +17,8 @@
 //
 // Differences that remain: there are no transactions, so CreateTask with a caller's pgx.Tx (that
 // is, Engine.CreateTaskTx with a non-nil tx) returns ErrNoTransactions; nothing survives the
-// process, and nothing is ever deleted; several engines share the store only when they share the
-// *Store value, in one process.
+// process, and nothing is deleted but by PurgeTasks (retention); several engines share the store
+// only when they share the *Store value, in one process.
 //
 // The store sends the queue messages of an operation through its store.Enqueuer while it holds its
 // lock, after the state change and before anything can observe it, so that a step's message is
@@ -62,6 +62,7 @@ type Store struct {
 	leaders    map[string]*leaderRow
 	seq        int64            // transition ids
 	dead       []*deadLetterRow // dead-letter entries in the order written (deadletter.go)
+	archive    archive          // the tasks PurgeTasks archived (retention.go)
 
 	ev events // ListenEvents' subscribers
 

@@ -136,6 +136,7 @@ func Run(t *testing.T, h Harness) {
 		{"EndedContext", testEndedContext},
 		{"DeadLetters", testDeadLetters},
 		{"Inspector", testInspector},
+		{"History", testHistory},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

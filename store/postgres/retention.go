@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-systems/tasker/store"
+)
+
+// purgeSelectSQL picks the batch: the oldest purgeable tasks through tasks_ended_idx (whose
+// predicate this is), locked so that a concurrent purge skips them rather than waits.
+const purgeSelectSQL = `
+	SELECT t.task_id, t.task_id::text
+	  FROM {s}.tasks t
+	 WHERE t.state IN ('complete', 'cancelled', 'resolved_manually')
+	   AND t.completed_at <= now() - make_interval(secs => $1::float8)
+	   AND NOT EXISTS (SELECT 1 FROM {s}.dead_letters d WHERE d.task_id = t.task_id AND d.status = 'pending')
+	 ORDER BY t.completed_at, t.task_id
+	 LIMIT $2
+	   FOR UPDATE OF t SKIP LOCKED`
+
+// archivedTables are the tables the archive mode copies, each to archive_<name>.
+var archivedTables = []string{"tasks", "steps", "edges", "task_transitions", "step_transitions", "dead_letters"}
+
+// purgeDeletes are the deletes of one batch, in store.PurgeTableNames' order: children first, so
+// that the cascades of the foreign keys find nothing left and each count is the table's own. $1
+// is the tasks' IDs (as text for the queue's JSON payloads).
+var purgeDeletes = []struct {
+	table, sql string
+	byText     bool // $1 is the IDs as text
+}{
+	{"step_transitions", `DELETE FROM {s}.step_transitions WHERE task_id = ANY($1)`, false},
+	{"task_transitions", `DELETE FROM {s}.task_transitions WHERE task_id = ANY($1)`, false},
+	{"edges", `DELETE FROM {s}.edges WHERE task_id = ANY($1)`, false},
+	{"dead_letters", `DELETE FROM {s}.dead_letters WHERE task_id = ANY($1)`, false},
+	// Messages left behind (a cancelled task's steps, a duplicate delivery): the queue table holds
+	// only messages not yet acked, so this scan stays short.
+	{"queue_messages", `DELETE FROM {s}.queue_messages WHERE payload->>'task_id' = ANY($1::text[])`, true},
+	{"steps", `DELETE FROM {s}.steps WHERE task_id = ANY($1)`, false},
+	{"tasks", `DELETE FROM {s}.tasks WHERE task_id = ANY($1)`, false},
+}
+
+// PurgeTasks deletes one batch of tasks that ended at least p.OlderThan ago (see store.History),
+// archiving their rows first with p.Archive, in one transaction.
+func (s *Store) PurgeTasks(ctx context.Context, p store.PurgeTasksParams) (*store.PurgeResult, error) {
+	var archive []string
+	if p.Archive {
+		var err error
+		if archive, err = s.archiveSQL(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var res *store.PurgeResult
+	err := s.withRetry(ctx, func(tx pgx.Tx) error {
+		res = &store.PurgeResult{Rows: make(map[string]int64, len(purgeDeletes)), Archived: p.Archive}
+		rows, err := tx.Query(ctx, s.q(purgeSelectSQL), p.OlderThan.Seconds(), limitOr(p.Limit, store.PurgeLimitDefault))
+		if err != nil {
+			return err
+		}
+		var texts []string
+		for rows.Next() {
+			var id uuid.UUID
+			var text string
+			if err := rows.Scan(&id, &text); err != nil {
+				rows.Close()
+				return err
+			}
+			res.Tasks, texts = append(res.Tasks, id), append(texts, text)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, d := range purgeDeletes {
+			res.Rows[d.table] = 0
+		}
+		if len(res.Tasks) == 0 {
+			return nil
+		}
+		b := &pgx.Batch{}
+		for _, a := range archive {
+			b.Queue(a, res.Tasks)
+		}
+		for _, d := range purgeDeletes {
+			if d.byText {
+				b.Queue(s.q(d.sql), texts)
+			} else {
+				b.Queue(s.q(d.sql), res.Tasks)
+			}
+		}
+		br := tx.SendBatch(ctx, b)
+		for i := range archive {
+			if _, err := br.Exec(); err != nil {
+				_ = br.Close()
+				return fmt.Errorf("archive %s: %w", archivedTables[i], err)
+			}
+		}
+		for _, d := range purgeDeletes {
+			tag, err := br.Exec()
+			if err != nil {
+				_ = br.Close()
+				return fmt.Errorf("delete from %s: %w", d.table, err)
+			}
+			res.Rows[d.table] = tag.RowsAffected()
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("purge tasks: %w", err)
+	}
+	return res, nil
+}
+
+// archiveSQL returns the archive mode's inserts, one per archived table, with their source
+// tables' columns named: read from the catalog once, so that the copy follows the columns the
+// schema has (a column missing from an archive table fails the purge loudly rather than dropping
+// data).
+func (s *Store) archiveSQL(ctx context.Context) ([]string, error) {
+	if v, ok := s.cache.Load(archiveCacheKey); ok {
+		return v.([]string), nil
+	}
+	out := make([]string, len(archivedTables))
+	for i, table := range archivedTables {
+		rows, err := s.pool.Query(ctx, `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, s.schema, table)
+		if err != nil {
+			return nil, fmt.Errorf("purge tasks: read the columns of %s: %w", table, err)
+		}
+		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("purge tasks: read the columns of %s: %w", table, err)
+		}
+		for j, c := range cols {
+			cols[j] = pgx.Identifier{c}.Sanitize()
+		}
+		list := strings.Join(cols, ", ")
+		out[i] = fmt.Sprintf(`INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s WHERE task_id = ANY($1)`,
+			s.ident, pgx.Identifier{"archive_" + table}.Sanitize(), list, list, s.ident, pgx.Identifier{table}.Sanitize())
+	}
+	s.cache.Store(archiveCacheKey, out)
+	return out, nil
+}
+
+// archiveCacheKey keys archiveSQL's statements in the store's query cache (no query looks like it).
+const archiveCacheKey = "\x00archive"
