@@ -94,9 +94,15 @@ func TestDetailedOnPostgres(t *testing.T) {
 	require.True(t, rep.Leader.This)
 	require.WithinDuration(t, started, rep.Leader.ElectedAt, 20*time.Second)
 	require.True(t, rep.Leader.ExpiresAt.After(rep.Leader.ElectedAt))
-	require.Equal(t, "rescuer", rep.Services[0].Name)
-	require.False(t, rep.Services[0].Failing)
-	require.False(t, rep.Services[0].LastRun.Before(started.Add(-time.Second)))
+	i := -1
+	for k, s := range rep.Services {
+		if s.Name == "rescuer" {
+			i = k
+		}
+	}
+	require.GreaterOrEqual(t, i, 0, "the rescuer's passes are reported: %+v", rep.Services)
+	require.False(t, rep.Services[i].Failing)
+	require.False(t, rep.Services[i].LastRun.Before(started.Add(-time.Second)))
 	require.NotNil(t, rep.Pool)
 	require.Positive(t, rep.Pool.AcquireCount)
 	require.Empty(t, rep.WaitingForHandler)
