@@ -581,8 +581,8 @@ steps:
 }
 
 // TestDeadLetterInvestigationBound fills the queue beyond InvestigationScanMax (on memory: the
-// bound is the same on every store): the newest InvestigationScanMax are ranked, and Truncated
-// says that more are pending.
+// bound is the same on every store): the oldest InvestigationScanMax are ranked, since they have
+// waited longest, and Truncated says that more are pending.
 func TestDeadLetterInvestigationBound(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -591,15 +591,18 @@ func TestDeadLetterInvestigationBound(t *testing.T) {
 	ctx := context.Background()
 	b := setupOn(t, backendMemory)
 	b.register(t, dlqTemplate("dlq_a"))
-	var last uuid.UUID
+	var first, last uuid.UUID
 	for i := range tasker.InvestigationScanMax + 1 {
 		id := dlqTask(t, b, "dlq_a", 0)
 		reason := tasker.ReasonManual
-		if i == tasker.InvestigationScanMax {
-			reason = tasker.ReasonStalenessTimeout // the newest, and the heaviest
+		if i == 0 || i == tasker.InvestigationScanMax {
+			reason = tasker.ReasonStalenessTimeout // the oldest and the newest are the heaviest
 		}
 		_, err := b.st.AddDeadLetter(ctx, store.AddDeadLetterParams{TaskID: id, Entry: store.NewDeadLetter{ID: uuid.Must(uuid.NewV7()), Reason: reason}})
 		require.NoError(t, err)
+		if i == 0 {
+			first = id
+		}
 		last = id
 	}
 	q, err := b.engine.InvestigationQueue(ctx, 3)
@@ -607,5 +610,9 @@ func TestDeadLetterInvestigationBound(t *testing.T) {
 	require.Equal(t, tasker.InvestigationScanMax, q.Pending)
 	require.True(t, q.Truncated)
 	require.Len(t, q.Entries, 3)
-	require.Equal(t, last, q.Entries[0].TaskID)
+	require.Equal(t, first, q.Entries[0].TaskID, "the oldest entry was ranked, and ranks first")
+	for _, e := range q.Entries {
+		require.NotEqual(t, last, e.TaskID, "the newest entry, beyond the bound, was not ranked")
+	}
+	require.Equal(t, tasker.ReasonManual, q.Entries[1].Reason, "the second heavy entry, the newest, was left out")
 }

@@ -135,7 +135,7 @@ func healthStatus(h *Health, o healthOptions) (HealthStatus, []string) {
 	}
 	var reasons []string
 	for _, s := range h.Services {
-		if s.Failing {
+		if s.Failing && s.Active {
 			reasons = append(reasons, fmt.Sprintf("maintenance service %s failed its last pass: %s", s.Name, s.LastError))
 		}
 	}

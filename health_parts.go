@@ -131,6 +131,9 @@ type ServiceHealth struct {
 	LastError   string
 	LastErrorAt time.Time
 	Failing     bool
+	// Active is true while this engine leads and runs the service; the figures of a service it
+	// ran while it led stay, inactive, once another engine leads, and do not count in Status.
+	Active bool
 }
 
 // HealthOption adjusts a Health report.

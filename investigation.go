@@ -17,9 +17,10 @@ import (
 const (
 	// InvestigationLimitDefault is how many entries InvestigationQueue returns when asked for 0.
 	InvestigationLimitDefault = 50
-	// InvestigationScanMax is how many pending entries InvestigationQueue reads at most, newest
-	// first, in pages of InvestigationPageSize. With more pending, the oldest are not ranked and
-	// Investigation.Truncated says so: resolve entries, or list them with DeadLetters.
+	// InvestigationScanMax is how many pending entries InvestigationQueue reads at most, oldest
+	// first (they have waited longest), in pages of InvestigationPageSize. With more pending, the
+	// newest are not ranked and Investigation.Truncated says so: resolve entries, or list them
+	// with DeadLetters.
 	InvestigationScanMax = 5000
 	// InvestigationPageSize is the page InvestigationQueue reads pending entries in.
 	InvestigationPageSize = 250
@@ -73,7 +74,7 @@ type RankedDeadLetter struct {
 type Investigation struct {
 	Entries []RankedDeadLetter
 	// Pending is how many pending entries were read and ranked; Truncated is true when more are
-	// pending than InvestigationScanMax, the oldest of which were not ranked.
+	// pending than InvestigationScanMax, the newest of which were not ranked.
 	Pending   int
 	Truncated bool
 }
@@ -95,7 +96,7 @@ func (e *Engine) InvestigationQueue(ctx context.Context, limit int) (*Investigat
 	var after uuid.UUID
 	for out.Pending < InvestigationScanMax {
 		n := min(InvestigationPageSize, InvestigationScanMax-out.Pending)
-		page, err := e.store.ListDeadLetters(ctx, store.ListDeadLettersParams{Status: DeadLetterPending, AfterID: after, Limit: n})
+		page, err := e.store.ListDeadLetters(ctx, store.ListDeadLettersParams{Status: DeadLetterPending, AfterID: after, Limit: n, OldestFirst: true})
 		if err != nil {
 			return nil, fmt.Errorf("tasker: investigation queue: %w", err)
 		}
@@ -112,12 +113,12 @@ func (e *Engine) InvestigationQueue(ctx context.Context, limit int) (*Investigat
 		}
 		after = page[len(page)-1].ID
 	}
-	more, err := e.store.ListDeadLetters(ctx, store.ListDeadLettersParams{Status: DeadLetterPending, AfterID: after, Limit: 1})
+	more, err := e.store.ListDeadLetters(ctx, store.ListDeadLettersParams{Status: DeadLetterPending, AfterID: after, Limit: 1, OldestFirst: true})
 	if err != nil {
 		return nil, fmt.Errorf("tasker: investigation queue: %w", err)
 	}
 	if out.Truncated = len(more) > 0; out.Truncated {
-		e.log.Info("the investigation queue ranks only the newest pending entries", "ranked", out.Pending)
+		e.log.Info("the investigation queue ranks only the oldest pending entries", "ranked", out.Pending)
 	}
 	return out, nil
 }

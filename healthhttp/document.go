@@ -114,6 +114,7 @@ type serviceDoc struct {
 	LastError           string    `json:"last_error,omitempty"`
 	LastErrorAt         time.Time `json:"last_error_at,omitzero"`
 	Failing             bool      `json:"failing"`
+	Active              bool      `json:"active"`
 }
 
 type waitingDoc struct {
@@ -158,7 +159,7 @@ func report(h *tasker.Health) reportDoc {
 	}
 	for _, s := range h.Services {
 		doc.Services = append(doc.Services, serviceDoc{Name: s.Name, LastRun: s.LastRun, LastDurationSeconds: s.LastDuration.Seconds(),
-			Runs: s.Runs, LastError: s.LastError, LastErrorAt: s.LastErrorAt, Failing: s.Failing})
+			Runs: s.Runs, LastError: s.LastError, LastErrorAt: s.LastErrorAt, Failing: s.Failing, Active: s.Active})
 	}
 	for _, w := range h.WaitingForHandler {
 		doc.WaitingForHandler = append(doc.WaitingForHandler, waitingDoc{Namespace: w.Namespace, Callable: w.Callable,

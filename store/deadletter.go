@@ -153,6 +153,8 @@ type ListDeadLettersParams struct {
 	// AfterID continues a listing after the entry with this ID (keyset pagination).
 	AfterID uuid.UUID
 	Limit   int
+	// OldestFirst lists the entries oldest first (AfterID then continues towards the newer).
+	OldestFirst bool
 }
 
 // ResolveDeadLetterParams resolves a pending entry.

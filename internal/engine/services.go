@@ -62,6 +62,7 @@ func (w *workers) maintain(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
+		e.svc.deactivate() // another engine leads now: this one's figures no longer describe the service
 	})
 }
 
@@ -78,6 +79,8 @@ type ServiceStatus struct {
 	LastError   string
 	LastErrorAt time.Time
 	Failing     bool
+	// Active is true while this engine leads and runs the service.
+	Active bool
 }
 
 // serviceStatuses records the passes of the maintenance services this engine ran.
@@ -97,10 +100,19 @@ func (s *serviceStatuses) record(name string, start time.Time, took time.Duratio
 		st = &ServiceStatus{Name: name}
 		s.by[name] = st
 	}
-	st.LastRun, st.LastDuration, st.Runs = start, took, st.Runs+1
+	st.LastRun, st.LastDuration, st.Runs, st.Active = start, took, st.Runs+1, true
 	st.Failing = err != nil
 	if err != nil {
 		st.LastError, st.LastErrorAt = err.Error(), start
+	}
+}
+
+// deactivate marks every service inactive: this engine no longer runs them.
+func (s *serviceStatuses) deactivate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.by {
+		st.Active = false
 	}
 }
 

@@ -143,7 +143,13 @@ func TestServiceStatusesRecordPasses(t *testing.T) {
 		!r.LastRun.Equal(start.Add(2*time.Second)) || r.LastDuration != 3*time.Millisecond {
 		t.Fatalf("rescuer = %+v: want 3 runs, not failing, last error db down a second in", r)
 	}
-	if s := got[1]; !s.Failing || s.LastError != "queue down" || s.Runs != 1 {
-		t.Fatalf("sweeper = %+v: want failing with queue down", s)
+	if s := got[1]; !s.Failing || s.LastError != "queue down" || s.Runs != 1 || !s.Active {
+		t.Fatalf("sweeper = %+v: want active, failing with queue down", s)
+	}
+	e.svc.deactivate()
+	for _, s := range e.ServiceStatuses() {
+		if s.Active {
+			t.Fatalf("%s is active after the leadership ended", s.Name)
+		}
 	}
 }

@@ -34,3 +34,9 @@ CREATE INDEX archive_dead_letters_task_idx ON {schema}.archive_dead_letters (tas
 -- Deleting a step checks dead_letters.step_id (ON DELETE CASCADE): without this index each purged
 -- step would scan the whole dead-letter table.
 CREATE INDEX dead_letters_step_idx ON {schema}.dead_letters (step_id) WHERE step_id IS NOT NULL;
+
+-- The staleness detector pages through the tasks not yet terminal in task_id order
+-- (store/postgres ActiveTasks); this index holds only those, so a pass reads what it judges
+-- rather than every task ever kept.
+CREATE INDEX tasks_active_idx ON {schema}.tasks (task_id)
+    WHERE state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually');

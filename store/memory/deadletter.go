@@ -222,12 +222,18 @@ func (s *Store) ListDeadLetters(ctx context.Context, p store.ListDeadLettersPara
 				p.Reason != "" && r.d.Reason != p.Reason,
 				p.Namespace != "" && r.task.t.Namespace != p.Namespace,
 				!p.Since.IsZero() && r.d.CreatedAt.Before(p.Since),
-				p.AfterID != uuid.Nil && bytes.Compare(r.d.ID[:], p.AfterID[:]) >= 0:
+				p.AfterID != uuid.Nil && !p.OldestFirst && bytes.Compare(r.d.ID[:], p.AfterID[:]) >= 0,
+				p.AfterID != uuid.Nil && p.OldestFirst && bytes.Compare(r.d.ID[:], p.AfterID[:]) <= 0:
 				continue
 			}
 			match = append(match, r)
 		}
-		slices.SortFunc(match, func(a, b *deadLetterRow) int { return bytes.Compare(b.d.ID[:], a.d.ID[:]) })
+		slices.SortFunc(match, func(a, b *deadLetterRow) int {
+			if p.OldestFirst {
+				return bytes.Compare(a.d.ID[:], b.d.ID[:])
+			}
+			return bytes.Compare(b.d.ID[:], a.d.ID[:])
+		})
 		for _, r := range match[:min(len(match), limitOr(p.Limit, 100))] {
 			out = append(out, r.deadLetter())
 		}

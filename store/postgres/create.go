@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -141,8 +142,14 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		// The pipeline stopped at its first error, before the COMMIT: end the transaction.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		// The pipeline stopped at its first error, before the COMMIT: end the transaction (a
+		// connection left in one is closed, not reused, when released).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		_, rerr := conn.Exec(rctx, "ROLLBACK")
+		cancel()
+		if rerr != nil {
+			return nil, fmt.Errorf("insert task %s: %w (and the rollback failed: %v)", p.TaskID, err, rerr)
+		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "tasks_identity_unique" {
 			return s.duplicateOf(ctx, conn, p) // on conn: a second connection could wait for this one's
@@ -151,6 +158,9 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 	}
 	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
 }
+
+// rollbackTimeout bounds the ROLLBACK after a pipeline that failed.
+const rollbackTimeout = 5 * time.Second
 
 // duplicateOf returns the task that holds p's identity, with its steps, as a duplicate.
 func (s *Store) duplicateOf(ctx context.Context, q querier, p store.CreateTaskParams) (*store.CreateTaskResult, error) {

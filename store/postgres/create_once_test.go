@@ -111,3 +111,25 @@ func TestCreateTaskOnceConcurrentDuplicates(t *testing.T) {
 	require.Equal(t, 4, steps)
 	require.Len(t, r.claimAll(t, 10, "h_s0"), 1, "one root message")
 }
+
+// TestCreateTaskOnceFailureLeavesThePoolUsable: a creation that fails mid-pipeline (its template
+// is not in the registry) writes nothing and returns the error; the pool's connections serve the
+// next creations.
+func TestCreateTaskOnceFailureLeavesThePoolUsable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig(t)
+	for range 6 { // more than the pool's 4 connections
+		_, err := r.s.CreateTask(ctx, nil, diamondParams(uuid.NewString()))
+		require.ErrorContains(t, err, "tasks_template_fk")
+	}
+	registerRigTemplate(t, r)
+	for range 6 {
+		res, err := r.s.CreateTask(ctx, nil, diamondParams(uuid.NewString()))
+		require.NoError(t, err)
+		require.False(t, res.Duplicate)
+	}
+	var tasks, steps int
+	require.NoError(t, r.s.pool.QueryRow(ctx, r.s.q(`SELECT count(*), (SELECT count(*) FROM {s}.steps) FROM {s}.tasks`)).Scan(&tasks, &steps))
+	require.Equal(t, [2]int{6, 24}, [2]int{tasks, steps}, "only the creations that succeeded wrote rows")
+}

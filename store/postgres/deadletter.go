@@ -240,14 +240,18 @@ func (s *Store) ListDeadLetters(ctx context.Context, p store.ListDeadLettersPara
 	if !p.Since.IsZero() {
 		where = append(where, "d.created_at >= "+arg(p.Since))
 	}
+	order, after := "DESC", "<"
+	if p.OldestFirst {
+		order, after = "ASC", ">"
+	}
 	if p.AfterID != uuid.Nil {
-		where = append(where, "d.dlq_id < "+arg(p.AfterID))
+		where = append(where, "d.dlq_id "+after+" "+arg(p.AfterID))
 	}
 	query := `SELECT ` + deadLetterColumns + ` FROM {s}.dead_letters d JOIN {s}.tasks t ON t.task_id = d.task_id`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY d.dlq_id DESC LIMIT " + arg(limitOr(p.Limit, 100))
+	query += " ORDER BY d.dlq_id " + order + " LIMIT " + arg(limitOr(p.Limit, 100))
 	rows, err := s.pool.Query(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -14,7 +13,7 @@ import (
 // purgeSelectSQL picks the batch: the oldest purgeable tasks through tasks_ended_idx (whose
 // predicate this is), locked so that a concurrent purge skips them rather than waits.
 const purgeSelectSQL = `
-	SELECT t.task_id, t.task_id::text
+	SELECT t.task_id
 	  FROM {s}.tasks t
 	 WHERE t.state IN ('complete', 'cancelled', 'resolved_manually')
 	   AND t.completed_at <= now() - make_interval(secs => $1::float8)
@@ -22,6 +21,18 @@ const purgeSelectSQL = `
 	 ORDER BY t.completed_at, t.task_id
 	 LIMIT $2
 	   FOR UPDATE OF t SKIP LOCKED`
+
+// purgeRecheckSQL filters the locked batch again, in a statement of its own: purgeSelectSQL's
+// NOT EXISTS saw its snapshot, so a dead-letter entry committed between that snapshot and the
+// lock (AddDeadLetter on an ended task) is seen only now; an entry written after the lock waits
+// for the purge's transaction (its foreign key takes a share lock on the task's row). It returns
+// the IDs as text too, and the namespaces, for the queue's leftovers.
+const purgeRecheckSQL = `
+	SELECT t.task_id, t.task_id::text, t.namespace
+	  FROM {s}.tasks t
+	 WHERE t.task_id = ANY($1)
+	   AND NOT EXISTS (SELECT 1 FROM {s}.dead_letters d WHERE d.task_id = t.task_id AND d.status = 'pending')
+	 ORDER BY t.completed_at, t.task_id`
 
 // archivedTables are the tables the archive mode copies, each to archive_<name>.
 var archivedTables = []string{"tasks", "steps", "edges", "task_transitions", "step_transitions", "dead_letters"}
@@ -37,9 +48,11 @@ var purgeDeletes = []struct {
 	{"task_transitions", `DELETE FROM {s}.task_transitions WHERE task_id = ANY($1)`, false},
 	{"edges", `DELETE FROM {s}.edges WHERE task_id = ANY($1)`, false},
 	{"dead_letters", `DELETE FROM {s}.dead_letters WHERE task_id = ANY($1)`, false},
-	// Messages left behind (a cancelled task's steps, a duplicate delivery): the queue table holds
-	// only messages not yet acked, so this scan stays short.
-	{"queue_messages", `DELETE FROM {s}.queue_messages WHERE payload->>'task_id' = ANY($1::text[])`, true},
+	// Step messages left behind (a cancelled task's steps, a duplicate delivery), in the purged
+	// tasks' namespaces only ($2), so that another queue on the table is never touched: the scan
+	// reads those namespaces' messages not yet acked, through queue_messages' queue index.
+	{"queue_messages", `DELETE FROM {s}.queue_messages WHERE queue_name = ANY($2::text[]) AND payload ? 'step_id'
+	   AND payload->>'task_id' = ANY($1::text[])`, true},
 	{"steps", `DELETE FROM {s}.steps WHERE task_id = ANY($1)`, false},
 	{"tasks", `DELETE FROM {s}.tasks WHERE task_id = ANY($1)`, false},
 }
@@ -61,18 +74,32 @@ func (s *Store) PurgeTasks(ctx context.Context, p store.PurgeTasksParams) (*stor
 		if err != nil {
 			return err
 		}
-		var texts []string
-		for rows.Next() {
-			var id uuid.UUID
-			var text string
-			if err := rows.Scan(&id, &text); err != nil {
-				rows.Close()
+		locked, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return err
+		}
+		var texts, nss []string
+		if len(locked) > 0 {
+			rows, err := tx.Query(ctx, s.q(purgeRecheckSQL), locked)
+			if err != nil {
 				return err
 			}
-			res.Tasks, texts = append(res.Tasks, id), append(texts, text)
-		}
-		if err := rows.Err(); err != nil {
-			return err
+			seen := map[string]bool{}
+			for rows.Next() {
+				var id uuid.UUID
+				var text, ns string
+				if err := rows.Scan(&id, &text, &ns); err != nil {
+					rows.Close()
+					return err
+				}
+				res.Tasks, texts = append(res.Tasks, id), append(texts, text)
+				if !seen[ns] {
+					seen[ns], nss = true, append(nss, ns)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		for _, d := range purgeDeletes {
 			res.Rows[d.table] = 0
@@ -86,7 +113,7 @@ func (s *Store) PurgeTasks(ctx context.Context, p store.PurgeTasksParams) (*stor
 		}
 		for _, d := range purgeDeletes {
 			if d.byText {
-				b.Queue(s.q(d.sql), texts)
+				b.Queue(s.q(d.sql), texts, nss)
 			} else {
 				b.Queue(s.q(d.sql), res.Tasks)
 			}
@@ -115,34 +142,35 @@ func (s *Store) PurgeTasks(ctx context.Context, p store.PurgeTasksParams) (*stor
 }
 
 // archiveSQL returns the archive mode's inserts, one per archived table, with their source
-// tables' columns named: read from the catalog once, so that the copy follows the columns the
-// schema has (a column missing from an archive table fails the purge loudly rather than dropping
-// data).
+// tables' columns named, read from the catalog in one query for every batch (not cached: after a
+// migration adds a column, a process started before it copies that column too, and an archive
+// table that lacks it fails the purge loudly rather than dropping data).
 func (s *Store) archiveSQL(ctx context.Context) ([]string, error) {
-	if v, ok := s.cache.Load(archiveCacheKey); ok {
-		return v.([]string), nil
+	rows, err := s.pool.Query(ctx, `SELECT table_name::text, string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+		  FROM information_schema.columns WHERE table_schema = $1 AND table_name = ANY($2) GROUP BY table_name`, s.schema, archivedTables)
+	if err != nil {
+		return nil, fmt.Errorf("purge tasks: read the columns of the archived tables: %w", err)
+	}
+	lists := map[string]string{}
+	for rows.Next() {
+		var table, list string
+		if err := rows.Scan(&table, &list); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("purge tasks: read the columns of the archived tables: %w", err)
+		}
+		lists[table] = list
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("purge tasks: read the columns of the archived tables: %w", err)
 	}
 	out := make([]string, len(archivedTables))
 	for i, table := range archivedTables {
-		rows, err := s.pool.Query(ctx, `SELECT column_name FROM information_schema.columns
-			WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, s.schema, table)
-		if err != nil {
-			return nil, fmt.Errorf("purge tasks: read the columns of %s: %w", table, err)
+		list, ok := lists[table]
+		if !ok {
+			return nil, fmt.Errorf("purge tasks: table %s.%s has no columns (is the schema migrated?)", s.schema, table)
 		}
-		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return nil, fmt.Errorf("purge tasks: read the columns of %s: %w", table, err)
-		}
-		for j, c := range cols {
-			cols[j] = pgx.Identifier{c}.Sanitize()
-		}
-		list := strings.Join(cols, ", ")
 		out[i] = fmt.Sprintf(`INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s WHERE task_id = ANY($1)`,
 			s.ident, pgx.Identifier{"archive_" + table}.Sanitize(), list, list, s.ident, pgx.Identifier{table}.Sanitize())
 	}
-	s.cache.Store(archiveCacheKey, out)
 	return out, nil
 }
-
-// archiveCacheKey keys archiveSQL's statements in the store's query cache (no query looks like it).
-const archiveCacheKey = "\x00archive"

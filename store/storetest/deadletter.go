@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 func testDeadLetters(t *testing.T, h Harness) {
 	parallelTest(t, h, "FailTaskWritesOneEntry", testFailTaskWritesOneEntry)
 	parallelTest(t, h, "ResolveAndStats", testResolveAndStats)
+	parallelTest(t, h, "ListBothWays", testListDeadLettersBothWays)
 }
 
 // testFailTaskWritesOneEntry measures a task, fails it with a dead letter under the measured
@@ -92,4 +94,37 @@ func testResolveAndStats(t *testing.T, b *bundle) {
 	require.Equal(t, store.ReasonManual, stats[0].Reason)
 	require.Equal(t, 1, stats[0].Total)
 	require.Equal(t, 1, stats[0].ByStatus[statemachine.DeadLetterCancelled])
+}
+
+// testListDeadLettersBothWays pages through the entries newest first and oldest first, with
+// keyset paging in each direction: every entry once, in order.
+func testListDeadLettersBothWays(t *testing.T, b *bundle) {
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for range 5 {
+		task := b.create(t, b.newStep("a"))
+		d, err := b.Store.AddDeadLetter(ctx, store.AddDeadLetterParams{TaskID: task,
+			Entry: store.NewDeadLetter{ID: uuid.Must(uuid.NewV7()), Reason: store.ReasonManual}})
+		require.NoError(t, err)
+		ids = append(ids, d.ID)
+	}
+	page := func(oldest bool) []uuid.UUID {
+		var got []uuid.UUID
+		var after uuid.UUID
+		for {
+			list, err := b.Store.ListDeadLetters(ctx, store.ListDeadLettersParams{AfterID: after, Limit: 2, OldestFirst: oldest})
+			require.NoError(t, err)
+			for _, d := range list {
+				got = append(got, d.ID)
+			}
+			if len(list) < 2 {
+				return got
+			}
+			after = list[len(list)-1].ID
+		}
+	}
+	require.Equal(t, ids, page(true), "oldest first")
+	newest := slices.Clone(ids)
+	slices.Reverse(newest)
+	require.Equal(t, newest, page(false), "newest first")
 }
