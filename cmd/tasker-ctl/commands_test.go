@@ -114,7 +114,7 @@ func TestTaskCommands(t *testing.T) {
 	ctxFile := writeFile(t, "ctx.json", `{"n": 2}`)
 	var created taskView
 	ctl(t, db, "task", "create", "--namespace", "ctltest", "--name", "pipeline", "--context", "@"+ctxFile, "-o", "json").code(t, 0).json(t, &created)
-	if created.Name != "pipeline" || created.StepsTotal != 3 || !strings.Contains(string(created.Context), `"n": 2`) || len(created.Steps) != 3 {
+	if created.Name != "pipeline" || *created.StepsTotal != 3 || !strings.Contains(string(created.Context), `"n": 2`) || len(created.Steps) != 3 {
 		t.Fatalf("created: %+v", created)
 	}
 	// And from standard input.

@@ -173,7 +173,7 @@ func TestTaskWatch(t *testing.T) {
 	ctl(t, db, "task", "watch", task.ID.String()).code(t, 0).contains(t, "stdout", "complete (3/3 steps)")
 	var v taskView
 	ctl(t, db, "task", "watch", task.ID.String(), "-o", "json").code(t, 0).json(t, &v)
-	if v.State != "complete" || v.StepsDone != 3 {
+	if v.State != "complete" || *v.StepsDone != 3 {
 		t.Fatalf("watch JSON: %+v", v)
 	}
 }

@@ -167,7 +167,8 @@ func (a *app) printTask(task *tasker.Task) error {
 		row(w, "TASK", v.ID)
 		row(w, "TEMPLATE", fmt.Sprintf("%s/%s@%s", v.Namespace, v.Name, v.Version))
 		row(w, "STATE", a.state(v.State))
-		row(w, "PROGRESS", fmt.Sprintf("%d/%d steps", v.StepsDone, v.StepsTotal))
+		done, total := progress(task)
+		row(w, "PROGRESS", fmt.Sprintf("%d/%d steps", done, total))
 		row(w, "CREATED", when(&v.CreatedAt))
 		row(w, "COMPLETED", when(v.CompletedAt))
 		if len(v.Context) > 0 {

@@ -29,9 +29,10 @@ type taskView struct {
 	CreatedAt      time.Time       `json:"created_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
 	CompletedAt    *time.Time      `json:"completed_at,omitempty"`
-	StepsDone      int             `json:"steps_done"`
-	StepsTotal     int             `json:"steps_total"`
-	Steps          []stepView      `json:"steps,omitempty"`
+	// StepsDone and StepsTotal are absent from listings, which do not read the steps.
+	StepsDone  *int       `json:"steps_done,omitempty"`
+	StepsTotal *int       `json:"steps_total,omitempty"`
+	Steps      []stepView `json:"steps,omitempty"`
 }
 
 type stepView struct {
@@ -85,7 +86,10 @@ func viewTask(t *tasker.Task) taskView {
 	for _, s := range t.Steps {
 		v.Steps = append(v.Steps, viewStep(s))
 	}
-	v.StepsDone, v.StepsTotal = progress(t)
+	if len(t.Steps) > 0 {
+		done, total := progress(t)
+		v.StepsDone, v.StepsTotal = &done, &total
+	}
 	return v
 }
 
