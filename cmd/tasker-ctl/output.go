@@ -54,7 +54,6 @@ const (
 	ansiGreen  = "\x1b[32m"
 	ansiYellow = "\x1b[33m"
 	ansiGrey   = "\x1b[90m"
-	ansiBold   = "\x1b[1m"
 )
 
 // state colours a task's or step's state on a terminal. tabwriter counts the escape codes as
@@ -83,14 +82,6 @@ func (a *app) state(s string) string {
 		return s
 	}
 	return c + s + ansiReset
-}
-
-// bold is a heading on a terminal.
-func (a *app) bold(s string) string {
-	if !a.colour() {
-		return s
-	}
-	return ansiBold + s + ansiReset
 }
 
 // when formats a time for tables ("-" for none).
