@@ -1,13 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-systems/tasker/migrations"
@@ -113,19 +110,13 @@ func migrationStatus(cmd *cobra.Command, a *app) (*migrationStatusView, error) {
 	if err != nil {
 		return nil, err
 	}
-	applied := map[int]time.Time{}
-	rows, err := pool.Query(cmd.Context(), `SELECT version, applied_at FROM `+pgx.Identifier{a.schema}.Sanitize()+`.schema_migrations`)
-	if err == nil {
-		var v int
-		var at time.Time
-		_, err = pgx.ForEachRow(rows, []any{&v, &at}, func() error { applied[v] = at; return nil })
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table or schema yet
-		err = nil
-	}
+	rows, err := migrations.Applied(cmd.Context(), pool, migrations.WithSchema(a.schema))
 	if err != nil {
-		return nil, fmt.Errorf("read %s.schema_migrations: %w", a.schema, err)
+		return nil, err
+	}
+	applied := map[int]time.Time{}
+	for _, m := range rows {
+		applied[m.Version] = m.AppliedAt
 	}
 	st := &migrationStatusView{Schema: a.schema, Latest: migrations.Latest(), Migrations: []migrationView{}}
 	for _, m := range all {
