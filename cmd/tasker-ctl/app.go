@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,6 +35,7 @@ type app struct {
 	in          io.Reader
 	out, errOut io.Writer
 
+	mu   sync.Mutex // guards eng (the MCP server's tools run concurrently)
 	pool *pgxpool.Pool
 	eng  *tasker.Engine
 }
@@ -93,6 +95,8 @@ func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
 // engine returns an engine on the database that runs no workers and takes no part in maintenance:
 // it only reads and acts as an operator. The schema must be migrated.
 func (a *app) engine(ctx context.Context) (*tasker.Engine, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.eng != nil {
 		return a.eng, nil
 	}

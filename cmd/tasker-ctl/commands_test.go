@@ -131,6 +131,9 @@ func TestTaskCommands(t *testing.T) {
 	}
 
 	id := created.ID.String()
+	if r := ctl(t, db, "task", "get", id); strings.Contains(r.stdout, "\x1b[") {
+		t.Fatalf("colour on output that is not a terminal: %q", r.stdout)
+	}
 	ctl(t, db, "task", "get", id).code(t, 0).contains(t, "stdout", id, "STATE      steps_in_process", "CONTEXT    {\"n\": 2}")
 	var got taskView
 	ctl(t, db, "task", "get", id, "-o", "json").code(t, 0).json(t, &got)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -44,18 +43,11 @@ func newMCPCmd(a *app) *cobra.Command {
 	}
 }
 
-// mcpTools holds what the tools share: the engine, opened once for all calls (which may run
-// concurrently).
-type mcpTools struct {
-	a  *app
-	mu sync.Mutex
-}
+// mcpTools holds what the tools share: the app, whose engine is opened once for all calls (which
+// may run concurrently).
+type mcpTools struct{ a *app }
 
-func (m *mcpTools) engine(ctx context.Context) (*tasker.Engine, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.a.engine(ctx)
-}
+func (m *mcpTools) engine(ctx context.Context) (*tasker.Engine, error) { return m.a.engine(ctx) }
 
 func newMCPServer(a *app) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "tasker-ctl", Title: "tasker operations", Version: version},

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tasker-systems/tasker"
 )
 
 // mcpClient speaks JSON-RPC to tasker-ctl mcp over its standard input and output, one message a
@@ -262,5 +264,71 @@ func TestMCP(t *testing.T) {
 	out, _ = c.tool("task_cancel", map[string]any{"task_id": id, "confirm": true}, false)
 	if !strings.Contains(string(out), `"state":"cancelled"`) {
 		t.Fatalf("task_cancel: %s", out)
+	}
+}
+
+// initMCP runs the handshake.
+func initMCP(t *testing.T, c *mcpClient) {
+	t.Helper()
+	c.call("initialize", map[string]any{"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
+		"clientInfo": map[string]any{"name": "tasker-ctl-test", "version": "1"}})
+	c.send(map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"})
+}
+
+// TestMCPStepAndDLQTools: the step and dead-letter write tools on a failed task that an engine in
+// the test process runs.
+func TestMCPStepAndDLQTools(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, true)
+	f := &flaky{failing: true}
+	eng := runEngine(t, db, failingYAML, map[string]tasker.HandlerFunc{"ok": okHandler, "flaky": f.handle})
+	c := startMCP(t, db)
+	initMCP(t, c)
+
+	// step_complete with a result, after a refusal without confirm.
+	blocked := blockedTask(t, eng)
+	args := map[string]any{"task_id": blocked.ID.String(), "step": "flaky", "by": "agent", "reason": "done by hand", "result": map[string]int{"value": 7}}
+	c.tool("step_complete", args, true)
+	args["confirm"] = true
+	out, _ := c.tool("step_complete", args, false)
+	if !strings.Contains(string(out), `"action":"complete"`) {
+		t.Fatalf("step_complete: %s", out)
+	}
+	done := waitState(t, eng, blocked.ID, tasker.TaskComplete)
+	var res map[string]int
+	if err := done.Result("flaky", &res); err != nil || res["value"] != 7 {
+		t.Fatalf("result %v %v", res, err)
+	}
+
+	// step_resolve, then step_retry.
+	blocked = blockedTask(t, eng)
+	c.tool("step_resolve", map[string]any{"task_id": blocked.ID.String(), "step": "flaky", "by": "agent", "reason": "skip", "confirm": true}, false)
+	waitState(t, eng, blocked.ID, tasker.TaskComplete)
+	blocked = blockedTask(t, eng)
+	f.set(false)
+	c.tool("step_retry", map[string]any{"task_id": blocked.ID.String(), "step": "flaky", "by": "agent", "reason": "fixed", "confirm": true}, false)
+	waitState(t, eng, blocked.ID, tasker.TaskComplete)
+
+	// dlq_update on an entry the engine wrote.
+	f.set(true)
+	blocked = blockedTask(t, eng)
+	entry, err := eng.DeadLetterTask(context.Background(), blocked.ID, tasker.DeadLetterRequest{By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ = c.tool("dlq_list", map[string]any{"status": "pending"}, false)
+	if !strings.Contains(string(out), entry.ID.String()) {
+		t.Fatalf("dlq_list: %s", out)
+	}
+	upd := map[string]any{"entry_id": entry.ID.String(), "status": "cancelled", "by": "agent", "notes": "duplicate"}
+	c.tool("dlq_update", upd, true)
+	upd["confirm"] = true
+	out, _ = c.tool("dlq_update", upd, false)
+	if !strings.Contains(string(out), `"status":"cancelled"`) || !strings.Contains(string(out), `"notes":"duplicate"`) {
+		t.Fatalf("dlq_update: %s", out)
+	}
+	out, _ = c.tool("dlq_stats", map[string]any{}, false)
+	if !strings.Contains(string(out), `"cancelled":1`) {
+		t.Fatalf("dlq_stats: %s", out)
 	}
 }
