@@ -48,7 +48,11 @@ func TestMigrate(t *testing.T) {
 	db := newDB(t, false)
 	ctl(t, db, "migrate", "status").code(t, 1).contains(t, "stdout", "VERSION", "0001", "init", "-")
 	ctl(t, db, "migrate", "up").code(t, 0).contains(t, "stdout", "is at version")
-	ctl(t, db, "migrate", "up").code(t, 0) // idempotent
+	var up migrationStatusView
+	ctl(t, db, "migrate", "up", "-o", "json").code(t, 0).json(t, &up) // idempotent
+	if up.Current != up.Latest || up.Schema != db.Schema {
+		t.Fatalf("migrate up JSON: %+v", up)
+	}
 	r := ctl(t, db, "migrate", "status").code(t, 0)
 	if strings.Contains(r.stdout, " -\n") {
 		t.Fatalf("a migration is not applied after up:\n%s", r.stdout)
@@ -184,7 +188,12 @@ func TestTaskCommands(t *testing.T) {
 	if got.State != "cancelled" {
 		t.Fatalf("after cancel: %s", got.State)
 	}
-	ctl(t, db, "task", "cancel", id).code(t, 1) // a finished task cannot be cancelled again
+	ctl(t, db, "task", "cancel", id).code(t, 1).contains(t, "stderr", "cancel task "+id) // finished: refused
+	var cancelled taskView
+	ctl(t, db, "task", "cancel", third.ID.String(), "-o", "json").code(t, 0).json(t, &cancelled)
+	if cancelled.State != "cancelled" || cancelled.Steps[0].State != "cancelled" {
+		t.Fatalf("cancel JSON: %+v", cancelled)
+	}
 }
 
 func TestBadInput(t *testing.T) {

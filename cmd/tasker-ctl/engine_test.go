@@ -261,8 +261,11 @@ func TestStepCommands(t *testing.T) {
 
 	// retry, by name, once the upstream says yes.
 	f.set(false)
-	r = ctl(t, db, "step", "retry", blocked.ID.String(), "flaky", "--by", "alice", "--reason", "upstream fixed").code(t, 0)
-	r.contains(t, "stdout", "ACTION", "retry", "STEP        flaky")
+	var retried stepActionView
+	ctl(t, db, "step", "retry", blocked.ID.String(), "flaky", "--by", "alice", "--reason", "upstream fixed", "-o", "json").code(t, 0).json(t, &retried)
+	if retried.Action != "retry" || retried.Step.Name != "flaky" || retried.Step.State == "error" {
+		t.Fatalf("retry JSON: %+v", retried)
+	}
 	waitState(t, eng, blocked.ID, tasker.TaskComplete)
 	ctl(t, db, "task", "audit", blocked.ID.String()).code(t, 0).contains(t, "stdout", "flaky", "reset")
 	var trs []transitionView
@@ -289,11 +292,22 @@ func TestStepCommands(t *testing.T) {
 	if err := done.Result("flaky", &res); err != nil || res["value"] != 42 {
 		t.Fatalf("flaky's result: %v %v", res, err)
 	}
+	blocked = blockedTask(t, eng)
+	ctl(t, db, "step", "complete", blocked.ID.String(), "flaky", "--result", `"by hand"`, "--by", "bob", "--reason", "r").code(t, 0).
+		contains(t, "stdout", "ACTION", "complete", "STEP        flaky", "STEP STATE  complete")
+	waitState(t, eng, blocked.ID, tasker.TaskComplete)
 	ctl(t, db, "step", "complete", blocked.ID.String(), "flaky", "--result", `{"value":`, "--by", "b", "--reason", "r").code(t, 2).contains(t, "stderr", "--result: malformed JSON")
 
 	// resolve.
 	blocked = blockedTask(t, eng)
 	ctl(t, db, "step", "resolve", blocked.ID.String(), "flaky", "--by", "carol", "--reason", "not needed").code(t, 0).contains(t, "stdout", "resolved_manually")
+	waitState(t, eng, blocked.ID, tasker.TaskComplete)
+	blocked = blockedTask(t, eng)
+	var resolved stepActionView
+	ctl(t, db, "step", "resolve", blocked.ID.String(), "flaky", "--by", "carol", "--reason", "not needed", "-o", "json").code(t, 0).json(t, &resolved)
+	if resolved.Step.State != "resolved_manually" {
+		t.Fatalf("resolve JSON: %+v", resolved)
+	}
 	waitState(t, eng, blocked.ID, tasker.TaskComplete)
 
 	// Unknown step; a step that is not failed.
@@ -347,6 +361,17 @@ func TestDLQAndSystem(t *testing.T) {
 	ctl(t, db, "dlq", "update", id, "--status", "permanently_failed", "--notes", "gave up", "--by", "dora").code(t, 0).contains(t, "stdout", "permanently_failed", "dora", "gave up")
 	ctl(t, db, "dlq", "update", id, "--status", "cancelled", "--by", "dora").code(t, 1) // already resolved
 
+	blocked2 := blockedTask(t, eng)
+	entry2, err := eng.DeadLetterTask(context.Background(), blocked2.ID, tasker.DeadLetterRequest{By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upd deadLetterView
+	ctl(t, db, "dlq", "update", entry2.ID.String(), "--status", "manually_resolved", "--by", "erin", "-o", "json").code(t, 0).json(t, &upd)
+	if upd.Status != "manually_resolved" || upd.ResolvedBy != "erin" || upd.ResolvedAt == nil {
+		t.Fatalf("dlq update JSON: %+v", upd)
+	}
+
 	// system health and staleness.
 	ctl(t, db, "system", "health").code(t, 0).contains(t, "stdout", "STATUS", "ok", "DATABASE", "POOL")
 	var h struct {
@@ -359,7 +384,7 @@ func TestDLQAndSystem(t *testing.T) {
 	}
 	var stale []staleView
 	ctl(t, db, "system", "staleness", "-o", "json").code(t, 0).json(t, &stale)
-	if len(stale) != 1 || stale[0].TaskID != blocked.ID.String() || stale[0].Band == "" {
+	if len(stale) != 2 || stale[0].TaskID != blocked.ID.String() || stale[0].State != "blocked_by_failures" || stale[0].Band == "" {
 		t.Fatalf("staleness: %+v", stale)
 	}
 	ctl(t, db, "system", "staleness").code(t, 0).contains(t, "stdout", "BAND", blocked.ID.String(), "blocked_by_failures")
