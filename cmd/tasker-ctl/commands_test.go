@@ -238,3 +238,14 @@ func TestBadInput(t *testing.T) {
 	fresh := newDB(t, false)
 	ctl(t, fresh, "task", "list").code(t, 1).contains(t, "stderr", "tasker-ctl migrate up")
 }
+
+func TestHelpAndCompletion(t *testing.T) {
+	t.Parallel()
+	ctl(t, nil, "--help").code(t, 0).contains(t, "stdout", "Exit codes:", "4  the database is unreachable", "mcp", "completion")
+	ctl(t, nil, "task", "watch", "--help").code(t, 0).contains(t, "stdout", "exit code follows the outcome")
+	ctl(t, nil, "completion", "bash").code(t, 0).contains(t, "stdout", "bash completion")
+	ctl(t, nil, "completion", "zsh").code(t, 0).contains(t, "stdout", "#compdef tasker-ctl")
+	// Dynamic completion of a flag's values.
+	ctl(t, nil, "__complete", "task", "list", "--state", "").code(t, 0).contains(t, "stdout", "blocked_by_failures", "complete")
+	ctl(t, nil, "__complete", "template", "visualize", "x.yaml", "--format", "").code(t, 0).contains(t, "stdout", "mermaid", "dot")
+}

@@ -186,7 +186,10 @@ func (m *mcpTools) addReadTools(s *mcp.Server) {
 			if format != "mermaid" && format != "dot" {
 				return nil, fmt.Errorf("format %q: want mermaid or dot", format)
 			}
-			eng, _ := m.engine(ctx)
+			eng, err := m.engine(ctx)
+			if err != nil {
+				return nil, err
+			}
 			pic, err := m.a.picture(ctx, eng, task.ID, format)
 			if err != nil {
 				return nil, err
@@ -371,7 +374,10 @@ func (m *mcpTools) addWriteTools(s *mcp.Server) {
 		if err != nil {
 			return nil, err
 		}
-		eng, _ := m.engine(ctx)
+		eng, err := m.engine(ctx)
+		if err != nil {
+			return nil, err
+		}
 		reason := in.Reason
 		if reason == "" {
 			reason = "cancelled through tasker-ctl mcp"

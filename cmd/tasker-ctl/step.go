@@ -56,7 +56,10 @@ func newStepActionCmd(a *app, verb, short string, act stepAction, withResult boo
 			if err != nil {
 				return err
 			}
-			eng, _ := a.engine(cmd.Context())
+			eng, err := a.engine(cmd.Context())
+			if err != nil {
+				return err
+			}
 			if err := act(cmd.Context(), eng, step.ID, res, tasker.OperatorRequest{Operator: by, Reason: reason}); err != nil {
 				return fmt.Errorf("%s step %s of task %s: %w", verb, step.Name, task.ID, err)
 			}
