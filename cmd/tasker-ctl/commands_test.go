@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -248,4 +250,37 @@ func TestHelpAndCompletion(t *testing.T) {
 	// Dynamic completion of a flag's values.
 	ctl(t, nil, "__complete", "task", "list", "--state", "").code(t, 0).contains(t, "stdout", "blocked_by_failures", "complete")
 	ctl(t, nil, "__complete", "template", "visualize", "x.yaml", "--format", "").code(t, 0).contains(t, "stdout", "mermaid", "dot")
+}
+
+// TestColourOnTerminal runs tasker-ctl on a pseudo-terminal (util-linux's script): states are
+// coloured there, and not with NO_COLOR or --no-color.
+func TestColourOnTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to give tasker-ctl a terminal")
+	}
+	db := newDB(t, true)
+	file := writeFile(t, "pipeline.yaml", linearYAML)
+	var task taskView
+	ctl(t, db, "task", "create", "--template", file, "--context", `{"n": 1}`, "-o", "json").code(t, 0).json(t, &task)
+	onTTY := func(env string, extra ...string) string {
+		args := append([]string{binary, "--database-url", db.URL, "--schema", db.Schema, "task", "get", task.ID.String()}, extra...)
+		cmd := exec.Command(script, "-qec", strings.Join(args, " "), "/dev/null")
+		cmd.Env = append(os.Environ(), "NO_COLOR="+env)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("script: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := onTTY(""); !strings.Contains(out, "\x1b[33msteps_in_process\x1b[0m") {
+		t.Fatalf("no colour on a terminal: %q", out)
+	}
+	if out := onTTY("1"); strings.Contains(out, "\x1b[") {
+		t.Fatalf("colour with NO_COLOR: %q", out)
+	}
+	if out := onTTY("", "--no-color"); strings.Contains(out, "\x1b[") {
+		t.Fatalf("colour with --no-color: %q", out)
+	}
 }
