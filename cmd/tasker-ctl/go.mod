@@ -32,4 +32,6 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 )
 
+// tasker-ctl builds against the library in this checkout. `go install ...@version` refuses a
+// go.mod with replace directives: a release of tasker-ctl requires the tagged library instead.
 replace github.com/tasker-systems/tasker => ../..
