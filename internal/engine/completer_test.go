@@ -114,6 +114,9 @@ func TestCompleterBatchesConcurrentOutcomes(t *testing.T) {
 	c := e.active.completer
 	e.mu.RUnlock()
 	require.NotNil(t, c, "the completer runs with a queue that publishes after commits")
+	// The counters are added to once RecordOutcomes returns, a moment after the tasks are seen
+	// complete in the store.
+	require.Eventually(t, func() bool { return c.outcomes.Load()+c.solos.Load() >= n }, 10*time.Second, time.Millisecond)
 	require.EqualValues(t, n, c.outcomes.Load()+c.solos.Load(), "each outcome committed once, batched or alone")
 	require.Less(t, c.batches.Load(), c.outcomes.Load(), "concurrent outcomes share transactions")
 	mu.Lock()
