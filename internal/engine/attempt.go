@@ -61,7 +61,12 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
+	cl := claimTimes{start: time.Now()}
+	if !msg.Retry {
+		cl.sent = m.EnqueuedAt // a retry's message was sent at the failure, its delay ahead
+	}
 	claim, err := e.store.ClaimStep(w.dbctx, params)
+	cl.end = time.Now()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
@@ -70,29 +75,30 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "step", msg.StepID)
 		return
 	}
-	w.runClaimed(ns, m, claim, slot)
+	w.runClaimed(ns, m, claim, cl, slot)
 }
 
 // executeClaimed runs a step that the fetch loop claimed together with its message
-// (store.QueueClaimer).
-func (w *workers) executeClaimed(ns string, c store.ClaimedMessage) {
+// (store.QueueClaimer); cl is when that claim ran.
+func (w *workers) executeClaimed(ns string, c store.ClaimedMessage, cl claimTimes) {
 	defer w.inflight.Done()
 	slot := sync.OnceFunc(func() { w.release(ns, 1) })
 	defer slot()
 	m := queue.Message{ID: c.MessageID, Queue: ns, ReadCount: c.ReadCount, EnqueuedAt: c.EnqueuedAt}
-	w.runClaimed(ns, m, &c.ClaimedStep, slot)
+	cl.sent = c.EnqueuedAt
+	w.runClaimed(ns, m, &c.ClaimedStep, cl, slot)
 }
 
 // runClaimed runs a claimed step, and then each step its outcome hands over to this worker. Each
 // claimed step is judged again from what the claim returned, which is complete where the message
 // was not (and covers a hand-over as well).
-func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, slot func()) {
+func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, cl claimTimes, slot func()) {
 	for claim != nil {
 		if j := w.e.claimedVerdict(claim); j.verdict == verdictDecline {
 			w.releaseClaimed(ns, m, claim, j)
 			return
 		}
-		m, claim = w.attempt(ns, m, claim, slot)
+		m, claim, cl = w.attempt(ns, m, claim, cl, slot)
 	}
 }
 
@@ -209,14 +215,20 @@ func (e *Engine) canRun(ns string, ref store.StepRef) bool {
 }
 
 // attempt runs one claimed step and records its outcome. It returns the next step this worker
-// claimed in the same transaction (a step the outcome made ready) and its held message, or nil.
+// claimed in the same transaction (a step the outcome made ready) and its held message, or nil,
+// with when that claim ran (the outcome's commit). cl is when this step's claim ran.
 //
 // free gives the handler slot back; it is called once the outcome is handed to the completer, so
 // that the slot does not sit idle for the commit, and never when the outcome may hand a step over.
-func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free func()) (queue.Message, *store.ClaimedStep) {
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl claimTimes, free func()) (queue.Message, *store.ClaimedStep, claimTimes) {
 	e := w.e
 	st, task := &c.Step, &c.Task
 	start := time.Now()
+	tel := e.tel
+	tel.recordHandoff(ns, cl.sent, cl.end)
+	span := tel.startAttempt(task, st, cl)
+	spanOutcome, spanErr := "", error(nil) // the attempt span's outcome attribute and status
+	defer func() { span.end(spanOutcome, spanErr) }()
 	hctx, cancel := context.WithCancelCause(w.handlerBase)
 	defer cancel(nil)
 	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
@@ -227,18 +239,23 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	hold := &leaseClock{renewed: start}
 	stopBeat := w.heartbeat(ns, m, st, cancel, hold)
 	var inTx atomic.Bool // the handler completed the step in its own transaction (CompleteTx)
-	out := w.call(tctx, st, task, c.Results, &inTx)
+	run := span.child(SpanRun)
+	out := w.call(handlerContext(tctx, run), st, task, c.Results, &inTx)
+	ran := time.Since(start)
+	EndSpan(run, out.Err)
 	stopBeat()
 
 	cause := context.Cause(tctx)
 	switch {
 	case out.Failed() && errors.Is(cause, ErrShutdown):
+		spanOutcome = "given_back"
 		w.giveBack(ns, m, st)
-		return queue.Message{}, nil
+		return queue.Message{}, nil, claimTimes{}
 	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && out.Failed():
-		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+		spanOutcome = "cancelled"
+		e.log.V(1).Info("step cancelled", stepKV(task, st, "attempt", st.Attempts)...)
 		w.ack(ns, m.ID)
-		return queue.Message{}, nil
+		return queue.Message{}, nil, claimTimes{}
 	}
 	p := Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
@@ -262,7 +279,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		return nil
 	}
 	mayHandOver := false // the outcome went the single-step path with ClaimNext
-	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
+	var committed claimTimes
+	recordOnce := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
 		// A lone outcome, with nothing else committing, takes the single-step path: two
 		// pipelined round trips that cost a third of a batch's fixed cost, and it may hand a
 		// released step over (ClaimNext). One outcome at a time may; under load the others batch
@@ -278,12 +296,20 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		mayHandOver = p.ClaimNext != nil
 		return w.record(ns, m, st, p, hold, gone)
 	}
+	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
+		commit := span.child(SpanCommit)
+		committed.start = time.Now()
+		res, err := recordOnce(p)
+		committed.end = time.Now()
+		EndSpan(commit, err)
+		return res, err
+	}
 	res, err := record(p)
 	if errors.Is(err, store.ErrUnstorable) {
 		// The database refuses what the outcome holds for good (what the checks before the
 		// transaction missed): the step fails now, with the database's reason, rather than waiting
 		// out its lease to be run again.
-		e.log.Error(err, "the database cannot store the step's outcome; failing the step", "task", task.ID, "step", st.Name)
+		e.log.Error(err, "the database cannot store the step's outcome; failing the step", stepKV(task, st)...)
 		kind := "invalid_result"
 		if p.Spawn != nil {
 			kind = "invalid_outcome"
@@ -314,37 +340,65 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) && inTx.Load() {
-			e.log.V(1).Info("step completed in its handler's transaction", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+			spanOutcome = "complete"
+			tel.recordAttempt(ns, "complete", ran)
+			e.log.V(1).Info("step completed in its handler's transaction", stepKV(task, st, "attempt", st.Attempts)...)
 			w.ack(ns, m.ID)
 			e.waiters.Notify(task.ID)
-			return queue.Message{}, nil
+			return queue.Message{}, nil, claimTimes{}
 		}
 		if errors.Is(err, store.ErrConflict) {
-			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
+			spanOutcome = "dropped"
+			e.log.Info("step moved on while its handler ran; outcome dropped", stepKV(task, st, "attempt", st.Attempts, "outcome", outcome)...)
 			w.ack(ns, m.ID)
-			return queue.Message{}, nil
+			return queue.Message{}, nil, claimTimes{}
 		}
-		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
-		return queue.Message{}, nil
+		spanOutcome, spanErr = "unrecorded", err
+		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", stepKV(task, st)...)
+		return queue.Message{}, nil, claimTimes{}
 	}
-	kv := []any{"task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState}
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		e.log.V(1).Info("step attempt", kv...)
-	case store.OutcomeRetry:
-		e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+	spanOutcome = outcome
+	tel.recordAttempt(ns, outcome, ran)
+	if p.Kind != store.OutcomeSuccess {
+		spanErr = errors.New(errorMessage(p.Error))
+	}
+	// The success line is built only when it is logged: the hot path allocates nothing for it.
+	if p.Kind != store.OutcomeSuccess || e.log.V(1).Enabled() {
+		kv := stepKV(task, st, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState)
+		switch p.Kind {
+		case store.OutcomeSuccess:
+			e.log.V(1).Info("step attempt", kv...)
+		case store.OutcomeRetry:
+			e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+		case store.OutcomePermanent:
+			e.log.Error(spanErr, "step failed for good", kv...)
+		}
+	}
+	if p.Kind == store.OutcomeRetry {
+		span.retry(p.RetryDelay)
 		w.wakeAfter(ns, p.RetryDelay)
-	case store.OutcomePermanent:
-		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
 	}
 	if res.Settled {
+		tel.taskSettled(ns, res.TaskState)
 		e.waiters.Notify(task.ID)
 	}
 	if res.Next == nil {
-		return queue.Message{}, nil
+		return queue.Message{}, nil, claimTimes{}
 	}
 	next := queue.Message{ID: res.Next.MessageID, Queue: ns, ReadCount: 1, EnqueuedAt: time.Now()}
-	return next, &res.Next.ClaimedStep
+	// The next step was made ready and claimed in the outcome's commit.
+	return next, &res.Next.ClaimedStep, claimTimes{start: committed.start, end: committed.end, sent: committed.end}
+}
+
+// stepKV returns the key-value pairs that name a step in a log line: its task, name and id, and
+// the task's trace id when it has one, followed by kv.
+func stepKV(task *store.Task, st *store.Step, kv ...any) []any {
+	out := make([]any, 0, 8+len(kv))
+	out = append(out, "task", task.ID, "step", st.Name, "step_id", st.ID)
+	if id := TraceID(task.TraceParent); id != "" {
+		out = append(out, "trace_id", id)
+	}
+	return append(out, kv...)
 }
 
 // maxLoggedErrorBytes bounds the error text of a log line.
