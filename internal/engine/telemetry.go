@@ -64,8 +64,8 @@ type Telemetry struct {
 
 	tasksCreated, tasksCompleted, tasksFailed, tasksCancelled metric.Int64Counter
 	attempts, rescues, leaderChanges, staleMoved, deadLetters metric.Int64Counter
-	staleReported                                           metric.Int64Gauge
-	handlerDuration, handoffLatency, publishLag             metric.Float64Histogram
+	staleReported                                             metric.Int64Gauge
+	handlerDuration, handoffLatency, publishLag               metric.Float64Histogram
 }
 
 // NewTelemetry returns the instrumentation for the given providers; nil ones mean no-ops.
