@@ -137,7 +137,7 @@ func TestRescueSpanJoinsTheTaskTrace(t *testing.T) {
 			require.Equal(t, "00f067aa0ba902b7", s.Parent().SpanID().String())
 			attrs := map[string]string{}
 			for _, kv := range s.Attributes() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			require.Equal(t, "retry", attrs["tasker.outcome"])
 			require.Equal(t, "vanished", attrs["tasker.worker"])
