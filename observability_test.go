@@ -39,7 +39,7 @@ type observedEngine struct {
 	reader *sdkmetric.ManualReader
 }
 
-// TestObservabilityTraceAcrossTwoEngines runs a diamond task across two engines, each with its
+// TestObservabilityTraceAcrossTwoEngines runs a diamond task across two engines (on each backend), each with its
 // own OpenTelemetry SDK (in-memory span recorder, manual metric reader): the creation span is a
 // child of the caller's span, every step attempt, in either engine, is a child of the creation
 // span in the task's one trace, with its claim, run and commit as children; a handler's own span
@@ -47,7 +47,7 @@ type observedEngine struct {
 // the task.
 func TestObservabilityTraceAcrossTwoEngines(t *testing.T) {
 	t.Parallel()
-	for _, be := range []string{backendPostgres, backendMemory} {
+	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {
 			t.Parallel()
 			testObservability(t, be)
@@ -80,8 +80,12 @@ func testObservability(t *testing.T, backend string) {
 			o.b = setupOn(t, backend, withOTel)
 		} else {
 			o.b = base.sibling(t, withOTel, func(c *tasker.Config) {
-				if backend == backendPostgres { // as another process: a store of its own on the same database
+				switch backend {
+				case backendPostgres, backendRabbitMQ: // as another process: a store and a broker connection of its own
 					c.Store = postgres.New(base.db.Pool, postgres.WithSchema(base.db.Schema))
+					if rq, ok := c.Queue.(*testRabbitMQ); ok {
+						c.Queue = rq.peer(t)
+					}
 				}
 			})
 		}
@@ -212,6 +216,11 @@ func testObservability(t *testing.T, backend string) {
 	require.Equal(t, uint64(4), histCounts["tasker.step.handler.duration/complete"])
 	require.Equal(t, uint64(1), histCounts["tasker.step.handler.duration/retry"])
 	require.GreaterOrEqual(t, histCounts["tasker.step.handoff.latency"], uint64(3), "handoff latency of the claimed steps")
+	if backend == backendRabbitMQ {
+		require.Positive(t, histCounts["tasker.queue.publish.lag"], "publishing after the commits is measured")
+	} else {
+		require.Zero(t, histCounts["tasker.queue.publish.lag"], "a queue in the store publishes in the commit")
+	}
 }
 
 func count(spans []sdktrace.ReadOnlySpan, name string) int {
