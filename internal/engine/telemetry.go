@@ -50,8 +50,10 @@ const (
 	AttrReason    = attribute.Key("tasker.reason")
 	AttrAction    = attribute.Key("tasker.action")
 	AttrEvent     = attribute.Key("tasker.event")
-	// AttrDestination is OTel's messaging attribute for the queue's name (the namespace).
+	// AttrDestination is OTel's messaging attribute for the queue's name (the namespace), and
+	// AttrOperation its operation type: "send" for a creation, "process" for an attempt.
 	AttrDestination = attribute.Key("messaging.destination.name")
+	AttrOperation   = attribute.Key("messaging.operation.type")
 )
 
 // Telemetry is the engine's OpenTelemetry instrumentation: a tracer and the tasker.* instruments.
@@ -132,7 +134,8 @@ func (t *Telemetry) StartCreate(ctx context.Context, ns, name, version string) (
 		return ctx, nil, ""
 	}
 	ctx, span := t.tracer.Start(ctx, SpanCreate, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(AttrNamespace.String(ns), AttrTemplate.String(name), AttrVersion.String(version)))
+		trace.WithAttributes(AttrNamespace.String(ns), AttrTemplate.String(name), AttrVersion.String(version),
+			AttrDestination.String(ns), AttrOperation.String("send")))
 	return ctx, span, FormatTraceParent(span.SpanContext())
 }
 
@@ -197,7 +200,8 @@ func (t *Telemetry) startAttempt(task *store.Task, st *store.Step, cl claimTimes
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
 		trace.WithAttributes(AttrNamespace.String(task.Namespace), AttrTemplate.String(task.Name),
 			AttrVersion.String(task.Version), AttrStep.String(st.Name), AttrAttempt.Int(st.Attempts),
-			AttrTaskID.String(task.ID.String()), AttrStepID.String(st.ID.String())))
+			AttrTaskID.String(task.ID.String()), AttrStepID.String(st.ID.String()),
+			AttrDestination.String(task.Namespace), AttrOperation.String("process")))
 	if !cl.start.IsZero() {
 		_, c := t.tracer.Start(ctx, SpanClaim, trace.WithTimestamp(cl.start))
 		c.End(trace.WithTimestamp(cl.end))
