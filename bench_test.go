@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tasker-systems/tasker"
 )
@@ -48,9 +50,23 @@ steps:
 
 // BenchmarkHandoff measures step-to-step handoff on a 50-step chain: from the moment a handler
 // returns to the moment the next step's handler starts (outcome commit, notification, read, claim).
-func BenchmarkHandoff(b *testing.B) {
+func BenchmarkHandoff(b *testing.B) { benchHandoff(b) }
+
+// BenchmarkChainWithOpenTelemetry is BenchmarkHandoff with the OTel SDK's providers set (spans
+// recorded and dropped, metrics kept by a manual reader): what the instrumentation costs when on.
+func BenchmarkChainWithOpenTelemetry(b *testing.B) {
+	tp := sdktrace.NewTracerProvider()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	benchHandoff(b, func(c *tasker.Config) { c.TracerProvider, c.MeterProvider = tp, mp })
+}
+
+func benchHandoff(b *testing.B, opts ...setupOpt) {
 	const chain = 50
-	bd := setupB(b)
+	bd := setupB(b, opts...)
 	var sb strings.Builder
 	sb.WriteString("name: chain\nnamespace_name: bench\nversion: 1.0.0\nsteps:\n  - {name: s00, handler: {callable: mark}}\n")
 	for i := 1; i < chain; i++ {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -135,11 +136,20 @@ func (e *Engine) CreateTask(ctx context.Context, req TaskRequest) (*Task, error)
 // (queue.Publisher, such as RabbitMQ) the first steps are published once tx commits: the
 // PostgreSQL store announces the commit to the engine elected for maintenance, and the sweeper
 // publishes them after Config.RepublishAfter if that announcement is lost.
-func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (*Task, error) {
+func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (task *Task, err error) {
 	r, err := e.template(req.Namespace, req.Name, req.Version)
 	if err != nil {
 		return nil, err
 	}
+	tel := e.core.Telemetry()
+	ctx, span, traceParent := tel.StartCreate(ctx, r.t.Namespace, r.t.Name, r.t.Version)
+	defer func() {
+		failed := err
+		if errors.Is(err, ErrDuplicateTask) {
+			failed = nil // the creation span of a duplicate ends well: the existing task is returned
+		}
+		engine.EndSpan(span, failed)
+	}()
 	if err := validateOrigin(r.t.Key(), &req); err != nil {
 		return nil, err
 	}
@@ -186,7 +196,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
-		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
+		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason, TraceParent: traceParent,
 		Steps: steps, Enqueuer: enq, OwnedQueue: e.core.OwnsQueue(), Template: r.compiled.RegistryRow(),
 		AnnounceCommit: tx != nil && publishes,
 	})
@@ -204,10 +214,14 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if tx == nil {
 		r.compiled.MarkPersisted() // committed: later creations need not write the registry row
 	}
-	task := taskFromStore(&res.Task)
+	task = taskFromStore(&res.Task)
 	task.Steps = stepsFromStore(res.Steps)
 	if res.Duplicate {
 		return task, &DuplicateTaskError{ExistingID: res.Task.ID, Identity: identity}
+	}
+	tel.TaskCreated(ctx, r.t.Namespace)
+	if span != nil {
+		span.SetAttributes(engine.AttrTaskID.String(task.ID.String()))
 	}
 	e.log.V(1).Info("task created", "task", task.ID, "template", r.t.Key(), "steps", len(steps))
 	return task, nil
@@ -590,6 +604,7 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	}
 	e.core.CancelRuns(id)
 	e.core.Waiters().Notify(res.TaskID)
+	e.core.Telemetry().TaskCancelled(ctx)
 	return nil
 }
 

@@ -29,6 +29,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/pgname"
@@ -125,6 +127,16 @@ type Config struct {
 	Staleness StalenessConfig
 	// Retention purges (or archives) tasks that ended long ago; the zero value keeps them forever.
 	Retention RetentionConfig
+	// TracerProvider records one OpenTelemetry trace per task: the creating call's span (from
+	// CreateTask's ctx) is stored with the task as a W3C traceparent, and every step attempt, in
+	// any process, is a span of that trace, with the claim, the handler's run (the handler's ctx
+	// carries it) and the outcome's commit as children. nil means no tracing, at no cost. See
+	// the README's "Observability" section for the spans and their attributes.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the tasker.* metrics (tasks created and finished, step attempts by
+	// outcome, handler durations, handoff latency, queue depth, rescues, leader changes, stale
+	// tasks, dead letters); nil means none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -208,7 +220,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
-		Retention: cfg.Retention.engine()})
+		Retention: cfg.Retention.engine(), TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

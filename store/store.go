@@ -225,9 +225,10 @@ type StaleStep struct {
 // ExpiredStep is a step whose lease expired, with what the rescuer needs to settle its attempt.
 type ExpiredStep struct {
 	Step
-	Namespace string
-	TaskName  string
-	Version   string
+	Namespace   string
+	TaskName    string
+	Version     string
+	TraceParent string // the task's (Task.TraceParent)
 }
 
 // RegisterTemplateParams stores a template definition in the registry (see
@@ -288,7 +289,10 @@ type CreateTaskParams struct {
 	Initiator      string // who asked for the task ("" stores nothing)
 	SourceSystem   string // the system it came from ("" stores nothing)
 	Reason         string // why ("" stores nothing)
-	Steps          []NewStep
+	// TraceParent is the W3C traceparent of the creating call's span ("" stores nothing): every
+	// step attempt's span joins that trace.
+	TraceParent string
+	Steps       []NewStep
 	// Enqueuer sends the root steps' messages, unless OwnedQueue is set.
 	Enqueuer Enqueuer
 	// OwnedQueue tells a store that owns the engine's queue (QueueOwner.OwnsQueue) that it is the
@@ -529,6 +533,7 @@ type Task struct {
 	Initiator       string
 	SourceSystem    string
 	Reason          string
+	TraceParent     string // the creating span's W3C traceparent, "" when none was recorded
 	StepsTotal      int
 	StepsUnfinished int
 	StepsActive     int

@@ -46,14 +46,14 @@ func (w *workers) execute(ns string, m queue.Message) {
 		switch {
 		case errors.Is(err, store.ErrNotDue):
 			if err := e.queue.RetryLater(w.dbctx, ns, m.ID, 100*time.Millisecond); err != nil && !errors.Is(err, queue.ErrNotFound) {
-				e.log.Error(err, "postpone early retry message", "step", msg.StepID)
+				e.log.Error(err, "postpone early retry message", "task", msg.TaskID, "step_id", msg.StepID, "step", msg.Step)
 			}
 			return
 		case errors.Is(err, store.ErrNotFound):
 			ack()
 			return
 		case err != nil && !errors.Is(err, store.ErrConflict):
-			e.log.Error(err, "promote retry", "step", msg.StepID)
+			e.log.Error(err, "promote retry", "task", msg.TaskID, "step_id", msg.StepID, "step", msg.Step)
 			return // the message comes back after its visibility timeout
 		}
 		// Promoted now, or already promoted by an earlier delivery whose worker died before its
@@ -61,38 +61,44 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
+	cl := claimTimes{start: time.Now()}
+	if !msg.Retry {
+		cl.sent = m.EnqueuedAt // a retry's message was sent at the failure, its delay ahead
+	}
 	claim, err := e.store.ClaimStep(w.dbctx, params)
+	cl.end = time.Now()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
 			return
 		}
-		e.log.Error(err, "claim step", "step", msg.StepID)
+		e.log.Error(err, "claim step", "task", msg.TaskID, "step_id", msg.StepID, "step", msg.Step)
 		return
 	}
-	w.runClaimed(ns, m, claim, slot)
+	w.runClaimed(ns, m, claim, cl, slot)
 }
 
 // executeClaimed runs a step that the fetch loop claimed together with its message
-// (store.QueueClaimer).
-func (w *workers) executeClaimed(ns string, c store.ClaimedMessage) {
+// (store.QueueClaimer); cl is when that claim ran.
+func (w *workers) executeClaimed(ns string, c store.ClaimedMessage, cl claimTimes) {
 	defer w.inflight.Done()
 	slot := sync.OnceFunc(func() { w.release(ns, 1) })
 	defer slot()
 	m := queue.Message{ID: c.MessageID, Queue: ns, ReadCount: c.ReadCount, EnqueuedAt: c.EnqueuedAt}
-	w.runClaimed(ns, m, &c.ClaimedStep, slot)
+	cl.sent = c.EnqueuedAt
+	w.runClaimed(ns, m, &c.ClaimedStep, cl, slot)
 }
 
 // runClaimed runs a claimed step, and then each step its outcome hands over to this worker. Each
 // claimed step is judged again from what the claim returned, which is complete where the message
 // was not (and covers a hand-over as well).
-func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, slot func()) {
+func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, cl claimTimes, slot func()) {
 	for claim != nil {
 		if j := w.e.claimedVerdict(claim); j.verdict == verdictDecline {
 			w.releaseClaimed(ns, m, claim, j)
 			return
 		}
-		m, claim = w.attempt(ns, m, claim, slot)
+		m, claim, cl = w.attempt(ns, m, claim, cl, slot)
 	}
 }
 
@@ -209,14 +215,20 @@ func (e *Engine) canRun(ns string, ref store.StepRef) bool {
 }
 
 // attempt runs one claimed step and records its outcome. It returns the next step this worker
-// claimed in the same transaction (a step the outcome made ready) and its held message, or nil.
+// claimed in the same transaction (a step the outcome made ready) and its held message, or nil,
+// with when that claim ran (the outcome's commit). cl is when this step's claim ran.
 //
 // free gives the handler slot back; it is called once the outcome is handed to the completer, so
 // that the slot does not sit idle for the commit, and never when the outcome may hand a step over.
-func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free func()) (queue.Message, *store.ClaimedStep) {
+func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl claimTimes, free func()) (queue.Message, *store.ClaimedStep, claimTimes) {
 	e := w.e
 	st, task := &c.Step, &c.Task
 	start := time.Now()
+	tel := e.tel
+	tel.recordHandoff(ns, cl.sent, cl.end)
+	span := tel.startAttempt(task, st, cl)
+	spanOutcome, spanErr := "", error(nil) // the attempt span's outcome attribute and status
+	defer func() { span.end(spanOutcome, spanErr) }()
 	hctx, cancel := context.WithCancelCause(w.handlerBase)
 	defer cancel(nil)
 	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
@@ -225,20 +237,25 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	defer tcancel()
 
 	hold := &leaseClock{renewed: start}
-	stopBeat := w.heartbeat(ns, m, st, cancel, hold)
+	stopBeat := w.heartbeat(ns, m, task, st, cancel, hold)
 	var inTx atomic.Bool // the handler completed the step in its own transaction (CompleteTx)
-	out := w.call(tctx, st, task, c.Results, &inTx)
+	run := span.child(SpanRun)
+	out := w.call(handlerContext(tctx, run), st, task, c.Results, &inTx)
+	ran := time.Since(start)
+	EndSpan(run, out.Err)
 	stopBeat()
 
 	cause := context.Cause(tctx)
 	switch {
 	case out.Failed() && errors.Is(cause, ErrShutdown):
-		w.giveBack(ns, m, st)
-		return queue.Message{}, nil
+		spanOutcome = "given_back"
+		w.giveBack(ns, m, task, st)
+		return queue.Message{}, nil, claimTimes{}
 	case (errors.Is(cause, ErrTaskCancelled) || errors.Is(cause, ErrLeaseLost)) && out.Failed():
-		e.log.V(1).Info("step cancelled", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+		spanOutcome = "cancelled"
+		e.log.V(1).Info("step cancelled", stepKV(task, st, "attempt", st.Attempts)...)
 		w.ack(ns, m.ID)
-		return queue.Message{}, nil
+		return queue.Message{}, nil, claimTimes{}
 	}
 	p := Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
@@ -262,7 +279,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 		return nil
 	}
 	mayHandOver := false // the outcome went the single-step path with ClaimNext
-	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
+	var committed claimTimes
+	recordOnce := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
 		// A lone outcome, with nothing else committing, takes the single-step path: two
 		// pipelined round trips that cost a third of a batch's fixed cost, and it may hand a
 		// released step over (ClaimNext). One outcome at a time may; under load the others batch
@@ -276,14 +294,22 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 			defer c.endSolo()
 		}
 		mayHandOver = p.ClaimNext != nil
-		return w.record(ns, m, st, p, hold, gone)
+		return w.record(ns, m, task, st, p, hold, gone)
+	}
+	record := func(p store.OutcomeParams) (*store.OutcomeResult, error) {
+		commit := span.child(SpanCommit)
+		committed.start = time.Now()
+		res, err := recordOnce(p)
+		committed.end = time.Now()
+		EndSpan(commit, err)
+		return res, err
 	}
 	res, err := record(p)
 	if errors.Is(err, store.ErrUnstorable) {
 		// The database refuses what the outcome holds for good (what the checks before the
 		// transaction missed): the step fails now, with the database's reason, rather than waiting
 		// out its lease to be run again.
-		e.log.Error(err, "the database cannot store the step's outcome; failing the step", "task", task.ID, "step", st.Name)
+		e.log.Error(err, "the database cannot store the step's outcome; failing the step", stepKV(task, st)...)
 		kind := "invalid_result"
 		if p.Spawn != nil {
 			kind = "invalid_outcome"
@@ -314,37 +340,69 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) && inTx.Load() {
-			e.log.V(1).Info("step completed in its handler's transaction", "task", task.ID, "step", st.Name, "attempt", st.Attempts)
+			spanOutcome = "complete"
+			tel.recordAttempt(ns, "complete", ran)
+			e.log.V(1).Info("step completed in its handler's transaction", stepKV(task, st, "attempt", st.Attempts)...)
 			w.ack(ns, m.ID)
 			e.waiters.Notify(task.ID)
-			return queue.Message{}, nil
+			return queue.Message{}, nil, claimTimes{}
 		}
 		if errors.Is(err, store.ErrConflict) {
-			e.log.Info("step moved on while its handler ran; outcome dropped", "task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome)
+			spanOutcome = "dropped"
+			e.log.Info("step moved on while its handler ran; outcome dropped", stepKV(task, st, "attempt", st.Attempts, "outcome", outcome)...)
 			w.ack(ns, m.ID)
-			return queue.Message{}, nil
+			return queue.Message{}, nil, claimTimes{}
 		}
-		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", "task", task.ID, "step", st.Name)
-		return queue.Message{}, nil
+		spanOutcome, spanErr = "unrecorded", err
+		e.log.Error(err, "record step outcome; the lease rescuer will retry the step", stepKV(task, st)...)
+		return queue.Message{}, nil, claimTimes{}
 	}
-	kv := []any{"task", task.ID, "step", st.Name, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState}
-	switch p.Kind {
-	case store.OutcomeSuccess:
-		e.log.V(1).Info("step attempt", kv...)
-	case store.OutcomeRetry:
-		e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+	spanOutcome = outcome
+	tel.recordAttempt(ns, outcome, ran)
+	if p.Kind != store.OutcomeSuccess {
+		spanErr = errors.New(errorMessage(p.Error))
+	}
+	// The success line is built only when it is logged: the hot path allocates nothing for it.
+	if p.Kind != store.OutcomeSuccess || e.log.V(1).Enabled() {
+		kv := stepKV(task, st, "attempt", st.Attempts, "outcome", outcome, "duration", time.Since(start), "task_state", res.TaskState)
+		switch p.Kind {
+		case store.OutcomeSuccess:
+			e.log.V(1).Info("step attempt", kv...)
+		case store.OutcomeRetry:
+			e.log.Info("step attempt failed; will retry", append(kv, "retry_in", p.RetryDelay, "error", errorMessage(p.Error))...)
+		case store.OutcomePermanent:
+			e.log.Error(spanErr, "step failed for good", kv...)
+		}
+	}
+	if p.Kind == store.OutcomeRetry {
+		span.retry(p.RetryDelay)
 		w.wakeAfter(ns, p.RetryDelay)
-	case store.OutcomePermanent:
-		e.log.Error(errors.New(errorMessage(p.Error)), "step failed for good", kv...)
 	}
 	if res.Settled {
+		tel.taskSettled(ns, res.TaskState)
 		e.waiters.Notify(task.ID)
 	}
 	if res.Next == nil {
-		return queue.Message{}, nil
+		return queue.Message{}, nil, claimTimes{}
 	}
 	next := queue.Message{ID: res.Next.MessageID, Queue: ns, ReadCount: 1, EnqueuedAt: time.Now()}
-	return next, &res.Next.ClaimedStep
+	// The next step was made ready and claimed in the outcome's commit.
+	return next, &res.Next.ClaimedStep, claimTimes{start: committed.start, end: committed.end, sent: committed.end}
+}
+
+// stepKV returns the key-value pairs that name a step in a log line: its task, name and id, and
+// the task's trace id when it has one, followed by kv.
+// A nil task stands for the step's own (st.TaskID), with no trace id.
+func stepKV(task *store.Task, st *store.Step, kv ...any) []any {
+	out := make([]any, 0, 8+len(kv))
+	if task == nil {
+		return append(append(out, "task", st.TaskID, "step", st.Name, "step_id", st.ID), kv...)
+	}
+	out = append(out, "task", task.ID, "step", st.Name, "step_id", st.ID)
+	if id := TraceID(task.TraceParent); id != "" {
+		out = append(out, "trace_id", id)
+	}
+	return append(out, kv...)
 }
 
 // maxLoggedErrorBytes bounds the error text of a log line.
@@ -394,7 +452,7 @@ func (l *leaseClock) renewedAt(t time.Time) {
 // refuses the outcome for a whole lease: no outage, then, but a fault that waiting does not cure.
 // Once the engine is stopping it renews no more and tries until the lease it holds runs out, which
 // bounds RunWorkers' drain.
-func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error) (*store.OutcomeResult, error) {
+func (w *workers) record(ns string, m queue.Message, task *store.Task, st *store.Step, p store.OutcomeParams, hold *leaseClock, gone func() error) (*store.OutcomeResult, error) {
 	e := w.e
 	delay := 50 * time.Millisecond
 	var first, logged, refusedSince time.Time
@@ -407,8 +465,8 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 		cancel()
 		if err == nil {
 			if tries > 1 {
-				e.log.Info("step outcome recorded after the database came back", "task", p.TaskID, "step", st.Name,
-					"attempt", p.Attempt, "tries", tries, "waited", time.Since(first).Round(time.Millisecond))
+				e.log.Info("step outcome recorded after the database came back", stepKV(task, st,
+					"attempt", p.Attempt, "tries", tries, "waited", time.Since(first).Round(time.Millisecond))...)
 			}
 			return res, nil
 		}
@@ -426,12 +484,12 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 		}
 		end := hold.last().Add(e.cfg.Lease)
 		if !refusedSince.IsZero() && now.Sub(refusedSince) > e.cfg.Lease {
-			e.log.Error(err, "record step outcome: the database answers but refuses it; giving up", "task", p.TaskID,
-				"step", st.Name, "tries", tries, "waited", now.Sub(first).Round(time.Millisecond))
+			e.log.Error(err, "record step outcome: the database answers but refuses it; giving up", stepKV(task, st,
+				"tries", tries, "waited", now.Sub(first).Round(time.Millisecond))...)
 			return nil, err
 		}
 		if !w.stopping.Load() && now.Sub(hold.last()) >= e.cfg.Lease/3 {
-			_, herr := w.renew(ns, m, st, hold)
+			_, herr := w.renew(ns, m, task, st, hold)
 			switch {
 			case errors.Is(herr, store.ErrConflict) || errors.Is(herr, store.ErrNotFound):
 				return nil, fmt.Errorf("record outcome: %w", herr)
@@ -445,13 +503,13 @@ func (w *workers) record(ns string, m queue.Message, st *store.Step, p store.Out
 		left := time.Until(end)
 		if left <= 0 {
 			e.log.Error(err, "record step outcome: its lease ran out while the database was away; the lease rescuer will take the step over",
-				"task", p.TaskID, "step", st.Name, "tries", tries, "waited", now.Sub(first).Round(time.Millisecond))
+				stepKV(task, st, "tries", tries, "waited", now.Sub(first).Round(time.Millisecond))...)
 			return nil, err
 		}
 		if now.Sub(logged) >= recordLogEvery {
 			logged = now
-			e.log.Error(err, "record step outcome; trying again while its lease lasts", "task", p.TaskID, "step", st.Name,
-				"tries", tries, "lease_left", left.Round(time.Millisecond))
+			e.log.Error(err, "record step outcome; trying again while its lease lasts", stepKV(task, st,
+				"tries", tries, "lease_left", left.Round(time.Millisecond))...)
 		}
 		time.Sleep(min(delay, left))
 		delay = min(delay*2, recordRetryMax)
@@ -546,7 +604,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 		case o := <-done:
 			return o
 		case <-time.After(abandonGrace):
-			w.e.log.Info("handler ignores its cancelled context; abandoning it", "step", st.Name, "handler", st.Handler)
+			w.e.log.Info("handler ignores its cancelled context; abandoning it", stepKV(task, st, "handler", st.Handler)...)
 			return Called{Abandoned: true, Return: Return{Err: context.Cause(ctx)}}
 		}
 	}
@@ -554,7 +612,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 
 // heartbeat renews the step's lease and its message's visibility every third of the lease, and
 // cancels the handler when the step is no longer this worker's (cancelled elsewhere, rescued).
-func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel context.CancelCauseFunc, hold *leaseClock) (stop func()) {
+func (w *workers) heartbeat(ns string, m queue.Message, task *store.Task, st *store.Step, cancel context.CancelCauseFunc, hold *leaseClock) (stop func()) {
 	e := w.e
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -569,9 +627,9 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 				return
 			case <-t.C:
 			}
-			state, err := w.renew(ns, m, st, hold)
+			state, err := w.renew(ns, m, task, st, hold)
 			if errors.Is(err, store.ErrConflict) {
-				e.log.Info("step is no longer ours; cancelling its handler", "step", st.Name, "state", state)
+				e.log.Info("step is no longer ours; cancelling its handler", stepKV(task, st, "state", state)...)
 				if state == statemachine.StepCancelled {
 					cancel(ErrTaskCancelled)
 				} else {
@@ -580,7 +638,7 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 				return
 			}
 			if err != nil {
-				e.log.Error(err, "heartbeat", "step", st.Name)
+				e.log.Error(err, "heartbeat", stepKV(task, st)...)
 			}
 		}
 	}()
@@ -590,15 +648,16 @@ func (w *workers) heartbeat(ns string, m queue.Message, st *store.Step, cancel c
 // renew extends the lease of the step this worker holds, then its message's visibility. It
 // returns the store's answer: store.ErrConflict (with the step's state) when the step is no longer
 // this worker's.
-func (w *workers) renew(ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
+func (w *workers) renew(ns string, m queue.Message, task *store.Task, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
 	// No deadline here: a heartbeat that comes back late still tells a stalled worker, through
 	// store.ErrConflict, that its step was rescued, which cancels its handler.
-	return w.renewIn(w.dbctx, ns, m, st, hold)
+	return w.renewIn(w.dbctx, ns, m, task, st, hold)
 }
 
 // renewIn is renew under ctx: the completer bounds each renewal of a batch waiting for the
-// database, so that one hanging call cannot keep the others past their leases.
-func (w *workers) renewIn(ctx context.Context, ns string, m queue.Message, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
+// database, so that one hanging call cannot keep the others past their leases. task may be nil
+// (its log lines then have no trace id).
+func (w *workers) renewIn(ctx context.Context, ns string, m queue.Message, task *store.Task, st *store.Step, hold *leaseClock) (statemachine.StepState, error) {
 	e := w.e
 	sent := time.Now()
 	state, err := e.store.Heartbeat(ctx, store.HeartbeatParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
@@ -610,9 +669,9 @@ func (w *workers) renewIn(ctx context.Context, ns string, m queue.Message, st *s
 	if err := e.queue.Extend(ctx, ns, m.ID, e.cfg.Lease); errors.Is(err, queue.ErrNotFound) {
 		// The queue gave the message up (RabbitMQ after an outage): its redelivery is
 		// dropped at the claim while this worker holds the step's lease.
-		e.log.V(1).Info("extend: the queue no longer holds the message", "step", st.Name)
+		e.log.V(1).Info("extend: the queue no longer holds the message", stepKV(task, st)...)
 	} else if err != nil {
-		e.log.Error(err, "extend message visibility", "step", st.Name)
+		e.log.Error(err, "extend message visibility", stepKV(task, st)...)
 	}
 	return state, nil
 }
@@ -622,18 +681,18 @@ func (w *workers) renewIn(ctx context.Context, ns string, m queue.Message, st *s
 // acked: that message may be gone already (a sibling engine that read it once it surfaced during
 // a stall, found the step in progress and acked it as a duplicate), and a step enqueued with no
 // message would never run on a queue inside the database.
-func (w *workers) giveBack(ns string, m queue.Message, st *store.Step) {
+func (w *workers) giveBack(ns string, m queue.Message, task *store.Task, st *store.Step) {
 	e := w.e
 	enq := e.NewEnqueuer()
 	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: "shutdown",
 		Namespace: ns, Enqueuer: enq})
 	if err != nil {
-		e.log.Error(err, "give step back on shutdown", "step", st.Name)
+		e.log.Error(err, "give step back on shutdown", stepKV(task, st)...)
 		return
 	}
 	enq.Flush(w.dbctx)
 	w.ack(ns, m.ID)
-	e.log.Info("step given back on shutdown", "step", st.Name, "attempt", st.Attempts)
+	e.log.Info("step given back on shutdown", stepKV(task, st, "attempt", st.Attempts)...)
 }
 
 func isNoOp(inputs json.RawMessage) bool {

@@ -256,7 +256,7 @@ func (c *completer) commit(batch []*pendingOutcome) {
 			}
 			if renew && now.Sub(p.hold.last()) >= e.cfg.Lease/3 {
 				rctx, cancel := context.WithTimeout(w.dbctx, e.cfg.Lease/3)
-				_, herr := w.renewIn(rctx, p.ns, p.m, p.st, p.hold)
+				_, herr := w.renewIn(rctx, p.ns, p.m, nil, p.st, p.hold)
 				cancel()
 				switch {
 				case errors.Is(herr, store.ErrConflict) || errors.Is(herr, store.ErrNotFound):

@@ -181,7 +181,7 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 	e := w.e
 	d := declineDelay(m, time.Now())
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "step", msg.StepID)
+		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "task", msg.TaskID, "step_id", msg.StepID)
 	}
 	e.waiting.Declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
@@ -208,7 +208,7 @@ func (w *workers) releaseClaimed(ns string, m queue.Message, c *store.ClaimedSte
 		w.ack(ns, m.ID) // no longer ours (cancelled meanwhile): the message has nothing left to do
 		return
 	case err != nil:
-		e.log.Error(err, "give back a claimed step this engine cannot run; the lease rescuer will take it over", "step", st.ID, "handler", j.callable)
+		e.log.Error(err, "give back a claimed step this engine cannot run; the lease rescuer will take it over", stepKV(&c.Task, st, "handler", j.callable)...)
 		return
 	}
 	w.decline(ns, m, stepMessage{TaskID: c.Task.ID, StepID: st.ID}, j)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
@@ -76,6 +78,9 @@ type Config struct {
 	Staleness StalenessConfig
 	// Retention configures the purge of ended tasks (retention.go); a zero Period turns it off.
 	Retention RetentionConfig
+	// TracerProvider and MeterProvider instrument the engine (telemetry.go); nil means no-ops.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the
@@ -98,19 +103,26 @@ type Engine struct {
 	waiters     WaiterRegistry
 	waiting     WaitingRegistry // steps this engine declined, for health
 	svc         serviceStatuses // what the maintenance services' passes did (services.go)
+	tel         *Telemetry      // traces and metrics (telemetry.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.
 func New(cfg Config) *Engine {
-	return &Engine{
+	e := &Engine{
 		cfg:       cfg,
 		store:     cfg.Store,
 		queue:     cfg.Queue,
 		log:       cfg.Logger,
 		templates: map[string][]*Template{},
 		handlers:  map[string]Handler{},
+		tel:       NewTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Logger),
 	}
+	e.tel.observeQueues(cfg.MeterProvider, cfg.Queue, e.namespaces, cfg.Logger)
+	return e
 }
+
+// Telemetry returns the engine's OpenTelemetry instrumentation.
+func (e *Engine) Telemetry() *Telemetry { return e.tel }
 
 // CheckSchema verifies once, and then remembers, that the database schema is at this library's
 // version (for a store that can tell), so that a missing migration is reported in words rather

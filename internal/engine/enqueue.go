@@ -53,6 +53,7 @@ func (q Enqueuer) Flush(ctx context.Context) {
 		return
 	}
 	pub := q.e.queue.(queue.Publisher)
+	committed := time.Now() // Flush follows the commit: the publish lag is measured from here
 	type group struct {
 		ns    string
 		delay time.Duration
@@ -87,6 +88,9 @@ func (q Enqueuer) Flush(ctx context.Context) {
 		payloads, err := q.e.stepPayloads(g.ns, steps[g])
 		if err == nil {
 			err = pub.Publish(ctx, g.ns, payloads, g.delay)
+		}
+		if err == nil {
+			q.e.tel.recordPublish(g.ns, time.Since(committed))
 		}
 		if err != nil {
 			q.e.log.Error(err, "publish step messages; the sweeper will publish them again", "namespace", g.ns, "steps", len(steps[g]))

@@ -47,6 +47,7 @@ func (w *workers) deadLetterExhausted(ctx context.Context) error {
 			failed = fmt.Errorf("dead-letter task %s: %w", a.ID, err)
 			continue
 		}
+		e.tel.deadLettered(ctx, a.Namespace, store.ReasonMaxRetriesExceeded)
 		e.log.Info("dead-lettered a task whose retries are exhausted", "task", a.ID, "namespace", a.Namespace,
 			"name", a.Name, "entry", d.ID, "blocked_for", a.StateAge)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tasker-systems/tasker/store"
 )
@@ -25,6 +26,7 @@ func (w *workers) rescue(ctx context.Context) error {
 	for i := range expired {
 		ex := &expired[i]
 		st := &ex.Step
+		start := time.Now()
 		msg := fmt.Sprintf("worker %s stopped renewing its lease (crashed, killed or cut off)", st.LeaseOwner)
 		p := Classify(st, Called{Return: Return{Err: errors.New(msg), Class: ClassRetryable}}, nil, e.cfg.MaxPayloadBytes)
 		if p.Kind == store.OutcomePermanent || p.Kind == store.OutcomeRetry {
@@ -40,19 +42,26 @@ func (w *workers) rescue(ctx context.Context) error {
 		if err == nil {
 			enq.Flush(ctx)
 		}
+		outcome := map[store.OutcomeKind]string{store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind]
+		kv := []any{"task", st.TaskID, "step", st.Name, "step_id", st.ID}
+		if id := TraceID(ex.TraceParent); id != "" {
+			kv = append(kv, "trace_id", id)
+		}
 		if err != nil {
 			if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
-				e.log.Error(err, "rescue step", "step", st.Name, "task", st.TaskID)
+				e.tel.recordRescue(ex, outcome, start, err)
+				e.log.Error(err, "rescue step", kv...)
 				failed = fmt.Errorf("rescue step %s of task %s: %w", st.Name, st.TaskID, err)
 			}
 			continue
 		}
-		e.log.Info("rescued step whose lease expired", "task", st.TaskID, "step", st.Name, "attempt", st.Attempts,
-			"worker", st.LeaseOwner, "outcome", map[store.OutcomeKind]string{store.OutcomeRetry: "retry", store.OutcomePermanent: "error"}[p.Kind])
+		e.tel.recordRescue(ex, outcome, start, nil)
+		e.log.Info("rescued step whose lease expired", append(kv, "attempt", st.Attempts, "worker", st.LeaseOwner, "outcome", outcome)...)
 		if p.Kind == store.OutcomeRetry {
 			w.wakeAfter(ex.Namespace, p.RetryDelay)
 		}
 		if res.Settled {
+			e.tel.taskSettled(ex.Namespace, res.TaskState)
 			e.waiters.Notify(st.TaskID)
 		}
 	}

@@ -45,6 +45,8 @@ func (w *workers) maintain(ctx context.Context) {
 	el.Run(ctx, func(lctx context.Context) {
 		w.leading.Store(true)
 		defer w.leading.Store(false)
+		e.tel.leaderChange("acquired") // telemetry.go
+		defer e.tel.leaderChange("lost")
 		var wg sync.WaitGroup
 		for _, s := range w.services() {
 			wg.Add(1)

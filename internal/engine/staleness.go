@@ -319,6 +319,7 @@ func (e *Engine) StalenessPass(ctx context.Context) (StalenessPass, error) {
 	if res.DeadLettered+res.Failed+res.WouldMove > 0 {
 		log = e.log
 	}
+	e.tel.stalePass(ctx, res.Stale)
 	if res.Stale > 0 {
 		log.Info("staleness pass", "stale", res.Stale, "dead_lettered", res.DeadLettered, "failed", res.Failed,
 			"reported", res.Reported, "would_move", res.WouldMove, "skipped", res.Skipped, "dry_run", dry)
@@ -362,7 +363,9 @@ func (e *Engine) actOnStale(ctx context.Context, v Verdict, dry bool, res *Stale
 		}
 		return fmt.Errorf("move stale task %s: %w", t.ID, err)
 	}
+	e.tel.staleMovedBy(ctx, t.Namespace, v.Action)
 	if v.Action == StalenessDeadLetter {
+		e.tel.deadLettered(ctx, t.Namespace, store.ReasonStalenessTimeout)
 		res.DeadLettered++
 		e.log.Info("stale task dead-lettered and failed", kv...)
 	} else {

@@ -493,8 +493,10 @@ func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, er
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
+	cl := claimTimes{start: time.Now()}
 	res, err := w.claimer.ClaimFromQueue(w.dbctx, store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
 		Lease: e.cfg.Lease, Callables: e.callables()})
+	cl.end = time.Now()
 	if err != nil {
 		return 0, err
 	}
@@ -511,7 +513,7 @@ func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, er
 	w.release(ns, n-used)
 	for _, c := range res.Claimed {
 		w.inflight.Add(1)
-		go w.executeClaimed(ns, c)
+		go w.executeClaimed(ns, c, cl)
 	}
 	for _, r := range res.Retries {
 		// A retry timer whose step waits for its backoff: the executor promotes it, then claims it.

@@ -100,7 +100,7 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 		t: store.Task{ID: p.TaskID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
 			State: plan.Counters.State, Context: ctxJSON, IdentityHash: p.IdentityHash,
 			IdempotencyKey: p.IdempotencyKey, Priority: p.Priority, CorrelationID: p.CorrelationID, Tags: tags,
-			Initiator: p.Initiator, SourceSystem: p.SourceSystem, Reason: p.Reason,
+			Initiator: p.Initiator, SourceSystem: p.SourceSystem, Reason: p.Reason, TraceParent: p.TraceParent,
 			StepsTotal: plan.Counters.Total, StepsUnfinished: plan.Counters.Unfinished, StepsActive: plan.Counters.Active,
 			CreatedAt: created, UpdatedAt: created},
 		byName: map[string]*stepRow{},

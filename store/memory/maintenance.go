@@ -68,7 +68,7 @@ func (s *Store) ExpiredSteps(ctx context.Context, p store.ExpiredStepsParams) ([
 		})
 		for _, st := range expired[:min(limit, len(expired))] {
 			t := &st.task.t
-			out = append(out, store.ExpiredStep{Step: cloneStep(&st.s), Namespace: t.Namespace, TaskName: t.Name, Version: t.Version})
+			out = append(out, store.ExpiredStep{Step: cloneStep(&st.s), Namespace: t.Namespace, TaskName: t.Name, Version: t.Version, TraceParent: t.TraceParent})
 		}
 		return nil
 	})

@@ -179,9 +179,9 @@ func (s *Store) duplicateOf(ctx context.Context, q querier, p store.CreateTaskPa
 const insertTaskSQL = `
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
 		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
-		                       initiator, source_system, reason)
+		                       initiator, source_system, reason, trace_parent)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
-		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''))`
+		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''), NULLIF($18, ''))`
 
 func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []any {
 	tags := p.Tags
@@ -190,7 +190,7 @@ func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []an
 	}
 	return []any{p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
 		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
-		plan.Counters.Unfinished}
+		plan.Counters.Unfinished, p.TraceParent}
 }
 
 // queueTaskWrites queues into b what follows the task's row: the steps with their first

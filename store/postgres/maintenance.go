@@ -52,7 +52,8 @@ func (s *Store) ExpiredSteps(ctx context.Context, p store.ExpiredStepsParams) ([
 		SELECT `+stepColumns+`,
 		       (SELECT t.namespace FROM {s}.tasks t WHERE t.task_id = st.task_id),
 		       (SELECT t.name FROM {s}.tasks t WHERE t.task_id = st.task_id),
-		       (SELECT t.version FROM {s}.tasks t WHERE t.task_id = st.task_id)
+		       (SELECT t.version FROM {s}.tasks t WHERE t.task_id = st.task_id),
+		       (SELECT coalesce(t.trace_parent, '') FROM {s}.tasks t WHERE t.task_id = st.task_id)
 		  FROM (SELECT * FROM {s}.steps
 		         WHERE state = 'in_progress' AND lease_expires_at < now()
 		         ORDER BY lease_expires_at LIMIT $1) st`), limit)
@@ -63,7 +64,7 @@ func (s *Store) ExpiredSteps(ctx context.Context, p store.ExpiredStepsParams) ([
 	var out []store.ExpiredStep
 	for rows.Next() {
 		var ex store.ExpiredStep
-		st, err := scanStepWith(rows, &ex.Namespace, &ex.TaskName, &ex.Version)
+		st, err := scanStepWith(rows, &ex.Namespace, &ex.TaskName, &ex.Version, &ex.TraceParent)
 		if err != nil {
 			return nil, err
 		}

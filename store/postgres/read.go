@@ -14,7 +14,8 @@ import (
 
 const taskColumns = `task_id, namespace, name, version, state, context, identity_hash, coalesce(idempotency_key, ''),
 	priority, coalesce(correlation_id, ''), tags, steps_total, steps_unfinished, steps_active, steps_failed,
-	created_at, updated_at, completed_at, coalesce(initiator, ''), coalesce(source_system, ''), coalesce(reason, '')`
+	created_at, updated_at, completed_at, coalesce(initiator, ''), coalesce(source_system, ''), coalesce(reason, ''),
+	coalesce(trace_parent, '')`
 
 func scanTask(row pgx.Row) (*store.Task, error) {
 	var t store.Task
@@ -28,7 +29,7 @@ func scanTask(row pgx.Row) (*store.Task, error) {
 func taskDest(t *store.Task) []any {
 	return []any{&t.ID, &t.Namespace, &t.Name, &t.Version, &t.State, &t.Context, &t.IdentityHash, &t.IdempotencyKey,
 		&t.Priority, &t.CorrelationID, &t.Tags, &t.StepsTotal, &t.StepsUnfinished, &t.StepsActive, &t.StepsFailed,
-		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason}
+		&t.CreatedAt, &t.UpdatedAt, &t.CompletedAt, &t.Initiator, &t.SourceSystem, &t.Reason, &t.TraceParent}
 }
 
 const stepColumns = `step_id, task_id, name, template_step, handler, step_type, state, attempts, max_attempts, retryable,
