@@ -118,3 +118,40 @@ func TestUnavailable(t *testing.T) {
 		require.Equal(t, "5", r.header.Get("Retry-After"))
 	}
 }
+
+// TestCrossOriginWritesRefused: a write a browser sends from another site is refused before any
+// route runs, whatever the Authorizer says, and so is a body that is not JSON (which a page
+// elsewhere could send without a CORS preflight); the same write from the UI's own origin, or
+// from a client that is not a browser, goes through. The UI's paths redirect relatively.
+func TestCrossOriginWritesRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := map[string]any{"namespace": "shop", "name": "order", "context": map[string]any{"order_id": "x", "amount": 1}}
+	r := b.do(t, "POST", "/v1/tasks", body, "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, ProblemType+"cross-origin", r.problem(t).Type)
+	r = b.do(t, "POST", "/v1/tasks", body, "Origin", "https://evil.example")
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, http.StatusOK, b.do(t, "GET", "/v1/tasks", nil, "Sec-Fetch-Site", "cross-site").status, "reads are not refused")
+
+	noType, err := http.Post(b.srv.URL+"/v1/tasks", "", strings.NewReader(`{"namespace":"shop","name":"order"}`))
+	require.NoError(t, err)
+	require.NoError(t, noType.Body.Close())
+	require.Equal(t, http.StatusUnsupportedMediaType, noType.StatusCode)
+
+	r = b.do(t, "POST", "/v1/tasks", body, "Sec-Fetch-Site", "same-origin")
+	require.Equal(t, http.StatusCreated, r.status, "body %s", r.body)
+
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]string{"/": "ui/", "/ui": "ui/"} {
+		resp, err := client.Get(b.srv.URL + path)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, want, resp.Header.Get("Location"), path)
+	}
+	resp, err := http.Get(b.srv.URL + "/ui/app.js")
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+}

@@ -108,9 +108,9 @@ func setup(t *testing.T, opts ...Option) *bundle {
 	e.HandleFunc("ship", func(context.Context, *tasker.Step) (any, error) { return "shipped", nil })
 	runWorkers(t, e)
 
-	h := New(e, append([]Option{WithAuthorizer(AllowAll)}, opts...)...)
-	b.mux = h.(*http.ServeMux)
-	b.srv = httptest.NewServer(h)
+	srv := newServer(e, append([]Option{WithAuthorizer(AllowAll)}, opts...)...)
+	b.mux = srv.mux
+	b.srv = httptest.NewServer(srv.handler)
 	t.Cleanup(b.srv.Close)
 
 	doc, err := openapi3.NewLoader().LoadFromData(openAPI)

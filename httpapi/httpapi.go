@@ -17,7 +17,9 @@
 // Every API route asks the Authorizer for its Action (Tasker Core's names: tasks:create,
 // tasks:read, steps:resolve, dlq:update, ...) before it does anything. Without WithAuthorizer the
 // handler is read-only: ReadOnly allows every read and refuses every write with 403. The UI's
-// static assets hold no data and are served without asking.
+// static assets hold no data and are served without asking. Writes that a browser sends from
+// another origin are refused (http.CrossOriginProtection), so that a page elsewhere cannot use an
+// operator's cookies; request bodies must be application/json.
 //
 // Errors are RFC 9457 problem details (application/problem+json); see Problem for the mapping of
 // the engine's typed errors to status codes.
@@ -80,6 +82,7 @@ type server struct {
 	healthOpts []healthhttp.Option
 	health     http.Handler
 	mux        *http.ServeMux
+	handler    http.Handler // mux behind the cross-origin protection
 }
 
 // route is one API route: its ServeMux pattern's method and path, and the action it needs.
@@ -117,6 +120,10 @@ var routes = []route{
 // New returns the handler of an engine's API and UI (see the package documentation). Mount it at
 // the root of a mux, or under a prefix with http.StripPrefix.
 func New(engine *tasker.Engine, opts ...Option) http.Handler {
+	return newServer(engine, opts...).handler
+}
+
+func newServer(engine *tasker.Engine, opts ...Option) *server {
 	s := &server{e: engine, auth: ReadOnly, maxBody: MaxBodyBytesDefault, mux: http.NewServeMux()}
 	for _, o := range opts {
 		o(s)
@@ -127,11 +134,20 @@ func New(engine *tasker.Engine, opts ...Option) http.Handler {
 	}
 	s.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	s.mux.Handle("GET /ui/", uiHandler())
-	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "ui/", http.StatusFound)
-	})
+	// Relative redirects, so that they work under any prefix the handler is mounted at.
+	s.mux.HandleFunc("GET /{$}", relativeRedirect)
+	s.mux.HandleFunc("GET /ui", relativeRedirect)
 	s.mux.HandleFunc("/v1/", s.noRoute)
-	return s.mux
+	// A browser on another site must not drive the API with the operator's cookies: writes from a
+	// cross-origin browser request (Sec-Fetch-Site, Origin) are refused before any route runs.
+	// Clients that are not browsers send neither header and are not affected.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, &requestError{status: http.StatusForbidden, kind: "cross-origin",
+			msg: "a cross-origin request from a browser may not change anything"})
+	}))
+	s.handler = cop.Handler(s.mux)
+	return s
 }
 
 // noRoute answers a request no route takes: 405 with an Allow header when the path has routes for
@@ -152,6 +168,13 @@ func (s *server) noRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeProblem(w, r, &requestError{status: http.StatusNotFound, kind: "not-found", msg: "no such route: " + r.Method + " " + r.URL.Path})
+}
+
+// relativeRedirect sends the browser to the UI with a relative Location (http.Redirect would make it
+// absolute from the path it sees, which lacks the prefix http.StripPrefix removed).
+func relativeRedirect(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Location", "ui/")
+	w.WriteHeader(http.StatusFound)
 }
 
 // wrap authorizes a route's request and writes its error, if any, as a problem.
