@@ -34,7 +34,7 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowserUI drives the UI in headless Chromium: the task list, then a running task whose DAG
+// TestBrowserUI drives the UI in headless Chromium: the task list and its filter, then a running task whose DAG
 // shows its steps' states; a held step turns complete while the page stays (no reload); a failed
 // step is resolved through the UI and the task resumes to complete. It saves screenshots of each
 // stage, and of the other pages, to a temporary folder it logs.
@@ -98,7 +98,18 @@ func TestBrowserUI(t *testing.T) {
 		chromedp.WaitVisible(css(`tr[data-task-id=%q][data-state="steps_in_process"]`, held.ID)),
 		chromedp.WaitVisible(css(`tr[data-task-id=%q][data-state="blocked_by_failures"]`, failed.ID)),
 		chromedp.WaitVisible(css(`tr[data-task-id=%q][data-state="complete"]`, done.ID)),
-		shot("01-task-list"))
+		shot("01-task-list"),
+		// The state filter keeps the blocked task alone.
+		chromedp.SetValue(chromedp.CSS(`#f-state`), "blocked_by_failures"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.querySelector("#f-state").dispatchEvent(new Event("change")), true`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitNotPresent(css(`tr[data-task-id=%q]`, held.ID)),
+		chromedp.WaitVisible(css(`tr[data-task-id=%q]`, failed.ID)),
+		shot("01b-task-list-filtered"),
+		chromedp.Navigate(b.srv.URL+"/ui/#/tasks"),
+		chromedp.WaitVisible(css(`tr[data-task-id=%q]`, held.ID)))
 
 	// The running task: its DAG with the steps' states.
 	run("running task",
