@@ -159,7 +159,22 @@ func TestBrowserUI(t *testing.T) {
 	st, _ := task.Step("reserve")
 	require.Equal(t, tasker.StepResolvedManually, st.State)
 
-	// The other pages render.
+	// The other pages render; a second template with a fan-out and a join shows the layout.
+	fan, err := tasker.ParseTemplate([]byte(`
+name: fulfilment
+namespace_name: shop
+version: 2.0.0
+description: Fan out to three warehouses, then join.
+steps:
+  - {name: plan, handler: {callable: validate}}
+  - {name: east, handler: {callable: charge}, dependencies: [plan]}
+  - {name: west, handler: {callable: charge}, dependencies: [plan]}
+  - {name: north, handler: {callable: charge}, dependencies: [plan]}
+  - {name: merge, handler: {callable: ship}, dependencies: [east, west, north]}
+  - {name: audit, handler: {callable: ship}, dependencies: [plan]}
+`))
+	require.NoError(t, err)
+	require.NoError(t, b.e.Register(fan))
 	_, err = b.e.DeadLetterTask(context.Background(), done.ID, tasker.DeadLetterRequest{By: "test", Reason: "audit"})
 	require.NoError(t, err)
 	run("other pages",

@@ -250,6 +250,13 @@
     load();
   }
 
+  // runTime is a step's last attempt's duration, or how long it has run so far.
+  function runTime(st) {
+    if (st.completed_at) return dur(between(st.started_at, st.completed_at));
+    if (st.state === "in_progress" && st.started_at) return "running " + dur(between(st.started_at, new Date().toISOString()));
+    return "—";
+  }
+
   function stepSub(st) {
     let sub = st.state.replaceAll("_", " ");
     if (st.attempts) sub += ` · ${st.attempts}/${st.max_attempts}`;
@@ -313,25 +320,26 @@
           h("div.k", "Created"), h("div", when(st.created_at)),
           h("div.k", "Started"), h("div", when(st.started_at)),
           h("div.k", "Completed"), h("div", when(st.completed_at)),
-          h("div.k", "Duration"), h("div", dur(between(st.started_at, st.completed_at))),
+          h("div.k", "Duration"), h("div", runTime(st)),
           st.next_retry_at ? [h("div.k", "Next retry"), h("div", new Date(st.next_retry_at).toLocaleTimeString())] : null)];
       if (st.last_error) kids.push(h("h3", "Last error"), h("div.err", `attempt ${st.last_error.attempt} · ${st.last_error.kind}\n${st.last_error.message}`),
         st.last_error.stack ? h("pre", st.last_error.stack) : null);
       if (st.result !== undefined && st.result !== null) kids.push(h("h3", "Result"), h("pre#step-result", json(st.result)));
-      const sig = JSON.stringify(st);
+      const sig = JSON.stringify(st) + (st.state === "in_progress" ? Date.now() : ""); // a running step's time ticks
       if (detail.dataset.sig !== sig) { detail.dataset.sig = sig; fill(detail, ...kids); }
     }
 
     function draw(task, steps, force) {
       const byId = new Map(steps.steps.map((x) => [x.id, x]));
-      const sig = JSON.stringify([task.state, task.updated_at, steps.steps.map((x) => [x.state, x.attempts]), selected]);
+      const running = steps.steps.some((x) => x.state === "in_progress");
+      const sig = JSON.stringify([task.state, task.updated_at, steps.steps.map((x) => [x.state, x.attempts]), selected, running && Date.now()]);
       if (force || dagBox.dataset.sig !== sig) {
         dagBox.dataset.sig = sig;
         fill(dagBox, dag(steps.steps.map((x) => ({ key: x.id, label: x.name, state: x.state, sub: stepSub(x) })),
           steps.edges, pick, selected));
         fill(stepsBody, ...steps.steps.map((x) => h("tr.click" + (x.id === selected ? ".sel" : ""), { dataset: { step: x.name, state: x.state }, onclick: () => pick(x.id) },
           h("td", h("b", x.name), h("div.muted.small.mono", x.handler)), h("td", badge(x.state)), h("td", `${x.attempts}/${x.max_attempts}`),
-          h("td", when(x.started_at)), h("td", dur(between(x.started_at, x.completed_at))),
+          h("td", when(x.started_at)), h("td", runTime(x)),
           h("td.small", x.last_error ? h("span", { title: x.last_error.message }, x.last_error.kind + ": " + x.last_error.message.slice(0, 60)) : "—"))));
       }
       const st = byId.get(selected);
