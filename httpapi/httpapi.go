@@ -17,7 +17,7 @@
 // Every API route asks the Authorizer for its Action (Tasker Core's names: tasks:create,
 // tasks:read, steps:resolve, dlq:update, ...) before it does anything. Without WithAuthorizer the
 // handler is read-only: ReadOnly allows every read and refuses every write with 403. The UI's
-// static assets hold no data and are served without asking. Writes that a browser sends from
+// static assets and /openapi.json hold no data and are served without asking. Writes that a browser sends from
 // another origin are refused (http.CrossOriginProtection), so that a page elsewhere cannot use an
 // operator's cookies; request bodies must be application/json.
 //

@@ -19,7 +19,29 @@ import (
 const ProblemType = "https://tasker.dev/problems/"
 
 // Problem is an RFC 9457 problem details document (application/problem+json), with the
-// extensions this API adds where they apply.
+// extensions this API adds where they apply. Type is ProblemType followed by the kind of problem
+// (invalid-request, invalid-input, unauthenticated, forbidden, cross-origin, not-found,
+// method-not-allowed, duplicate-task, conflict, payload-too-large, unsupported-media-type,
+// not-allowed, unsupported, unavailable, internal).
+//
+// The status codes, and the engine's errors they stand for (the OpenAPI document says the same):
+//
+//   - 400 invalid-request: a malformed body or parameter; invalid-input: a task context or
+//     request the engine refused (*tasker.InputError, with every violation), a value or text the
+//     database cannot store (*tasker.ValueError), a dead-letter argument (*tasker.DeadLetterRequestError).
+//   - 401 unauthenticated / 403 forbidden: the Authorizer refused (401 when its error wraps
+//     ErrUnauthenticated); 403 cross-origin: a write a browser sent from another origin.
+//   - 404 not-found: an unknown task, step, template or dead-letter entry, or route; 405
+//     method-not-allowed, with an Allow header.
+//   - 409 duplicate-task: the request matched an existing task (existing_task_id); conflict: a
+//     task already holds an open dead-letter entry, a template version conflicts.
+//   - 413 payload-too-large: a body, context or result over its limit; 415
+//     unsupported-media-type: a body that is not application/json.
+//   - 422 not-allowed: a well-formed request the current state forbids (cancelling a finished
+//     task, retrying a step that is not in error, resolving a resolved dead-letter entry).
+//   - 503 unavailable: the database does not answer (connection refused or lost, a closed pool,
+//     the request's deadline spent waiting for it).
+//   - 500 internal: anything else.
 type Problem struct {
 	Type     string `json:"type"`
 	Title    string `json:"title"`
@@ -51,21 +73,7 @@ func badRequest(field, format string, args ...any) error {
 	return &requestError{status: http.StatusBadRequest, kind: "invalid-request", field: field, msg: fmt.Sprintf(format, args...)}
 }
 
-// problemFor maps an error to its problem. The mapping (the OpenAPI document says the same):
-//
-//   - 400 invalid-request: a malformed body or parameter; invalid-input: a task context or
-//     request the engine refused (*tasker.InputError, with every violation), a value or text the
-//     database cannot store (*tasker.ValueError), a dead-letter argument (*tasker.DeadLetterRequestError).
-//   - 401 / 403: the Authorizer refused (401 when its error wraps ErrUnauthenticated).
-//   - 404 not-found: an unknown task, step, template or dead-letter entry.
-//   - 409 duplicate-task: the request matched an existing task (existing_task_id); conflict: a
-//     task already holds an open dead-letter entry, a template version conflicts.
-//   - 413 payload-too-large: a body, context or result over its limit.
-//   - 422 not-allowed: a well-formed request the current state forbids (cancelling a finished
-//     task, retrying a step that is not in error, resolving a resolved dead-letter entry).
-//   - 503 unavailable: the database does not answer (connection refused or lost, a closed pool,
-//     the request's deadline spent waiting for it).
-//   - 500 internal: anything else.
+// problemFor maps an error to its problem (see Problem).
 func problemFor(err error) Problem {
 	var (
 		re  *requestError
