@@ -15,6 +15,15 @@
 //	curl -i -X POST localhost:8080/orders -d '{"item":"fail-after-create","quantity":1}'
 //	    → 500: the handler fails after CreateTaskTx and rolls back; no order, no task, nothing runs
 //
+// tasker's API and web UI are mounted at /tasker/ (package httpapi): open
+// http://localhost:8080/tasker/ui/ to watch the orders' workflows, and
+// http://localhost:8080/tasker/openapi.json for the API. Anyone may read; operator actions
+// (cancel, retry, resolve, complete, dead-letter resolutions) need TASKER_OPERATOR_TOKEN, sent as
+// "Authorization: Bearer <token>" or the tasker_operator cookie, or, when it is unset, a request
+// from this machine:
+//
+//	curl -s localhost:8080/tasker/v1/tasks?namespace=shop
+//
 // Each order runs the workflow reserve → charge → notify. SIGINT or SIGTERM stops the HTTP
 // server (http.Server.Shutdown lets requests in flight finish) and then the workers (handlers in
 // flight get tasker.Config.ShutdownTimeout to finish).
@@ -47,6 +56,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/httpapi"
 	"github.com/tasker-systems/tasker/internal/exampledb"
 	"github.com/tasker-systems/tasker/migrations"
 	"github.com/tasker-systems/tasker/store/postgres"
@@ -152,6 +162,10 @@ type stepRun struct {
 
 // App is the order service: its HTTP handlers and the workflow engine they feed.
 type App struct {
+	// OperatorToken, when set, is what operator actions in /tasker/ need (see operatorAuthorizer);
+	// "" allows them from the loopback interface only.
+	OperatorToken string
+
 	pool   *pgxpool.Pool
 	orders string // the orders table, quoted and schema-qualified
 	engine *tasker.Engine
@@ -263,11 +277,14 @@ func (a *App) Engine() *tasker.Engine { return a.engine }
 // RunWorkers runs the workflow's steps until ctx ends; see tasker.Engine.RunWorkers.
 func (a *App) RunWorkers(ctx context.Context) error { return a.engine.RunWorkers(ctx) }
 
-// Handler returns the HTTP API: POST /orders and GET /orders/{id}.
+// Handler returns the HTTP API: POST /orders and GET /orders/{id}, and tasker's own API and web UI
+// under /tasker/ (package httpapi), guarded by operatorAuthorizer with a.OperatorToken.
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /orders", a.createOrder)
 	mux.HandleFunc("GET /orders/{id}", a.getOrder)
+	mux.Handle("/tasker/", http.StripPrefix("/tasker", httpapi.New(a.engine,
+		httpapi.WithAuthorizer(operatorAuthorizer(a.OperatorToken)))))
 	return mux
 }
 
@@ -416,6 +433,7 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	app.OperatorToken = os.Getenv("TASKER_OPERATOR_TOKEN")
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

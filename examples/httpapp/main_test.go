@@ -284,3 +284,50 @@ func TestServe(t *testing.T) {
 	_, err = http.Get(base + "/orders/1")
 	require.Error(t, err, "the listener is closed")
 }
+
+// TestTaskerMounted: tasker's API and UI answer under /tasker/; reads are open, and a write needs
+// the operator token (401 without it, 403 with a wrong one).
+func TestTaskerMounted(t *testing.T) {
+	t.Parallel()
+	app, _ := newTestApp(t)
+	app.OperatorToken = "s3cret"
+	startWorkers(t, app)
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(srv.Close)
+	c := createOrder(t, srv.URL, "gadget", 1)
+	waitComplete(t, srv.URL, c.OrderID)
+
+	resp, err := http.Get(srv.URL + "/tasker/v1/tasks/" + c.TaskID.String())
+	require.NoError(t, err)
+	var task struct {
+		ID            uuid.UUID `json:"id"`
+		State         string    `json:"state"`
+		CorrelationID string    `json:"correlation_id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&task))
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "complete", task.State)
+	require.Equal(t, fmt.Sprintf("order-%d", c.OrderID), task.CorrelationID)
+
+	resp, err = http.Get(srv.URL + "/tasker/ui/")
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+
+	cancel := func(token string) int {
+		req, err := http.NewRequest(http.MethodDelete, srv.URL+"/tasker/v1/tasks/"+c.TaskID.String(), nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, cancel(""))
+	require.Equal(t, http.StatusForbidden, cancel("guess"))
+	require.Equal(t, http.StatusUnprocessableEntity, cancel("s3cret"), "allowed, and refused by the engine: the task finished")
+}
