@@ -78,8 +78,9 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, path 
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// queueMoveTask adds to b the statements that set the task's state with a compare-and-set on
-// the path's first state and record the path as transitions, the last one current.
+// queueMoveTask adds to b the statement that sets the task's state with a compare-and-set on
+// the path's first state and records the path as transitions, the last one current (at the
+// task's transition_seq, which the same statement advances by the path's length).
 func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachine.TaskTransition, meta map[string]any) error {
 	froms := make([]string, len(path))
 	tos := make([]string, len(path))
