@@ -34,14 +34,14 @@ func (b *bundle) dumpTask(t testing.TB, id uuid.UUID) {
 		args       []any
 	}{
 		{"database clock", `SELECT now() AS now`, nil},
-		{"task", q(`SELECT state, steps_total, steps_unfinished, steps_active, steps_failed, created_at, updated_at, completed_at
+		{"task", q(`SELECT state, transition_seq, steps_total, steps_unfinished, steps_active, steps_failed, created_at, updated_at, completed_at
 			FROM {s}.tasks WHERE task_id = $1`), []any{id}},
-		{"task transitions", q(`SELECT sort_key, from_state, to_state, event, metadata::text AS metadata, most_recent, created_at
+		{"task transitions", q(`SELECT sort_key, from_state, to_state, event, metadata::text AS metadata, created_at
 			FROM {s}.task_transitions WHERE task_id = $1 ORDER BY sort_key`), []any{id}},
 		{"steps", q(`SELECT name, step_id, state, attempts, max_attempts, parents_total, parents_unfinished, held, lease_owner,
 			lease_expires_at, next_retry_at, updated_at, started_at, completed_at, result::text AS result, last_error::text AS last_error
 			FROM {s}.steps WHERE task_id = $1 ORDER BY name`), []any{id}},
-		{"step transitions", q(`SELECT s.name, t.sort_key, t.from_state, t.to_state, t.event, t.metadata::text AS metadata, t.most_recent, t.created_at
+		{"step transitions", q(`SELECT s.name, t.sort_key, t.from_state, t.to_state, t.event, t.metadata::text AS metadata, t.sort_key = s.transition_seq AS current, t.created_at
 			FROM {s}.step_transitions t JOIN {s}.steps s USING (step_id) WHERE t.task_id = $1 ORDER BY s.name, t.sort_key`), []any{id}},
 		{"queue messages of the task", q(`SELECT msg_id, queue_name, payload::text AS payload, vt, read_ct, enqueued_at
 			FROM {s}.queue_messages WHERE payload->>'task_id' = $1::text ORDER BY msg_id`), []any{id.String()}},

@@ -71,7 +71,8 @@ func TestMigrateTwiceIsIdempotent(t *testing.T) {
 	require.NoError(t, migrations.Migrate(ctx, db.Pool, migrations.WithSchema(db.Schema)))
 	first := schemaShape(t, db)
 	require.Contains(t, first, "col tasks.state text")
-	require.Contains(t, first, "idx step_transitions_current_idx")
+	require.Contains(t, first, "col steps.transition_seq integer")
+	require.NotContains(t, first, "most_recent")
 	require.NoError(t, migrations.Migrate(ctx, db.Pool, migrations.WithSchema(db.Schema)))
 	require.Equal(t, first, schemaShape(t, db))
 	require.Equal(t, allVersions(), versions(t, db))
@@ -133,13 +134,13 @@ func TestCheckConstraintsHoldStateNames(t *testing.T) {
 	// Identity is unique per template.
 	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.tasks (task_id, namespace, name, version, identity_hash) VALUES (gen_random_uuid(),'ns','t','1','h')`)
 	require.ErrorContains(t, err, "tasks_identity_unique")
-	// Exactly one current transition per task.
+	// One transition per place in a task's history: the current one is at tasks.transition_seq.
 	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.task_transitions (task_id, from_state, to_state, event, sort_key) VALUES ('00000000-0000-0000-0000-000000000001', NULL, 'pending', 'create', 1)`)
 	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.task_transitions (task_id, from_state, to_state, event, sort_key) VALUES ('00000000-0000-0000-0000-000000000001', 'pending', 'initializing', 'start', 2)`)
-	require.ErrorContains(t, err, "task_transitions_current_idx")
+	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.task_transitions (task_id, from_state, to_state, event, sort_key) VALUES ('00000000-0000-0000-0000-000000000001', 'pending', 'initializing', 'start', 1)`)
+	require.ErrorContains(t, err, "task_transitions_sort_unique")
 	// A transition must change the state.
-	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent) VALUES ('00000000-0000-0000-0000-000000000001', 'pending', 'pending', 'noop', 3, false)`)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.task_transitions (task_id, from_state, to_state, event, sort_key) VALUES ('00000000-0000-0000-0000-000000000001', 'pending', 'pending', 'noop', 3)`)
 	require.ErrorContains(t, err, "task_transitions_changes_state")
 }
 

@@ -222,7 +222,7 @@ func (c *pathChecker) flush() {
 	}
 	last := trs[len(trs)-1]
 	if recent != 1 || !last.mostRecent {
-		c.fail("%s %s: %d transitions marked most recent, the last one %v", c.kind, owner, recent, last.mostRecent)
+		c.fail("%s %s: %d transitions at the row's transition_seq, the last one %v", c.kind, owner, recent, last.mostRecent)
 	}
 	if last.to != last.current {
 		c.fail("%s %s: last transition goes to %s but the row says %s", c.kind, owner, last.to, last.current)
@@ -277,7 +277,7 @@ func checkStepPaths(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq fu
 		moves: map[string]int{},
 	}
 	c.run(t, ctx, pool, sq(`
-		SELECT s.task_id::text || '/' || s.name, tr.from_state, tr.to_state, tr.event, tr.sort_key, tr.most_recent, s.state
+		SELECT s.task_id::text || '/' || s.name, tr.from_state, tr.to_state, tr.event, tr.sort_key, tr.sort_key = s.transition_seq, s.state
 		  FROM {s}.step_transitions tr JOIN {s}.steps s ON s.step_id = tr.step_id
 		 ORDER BY tr.step_id, tr.sort_key`))
 	var parts []string
@@ -306,7 +306,7 @@ func checkTaskPaths(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq fu
 		moves: map[string]int{},
 	}
 	c.run(t, ctx, pool, sq(`
-		SELECT t.task_id::text, tr.from_state, tr.to_state, tr.event, tr.sort_key, tr.most_recent, t.state
+		SELECT t.task_id::text, tr.from_state, tr.to_state, tr.event, tr.sort_key, tr.sort_key = t.transition_seq, t.state
 		  FROM {s}.task_transitions tr JOIN {s}.tasks t ON t.task_id = tr.task_id
 		 ORDER BY tr.task_id, tr.sort_key`))
 }
@@ -354,7 +354,7 @@ func diagnose(ctx context.Context, pool *pgxpool.Pool, sq func(string) string) s
 			SELECT s.task_id, s.name, s.state, s.attempts, s.lease_owner,
 			       round(extract(epoch FROM (now() - s.lease_expires_at))::numeric, 1) AS lease_expired_s_ago,
 			       (SELECT tr.event || ' at ' || tr.created_at::text FROM {s}.step_transitions tr
-			         WHERE tr.step_id = s.step_id AND tr.most_recent) AS last_transition
+			         WHERE tr.step_id = s.step_id AND tr.sort_key = s.transition_seq) AS last_transition
 			  FROM {s}.steps s WHERE s.state NOT IN ('complete', 'resolved_manually', 'cancelled')
 			 ORDER BY s.updated_at LIMIT 10`},
 		{"queue messages", `SELECT count(*), count(*) FILTER (WHERE vt <= now()) AS visible FROM {s}.queue_messages`},

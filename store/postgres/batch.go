@@ -52,9 +52,9 @@ func (s *Store) landed(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, o 
 	}
 	var landed bool
 	err = tx.QueryRow(ctx, s.q(`
-		SELECT EXISTS (SELECT 1 FROM {s}.step_transitions
-		                WHERE step_id = $1 AND most_recent AND from_state = $2 AND to_state = $3 AND event = $4
-		                  AND metadata = $5::jsonb)`),
+		SELECT EXISTS (SELECT 1 FROM {s}.steps st JOIN {s}.step_transitions t ON t.step_id = st.step_id AND t.sort_key = st.transition_seq
+		                WHERE st.step_id = $1 AND t.from_state = $2 AND t.to_state = $3 AND t.event = $4
+		                  AND t.metadata = $5::jsonb)`),
 		o.StepID, string(o.Plan.Step.From), string(o.Plan.Step.To), string(o.Plan.Step.Event), meta).Scan(&landed)
 	if err != nil {
 		return false, fmt.Errorf("record outcome of %s: look for its transition: %w", o.StepID, err)

@@ -21,6 +21,8 @@ const brokenReleaseSQL = `
 		   SET parents_unfinished = c.parents_unfinished - 1,
 		       state = CASE WHEN c.state = 'pending' AND NOT c.held AND coalesce($2::bool, true)
 		                    THEN 'enqueued' ELSE c.state END,
+		       transition_seq = CASE WHEN c.state = 'pending' AND NOT c.held AND coalesce($2::bool, true)
+		                             THEN c.transition_seq + 1 ELSE c.transition_seq END,
 		       updated_at = now()
 		  FROM {s}.edges e
 		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
@@ -37,6 +39,7 @@ const brokenFirstParentCTE = `done AS (
 			UPDATE {s}.steps c
 			   SET parents_unfinished = c.parents_unfinished - d.n,
 			       state = CASE WHEN c.state = 'pending' AND NOT c.held THEN 'enqueued' ELSE c.state END,
+			       transition_seq = CASE WHEN c.state = 'pending' AND NOT c.held THEN c.transition_seq + 1 ELSE c.transition_seq END,
 			       updated_at = now()
 			  FROM done d WHERE c.step_id = d.child
 			RETURNING c.step_id, c.state = 'enqueued' AS ready, c.template_step, c.handler, d.parents
@@ -53,6 +56,8 @@ const brokenNoGroupCTE = `done AS (
 			   SET parents_unfinished = c.parents_unfinished - d.n,
 			       state = CASE WHEN c.parents_unfinished = d.n AND c.state = 'pending' AND NOT c.held
 			                    THEN 'enqueued' ELSE c.state END,
+			       transition_seq = CASE WHEN c.parents_unfinished = d.n AND c.state = 'pending' AND NOT c.held
+			                             THEN c.transition_seq + 1 ELSE c.transition_seq END,
 			       updated_at = now()
 			  FROM done d WHERE c.step_id = d.child
 			RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0 AS ready, c.template_step, c.handler, d.parents

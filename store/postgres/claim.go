@@ -18,26 +18,23 @@ import (
 func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // claimSQL moves the enqueued step $1 to in_progress for worker $2 with a lease of $3 ms, records
-// the start transition (with "after": $4, the step whose outcome handed it over, unless NULL), and
-// returns the step.
+// the start transition (with "after": $4, the step whose outcome handed it over, unless NULL) at
+// the step's bumped transition_seq, and returns the step followed by that transition_seq.
 const claimSQL = `
 		WITH claimed AS (
 			UPDATE {s}.steps
 			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $2,
-			       lease_expires_at = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now()
+			       lease_expires_at = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now(),
+			       transition_seq = transition_seq + 1
 			 WHERE step_id = $1 AND state = 'enqueued'
-			RETURNING ` + stepColumns + `
-		), prev AS (
-			UPDATE {s}.step_transitions t SET most_recent = false
-			  FROM claimed c WHERE t.step_id = c.step_id AND t.most_recent
-			RETURNING t.sort_key
+			RETURNING ` + stepColumns + `, transition_seq
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
 			       jsonb_build_object('worker_id', $2::text, 'attempt', c.attempts)
 			       || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('after', $4::text) END,
-			       prev.sort_key + 1, clock_timestamp()
-			  FROM claimed c, prev
+			       c.transition_seq, clock_timestamp()
+			  FROM claimed c
 		)
 		SELECT * FROM claimed`
 
@@ -101,7 +98,8 @@ type claim struct {
 func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease time.Duration, after any, ancestors []string) *claim {
 	c := &claim{claimed: store.ClaimedStep{Results: map[string]json.RawMessage{}}}
 	b.Queue(s.q(claimSQL), step, worker, lease.Milliseconds(), after).QueryRow(func(row pgx.Row) error {
-		st, err := scanStep(row)
+		var seq int32
+		st, err := scanStepWith(row, &seq)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // not enqueued: c.found stays false
 		}

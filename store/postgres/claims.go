@@ -33,19 +33,16 @@ const claimSetSQL = `
 		), c AS (
 			UPDATE {s}.steps
 			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $1,
-			       lease_expires_at = now() + $2 * interval '1 millisecond', started_at = now(), updated_at = now()
+			       lease_expires_at = now() + $2 * interval '1 millisecond', started_at = now(), updated_at = now(),
+			       transition_seq = transition_seq + 1
 			  FROM pick
 			 WHERE step_id = pick.fid AND state = 'enqueued'
-			RETURNING pick.ford AS c_ord, ` + stepColumns + `
-		), prev AS (
-			UPDATE {s}.step_transitions t SET most_recent = false
-			  FROM c WHERE t.step_id = c.step_id AND t.most_recent
-			RETURNING t.step_id, t.sort_key
+			RETURNING pick.ford AS c_ord, transition_seq AS c_seq, ` + stepColumns + `
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
-			       jsonb_build_object('worker_id', $1::text, 'attempt', c.attempts), p.sort_key + 1, clock_timestamp()
-			  FROM c JOIN prev p USING (step_id)
+			       jsonb_build_object('worker_id', $1::text, 'attempt', c.attempts), c.c_seq, clock_timestamp()
+			  FROM c
 		), anc(step_id, anc) AS (
 			SELECT e.to_step_id, e.from_step_id
 			  FROM c JOIN src ON src.ord = c.c_ord JOIN {s}.edges e ON e.to_step_id = c.step_id
@@ -146,17 +143,17 @@ func (s *Store) claimSetOnce(ctx context.Context, sql string, args []any) ([]cla
 		for rows.Next() {
 			var r claimRow
 			var ord, readCount int32
-			var cOrd *int32
+			var cOrd, cSeq *int32
 			var step stepScan
 			head := []any{&ord, &r.msgID, &readCount, &r.enqueuedAt, &r.stepID, &r.retry, &r.state, &r.claimed}
-			rest := make([]any, 1+len(step.dest())+len(taskDest(&r.c.Task))+1)
+			rest := make([]any, 2+len(step.dest())+len(taskDest(&r.c.Task))+1)
 			if err := rows.Scan(append(head, rest...)...); err != nil {
 				return err
 			}
 			r.ord, r.readCount = int(ord), int(readCount)
 			if r.claimed {
 				results := map[string]json.RawMessage{}
-				dest := append(append(append(append(head, &cOrd), step.dest()...), taskDest(&r.c.Task)...), &results)
+				dest := append(append(append(append(head, &cOrd, &cSeq), step.dest()...), taskDest(&r.c.Task)...), &results)
 				if err := rows.Scan(dest...); err != nil {
 					return err
 				}

@@ -175,13 +175,14 @@ func (s *Store) duplicateOf(ctx context.Context, q querier, p store.CreateTaskPa
 	return &store.CreateTaskResult{Task: *existing, Steps: steps, Duplicate: true}, nil
 }
 
-// insertTaskSQL inserts a task's row; insertTaskArgs are its arguments.
+// insertTaskSQL inserts a task's row; insertTaskArgs are its arguments. Its transition_seq ($18) is
+// the sort key of the last transition queueTaskWrites writes: create, then the plan's path.
 const insertTaskSQL = `
 		INSERT INTO {s}.tasks (task_id, namespace, name, version, state, context, identity_hash, idempotency_key,
 		                       priority, correlation_id, tags, steps_total, steps_unfinished, steps_active, created_at, updated_at,
-		                       initiator, source_system, reason, trace_parent)
+		                       initiator, source_system, reason, trace_parent, transition_seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9, NULLIF($10, ''), $11, $12, $17, $13, clock_timestamp(), clock_timestamp(),
-		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''), NULLIF($18, ''))`
+		        NULLIF($14, ''), NULLIF($15, ''), NULLIF($16, ''), NULLIF($18, ''), $19)`
 
 func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []any {
 	tags := p.Tags
@@ -190,7 +191,7 @@ func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []an
 	}
 	return []any{p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
 		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
-		plan.Counters.Unfinished, p.TraceParent}
+		plan.Counters.Unfinished, p.TraceParent, int32(1 + len(plan.Path))}
 }
 
 // queueTaskWrites queues into b what follows the task's row: the steps with their first
@@ -205,8 +206,8 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 		froms, tos, events = append(froms, &from), append(tos, string(h.To)), append(events, string(h.Event))
 	}
 	b.Queue(s.q(`
-		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-		SELECT $1, x.f, x.t, x.e, x.ord, x.ord = cardinality($3::text[]), clock_timestamp()
+		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, created_at)
+		SELECT $1, x.f, x.t, x.e, x.ord, clock_timestamp()
 		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
 		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
 	switch {
@@ -284,9 +285,10 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 		WITH ins AS (
 			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
 			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
-			                       parents_unfinished, inputs, held, batch_group, failure_strategy)
+			                       parents_unfinished, inputs, held, batch_group, failure_strategy, transition_seq)
 			SELECT u.id, $1, u.name, u.tstep, u.handler, u.type, u.state, u.max_attempts, u.retryable, u.backoff,
-			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb, u.held, u.grp, u.strategy
+			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb, u.held, u.grp, u.strategy,
+			       CASE WHEN u.state = 'enqueued' THEN 2 ELSE 1 END -- the last of the transitions below
 			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
 			              $9::bool[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::text[],
 			              $16::bool[], $17::uuid[], $18::text[])
@@ -294,10 +296,10 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 			            timeout_ms, parents, inputs, held, grp, strategy)
 			RETURNING *
 		), trs AS (
-			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-			SELECT step_id, $1, NULL, 'pending', 'create', 1, state = 'pending', clock_timestamp() FROM ins
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
+			SELECT step_id, $1, NULL, 'pending', 'create', 1, clock_timestamp() FROM ins
 			UNION ALL
-			SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, true, clock_timestamp() FROM ins WHERE state = 'enqueued'
+			SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, clock_timestamp() FROM ins WHERE state = 'enqueued'
 		)
 		SELECT `+stepColumns+` FROM ins ORDER BY step_id`),
 		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,

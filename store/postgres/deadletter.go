@@ -44,7 +44,7 @@ func (s *Store) ActiveTasks(ctx context.Context, p store.ActiveTasksParams) ([]s
 	rows, err := s.pool.Query(ctx, s.q(`
 		SELECT `+activeColumns+`
 		  FROM {s}.tasks t
-		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.most_recent
+		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.sort_key = t.transition_seq
 		 WHERE t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')
 		   AND t.task_id > $1 AND ($2 = '' OR t.namespace = $2)
 		   AND ($3::float8 <= 0 OR t.created_at <= now() - make_interval(secs => $3::float8))
@@ -61,7 +61,7 @@ func (s *Store) ExhaustedTasks(ctx context.Context, p store.ExhaustedTasksParams
 	rows, err := s.pool.Query(ctx, s.q(`
 		SELECT `+activeColumns+`
 		  FROM {s}.tasks t
-		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.most_recent
+		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.sort_key = t.transition_seq
 		 WHERE t.state = 'blocked_by_failures'
 		   AND EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = t.task_id AND st.state = 'error'
 		                  AND st.retryable AND st.attempts >= st.max_attempts)
@@ -93,7 +93,7 @@ func (s *Store) checkMeasured(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, 
 	}
 	if sortKey > 0 {
 		var cur int
-		if err := tx.QueryRow(ctx, s.q(`SELECT sort_key FROM {s}.task_transitions WHERE task_id = $1 AND most_recent`), taskID).Scan(&cur); err != nil {
+		if err := tx.QueryRow(ctx, s.q(`SELECT transition_seq FROM {s}.tasks WHERE task_id = $1`), taskID).Scan(&cur); err != nil {
 			return c, fmt.Errorf("read the current transition of %s: %w", taskID, err)
 		}
 		if cur != sortKey {

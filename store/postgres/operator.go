@@ -196,7 +196,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 // the number of steps enqueued.
 func (s *Store) rearm(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, q store.Enqueuer) (int, error) {
 	rows, err := tx.Query(ctx, s.q(`
-		UPDATE {s}.steps SET state = 'enqueued', updated_at = now()
+		UPDATE {s}.steps SET state = 'enqueued', transition_seq = transition_seq + 1, updated_at = now() -- enqueuePending's transition
 		 WHERE task_id = $1 AND state = 'pending' AND parents_unfinished = 0 AND NOT held -- statemachine.JoinReady
 		RETURNING step_id, true, template_step, handler`), taskID)
 	if err != nil {

@@ -152,33 +152,35 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 }
 
 // demoteSQL puts the released steps $1 back in pending: their task cannot run, and an operator's
-// fix re-arms them.
-const demoteSQL = `UPDATE {s}.steps SET state = 'pending' WHERE step_id = ANY($1)`
+// fix re-arms them. The release bumped their transition_seq for an enqueue transition that is now
+// not written, so the bump is taken back.
+const demoteSQL = `UPDATE {s}.steps SET state = 'pending', transition_seq = transition_seq - 1 WHERE step_id = ANY($1) AND state = 'enqueued'`
 
-// queueOutcomeStep adds to b the statements that lock the task, move the step with a
-// compare-and-set on the attempt its worker holds, and record its transition; scanOutcomeStep
+// queueOutcomeStep adds to b the statements that lock the task, and move the step with a
+// compare-and-set on the attempt its worker holds and record its transition; scanOutcomeStep
 // reads their results.
 func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan statemachine.OutcomePlan, result, lastErr any, metaJSON []byte) {
 	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	// The step's transition goes in the same statement, at the sort key its row's bump gives: no
+	// transition is written unless the compare-and-set moved the step.
 	b.Queue(s.q(`
-		UPDATE {s}.steps
-		   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
-		       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
-		       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-		       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END
-		 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
-		   AND (NOT $8 OR lease_expires_at < now())
-		RETURNING template_step, handler, batch_group`),
-		p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired)
-	b.Queue(s.q(`
-		WITH prev AS (
-			UPDATE {s}.step_transitions SET most_recent = false
-			 WHERE step_id = $1 AND most_recent AND to_state = $5
-			RETURNING task_id, sort_key
+		WITH st AS (
+			UPDATE {s}.steps
+			   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
+			       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
+			       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+			       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END,
+			       transition_seq = transition_seq + 1
+			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+			   AND (NOT $8 OR lease_expires_at < now())
+			RETURNING task_id, transition_seq, template_step, handler, batch_group
+		), tr AS (
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
+			SELECT $1, task_id, $11, $4, $9, $10, transition_seq, clock_timestamp() FROM st
 		)
-		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
-		SELECT $1, task_id, $5, $2, $3, $4, sort_key + 1, clock_timestamp() FROM prev`),
-		p.StepID, string(plan.Step.To), string(plan.Step.Event), metaJSON, string(plan.Step.From))
+		SELECT template_step, handler, batch_group FROM st`),
+		p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired,
+		string(plan.Step.Event), metaJSON, string(plan.Step.From))
 }
 
 // outcomeStepRow is what the outcome's step update returns.
@@ -210,9 +212,6 @@ func scanOutcomeStep(br pgx.BatchResults, p store.OutcomeParams) (counters, outc
 	}
 	if err != nil {
 		return before, st, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
-	}
-	if tag, err := br.Exec(); err != nil || tag.RowsAffected() != 1 {
-		return before, st, fmt.Errorf("record transition of %s: %d rows: %w", p.StepID, tag.RowsAffected(), err)
 	}
 	return before, st, nil
 }
@@ -252,27 +251,20 @@ func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, 
 	return br.Close()
 }
 
-// enqueueTransitionsSQL records pending → enqueued for the steps in $1.
+// enqueueTransitionsSQL records pending → enqueued for the steps in $1, which a release (or an
+// unhold, or a re-arm) moved to enqueued in this transaction and whose transition_seq it bumped:
+// each transition takes its step's transition_seq as its sort key. A step no longer enqueued is
+// not written, which the callers' row counts catch.
 const enqueueTransitionsSQL = `
-		WITH prev AS (
-			UPDATE {s}.step_transitions SET most_recent = false
-			 WHERE step_id = ANY($1) AND most_recent AND to_state = 'pending'
-			RETURNING step_id, task_id, sort_key
-		)
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
-		SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', sort_key + 1, clock_timestamp() FROM prev`
+		SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', transition_seq, clock_timestamp()
+		  FROM {s}.steps WHERE step_id = ANY($1) AND state = 'enqueued'`
 
 // enqueueTransitionsCheckedSQL is enqueueTransitionsSQL for a pipelined batch whose COMMIT is sent
 // with it: it fails on the server (a division by zero) unless it wrote $2 rows, so that the
 // transaction rolls back, where a check in the client would come after the commit.
 const enqueueTransitionsCheckedSQL = `
-		WITH prev AS (
-			UPDATE {s}.step_transitions SET most_recent = false
-			 WHERE step_id = ANY($1) AND most_recent AND to_state = 'pending'
-			RETURNING step_id, task_id, sort_key
-		), ins AS (
-			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
-			SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', sort_key + 1, clock_timestamp() FROM prev
+		WITH ins AS (` + enqueueTransitionsSQL + `
 			RETURNING 1
 		)
 		SELECT 1 / (CASE WHEN (SELECT count(*) FROM ins) = $2 THEN 1 ELSE 0 END)`
@@ -286,6 +278,10 @@ const releaseChildrenSQL = `
 		       state = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND NOT c.held
 		                         AND coalesce($2::bool, true)
 		                    THEN 'enqueued' ELSE c.state END,
+		       -- the enqueue transition's place (enqueueTransitionsSQL), taken back by demoteSQL
+		       transition_seq = CASE WHEN c.parents_unfinished = 1 AND c.state = 'pending' AND NOT c.held
+		                                  AND coalesce($2::bool, true)
+		                             THEN c.transition_seq + 1 ELSE c.transition_seq END,
 		       updated_at = now()
 		  FROM {s}.edges e
 		 WHERE e.from_step_id = $1 AND c.step_id = e.to_step_id
@@ -353,19 +349,22 @@ func (s *Store) releaseChildren(ctx context.Context, tx pgx.Tx, taskID, stepID u
 	return len(ready), s.enqueuePending(ctx, tx, taskID, ns, ready, q)
 }
 
-// enqueuePending records pending → enqueued for steps already set to enqueued and sends them.
+// enqueuePending records pending → enqueued for steps already set to enqueued, with their
+// transition_seq bumped (releaseChildrenSQL, unholdNext, rearm), and sends them.
 func (s *Store) enqueuePending(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ns string, ready []released, q store.Enqueuer) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	moves := make([]stepMove, len(ready))
 	refs := make([]store.StepRef, len(ready))
 	for i, r := range ready {
-		moves[i] = stepMove{r.id, statemachine.StepPending}
 		refs[i] = store.StepRef{TaskID: taskID, StepID: r.id, Name: r.name, Handler: r.handler}
 	}
-	if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil); err != nil {
-		return err
+	tag, err := tx.Exec(ctx, s.q(enqueueTransitionsSQL), releasedIDs(ready))
+	if err != nil {
+		return fmt.Errorf("record enqueue transitions: %w", err)
+	}
+	if int(tag.RowsAffected()) != len(ready) {
+		return fmt.Errorf("record enqueue transitions: wrote %d of %d", tag.RowsAffected(), len(ready))
 	}
 	if q == nil {
 		return nil
@@ -383,6 +382,7 @@ func (s *Store) unholdNext(ctx context.Context, tx querier, group uuid.UUID) ([]
 		UPDATE {s}.steps
 		   SET held = false,
 		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END, -- statemachine.JoinReady
+		       transition_seq = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN transition_seq + 1 ELSE transition_seq END,
 		       updated_at = now()
 		 WHERE step_id = (SELECT step_id FROM {s}.steps WHERE batch_group = $1 AND held ORDER BY name LIMIT 1)
 		RETURNING step_id, state = 'enqueued', template_step, handler`), group)

@@ -38,7 +38,8 @@ import (
 
 // moveStepsSQL moves the batch's steps: $1 ord (index in the batch), $2 step, $3 task, $4 worker,
 // $5 attempt, $6 from, $7 to, $8 event, $9 result, $10 error, $11 transition metadata, $12 retry
-// delay (ms), $13 lease expired (the rescuer), $14 releases children. {release} is releaseCTE (or
+// delay (ms), $13 lease expired (the rescuer), $14 releases children. A moved step's transition
+// takes the sort key its row's transition_seq bump gives, in the same statement. {release} is releaseCTE (or
 // the broken release of a test). It returns a row per moved step ('moved', with the number of
 // transitions written), per child the release touched ('released', whether it became ready, and
 // the ords of its parents in the batch), and per outcome that did not move its step ('missed',
@@ -54,20 +55,17 @@ const moveStepsSQL = `
 			   SET state = v.to_state, result = coalesce(v.result, s.result), last_error = coalesce(v.last_error, s.last_error),
 			       next_retry_at = CASE WHEN v.to_state = 'waiting_for_retry' THEN now() + v.retry_ms * interval '1 millisecond' END,
 			       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-			       completed_at = CASE WHEN v.to_state = 'complete' THEN now() ELSE s.completed_at END
+			       completed_at = CASE WHEN v.to_state = 'complete' THEN now() ELSE s.completed_at END,
+			       transition_seq = s.transition_seq + 1
 			  FROM v
 			 WHERE s.step_id = v.step_id AND s.task_id = v.task_id AND s.state = v.from_state AND s.lease_owner = v.worker
 			   AND s.attempts = v.attempt AND (NOT v.lease_expired OR s.lease_expires_at < now())
 			RETURNING v.ord, s.step_id, s.task_id, s.template_step, s.handler, s.batch_group, v.from_state, v.to_state,
-			          v.event, v.meta, v.releases
-		), prev AS (
-			UPDATE {s}.step_transitions t SET most_recent = false
-			  FROM moved m WHERE t.step_id = m.step_id AND t.most_recent AND t.to_state = m.from_state
-			RETURNING t.step_id, t.sort_key
+			          v.event, v.meta, v.releases, s.transition_seq
 		), tr AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
-			SELECT m.step_id, m.task_id, m.from_state, m.to_state, m.event, m.meta, p.sort_key + 1, clock_timestamp()
-			  FROM moved m JOIN prev p USING (step_id)
+			SELECT m.step_id, m.task_id, m.from_state, m.to_state, m.event, m.meta, m.transition_seq, clock_timestamp()
+			  FROM moved m
 			RETURNING 1
 		), {release}
 		SELECT 'moved', m.ord, m.step_id, m.template_step, m.handler, m.batch_group, NULL::int[], true, (SELECT count(*) FROM tr)::int
@@ -76,8 +74,8 @@ const moveStepsSQL = `
 		SELECT 'released', NULL, r.step_id, r.template_step, r.handler, NULL, r.parents, r.ready, 0 FROM rel r
 		UNION ALL
 		SELECT 'missed', v.ord, v.step_id, NULL, NULL, NULL, NULL::int[],
-		       EXISTS (SELECT 1 FROM {s}.step_transitions t
-		                WHERE t.step_id = v.step_id AND t.most_recent AND t.from_state = v.from_state
+		       EXISTS (SELECT 1 FROM {s}.steps cur JOIN {s}.step_transitions t ON t.step_id = cur.step_id AND t.sort_key = cur.transition_seq
+		                WHERE cur.step_id = v.step_id AND t.from_state = v.from_state
 		                  AND t.to_state = v.to_state AND t.event = v.event AND t.metadata = v.meta), 0
 		  FROM v WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.ord = v.ord)`
 
@@ -97,6 +95,9 @@ const releaseCTE = `done AS (
 			       -- statemachine.JoinReady
 			       state = CASE WHEN c.parents_unfinished = d.n AND c.state = 'pending' AND NOT c.held
 			                    THEN 'enqueued' ELSE c.state END,
+			       -- the enqueue transition's place (enqueueTransitionsCheckedSQL), taken back by demoteSQL
+			       transition_seq = CASE WHEN c.parents_unfinished = d.n AND c.state = 'pending' AND NOT c.held
+			                             THEN c.transition_seq + 1 ELSE c.transition_seq END,
 			       updated_at = now()
 			  FROM done d WHERE c.step_id = d.child
 			RETURNING c.step_id, c.state = 'enqueued' AND c.parents_unfinished = 0 AS ready, c.template_step, c.handler, d.parents
@@ -107,43 +108,43 @@ const releaseCTE = `done AS (
 const lockTasksSQL = `SELECT task_id, ` + counterColumns + ` FROM {s}.tasks WHERE task_id = ANY($1) ORDER BY task_id FOR NO KEY UPDATE`
 
 // unholdSQL lets the first held worker (by name) of batch $1 go, enqueued if its parents are
-// done, as a sibling frees its slot.
+// done (with its transition_seq bumped for the enqueue transition trip2 writes), as a sibling
+// frees its slot.
 const unholdSQL = `
 		UPDATE {s}.steps
 		   SET held = false,
 		       state = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN 'enqueued' ELSE state END, -- statemachine.JoinReady
+		       transition_seq = CASE WHEN parents_unfinished = 0 AND state = 'pending' THEN transition_seq + 1 ELSE transition_seq END,
 		       updated_at = now()
 		 WHERE step_id = (SELECT step_id FROM {s}.steps WHERE batch_group = $1 AND held ORDER BY name LIMIT 1)
 		RETURNING step_id, state = 'enqueued', template_step, handler`
 
 // settleTasksSQL applies each task's counter deltas ($2 to $6) and moves it from state $7 (read
-// under the lock: a compare-and-set) to $8, and writes the tasks' transitions ($9 to $15, one row
-// per hop, the last of each task current) as one insert. It fails unless every task and every hop
-// was written.
+// under the lock: a compare-and-set) to $8, adding its number of hops ($15) to its
+// transition_seq, and writes the tasks' transitions ($9 to $14, one row per hop, $14 its place in
+// the task's path from 1) as one insert, below the new transition_seq: the last hop is current.
+// It fails unless every task and every hop was written.
 const settleTasksSQL = `
 		WITH v AS (
-			SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::text[], $8::text[])
-			         AS v(task_id, d_total, d_unfinished, d_active, d_failed, d_isolated, from_state, to_state)
+			SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::text[], $8::text[], $15::int[])
+			         AS v(task_id, d_total, d_unfinished, d_active, d_failed, d_isolated, from_state, to_state, hops)
 		), upd AS (
 			UPDATE {s}.tasks t
 			   SET steps_total = t.steps_total + v.d_total, steps_unfinished = t.steps_unfinished + v.d_unfinished,
 			       steps_active = t.steps_active + v.d_active, steps_failed = t.steps_failed + v.d_failed,
 			       steps_isolated = t.steps_isolated + v.d_isolated, state = v.to_state, updated_at = now(),
 			       completed_at = CASE WHEN v.to_state <> v.from_state AND v.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually')
-			                           THEN now() ELSE t.completed_at END
+			                           THEN now() ELSE t.completed_at END,
+			       transition_seq = t.transition_seq + v.hops
 			  FROM v WHERE t.task_id = v.task_id AND t.state = v.from_state
-			RETURNING 1
+			RETURNING t.task_id, t.transition_seq, v.hops
 		), h AS (
-			SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::int[], $15::bool[])
-			         AS h(task_id, from_state, to_state, event, meta, ord, last)
-		), prev AS (
-			UPDATE {s}.task_transitions tt SET most_recent = false
-			  FROM (SELECT DISTINCT task_id FROM h) x WHERE tt.task_id = x.task_id AND tt.most_recent
-			RETURNING tt.task_id, tt.sort_key
+			SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::int[])
+			         AS h(task_id, from_state, to_state, event, meta, ord)
 		), ins AS (
-			INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, most_recent, created_at)
-			SELECT h.task_id, h.from_state, h.to_state, h.event, h.meta, p.sort_key + h.ord, h.last, clock_timestamp()
-			  FROM h JOIN prev p USING (task_id)
+			INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, created_at)
+			SELECT h.task_id, h.from_state, h.to_state, h.event, h.meta, u.transition_seq - u.hops + h.ord, clock_timestamp()
+			  FROM h JOIN upd u USING (task_id)
 			RETURNING 1
 		)
 		SELECT 1 / (CASE WHEN (SELECT count(*) FROM upd) = cardinality($1::uuid[])
@@ -653,11 +654,12 @@ func (b *outcomeBatch) queueSettle(q *pgx.Batch) error {
 	froms, tos := make([]string, n), make([]string, n)
 	// Never nil: a nil slice is a NULL array, whose cardinality is NULL, not 0.
 	hTask, hFrom, hTo, hEvent := []uuid.UUID{}, []string{}, []string{}, []string{}
-	hMeta, hOrd, hLast := [][]byte{}, []int32{}, []bool{}
+	hMeta, hOrd := [][]byte{}, []int32{}
+	hops := make([]int32, n)
 	for i, id := range b.settleOrder {
 		ts := b.settles[id]
 		d := ts.delta
-		ids[i], froms[i], tos[i] = id, string(ts.from), string(ts.to)
+		ids[i], froms[i], tos[i], hops[i] = id, string(ts.from), string(ts.to), int32(len(ts.hops))
 		dTotal[i], dUnfinished[i], dActive[i], dFailed[i], dIsolated[i] = int32(d.Total), int32(d.Unfinished), int32(d.Active), int32(d.Failed), int32(d.Isolated)
 		for k, h := range ts.hops {
 			meta, err := json.Marshal(ts.metas[k])
@@ -665,11 +667,11 @@ func (b *outcomeBatch) queueSettle(q *pgx.Batch) error {
 				return err
 			}
 			hTask, hFrom, hTo, hEvent = append(hTask, id), append(hFrom, string(h.From)), append(hTo, string(h.To)), append(hEvent, string(h.Event))
-			hMeta, hOrd, hLast = append(hMeta, meta), append(hOrd, int32(k+1)), append(hLast, k == len(ts.hops)-1)
+			hMeta, hOrd = append(hMeta, meta), append(hOrd, int32(k+1))
 		}
 	}
 	q.Queue(b.s.q(settleTasksSQL), ids, dTotal, dUnfinished, dActive, dFailed, dIsolated, froms, tos,
-		hTask, hFrom, hTo, hEvent, hMeta, hOrd, hLast)
+		hTask, hFrom, hTo, hEvent, hMeta, hOrd, hops)
 	return nil
 }
 

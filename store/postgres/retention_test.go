@@ -71,25 +71,25 @@ func seedEnded(tb testing.TB, pool *pgxpool.Pool, schema, shape string, n int) {
 	stmts = append(stmts, stmt{q(`CREATE TEMP TABLE seeded ON COMMIT DROP AS
 		SELECT gen_random_uuid() AS task_id FROM generate_series(1, $1)`), []any{n}})
 	stmts = append(stmts, stmt{q(`INSERT INTO {s}.tasks (task_id, namespace, name, version, state, identity_hash, steps_total,
-		       steps_unfinished, created_at, completed_at)
-		SELECT task_id, 'bench', $1, '1', 'complete', task_id::text, $2, 0, now() - interval '2 hours', now() - interval '1 hour'
+		       steps_unfinished, created_at, completed_at, transition_seq)
+		SELECT task_id, 'bench', $1, '1', 'complete', task_id::text, $2, 0, now() - interval '2 hours', now() - interval '1 hour', 4
 		  FROM seeded`), []any{shape, len(names)}})
-	stmts = append(stmts, stmt{q(`INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, most_recent)
-		SELECT s.task_id, v.f, v.tt, 'seed', v.k, v.k = 4 FROM seeded s,
+	stmts = append(stmts, stmt{q(`INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key)
+		SELECT s.task_id, v.f, v.tt, 'seed', v.k FROM seeded s,
 		       (VALUES (1, NULL::text, 'pending'), (2, 'pending', 'initializing'), (3, 'initializing', 'steps_in_process'),
 		               (4, 'steps_in_process', 'complete')) v(k, f, tt)`), []any{}})
 	stmts = append(stmts, stmt{q(`INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, state, attempts,
-		       parents_total, started_at, completed_at)
+		       parents_total, started_at, completed_at, transition_seq)
 		SELECT gen_random_uuid(), s.task_id, n, n, 'h', 'complete', 1, CASE WHEN n = 'join' THEN 2 WHEN n IN ('left', 'right') THEN 1 ELSE 0 END,
-		       now() - interval '2 hours', now() - interval '1 hour'
+		       now() - interval '2 hours', now() - interval '1 hour', 3
 		  FROM seeded s, unnest($1::text[]) n`), []any{names}})
 	stmts = append(stmts, stmt{q(`INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
 		SELECT a.task_id, a.step_id, b.step_id
 		  FROM seeded s JOIN {s}.steps a ON a.task_id = s.task_id JOIN {s}.steps b ON b.task_id = s.task_id
 		  JOIN (VALUES ('start', 'left'), ('start', 'right'), ('left', 'join'), ('right', 'join')) e(f, tt)
 		    ON a.name = e.f AND b.name = e.tt`), []any{}})
-	stmts = append(stmts, stmt{q(`INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent)
-		SELECT st.step_id, st.task_id, v.f, v.tt, 'seed', v.k, v.k = 3
+	stmts = append(stmts, stmt{q(`INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key)
+		SELECT st.step_id, st.task_id, v.f, v.tt, 'seed', v.k
 		  FROM seeded s JOIN {s}.steps st ON st.task_id = s.task_id,
 		       (VALUES (1, NULL::text, 'enqueued'), (2, 'enqueued', 'in_progress'), (3, 'in_progress', 'complete')) v(k, f, tt)`), []any{}})
 	require.NoError(tb, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

@@ -64,8 +64,8 @@ func (s *Store) spawn(ctx context.Context, tx pgx.Tx, taskID, decider uuid.UUID,
 			ON CONFLICT (task_id, name) DO NOTHING
 			RETURNING step_id
 		), tr AS (
-			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-			SELECT step_id, $1, NULL, 'pending', 'create', 1, true, clock_timestamp() FROM ins
+			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
+			SELECT step_id, $1, NULL, 'pending', 'create', 1, clock_timestamp() FROM ins -- transition_seq starts at 1
 		)
 		SELECT step_id FROM ins`),
 		taskID, ids, names, tsteps, handlers, types, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs,

@@ -18,6 +18,7 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) storetest.Backend {
 			db := testdb.New(t)
+			t.Cleanup(func() { requireTransitionSeqs(t, db) }) // before testdb's own cleanup drops the schema
 			s := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
 			return storetest.Backend{
 				Store: s,

@@ -20,8 +20,11 @@ type stepMove struct {
 }
 
 // writeStepTransitions records `to` (reached by event) for every step in moves, each from its own
-// state, and makes it the step's current transition. The table's rules are checked first, so an
-// illegal move is a programming error reported before anything is written.
+// state, and makes it the step's current transition: it bumps the step's transition_seq and
+// writes the transition at that sort key. It serves the paths whose state change did not bump the
+// sequence itself (promotion, release, cancellation, operator fixes: none of them hot); the hot
+// paths bump transition_seq in the statement that changes the state. The table's rules are
+// checked first, so an illegal move is a programming error reported before anything is written.
 func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []stepMove, event statemachine.StepEvent, to statemachine.StepState, meta map[string]any) error {
 	if len(moves) == 0 {
 		return nil
@@ -44,14 +47,14 @@ func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []ste
 	tag, err := tx.Exec(ctx, s.q(`
 		WITH moves AS (
 			SELECT * FROM unnest($1::uuid[], $2::text[]) AS m(step_id, from_state)
-		), prev AS (
-			UPDATE {s}.step_transitions t SET most_recent = false
+		), seq AS (
+			UPDATE {s}.steps st SET transition_seq = st.transition_seq + 1
 			  FROM moves m
-			 WHERE t.step_id = m.step_id AND t.most_recent
-			RETURNING t.step_id, t.task_id, t.sort_key, m.from_state
+			 WHERE st.step_id = m.step_id
+			RETURNING st.step_id, st.task_id, st.transition_seq, m.from_state
 		)
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
-		SELECT step_id, task_id, from_state, $3, $4, $5, sort_key + 1, clock_timestamp() FROM prev`),
+		SELECT step_id, task_id, from_state, $3, $4, $5, transition_seq, clock_timestamp() FROM seq`),
 		ids, froms, string(to), string(event), metaJSON)
 	if err != nil {
 		return fmt.Errorf("record step transitions: %w", err)
@@ -75,8 +78,9 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, path 
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// queueMoveTask adds to b the statements that set the task's state with a compare-and-set on
-// the path's first state and record the path as transitions, the last one current.
+// queueMoveTask adds to b the statement that sets the task's state with a compare-and-set on
+// the path's first state and records the path as transitions, the last one current (at the
+// task's transition_seq, which the same statement advances by the path's length).
 func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachine.TaskTransition, meta map[string]any) error {
 	froms := make([]string, len(path))
 	tos := make([]string, len(path))
@@ -92,25 +96,24 @@ func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachin
 			return err
 		}
 	}
+	// The task's row takes the path's hops on its transition_seq in the statement that moves it,
+	// and the hops are written below the new value: the last one is current.
 	b.Queue(s.q(`
-		UPDATE {s}.tasks SET state = $3, updated_at = now(),
-		       completed_at = CASE WHEN $3 IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN now() ELSE completed_at END
-		 WHERE task_id = $1 AND state = $2`), taskID, string(from), string(cur)).Exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
+		WITH moved AS (
+			UPDATE {s}.tasks SET state = $3, transition_seq = transition_seq + cardinality($4::text[]), updated_at = now(),
+			       completed_at = CASE WHEN $3 IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN now() ELSE completed_at END
+			 WHERE task_id = $1 AND state = $2
+			RETURNING transition_seq
+		)
+		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, created_at)
+		SELECT $1, x.f, x.t, x.e, $7, moved.transition_seq - cardinality($4::text[]) + x.ord, clock_timestamp()
+		  FROM moved, unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(f, t, e, ord)`),
+		taskID, string(from), string(cur), froms, tos, events, metaJSON).Exec(func(tag pgconn.CommandTag) error {
+		if int(tag.RowsAffected()) != len(path) {
 			return fmt.Errorf("move task %s from %s: %w", taskID, from, store.ErrConflict)
 		}
 		return nil
 	})
-	b.Queue(s.q(`
-		WITH prev AS (
-			UPDATE {s}.task_transitions SET most_recent = false
-			 WHERE task_id = $1 AND most_recent
-			RETURNING sort_key
-		)
-		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, most_recent, created_at)
-		SELECT $1, x.f, x.t, x.e, $5, prev.sort_key + x.ord, x.ord = cardinality($2::text[]), clock_timestamp()
-		  FROM prev, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)`),
-		taskID, froms, tos, events, metaJSON)
 	return nil
 }
 
