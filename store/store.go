@@ -304,6 +304,10 @@ type CreateTaskParams struct {
 	// the task is created in a caller's transaction and its queue publishes after commits, which only
 	// the database sees happen.
 	AnnounceCommit bool
+	// RunAt, when not zero, schedules the task's start (statemachine.PlanScheduledCreate): its
+	// roots wait in waiting_for_retry with next_retry_at = RunAt, and their messages are retry
+	// timers delayed until then. The engine passes only a RunAt in the future.
+	RunAt time.Time
 }
 
 // EventListener is implemented by stores that announce some changes to every engine once they
@@ -579,6 +583,10 @@ type ListTasksParams struct {
 	Limit         int
 	// AfterID continues a listing after the task with this ID (keyset pagination).
 	AfterID uuid.UUID
+	// Scheduled keeps only the tasks waiting for their scheduled start: a step waits in
+	// waiting_for_retry with no attempt made and next_retry_at still ahead, and no step of the
+	// task has made an attempt.
+	Scheduled bool
 }
 
 // Transition is one row of the audit trail.
