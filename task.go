@@ -36,9 +36,11 @@ type TaskRequest struct {
 	// IdempotencyKey, when set, is the task's identity: a second request with the same key for
 	// the same template returns the first task. The caller_provided identity strategy requires it.
 	IdempotencyKey string
-	// Priority is stored with the task and returned on Task, for operators; it orders nothing
-	// yet: workers take ready steps without regard to it. It must fit in 32 bits (the column is
-	// an integer).
+	// Priority orders the task's ready steps in the queue: each point counts as Config.Priority's
+	// Aging of waiting (a minute by default), up to its MaxCredit (an hour), so a higher priority
+	// is taken first and a low one waits at most MaxCredit longer than it would without priorities
+	// (see priority.go). 0 or less has no head start. It must fit in 32 bits (the column is an
+	// integer).
 	Priority int
 	// CorrelationID ties the task to the caller's own records and is shown to handlers.
 	CorrelationID string
@@ -67,7 +69,7 @@ type Task struct {
 	Context                  json.RawMessage
 	IdentityHash             string
 	IdempotencyKey           string
-	Priority                 int // as requested; it orders nothing yet
+	Priority                 int // as requested
 	CorrelationID            string
 	Tags                     []string
 	Initiator                string // the request's; "" when it left it empty
@@ -200,7 +202,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
 		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason,
 		Steps: steps, Enqueuer: enq, OwnedQueue: e.core.OwnsQueue(), Template: r.compiled.RegistryRow(),
-		AnnounceCommit: tx != nil && publishes, RunAt: runAt,
+		AnnounceCommit: tx != nil && publishes, RunAt: runAt, PriorityCredit: e.core.PriorityCredit(req.Priority),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)

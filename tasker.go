@@ -125,6 +125,8 @@ type Config struct {
 	Staleness StalenessConfig
 	// Retention purges (or archives) tasks that ended long ago; the zero value keeps them forever.
 	Retention RetentionConfig
+	// Priority sets what a point of TaskRequest.Priority is worth in the queue (priority.go).
+	Priority PriorityConfig
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -156,6 +158,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if err := checkStaleness(&cfg.Staleness); err != nil {
+		return nil, err
+	}
+	if err := cfg.Priority.check(); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -208,7 +213,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
-		Retention: cfg.Retention.engine()})
+		Retention: cfg.Retention.engine(), Priority: cfg.Priority.engine()})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

@@ -308,6 +308,10 @@ type CreateTaskParams struct {
 	// roots wait in waiting_for_retry with next_retry_at = RunAt, and their messages are retry
 	// timers delayed until then. The engine passes only a RunAt in the future.
 	RunAt time.Time
+	// PriorityCredit dates the roots' messages back by this much (a negative send delay), so that
+	// they are read before the messages of the last PriorityCredit (see the root package's
+	// priority.go). 0: none. A scheduled task's roots get none: they wait for RunAt.
+	PriorityCredit time.Duration
 }
 
 // EventListener is implemented by stores that announce some changes to every engine once they
@@ -394,7 +398,10 @@ type OutcomeParams struct {
 	Result       json.RawMessage // for OutcomeSuccess
 	Error        json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
 	RetryDelay   time.Duration   // for OutcomeRetry
-	Namespace    string
+	// PriorityCredit dates the messages of the steps the outcome releases back by this much (see
+	// CreateTaskParams.PriorityCredit).
+	PriorityCredit time.Duration
+	Namespace      string
 	Enqueuer     Enqueuer
 	BeforeCommit func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
 	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles

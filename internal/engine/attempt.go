@@ -243,6 +243,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	p := Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	enq := e.NewEnqueuer()
 	p.Enqueuer = enq
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
@@ -475,6 +476,7 @@ func (w *workers) completeTx(ctx context.Context, tx store.Tx, st *store.Step, t
 	}
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	p.Enqueuer = e.NewEnqueuer() // a queue outside the database publishes when the commit is announced
 	if _, err := ts.RecordOutcomeTx(ctx, tx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {

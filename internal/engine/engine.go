@@ -76,6 +76,8 @@ type Config struct {
 	Staleness StalenessConfig
 	// Retention configures the purge of ended tasks (retention.go); a zero Period turns it off.
 	Retention RetentionConfig
+	// Priority sets what a point of task priority is worth in the queue (priority.go).
+	Priority PriorityConfig
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the

@@ -139,7 +139,7 @@ func NewQueue(pool *pgxpool.Pool, opts ...QueueOption) *Queue {
 	q.readSQL = `WITH claimed AS MATERIALIZED (
 	SELECT msg_id FROM ` + table + `
 	WHERE queue_name = $1 AND vt <= now()
-	ORDER BY msg_id
+	ORDER BY vt, msg_id
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
@@ -220,7 +220,7 @@ func (q *Queue) SendTx(ctx context.Context, tx pgx.Tx, queueName string, payload
 	if delay > 0 {
 		_, err = tx.Exec(ctx, q.sendSQL, queueName, ds, delay.Seconds())
 	} else {
-		_, err = tx.Exec(ctx, q.sendNotifySQL, queueName, ds, 0.0, q.channel)
+		_, err = tx.Exec(ctx, q.sendNotifySQL, queueName, ds, delay.Seconds(), q.channel) // <= 0: visible now, maybe dated back
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -250,7 +250,7 @@ func (q *Queue) QueueSend(b *pgx.Batch, queueName string, payloads [][]byte, del
 	if delay > 0 {
 		b.Queue(q.sendSQL, queueName, ds, delay.Seconds()).Exec(wrap)
 	} else {
-		b.Queue(q.sendNotifySQL, queueName, ds, 0.0, q.channel).Exec(wrap)
+		b.Queue(q.sendNotifySQL, queueName, ds, delay.Seconds(), q.channel).Exec(wrap) // <= 0: visible now, maybe dated back
 	}
 	return nil
 }

@@ -64,10 +64,11 @@ func Create(p store.CreateTaskParams) (statemachine.CreatePlan, []store.StepRef,
 }
 
 // RootDelay is how long the roots' messages of a task created at now wait: until p.RunAt for a
-// scheduled task (at least 0), else 0.
+// scheduled task (at least 0), else none, and their priority credit dates them back (a negative
+// delay).
 func RootDelay(p store.CreateTaskParams, now time.Time) time.Duration {
 	if p.RunAt.IsZero() {
-		return 0
+		return -max(p.PriorityCredit, 0)
 	}
 	return max(p.RunAt.Sub(now), 0)
 }
