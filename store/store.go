@@ -390,20 +390,20 @@ const (
 // OutcomeParams records the outcome of one attempt, releases the dependents it makes ready,
 // enqueues them and finalizes the task, in one transaction.
 type OutcomeParams struct {
-	TaskID       uuid.UUID
-	StepID       uuid.UUID
-	WorkerID     string
-	Attempt      int
-	Kind         OutcomeKind
-	Result       json.RawMessage // for OutcomeSuccess
-	Error        json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
-	RetryDelay   time.Duration   // for OutcomeRetry
+	TaskID     uuid.UUID
+	StepID     uuid.UUID
+	WorkerID   string
+	Attempt    int
+	Kind       OutcomeKind
+	Result     json.RawMessage // for OutcomeSuccess
+	Error      json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
+	RetryDelay time.Duration   // for OutcomeRetry
 	// PriorityCredit dates the messages of the steps the outcome releases back by this much (see
 	// CreateTaskParams.PriorityCredit).
 	PriorityCredit time.Duration
 	Namespace      string
-	Enqueuer     Enqueuer
-	BeforeCommit func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
+	Enqueuer       Enqueuer
+	BeforeCommit   func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
 	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
 	// the attempt of a worker that stopped renewing it.
 	LeaseExpired bool
