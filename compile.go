@@ -3,6 +3,7 @@ package tasker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/tasker-systems/tasker/dag"
 	"github.com/tasker-systems/tasker/internal/engine"
@@ -56,6 +57,10 @@ func (a adapter) Handle(ctx context.Context, at *engine.Attempt) engine.Return {
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return engine.Return{Err: perm.Err, Class: engine.ClassPermanent}
+	}
+	var pe *parkError
+	if errors.As(err, &pe) {
+		return engine.Return{Err: err, Class: engine.ClassPark, RetryAfter: time.Until(pe.until)}
 	}
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {

@@ -292,6 +292,7 @@ func (e *Engine) Register(t *Template) error {
 	if _, err := e.core.AddTemplate(compiled); err != nil {
 		return err
 	}
+	e.handleBuiltins(c) // signal.go
 	return nil
 }
 

@@ -521,7 +521,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 	a := &Attempt{TaskID: task.ID, StepID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Number: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
 		Context: task.Context, Method: method, Config: config, Results: results, Inputs: st.Inputs,
-		Checkpoint: st.Checkpoint, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
+		Checkpoint: st.Checkpoint, LastError: st.LastError, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		},
 		CompleteTx: func(ctx context.Context, tx store.Tx, result any) error {

@@ -81,6 +81,8 @@ type Failure struct {
 	Kind    string `json:"kind"`
 	Attempt int    `json:"attempt"`
 	Stack   string `json:"stack,omitempty"`
+	// Until is, for a parked step (kind "parked"), the time it waits for.
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // ErrorText is err's text made storable: sanitized and cut to MaxErrorMessageBytes, less some
@@ -140,6 +142,9 @@ func Classify(st *store.Step, out Called, cause error, maxPayload int) store.Out
 	}
 	if out.Class == ClassPermanent {
 		return fail(store.OutcomePermanent, Failure{Message: ErrorText(out.Err), Kind: "permanent"})
+	}
+	if out.Class == ClassPark {
+		return park(st, out)
 	}
 	se := Failure{Message: ErrorText(out.Err), Kind: "retryable"}
 	if errors.Is(cause, ErrStepTimeout) {
