@@ -137,6 +137,7 @@ type Engine struct {
 	queue queue.Queue
 	log   logr.Logger
 	core  *engine.Engine // templates, handlers, workers and maintenance
+	sched schedules      // schedule_cron.go
 }
 
 // registered is what the root keeps of a registered template, attached to the engine's compiled

@@ -100,6 +100,7 @@ type Engine struct {
 	waiters     WaiterRegistry
 	waiting     WaitingRegistry // steps this engine declined, for health
 	svc         serviceStatuses // what the maintenance services' passes did (services.go)
+	scheduler   atomic.Pointer[schedulerHook] // the root's schedules (schedule.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.
