@@ -98,8 +98,8 @@ type Engine struct {
 	schemaReady atomic.Bool // the store's schema was found at this library's version
 	runs        RunRegistry // handlers in flight, by task, for cancellation
 	waiters     WaiterRegistry
-	waiting     WaitingRegistry // steps this engine declined, for health
-	svc         serviceStatuses // what the maintenance services' passes did (services.go)
+	waiting     WaitingRegistry               // steps this engine declined, for health
+	svc         serviceStatuses               // what the maintenance services' passes did (services.go)
 	scheduler   atomic.Pointer[schedulerHook] // the root's schedules (schedule.go)
 }
 
