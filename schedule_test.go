@@ -182,3 +182,35 @@ func TestRunAtInCallersTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitingByDesignIsNotStale: a task scheduled ahead and a task parked on a signal wait in
+// waiting_for_retry past the max_waiting_for_retry threshold without being stale, while a real
+// retry's wait is measured.
+func TestWaitingByDesignIsNotStale(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t, func(c *tasker.Config) {
+			c.Staleness = tasker.StalenessConfig{Disabled: true, Defaults: tasker.StalenessThresholds{
+				MaxWaitingForRetry: 300 * time.Millisecond, Action: tasker.StalenessReport}}
+		})
+		b.register(t, linearYAML)
+		b.register(t, signalYAML("approval", "{timeout_seconds: 60}"))
+		b.engine.HandleFunc("add_one", addOne)
+		b.engine.HandleFunc("sig_after", passOn)
+		b.start(t)
+		ctx := context.Background()
+		later, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "test", Name: "linear", RunAt: time.Now().Add(time.Hour)})
+		require.NoError(t, err)
+		parked := b.create(t, "sig", "approval", nil)
+		waitParked(t, b, "wait", parked.ID)
+		time.Sleep(500 * time.Millisecond)
+		reports, err := b.engine.Staleness(ctx, tasker.StalenessOptions{})
+		require.NoError(t, err)
+		require.Len(t, reports, 2)
+		for _, r := range reports {
+			require.Equal(t, tasker.TaskWaitingForRetry, r.State)
+			require.Equal(t, tasker.BandHealthy, r.Band, "task %s (the scheduled one is %s) waits by design", r.TaskID, later.ID)
+			require.NotEqual(t, "max_waiting_for_retry", r.Threshold)
+		}
+	})
+}
