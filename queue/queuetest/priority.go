@@ -16,9 +16,9 @@ func testDatedBack(t *testing.T, h Harness) {
 		}
 		b := setup(t, h)
 		b.send(t, QueueMain, 0, `"old"`)
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(time.Second)
 		b.send(t, QueueMain, 0, `"a"`, `"b"`)
-		b.send(t, QueueMain, -100*time.Millisecond, `"credited"`)
+		b.send(t, QueueMain, -600*time.Millisecond, `"credited"`)
 		got := b.read(t, QueueMain, 4, hidden)
 		requirePayloads(t, []string{`"old"`, `"credited"`, `"a"`, `"b"`}, got)
 		b.ack(t, QueueMain, got...)
