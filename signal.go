@@ -189,7 +189,8 @@ func (e *Engine) handleBuiltins(t *Template) {
 // waiting is made due at once and its wake-up sent (with NOTIFY on PostgreSQL, so a worker runs it
 // within milliseconds); a step not waiting yet keeps the signal and finds it when it runs, and a
 // step whose handler is running is woken as soon as it has parked. The first signal wins: another
-// one for the same step is kept out and returns nil. It returns ErrTaskNotFound or ErrStepNotFound
+// one for the same step is kept out and returns nil. Signal waits for a running handler to park
+// for at most Config.Lease. It returns ErrTaskNotFound or ErrStepNotFound
 // for what does not exist, ErrNotAllowed for a step that has finished, and a *ValueError for a
 // payload that cannot be stored.
 func (e *Engine) Signal(ctx context.Context, taskID uuid.UUID, step string, payload any) error {
@@ -206,6 +207,9 @@ func (e *Engine) Signal(ctx context.Context, taskID uuid.UUID, step string, payl
 		return mapStoreErr(err, taskID)
 	}
 	delay := time.Millisecond
+	// The engine's own wait parks at once; a handler of another kind may run long: wait for it a
+	// lease at most (the signal is stored either way).
+	giveUp := time.Now().Add(e.cfg.Lease)
 	for {
 		enq := e.core.NewEnqueuer()
 		res, err := sg.SignalStep(ctx, store.SignalStepParams{TaskID: taskID, Step: step, Signal: raw, Namespace: task.Namespace, Enqueuer: enq})
@@ -219,7 +223,7 @@ func (e *Engine) Signal(ctx context.Context, taskID uuid.UUID, step string, payl
 		}
 		enq.Flush(ctx)
 		// A handler running now read the step before the signal: wake the step once it parks.
-		if res.State != statemachine.StepInProgress {
+		if res.State != statemachine.StepInProgress || time.Now().After(giveUp) {
 			return nil
 		}
 		timer := time.NewTimer(delay)
