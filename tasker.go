@@ -127,6 +127,10 @@ type Config struct {
 	Retention RetentionConfig
 	// Priority sets what a point of TaskRequest.Priority is worth in the queue (priority.go).
 	Priority PriorityConfig
+	// GlobalConcurrency caps, by namespace, the steps in progress across every engine on the
+	// store (every engine should set the same caps); a step over the cap waits in the queue, with
+	// no attempt spent. A store that cannot hold such limits (store.Limiter) ignores it.
+	GlobalConcurrency map[string]int
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -162,6 +166,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if err := cfg.Priority.check(); err != nil {
+		return nil, err
+	}
+	if err := checkGlobalConcurrency(cfg.GlobalConcurrency); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -214,7 +221,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
-		Retention: cfg.Retention.engine(), Priority: cfg.Priority.engine()})
+		Retention: cfg.Retention.engine(), Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

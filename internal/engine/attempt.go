@@ -61,7 +61,12 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
+	unlock, ok := w.limitOne(ns, m) // limit.go
+	if !ok {
+		return
+	}
 	claim, err := e.store.ClaimStep(w.dbctx, params)
+	unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
@@ -249,7 +254,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
 	}
-	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st)
+	lim, _ := e.globalLimit(ns)
+	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) && lim == 0
 	if handoff {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
 			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,

@@ -78,6 +78,8 @@ type Config struct {
 	Retention RetentionConfig
 	// Priority sets what a point of task priority is worth in the queue (priority.go).
 	Priority PriorityConfig
+	// GlobalConcurrency caps, by namespace, the steps in progress across every engine (limit.go).
+	GlobalConcurrency map[string]int
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the
