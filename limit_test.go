@@ -2,6 +2,7 @@ package tasker_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,6 +113,92 @@ func TestGlobalConcurrencyLimit(t *testing.T) {
 			if be != backendRabbitMQ { // a message put back on RabbitMQ goes through a delay queue: slow
 				require.Less(t, took, 2*ideal, "the 3 slots stayed busy (at least half the time)")
 			}
+		})
+	}
+}
+
+const rateYAML = `
+name: job
+namespace_name: rated
+version: 1.0.0
+steps:
+  - name: work
+    handler: {callable: rated_work}
+`
+
+// TestGlobalRateLimit: three engines share a rate limit of 20 step starts per second for a
+// namespace with a backlog; measured over 3 s of steady state, the start rate lands within 10 %
+// of 20/s, and no window of a second holds more than 20 starts.
+func TestGlobalRateLimit(t *testing.T) {
+	t.Parallel()
+	for _, be := range []string{backendPostgres, backendMemory} {
+		t.Run(be, func(t *testing.T) {
+			t.Parallel()
+			const rate = 20
+			opt := func(c *tasker.Config) {
+				c.Concurrency = 10
+				c.GlobalRate = map[string]tasker.RateLimit{"rated": {N: rate, Per: time.Second}}
+			}
+			first := setupOn(t, be, opt)
+			engines := []*bundle{first, first.sibling(t), first.sibling(t)}
+			var mu sync.Mutex
+			var starts []time.Time
+			for _, b := range engines {
+				b.register(t, rateYAML)
+				b.engine.HandleFunc("rated_work", func(context.Context, *tasker.Step) (any, error) {
+					mu.Lock()
+					starts = append(starts, time.Now())
+					mu.Unlock()
+					return nil, nil
+				})
+			}
+			ctx := context.Background()
+			var ids []uuid.UUID
+			for i := range 120 {
+				task, err := first.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "rated", Name: "job", Context: map[string]any{"i": i}})
+				require.NoError(t, err)
+				ids = append(ids, task.ID)
+			}
+			for _, b := range engines {
+				b.start(t)
+			}
+			require.Eventually(t, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(starts) > 0 && time.Since(starts[0]) > 4200*time.Millisecond
+			}, 30*time.Second, 10*time.Millisecond)
+			// The starts as the store recorded them (the limit's clock), not as handlers saw them.
+			for _, b := range engines {
+				b.stop()
+			}
+			var got []time.Time
+			for _, id := range ids {
+				task, err := first.engine.GetTask(ctx, id)
+				require.NoError(t, err)
+				if s := task.Steps[0]; s.StartedAt != nil {
+					got = append(got, *s.StartedAt)
+				}
+			}
+			slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
+			t0 := got[0]
+			steady := 0
+			for _, s := range got {
+				if d := s.Sub(t0); d >= time.Second && d < 4*time.Second {
+					steady++
+				}
+			}
+			measured := float64(steady) / 3
+			worst := 0
+			for i := range got {
+				j := i
+				for j < len(got) && got[j].Sub(got[i]) < time.Second {
+					j++
+				}
+				worst = max(worst, j-i)
+			}
+			t.Logf("%s: %.1f starts/s over 3 s of steady state (limit %d/s); at most %d starts in a second", be, measured, rate, worst)
+			require.InDelta(t, rate, measured, rate*0.1, "the measured rate lands within 10 %% of the limit")
+			require.LessOrEqual(t, worst, rate, "no window of a second holds more starts than the limit")
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package tasker
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/engine"
@@ -32,16 +31,6 @@ type PriorityConfig struct {
 	// MaxCredit caps a task's head start (MaxPriorityCreditDefault), and so bounds how much longer
 	// a low-priority step can wait behind higher ones.
 	MaxCredit time.Duration
-}
-
-// checkGlobalConcurrency refuses negative global limits.
-func checkGlobalConcurrency(limits map[string]int) error {
-	for ns, n := range limits {
-		if n < 0 {
-			return &ConfigError{Field: fmt.Sprintf("GlobalConcurrency[%q]", ns), Value: n, Reason: "is negative (0 or no entry means no limit)"}
-		}
-	}
-	return nil
 }
 
 // check refuses negative durations.

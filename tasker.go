@@ -131,6 +131,9 @@ type Config struct {
 	// store (every engine should set the same caps); a step over the cap waits in the queue, with
 	// no attempt spent. A store that cannot hold such limits (store.Limiter) ignores it.
 	GlobalConcurrency map[string]int
+	// GlobalRate caps, by namespace, the step starts across every engine: at most N in any
+	// window of Per (limit.go).
+	GlobalRate map[string]RateLimit
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -168,7 +171,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err := cfg.Priority.check(); err != nil {
 		return nil, err
 	}
-	if err := checkGlobalConcurrency(cfg.GlobalConcurrency); err != nil {
+	if err := checkGlobalConcurrency(cfg.GlobalConcurrency, cfg.GlobalRate); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -221,7 +224,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
-		Retention: cfg.Retention.engine(), Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency})
+		Retention: cfg.Retention.engine(), Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency,
+		GlobalRate: rateLimits(cfg.GlobalRate)})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

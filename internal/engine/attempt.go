@@ -254,8 +254,8 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
 	}
-	lim, _ := e.globalLimit(ns)
-	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) && lim == 0
+	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) &&
+		e.globalLimit(ns).lim == nil // a hand-over would bypass the limit's lock (limit.go)
 	if handoff {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
 			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,

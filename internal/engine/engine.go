@@ -80,6 +80,8 @@ type Config struct {
 	Priority PriorityConfig
 	// GlobalConcurrency caps, by namespace, the steps in progress across every engine (limit.go).
 	GlobalConcurrency map[string]int
+	// GlobalRate caps, by namespace, the step starts in a sliding window across every engine.
+	GlobalRate map[string]RateLimit
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the

@@ -19,20 +19,35 @@ func (s *Store) limitLock(key string) chan struct{} {
 }
 
 // LockLimit implements store.Limiter.
-func (s *Store) LockLimit(ctx context.Context, key, namespace string) (func(), int, error) {
-	ch := s.limitLock(key)
+func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (func(), store.LimitCounts, error) {
+	var counts store.LimitCounts
+	ch := s.limitLock(p.Key)
 	select {
 	case ch <- struct{}{}:
 	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("lock limit %q: %w", key, ctx.Err())
+		return nil, counts, fmt.Errorf("lock limit %q: %w", p.Key, ctx.Err())
 	}
 	unlock := sync.OnceFunc(func() { <-ch })
-	n, err := s.InProgress(ctx, namespace)
+	err := s.read(ctx, func() error {
+		since := s.clock().Add(-p.Window)
+		for _, st := range s.steps {
+			if st.task.t.Namespace != p.Namespace {
+				continue
+			}
+			if st.s.State == statemachine.StepInProgress {
+				counts.InProgress++
+			}
+			if p.Window > 0 && st.s.StartedAt != nil && st.s.StartedAt.After(since) {
+				counts.Started++
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		unlock()
-		return nil, 0, err
+		return nil, counts, err
 	}
-	return unlock, n, nil
+	return unlock, counts, nil
 }
 
 // InProgress implements store.Limiter.
