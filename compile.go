@@ -45,12 +45,17 @@ func compileStep(s *StepTemplate) engine.Step {
 
 // adapt wraps a Handler for the engine, which knows nothing of the root's error types: the
 // handler's error is sorted here into the engine's classes.
-func adapt(h Handler) engine.Handler { return adapter{h} }
+func adapt(h Handler) engine.Handler { return adapter{h: h} }
 
-type adapter struct{ h Handler }
+type adapter struct {
+	h Handler
+	e *Engine // for Step.Child; nil in unit tests of the adapter
+}
 
 func (a adapter) Handle(ctx context.Context, at *engine.Attempt) engine.Return {
-	res, err := a.h.Handle(ctx, stepFrom(at))
+	s := stepFrom(at)
+	s.engine = a.e
+	res, err := a.h.Handle(ctx, s)
 	if err == nil {
 		return engine.Return{Result: res}
 	}

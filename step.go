@@ -57,6 +57,7 @@ type Step struct {
 
 	checkpoint json.RawMessage
 	lastError  json.RawMessage // the step's latest error record, for parks (signal.go)
+	engine     *Engine         // the engine running the step, for Child (child.go)
 	save       func(ctx context.Context, raw json.RawMessage) error
 	// maxCheckpoint bounds a checkpoint and a CompleteTx result (Config.MaxPayloadBytes); 0: no bound.
 	maxCheckpoint int

@@ -319,7 +319,7 @@ type TemplateConflictError = store.TemplateConflictError
 
 // Handle binds a handler to a name used in templates' handler.callable. Binding a name again
 // replaces the handler.
-func (e *Engine) Handle(callable string, h Handler) { e.core.Handle(callable, adapt(h)) }
+func (e *Engine) Handle(callable string, h Handler) { e.core.Handle(callable, adapter{h: h, e: e}) }
 
 // HandleFunc is Handle for a function.
 func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Step) (any, error)) {

@@ -33,6 +33,8 @@ type SignalStepParams struct {
 	// Namespace is the task's; the wake-up goes to its queue, through Enqueuer.
 	Namespace string
 	Enqueuer  Enqueuer
+	// WakeOnly wakes a parked step and stores nothing (a child task's end wakes its parent).
+	WakeOnly bool
 }
 
 // SignalStepResult says what a signal found and did.

@@ -346,6 +346,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, free
 	}
 	if res.Settled {
 		e.waiters.Notify(task.ID)
+		w.wakeParent(task) // child.go
 	}
 	if res.Next == nil {
 		return queue.Message{}, nil

@@ -26,9 +26,12 @@ func (s *Store) SignalStep(ctx context.Context, p store.SignalStepParams) (*stor
 		if st.s.State.Terminal() {
 			return fmt.Errorf("signal step %q of task %s: the step is %s: %w", p.Step, p.TaskID, st.s.State, store.ErrConflict)
 		}
-		sig, err := jsonb(p.Signal)
-		if err != nil {
-			return fmt.Errorf("signal step %q of task %s: %w", p.Step, p.TaskID, err)
+		sig := json.RawMessage("null")
+		if !p.WakeOnly {
+			var err error
+			if sig, err = jsonb(p.Signal); err != nil {
+				return fmt.Errorf("signal step %q of task %s: %w", p.Step, p.TaskID, err)
+			}
 		}
 		res = &store.SignalStepResult{StepID: st.s.ID, State: st.s.State}
 		doc := map[string]json.RawMessage{}
@@ -38,7 +41,7 @@ func (s *Store) SignalStep(ctx context.Context, p store.SignalStepParams) (*stor
 		if doc == nil {
 			doc = map[string]json.RawMessage{} // not an object: replaced, as jsonb_set on '{}' does
 		}
-		if _, had := doc[store.SignalKey]; !had {
+		if _, had := doc[store.SignalKey]; !had && !p.WakeOnly {
 			doc[store.SignalKey] = sig
 			raw, err := json.Marshal(doc)
 			if err != nil {

@@ -27,14 +27,14 @@ const signalStepSQL = `
 			   FOR UPDATE
 		)
 		UPDATE {s}.steps s
-		   SET checkpoint = CASE WHEN old.had THEN s.checkpoint
+		   SET checkpoint = CASE WHEN old.had OR $4 THEN s.checkpoint
 		                         ELSE jsonb_set(CASE WHEN jsonb_typeof(s.checkpoint) = 'object' THEN s.checkpoint ELSE '{}'::jsonb END,
 		                                        '{` + store.SignalKey + `}', $3::jsonb) END,
 		       next_retry_at = CASE WHEN old.parked THEN least(s.next_retry_at, now()) ELSE s.next_retry_at END,
 		       updated_at = now()
 		  FROM old
 		 WHERE s.step_id = old.step_id AND s.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')
-		RETURNING s.step_id, old.state, NOT old.had, old.parked, s.template_step, s.handler,
+		RETURNING s.step_id, old.state, NOT old.had AND NOT $4, old.parked, s.template_step, s.handler,
 		          (SELECT t.name FROM {s}.tasks t WHERE t.task_id = s.task_id),
 		          (SELECT t.version FROM {s}.tasks t WHERE t.task_id = s.task_id)`
 
@@ -47,7 +47,11 @@ func (s *Store) SignalStep(ctx context.Context, p store.SignalStepParams) (*stor
 		res = &store.SignalStepResult{}
 		var state string
 		ref := store.StepRef{TaskID: p.TaskID, Retry: true}
-		err := tx.QueryRow(ctx, s.q(signalStepSQL), p.TaskID, p.Step, string(p.Signal)).Scan(
+		signal := string(p.Signal)
+		if p.WakeOnly {
+			signal = "null"
+		}
+		err := tx.QueryRow(ctx, s.q(signalStepSQL), p.TaskID, p.Step, signal, p.WakeOnly).Scan(
 			&res.StepID, &state, &res.Stored, &res.Woken, &ref.Name, &ref.Handler, &ref.TaskName, &ref.Version)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return s.signalRefused(ctx, tx, p)
