@@ -3,6 +3,7 @@ package tasker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/tasker-systems/tasker/dag"
 	"github.com/tasker-systems/tasker/internal/engine"
@@ -44,18 +45,27 @@ func compileStep(s *StepTemplate) engine.Step {
 
 // adapt wraps a Handler for the engine, which knows nothing of the root's error types: the
 // handler's error is sorted here into the engine's classes.
-func adapt(h Handler) engine.Handler { return adapter{h} }
+func adapt(h Handler) engine.Handler { return adapter{h: h} }
 
-type adapter struct{ h Handler }
+type adapter struct {
+	h Handler
+	e *Engine // for Step.Child; nil in unit tests of the adapter
+}
 
 func (a adapter) Handle(ctx context.Context, at *engine.Attempt) engine.Return {
-	res, err := a.h.Handle(ctx, stepFrom(at))
+	s := stepFrom(at)
+	s.engine = a.e
+	res, err := a.h.Handle(ctx, s)
 	if err == nil {
 		return engine.Return{Result: res}
 	}
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return engine.Return{Err: perm.Err, Class: engine.ClassPermanent}
+	}
+	var pe *parkError
+	if errors.As(err, &pe) {
+		return engine.Return{Err: err, Class: engine.ClassPark, RetryAfter: time.Until(pe.until)}
 	}
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {

@@ -56,6 +56,8 @@ type Step struct {
 	completeTx func(ctx context.Context, tx store.Tx, result any) error
 
 	checkpoint json.RawMessage
+	lastError  json.RawMessage // the step's latest error record, for parks (signal.go)
+	engine     *Engine         // the engine running the step, for Child (child.go)
 	save       func(ctx context.Context, raw json.RawMessage) error
 	// maxCheckpoint bounds a checkpoint and a CompleteTx result (Config.MaxPayloadBytes); 0: no bound.
 	maxCheckpoint int
@@ -66,7 +68,7 @@ func stepFrom(a *engine.Attempt) *Step {
 	return &Step{TaskID: a.TaskID, ID: a.StepID, Name: a.Name, Namespace: a.Namespace, TaskName: a.TaskName,
 		Version: a.Version, Attempt: a.Number, MaxAttempts: a.MaxAttempts, CorrelationID: a.CorrelationID,
 		context: a.Context, method: a.Method, config: a.Config, results: a.Results, inputs: a.Inputs,
-		checkpoint: a.Checkpoint, maxCheckpoint: a.MaxCheckpoint, save: a.SaveCheckpoint, completeTx: a.CompleteTx}
+		checkpoint: a.Checkpoint, lastError: a.LastError, maxCheckpoint: a.MaxCheckpoint, save: a.SaveCheckpoint, completeTx: a.CompleteTx}
 }
 
 // Inputs decodes the step's own inputs, such as a batch worker's BatchInputs, into v. It returns

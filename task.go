@@ -37,9 +37,11 @@ type TaskRequest struct {
 	// IdempotencyKey, when set, is the task's identity: a second request with the same key for
 	// the same template returns the first task. The caller_provided identity strategy requires it.
 	IdempotencyKey string
-	// Priority is stored with the task and returned on Task, for operators; it orders nothing
-	// yet: workers take ready steps without regard to it. It must fit in 32 bits (the column is
-	// an integer).
+	// Priority orders the task's ready steps in the queue: each point counts as Config.Priority's
+	// Aging of waiting (a minute by default), up to its MaxCredit (an hour), so a higher priority
+	// is taken first and a low one waits at most MaxCredit longer than it would without priorities
+	// (see priority.go). 0 or less has no head start. It must fit in 32 bits (the column is an
+	// integer).
 	Priority int
 	// CorrelationID ties the task to the caller's own records and is shown to handlers.
 	CorrelationID string
@@ -51,6 +53,10 @@ type TaskRequest struct {
 	Initiator    string
 	SourceSystem string
 	Reason       string
+	// RunAt, when set, schedules the task's start: its root steps become ready at that time, and
+	// until then the task is scheduled (Task.RunAt, ListOptions.Scheduled). A time not in the
+	// future means now; one more than MaxRunAtAhead ahead is refused (see schedule.go).
+	RunAt time.Time
 }
 
 // MaxOriginBytes bounds TaskRequest.Initiator, SourceSystem and Reason, in bytes.
@@ -64,7 +70,7 @@ type Task struct {
 	Context                  json.RawMessage
 	IdentityHash             string
 	IdempotencyKey           string
-	Priority                 int // as requested; it orders nothing yet
+	Priority                 int // as requested
 	CorrelationID            string
 	Tags                     []string
 	Initiator                string // the request's; "" when it left it empty
@@ -72,6 +78,10 @@ type Task struct {
 	Reason                   string // the request's; "" when it left it empty
 	CreatedAt, UpdatedAt     time.Time
 	CompletedAt              *time.Time
+	// RunAt is the scheduled start of a task that has not started yet (TaskRequest.RunAt): its
+	// roots wait in waiting_for_retry, and so does the task, with no attempt made. nil once the
+	// task has started, for a task never scheduled, and from ListTasks, which reads no steps.
+	RunAt *time.Time
 	// Steps are filled by GetTask and WaitTask, and by CreateTask (and CreateTaskTx) with the
 	// steps as the creation wrote them, in creation order. ListTasks leaves them empty.
 	Steps []StepInfo
@@ -163,6 +173,10 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err := validateRequest(r, &req); err != nil {
 		return nil, err
 	}
+	runAt, err := scheduledStart(r.t.Key(), req.RunAt, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	identity, err := identityHash(r.t, ctxJSON, req.IdempotencyKey)
 	if err != nil {
 		return nil, err
@@ -198,7 +212,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		Priority: req.Priority, CorrelationID: req.CorrelationID, Tags: req.Tags,
 		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason, TraceParent: traceParent,
 		Steps: steps, Enqueuer: enq, OwnedQueue: e.core.OwnsQueue(), Template: r.compiled.RegistryRow(),
-		AnnounceCommit: tx != nil && publishes,
+		AnnounceCommit: tx != nil && publishes, RunAt: runAt, PriorityCredit: e.core.PriorityCredit(req.Priority),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
@@ -216,6 +230,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	}
 	task = taskFromStore(&res.Task)
 	task.Steps = stepsFromStore(res.Steps)
+	task.RunAt = scheduledAt(task)
 	if res.Duplicate {
 		return task, &DuplicateTaskError{ExistingID: res.Task.ID, Identity: identity}
 	}
@@ -492,6 +507,7 @@ func (e *Engine) withSteps(ctx context.Context, t *store.Task) (*Task, error) {
 	}
 	task := taskFromStore(t)
 	task.Steps = stepsFromStore(steps)
+	task.RunAt = scheduledAt(task)
 	return task, nil
 }
 
@@ -505,13 +521,15 @@ type ListOptions struct {
 	Limit int
 	// After continues the listing after this task (the last one of the previous page).
 	After uuid.UUID
+	// Scheduled keeps only the tasks waiting for their scheduled start (TaskRequest.RunAt).
+	Scheduled bool
 }
 
 // ListTasks returns tasks, newest first, without their steps.
 func (e *Engine) ListTasks(ctx context.Context, o ListOptions) ([]Task, error) {
 	ts, err := e.store.ListTasks(ctx, store.ListTasksParams{
 		Namespace: o.Namespace, Name: o.Name, States: o.States, CreatedAfter: o.CreatedAfter,
-		CreatedBefore: o.CreatedBefore, Limit: o.Limit, AfterID: o.After,
+		CreatedBefore: o.CreatedBefore, Limit: o.Limit, AfterID: o.After, Scheduled: o.Scheduled,
 	})
 	if err != nil {
 		return nil, err

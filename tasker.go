@@ -137,6 +137,15 @@ type Config struct {
 	// outcome, handler durations, handoff latency, queue depth, rescues, leader changes, stale
 	// tasks, dead letters); nil means none, at no cost.
 	MeterProvider metric.MeterProvider
+	// Priority sets what a point of TaskRequest.Priority is worth in the queue (priority.go).
+	Priority PriorityConfig
+	// GlobalConcurrency caps, by namespace, the steps in progress across every engine on the
+	// store (every engine should set the same caps); a step over the cap waits in the queue, with
+	// no attempt spent. A store that cannot hold such limits (store.Limiter) ignores it.
+	GlobalConcurrency map[string]int
+	// GlobalRate caps, by namespace, the step starts across every engine: at most N in any
+	// window of Per (limit.go).
+	GlobalRate map[string]RateLimit
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -147,6 +156,7 @@ type Engine struct {
 	queue queue.Queue
 	log   logr.Logger
 	core  *engine.Engine // templates, handlers, workers and maintenance
+	sched schedules      // schedule_cron.go
 }
 
 // registered is what the root keeps of a registered template, attached to the engine's compiled
@@ -168,6 +178,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if err := checkStaleness(&cfg.Staleness); err != nil {
+		return nil, err
+	}
+	if err := cfg.Priority.check(); err != nil {
+		return nil, err
+	}
+	if err := checkGlobalConcurrency(cfg.GlobalConcurrency, cfg.GlobalRate); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -220,7 +236,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		LeaderTTL: cfg.LeaderTTL, RescueInterval: cfg.RescueInterval, RepublishAfter: cfg.RepublishAfter,
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
-		Retention: cfg.Retention.engine(), TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+		Retention: cfg.Retention.engine(), TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
+		Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency, GlobalRate: rateLimits(cfg.GlobalRate)})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 
@@ -299,6 +316,7 @@ func (e *Engine) Register(t *Template) error {
 	if _, err := e.core.AddTemplate(compiled); err != nil {
 		return err
 	}
+	e.handleBuiltins(c) // signal.go
 	return nil
 }
 
@@ -313,7 +331,7 @@ type TemplateConflictError = store.TemplateConflictError
 
 // Handle binds a handler to a name used in templates' handler.callable. Binding a name again
 // replaces the handler.
-func (e *Engine) Handle(callable string, h Handler) { e.core.Handle(callable, adapt(h)) }
+func (e *Engine) Handle(callable string, h Handler) { e.core.Handle(callable, adapter{h: h, e: e}) }
 
 // HandleFunc is Handle for a function.
 func (e *Engine) HandleFunc(callable string, fn func(ctx context.Context, s *Step) (any, error)) {

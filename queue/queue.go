@@ -49,12 +49,16 @@ type Message struct {
 type Queue interface {
 	// SendTx enqueues payloads (JSON documents) on the named queue inside the caller's transaction:
 	// they become visible only if it commits (and wake-ups fire on commit). delay > 0 makes them
-	// invisible until then. An invalid JSON payload is an error, reported before anything is
-	// written so that the caller's transaction stays usable. No payloads is a no-op.
+	// invisible until then. delay < 0 dates them back (a priority credit): they are visible at
+	// once and, on a queue that reads in order of visibility time (pgqueue, memqueue), read before
+	// the messages made visible in the last -delay; a broker without that order treats it as 0. An
+	// invalid JSON payload is an error, reported before anything is written so that the caller's
+	// transaction stays usable. No payloads is a no-op.
 	SendTx(ctx context.Context, tx pgx.Tx, queue string, payloads [][]byte, delay time.Duration) error
 
 	// Read claims up to n visible messages, hiding each for vt (the visibility timeout). Oldest
-	// first; concurrent readers never get the same message (FOR UPDATE SKIP LOCKED). It returns an
+	// first: by the time they became visible (sent, delayed or dated back, or put back by a
+	// timeout), then in send order, where the queue can tell; concurrent readers never get the same message (FOR UPDATE SKIP LOCKED). It returns an
 	// empty slice, not an error, when nothing is visible. n and vt must be positive.
 	Read(ctx context.Context, queue string, n int, vt time.Duration) ([]Message, error)
 

@@ -92,6 +92,10 @@ const (
 	StepEventCompleteManually StepEvent = "complete_manually"
 	// StepEventCancel cancels the step from any non-terminal state.
 	StepEventCancel StepEvent = "cancel"
+	// StepEventSchedule makes a new task's root step wait for the task's scheduled start
+	// (TaskRequest.RunAt), as a retry waits for its backoff: in waiting_for_retry with its
+	// next_retry_at at the start, with no attempt spent.
+	StepEventSchedule StepEvent = "schedule"
 )
 
 var stepEvents = []StepEvent{
@@ -106,6 +110,7 @@ var stepEvents = []StepEvent{
 	StepEventResolveManually,
 	StepEventCompleteManually,
 	StepEventCancel,
+	StepEventSchedule,
 }
 
 // StepEvents returns every step event in a stable order. The caller owns the

@@ -66,6 +66,8 @@ var taskTransitions = []TaskTransition{
 var stepTransitions = []StepTransition{
 	{StepPending, StepEventEnqueue, StepEnqueued},
 	{StepWaitingForRetry, StepEventEnqueue, StepEnqueued},
+	// A scheduled task's roots wait for its start as retries wait for their backoff.
+	{StepPending, StepEventSchedule, StepWaitingForRetry},
 
 	{StepEnqueued, StepEventStart, StepInProgress},
 	{StepInProgress, StepEventReport, StepEnqueuedForOrchestration},

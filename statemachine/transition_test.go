@@ -37,7 +37,7 @@ var wantTask = map[sm.TaskState]map[sm.TaskEvent]sm.TaskState{
 }
 
 var wantStep = map[sm.StepState]map[sm.StepEvent]sm.StepState{
-	"pending":  {"enqueue": "enqueued", "cancel": "cancelled"},
+	"pending":  {"enqueue": "enqueued", "schedule": "waiting_for_retry", "cancel": "cancelled"},
 	"enqueued": {"start": "in_progress", "cancel": "cancelled"},
 	"in_progress": {
 		"report":         "enqueued_for_orchestration",
@@ -60,7 +60,7 @@ var (
 		"steps_still_running", "awaiting_dependencies", "awaiting_retry", "permanent_failure",
 		"all_steps_complete", "operator_fix", "resolve_manually", "fail", "cancel"}
 	allStepEvents = []sm.StepEvent{"enqueue", "start", "report", "complete", "fail_retryable",
-		"fail_permanent", "release", "reset", "resolve_manually", "complete_manually", "cancel"}
+		"fail_permanent", "release", "reset", "resolve_manually", "complete_manually", "cancel", "schedule"}
 )
 
 func TestNextTaskEveryPair(t *testing.T) {

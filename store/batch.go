@@ -54,6 +54,9 @@ type Outcome struct {
 	Result, Error json.RawMessage
 	// RetryDelay is a retry's backoff: its message becomes visible then.
 	RetryDelay time.Duration
+	// PriorityCredit dates the messages of the steps the outcome releases back by this much (see
+	// CreateTaskParams.PriorityCredit).
+	PriorityCredit time.Duration
 	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
 	// the attempt of a worker that stopped renewing it.
 	LeaseExpired bool

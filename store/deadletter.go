@@ -102,6 +102,10 @@ type ActiveTask struct {
 	StateSortKey int
 	// Age is how long the task has existed; StateAge how long it has been in State.
 	Age, StateAge time.Duration
+	// Waiting is true when a step of the task waits in waiting_for_retry by design, not for a
+	// retry: the root of a task scheduled to start later (no attempt made) or a parked step (a
+	// durable sleep, a wait for a signal, whose error record has kind "parked").
+	Waiting bool
 }
 
 // NewDeadLetter is the entry FailTask or AddDeadLetter writes.

@@ -308,6 +308,14 @@ type CreateTaskParams struct {
 	// the task is created in a caller's transaction and its queue publishes after commits, which only
 	// the database sees happen.
 	AnnounceCommit bool
+	// RunAt, when not zero, schedules the task's start (statemachine.PlanScheduledCreate): its
+	// roots wait in waiting_for_retry with next_retry_at = RunAt, and their messages are retry
+	// timers delayed until then. The engine passes only a RunAt in the future.
+	RunAt time.Time
+	// PriorityCredit dates the roots' messages back by this much (a negative send delay), so that
+	// they are read before the messages of the last PriorityCredit (see the root package's
+	// priority.go). 0: none. A scheduled task's roots get none: they wait for RunAt.
+	PriorityCredit time.Duration
 }
 
 // EventListener is implemented by stores that announce some changes to every engine once they
@@ -386,17 +394,20 @@ const (
 // OutcomeParams records the outcome of one attempt, releases the dependents it makes ready,
 // enqueues them and finalizes the task, in one transaction.
 type OutcomeParams struct {
-	TaskID       uuid.UUID
-	StepID       uuid.UUID
-	WorkerID     string
-	Attempt      int
-	Kind         OutcomeKind
-	Result       json.RawMessage // for OutcomeSuccess
-	Error        json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
-	RetryDelay   time.Duration   // for OutcomeRetry
-	Namespace    string
-	Enqueuer     Enqueuer
-	BeforeCommit func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
+	TaskID     uuid.UUID
+	StepID     uuid.UUID
+	WorkerID   string
+	Attempt    int
+	Kind       OutcomeKind
+	Result     json.RawMessage // for OutcomeSuccess
+	Error      json.RawMessage // for failures: {"message": ..., "kind": ..., ...}
+	RetryDelay time.Duration   // for OutcomeRetry
+	// PriorityCredit dates the messages of the steps the outcome releases back by this much (see
+	// CreateTaskParams.PriorityCredit).
+	PriorityCredit time.Duration
+	Namespace      string
+	Enqueuer       Enqueuer
+	BeforeCommit   func(ctx context.Context, tx pgx.Tx) error // e.g. ack the queue message in the same transaction
 	// LeaseExpired makes the compare-and-set also require an expired lease: the rescuer settles
 	// the attempt of a worker that stopped renewing it.
 	LeaseExpired bool
@@ -584,6 +595,10 @@ type ListTasksParams struct {
 	Limit         int
 	// AfterID continues a listing after the task with this ID (keyset pagination).
 	AfterID uuid.UUID
+	// Scheduled keeps only the tasks waiting for their scheduled start: a step waits in
+	// waiting_for_retry with no attempt made and next_retry_at still ahead, and no step of the
+	// task has made an attempt.
+	Scheduled bool
 }
 
 // Transition is one row of the audit trail.

@@ -66,11 +66,20 @@ func TestChaosRabbitMQ(t *testing.T) {
 	runChaos(t, chaosRun{tasks: *flagRabbitN, duration: *flagRabbitDur, rabbitURL: *flagRabbitURL})
 }
 
-// chaosRun sizes one chaos run; rabbitURL set means the queue is RabbitMQ.
+// chaosRun sizes one chaos run; rabbitURL set means the queue is RabbitMQ; limit > 0 sets a
+// global concurrency limit on the workers, which a sampler checks throughout.
 type chaosRun struct {
 	tasks     int
 	duration  time.Duration
 	rabbitURL string
+	limit     int
+}
+
+// TestChaosGlobalLimit is TestChaos with a global concurrency limit of 6 over 4 × 8 handlers:
+// sampled from the database every few milliseconds, through the kills and the rescues, no more
+// steps are ever in progress.
+func TestChaosGlobalLimit(t *testing.T) {
+	runChaos(t, chaosRun{tasks: *flagTasks / 2, duration: *flagDuration / 2, limit: 6})
 }
 
 func runChaos(t *testing.T, run chaosRun) {
@@ -112,6 +121,11 @@ func runChaos(t *testing.T, run chaosRun) {
 		"TASKER_CHAOS_MAX_SLEEP="+flagMaxSleep.String(),
 	)
 	env = append(env, rabbitEnv...)
+	if run.limit > 0 {
+		env = append(env, fmt.Sprintf("TASKER_CHAOS_GLOBAL_LIMIT=%d", run.limit))
+		stop := sampleInProgress(t, db.Pool, sq, run.limit)
+		defer stop()
+	}
 	if *flagVerbose {
 		env = append(env, "TASKER_CHAOS_VERBOSE=1")
 	}
@@ -334,5 +348,38 @@ func waitSettled(ctx context.Context, pool *pgxpool.Pool, sq func(string) string
 			return complete, fmt.Errorf("not settled after %s: %d of %d tasks complete, %d settled otherwise", bound, complete, n, other)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sampleInProgress counts the steps in progress every 3 ms until stop, which fails the test if a
+// sample was over limit, and logs the samples.
+func sampleInProgress(t *testing.T, pool *pgxpool.Pool, sq func(string) string, limit int) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var samples, over, peak int
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var n int
+			if err := pool.QueryRow(ctx, sq(`SELECT count(*) FROM {s}.steps WHERE state = 'in_progress'`)).Scan(&n); err == nil {
+				samples++
+				peak = max(peak, n)
+				if n > limit {
+					over++
+				}
+			}
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		t.Logf("global limit %d: %d samples of the steps in progress, at most %d", limit, samples, peak)
+		if over > 0 {
+			t.Errorf("global limit %d: %d samples over it (at most %d)", limit, over, peak)
+		}
+		if peak < limit {
+			t.Errorf("global limit %d: the steps in progress never reached it (at most %d)", limit, peak)
+		}
 	}
 }

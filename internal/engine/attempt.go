@@ -61,12 +61,17 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
+	unlock, ok := w.limitOne(ns, m) // limit.go
+	if !ok {
+		return
+	}
 	cl := claimTimes{start: time.Now()}
 	if !msg.Retry {
 		cl.sent = m.EnqueuedAt // a retry's message was sent at the failure, its delay ahead
 	}
 	claim, err := e.store.ClaimStep(w.dbctx, params)
 	cl.end = time.Now()
+	unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
@@ -260,12 +265,14 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 	p := Classify(st, out, cause, e.cfg.MaxPayloadBytes)
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	enq := e.NewEnqueuer()
 	p.Enqueuer = enq
 	if ba, ok := e.queue.(queue.BatchAcker); ok {
 		p.AckBatch = func(b *pgx.Batch) error { return ba.QueueAck(b, ns, m.ID) }
 	}
-	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st)
+	handoff := p.Kind == store.OutcomeSuccess && p.Spawn == nil && !w.stopping.Load() && e.mayRelease(task, st) &&
+		e.globalLimit(ns).lim == nil // a hand-over would bypass the limit's lock (limit.go)
 	if handoff {
 		if _, ok := e.queue.(queue.BatchHolder); ok {
 			p.ClaimNext = &store.ClaimNextParams{Lease: e.cfg.Lease, Hold: enq.HoldBatch,
@@ -381,6 +388,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 	if res.Settled {
 		tel.taskSettled(ns, res.TaskState)
 		e.waiters.Notify(task.ID)
+		w.wakeParent(task) // child.go
 	}
 	if res.Next == nil {
 		return queue.Message{}, nil, claimTimes{}
@@ -533,6 +541,7 @@ func (w *workers) completeTx(ctx context.Context, tx store.Tx, st *store.Step, t
 	}
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
+	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	p.Enqueuer = e.NewEnqueuer() // a queue outside the database publishes when the commit is announced
 	if _, err := ts.RecordOutcomeTx(ctx, tx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -577,7 +586,7 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 	a := &Attempt{TaskID: task.ID, StepID: st.ID, Name: st.Name, Namespace: task.Namespace, TaskName: task.Name,
 		Version: task.Version, Number: st.Attempts, MaxAttempts: st.MaxAttempts, CorrelationID: task.CorrelationID,
 		Context: task.Context, Method: method, Config: config, Results: results, Inputs: st.Inputs,
-		Checkpoint: st.Checkpoint, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
+		Checkpoint: st.Checkpoint, LastError: st.LastError, MaxCheckpoint: w.e.cfg.MaxPayloadBytes, SaveCheckpoint: func(ctx context.Context, raw json.RawMessage) error {
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		},
 		CompleteTx: func(ctx context.Context, tx store.Tx, result any) error {

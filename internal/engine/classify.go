@@ -81,6 +81,11 @@ type Failure struct {
 	Kind    string `json:"kind"`
 	Attempt int    `json:"attempt"`
 	Stack   string `json:"stack,omitempty"`
+	// Until is, for a parked step (kind "parked"), the time it waits for.
+	Until *time.Time `json:"until,omitempty"`
+	// Parks counts the step's attempts that parked it so far (park.go), which its retry policy
+	// does not count.
+	Parks int `json:"parks,omitempty"`
 }
 
 // ErrorText is err's text made storable: sanitized and cut to MaxErrorMessageBytes, less some
@@ -116,7 +121,7 @@ func FailureJSON(se Failure) json.RawMessage {
 // that no outcome is refused inside the transaction that records it.
 func Classify(st *store.Step, out Called, cause error, maxPayload int) store.OutcomeParams {
 	fail := func(kind store.OutcomeKind, se Failure) store.OutcomeParams {
-		se.Attempt = st.Attempts
+		se.Attempt, se.Parks = st.Attempts, parksOf(st)
 		return store.OutcomeParams{Kind: kind, Error: FailureJSON(se)}
 	}
 	var nh *NoHandlerError
@@ -141,11 +146,14 @@ func Classify(st *store.Step, out Called, cause error, maxPayload int) store.Out
 	if out.Class == ClassPermanent {
 		return fail(store.OutcomePermanent, Failure{Message: ErrorText(out.Err), Kind: "permanent"})
 	}
+	if out.Class == ClassPark {
+		return park(st, out)
+	}
 	se := Failure{Message: ErrorText(out.Err), Kind: "retryable"}
 	if errors.Is(cause, ErrStepTimeout) {
 		se = Failure{Message: fmt.Sprintf("timed out after %s: %s", st.Timeout, ErrorText(out.Err)), Kind: "timeout"}
 	}
-	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+	if !st.Retryable || st.Attempts-parksOf(st) >= st.MaxAttempts {
 		se.Message = fmt.Sprintf("%s (attempt %d of %d, no retry left)", se.Message, st.Attempts, st.MaxAttempts)
 		if se.Kind == "retryable" {
 			se.Kind = "exhausted"

@@ -350,7 +350,7 @@ func (c *completer) outcomeOf(p store.OutcomeParams, m queue.Message) (store.Out
 	}
 	o := store.Outcome{TaskID: p.TaskID, StepID: p.StepID, WorkerID: p.WorkerID, Attempt: p.Attempt, Plan: plan,
 		Result: p.Result, Error: p.Error, RetryDelay: p.RetryDelay, LeaseExpired: p.LeaseExpired, Spawn: p.Spawn,
-		Namespace: p.Namespace}
+		Namespace: p.Namespace, PriorityCredit: p.PriorityCredit}
 	if c.owned {
 		o.MessageID = m.ID
 	}

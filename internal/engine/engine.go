@@ -81,6 +81,12 @@ type Config struct {
 	// TracerProvider and MeterProvider instrument the engine (telemetry.go); nil means no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// Priority sets what a point of task priority is worth in the queue (priority.go).
+	Priority PriorityConfig
+	// GlobalConcurrency caps, by namespace, the steps in progress across every engine (limit.go).
+	GlobalConcurrency map[string]int
+	// GlobalRate caps, by namespace, the step starts in a sliding window across every engine.
+	GlobalRate map[string]RateLimit
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the
@@ -101,9 +107,10 @@ type Engine struct {
 	schemaReady atomic.Bool // the store's schema was found at this library's version
 	runs        RunRegistry // handlers in flight, by task, for cancellation
 	waiters     WaiterRegistry
-	waiting     WaitingRegistry // steps this engine declined, for health
-	svc         serviceStatuses // what the maintenance services' passes did (services.go)
-	tel         *Telemetry      // traces and metrics (telemetry.go)
+	waiting     WaitingRegistry               // steps this engine declined, for health
+	svc         serviceStatuses               // what the maintenance services' passes did (services.go)
+	tel         *Telemetry                    // traces and metrics (telemetry.go)
+	scheduler   atomic.Pointer[schedulerHook] // the root's schedules (schedule.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.

@@ -66,7 +66,7 @@ func (q Enqueuer) Flush(ctx context.Context) {
 			continue
 		}
 		seen[p.step.StepID] = true
-		g := group{p.ns, p.delay}
+		g := group{p.ns, max(p.delay, 0)} // a priority credit (a negative delay) means nothing to a broker
 		if _, ok := steps[g]; !ok {
 			order = append(order, g)
 		}

@@ -81,18 +81,36 @@ func (w *workers) publishTask(ctx context.Context, id uuid.UUID) {
 		}
 		return
 	}
-	var refs []store.StepRef
+	var refs, scheduled []store.StepRef
+	var start time.Time
 	for _, s := range steps {
-		if s.State == statemachine.StepEnqueued {
-			refs = append(refs, store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep, Handler: s.Handler})
+		ref := store.StepRef{TaskID: id, StepID: s.ID, TaskName: task.Name, Version: task.Version, Name: s.TemplateStep, Handler: s.Handler}
+		switch {
+		case s.State == statemachine.StepEnqueued:
+			refs = append(refs, ref)
+		case s.State == statemachine.StepWaitingForRetry && s.Attempts == 0 && s.NextRetryAt != nil:
+			// A scheduled task's root (TaskRequest.RunAt): its retry timer, delayed until the start.
+			ref.Retry = true
+			scheduled, start = append(scheduled, ref), *s.NextRetryAt
 		}
 	}
-	if len(refs) == 0 {
+	if len(refs) == 0 && len(scheduled) == 0 {
 		return
 	}
-	payloads, err := e.stepPayloads(task.Namespace, refs)
-	if err == nil {
-		err = pub.Publish(ctx, task.Namespace, payloads, 0)
+	for _, g := range []struct {
+		refs  []store.StepRef
+		delay time.Duration
+	}{{refs, 0}, {scheduled, max(time.Until(start), 0)}} {
+		if len(g.refs) == 0 || err != nil {
+			continue
+		}
+		if dl, ok := e.queue.(queue.DelayLimiter); ok && dl.MaxDelay() > 0 && g.delay > dl.MaxDelay() {
+			continue // the sweeper publishes them once due
+		}
+		var payloads [][]byte
+		if payloads, err = e.stepPayloads(task.Namespace, g.refs); err == nil {
+			err = pub.Publish(ctx, task.Namespace, payloads, g.delay)
+		}
 	}
 	if err != nil {
 		if ctx.Err() == nil {

@@ -38,6 +38,9 @@ type Attempt struct {
 	MaxCheckpoint int
 	// SaveCheckpoint stores a checkpoint for this attempt.
 	SaveCheckpoint func(ctx context.Context, raw json.RawMessage) error
+	// LastError is the step's latest error record (a Failure), if any: a parked step's says until
+	// when it parked.
+	LastError json.RawMessage
 	// CompleteTx records this attempt's success with result inside the caller's transaction tx
 	// (store.Tx): its dependents are released and its task settled only if tx commits. It returns
 	// store.ErrNotTransactional on a store that cannot join tx.
@@ -68,6 +71,9 @@ const (
 	ClassPermanent
 	// ClassRetryAfter is a retryable error that asks for its own wait.
 	ClassRetryAfter
+	// ClassPark parks the step until RetryAfter has passed (durable sleep, waiting for a signal):
+	// a retry that the step's retry policy does not count (park.go).
+	ClassPark
 )
 
 // Called is what a handler call came to: its Return, or a panic, or a handler abandoned because it

@@ -34,6 +34,7 @@ func (w *workers) services() []service {
 		s = append(s, service{name: "staleness", interval: sc.Interval, run: w.staleness})
 	}
 	s = append(s, w.retentionServices()...) // retention.go: when Config.Retention.Period is set
+	s = append(s, w.scheduleServices()...)  // schedule.go: when schedules are set
 	return s
 }
 

@@ -144,7 +144,9 @@ type Verdict struct {
 // highest ratio is the verdict's.
 func Judge(t store.ActiveTask, l StalenessLimits) Verdict {
 	v := Verdict{Task: t, Action: l.Action, Band: BandHealthy}
-	if th, lim := l.stateLimit(t.State); lim > 0 {
+	// A task that waits by design (a scheduled start, a durable sleep, a wait for a signal) is not
+	// stuck waiting for a retry; max_duration still bounds it.
+	if th, lim := l.stateLimit(t.State); lim > 0 && !(t.Waiting && t.State == statemachine.TaskWaitingForRetry) {
 		v.Threshold, v.Limit, v.Measured, v.Ratio = th, lim, t.StateAge, float64(t.StateAge)/float64(lim)
 	}
 	if l.MaxDuration > 0 && t.State != statemachine.TaskBlockedByFailures {

@@ -581,7 +581,13 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 			}
 			w.yieldAfterDecline(ctx, ns) // decline.go
 			if w.claimer != nil {
+				allowed, unlock := w.limitGate(ctx, ns, n) // limit.go
+				if allowed == 0 {
+					break
+				}
+				n = allowed
 				read, err := w.claimFromQueue(ctx, ns, n)
+				unlock()
 				if err != nil {
 					w.release(ns, n)
 					if ctx.Err() != nil {

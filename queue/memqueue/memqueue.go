@@ -18,6 +18,7 @@
 package memqueue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,10 +142,7 @@ func (q *Queue) SendTx(ctx context.Context, _ pgx.Tx, queueName string, payloads
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	t := now()
-	vt := t
-	if delay > 0 {
-		vt = t.Add(delay)
-	}
+	vt := t.Add(delay) // a negative delay dates the messages back (a priority credit)
 	l := q.list(queueName)
 	for _, p := range payloads {
 		q.nextID++
@@ -156,7 +154,8 @@ func (q *Queue) SendTx(ctx context.Context, _ pgx.Tx, queueName string, payloads
 	return nil
 }
 
-// Read implements queue.Queue: up to n visible messages, oldest first, each hidden for vt.
+// Read implements queue.Queue: up to n visible messages, earliest visible first, each hidden for
+// vt.
 func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Duration) ([]queue.Message, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("memqueue: read from queue %q: n must be positive, got %d", queueName, n)
@@ -175,12 +174,25 @@ func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Durat
 		return out, nil
 	}
 	t := now()
+	// Earliest visible first, then in send order, as pgqueue reads (queue_messages_ready_idx).
+	var visible []*message
 	for _, m := range l.msgs {
+		if !m.acked && !m.vt.After(t) {
+			visible = append(visible, m)
+		}
+	}
+	byVT := func(a, b *message) int {
+		if c := a.vt.Compare(b.vt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	}
+	if !slices.IsSortedFunc(visible, byVT) {
+		slices.SortFunc(visible, byVT)
+	}
+	for _, m := range visible {
 		if len(out) == n {
 			break
-		}
-		if m.acked || m.vt.After(t) {
-			continue
 		}
 		m.vt = t.Add(vt)
 		m.readCt++

@@ -22,7 +22,7 @@ var harness = queuetest.Harness{
 	New: func(_ testing.TB, cfg queuetest.Config) queuetest.Backend {
 		return queuetest.Backend{Queue: New(WithPollInterval(cfg.PollInterval))}
 	},
-	Capabilities: queuetest.Capabilities{ImmediateRead: true, ExactReadCounts: true, Ordered: true},
+	Capabilities: queuetest.Capabilities{ImmediateRead: true, ExactReadCounts: true, Ordered: true, DatedBack: true},
 }
 
 func TestConformance(t *testing.T) {

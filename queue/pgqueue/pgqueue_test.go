@@ -51,7 +51,7 @@ var harness = queuetest.Harness{
 		b := setup(t, WithPollInterval(cfg.PollInterval))
 		return queuetest.Backend{Queue: b.q, Begin: b.pool.Begin}
 	},
-	Capabilities: queuetest.Capabilities{Transactions: true, ImmediateRead: true, ExactReadCounts: true, Ordered: true},
+	Capabilities: queuetest.Capabilities{Transactions: true, ImmediateRead: true, ExactReadCounts: true, Ordered: true, DatedBack: true},
 }
 
 func TestConformance(t *testing.T) {

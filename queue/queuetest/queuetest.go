@@ -99,6 +99,9 @@ type Capabilities struct {
 	// Ordered means Read returns messages oldest first (the order of the payloads of one send,
 	// and sends in the order they returned).
 	Ordered bool
+	// DatedBack means a send with a negative delay dates its messages back: they are visible at
+	// once and read before the messages made visible since (the engine's priority credit).
+	DatedBack bool
 }
 
 // The queue names the suite uses; Config.Queues lists them all.
@@ -143,6 +146,7 @@ func Run(t *testing.T, h Harness) {
 		{"Extend", testExtend},
 		{"RetryLater", testRetryLater},
 		{"Delay", testDelay},
+		{"DatedBack", testDatedBack}, // priority.go
 		{"Transactions", testTransactions},
 		{"BatchSender", testBatchSender},
 		{"BatchAcker", testBatchAcker},

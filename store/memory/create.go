@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -109,11 +110,11 @@ func (tx *txn) createTask(p store.CreateTaskParams) (*store.CreateTaskResult, er
 	s.identities[ident] = t
 	tx.onUndo(func() { delete(s.tasks, p.TaskID); delete(s.identities, ident) })
 
-	if err := tx.insertSteps(t, p.Steps, plan.States); err != nil {
+	if err := tx.insertSteps(t, p.Steps, plan.States, runAt(p)); err != nil {
 		return nil, err
 	}
 	tx.taskTransitions(t, plan.Path)
-	tx.enqueue(p.Enqueuer, p.Namespace, roots, 0)
+	tx.enqueue(p.Enqueuer, p.Namespace, roots, params.RootDelay(p, tx.now))
 	return &store.CreateTaskResult{Task: cloneTask(&t.t), Steps: cloneSteps(t)}, nil
 }
 
@@ -130,8 +131,8 @@ func (tx *txn) taskTransitions(t *taskRow, path []statemachine.TaskTransition) {
 }
 
 // insertSteps adds a new task's steps, their edges and their first transitions (create, and
-// enqueue for the roots).
-func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep, states []statemachine.StepState) error {
+// enqueue for the roots, or schedule for the roots of a scheduled task, which wait until runAt).
+func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep, states []statemachine.StepState, runAt *time.Time) error {
 	rows := make([]*stepRow, len(steps))
 	for i, ns := range steps {
 		st, err := tx.newStep(t, ns)
@@ -140,6 +141,9 @@ func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep, states []statemach
 		}
 		st.parentsTotal, st.parentsUnfinished = len(ns.Parents), len(ns.Parents)
 		st.s.State = states[i]
+		if st.s.State == statemachine.StepWaitingForRetry {
+			st.s.NextRetryAt = clonePtr(runAt)
+		}
 		rows[i] = st
 	}
 	for i, ns := range steps {
@@ -152,14 +156,29 @@ func (tx *txn) insertSteps(t *taskRow, steps []store.NewStep, states []statemach
 			}
 		}
 	}
-	var roots []stepMove
+	var roots, scheduled []stepMove
 	for _, st := range rows {
 		tx.firstStepTransition(st)
-		if st.s.State == statemachine.StepEnqueued {
+		switch st.s.State {
+		case statemachine.StepEnqueued:
 			roots = append(roots, stepMove{st, statemachine.StepPending})
+		case statemachine.StepWaitingForRetry:
+			scheduled = append(scheduled, stepMove{st, statemachine.StepPending})
 		}
 	}
+	if err := tx.writeStepTransitions(scheduled, statemachine.StepEventSchedule, statemachine.StepWaitingForRetry, nil); err != nil {
+		return err
+	}
 	return tx.writeStepTransitions(roots, statemachine.StepEventEnqueue, statemachine.StepEnqueued, nil)
+}
+
+// runAt is the next_retry_at of a scheduled task's roots (p.RunAt), or nil.
+func runAt(p store.CreateTaskParams) *time.Time {
+	if p.RunAt.IsZero() {
+		return nil
+	}
+	t := p.RunAt
+	return &t
 }
 
 // newStep inserts a pending step row with no parents, enforcing the steps table's constraints.

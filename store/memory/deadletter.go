@@ -36,6 +36,14 @@ func active(t *taskRow, now time.Time) store.ActiveTask {
 	if t.cur != nil {
 		a.StateSince, a.StateSortKey, a.StateAge = t.cur.createdAt, t.cur.sortKey, now.Sub(t.cur.createdAt)
 	}
+	if t.t.State == statemachine.TaskWaitingForRetry {
+		for _, st := range t.steps {
+			if st.s.State == statemachine.StepWaitingForRetry && (st.s.Attempts == 0 || parked(st.s.LastError)) {
+				a.Waiting = true
+				break
+			}
+		}
+	}
 	return a
 }
 

@@ -51,6 +51,8 @@ var ErrNoTransactions = errors.New("store/memory: the memory store has no transa
 type Store struct {
 	q *memqueue.Queue
 
+	limits sync.Map // the locks of the limit keys (limit.go), outside mu
+
 	mu         sync.Mutex
 	last       time.Time // the clock's latest reading: it never goes back
 	templates  map[templateKey]*templateRow

@@ -124,7 +124,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams, plan st
 		for i, r := range ready {
 			refs[i] = store.StepRef{TaskID: p.TaskID, StepID: r.s.ID, TaskName: before.name, Version: before.version, Name: r.s.TemplateStep, Handler: r.s.Handler}
 		}
-		tx.enqueue(p.Enqueuer, p.Namespace, refs, 0)
+		tx.enqueue(p.Enqueuer, p.Namespace, refs, -p.PriorityCredit)
 	}
 	if eff.EnqueueRetry {
 		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep, Handler: st.s.Handler}}

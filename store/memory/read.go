@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
 
@@ -150,7 +151,8 @@ func (s *Store) ListTasks(ctx context.Context, p store.ListTasksParams) ([]store
 				len(p.States) > 0 && !slices.Contains(p.States, t.t.State),
 				!p.CreatedAfter.IsZero() && t.t.CreatedAt.Before(p.CreatedAfter),
 				!p.CreatedBefore.IsZero() && !t.t.CreatedAt.Before(p.CreatedBefore),
-				after != nil && newerFirst(t, after) <= 0:
+				after != nil && newerFirst(t, after) <= 0,
+				p.Scheduled && !scheduled(t):
 				continue
 			}
 			match = append(match, t)
@@ -165,6 +167,21 @@ func (s *Store) ListTasks(ctx context.Context, p store.ListTasksParams) ([]store
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
 	return out, nil
+}
+
+// scheduled reports whether t waits for its scheduled start (store.ListTasksParams.Scheduled).
+func scheduled(t *taskRow) bool {
+	if t.t.State != statemachine.TaskWaitingForRetry {
+		return false
+	}
+	waiting := false
+	for _, st := range t.steps {
+		if st.s.Attempts > 0 {
+			return false
+		}
+		waiting = waiting || st.s.State == statemachine.StepWaitingForRetry
+	}
+	return waiting
 }
 
 // newerFirst orders tasks by creation time, then ID, descending.

@@ -69,13 +69,15 @@ const claimSetSQL = `
 		 ORDER BY src.ord`
 
 // fromQueueSource reads up to $5 visible messages of queue $3 whose handler is one of $4 (or that
-// name none) and hides them for the lease: the source of ClaimFromQueue. A message whose step_id is
+// name none), earliest visible first (the order of queue_messages_ready_idx, which priority
+// credits use: a message dated back is read first), and hides them for the lease: the source of
+// ClaimFromQueue. A message whose step_id is
 // not a UUID names no step.
 const fromQueueSource = `m AS MATERIALIZED (
 			SELECT msg_id FROM {s}.queue_messages
 			 WHERE queue_name = $3 AND vt <= now()
 			   AND (payload->>'handler' IS NULL OR payload->>'handler' = ANY($4::text[]))
-			 ORDER BY msg_id LIMIT $5
+			 ORDER BY vt, msg_id LIMIT $5
 			   FOR UPDATE SKIP LOCKED
 		), r AS (
 			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1

@@ -105,7 +105,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 		return nil, fmt.Errorf("insert the steps and transitions of task %s: %w", p.TaskID, err)
 	}
 	if !sent {
-		if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, roots, 0); err != nil {
+		if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, roots, params.RootDelay(p, time.Now())); err != nil {
 			return nil, fmt.Errorf("enqueue root steps: %w", err)
 		}
 	}
@@ -198,7 +198,10 @@ func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []an
 // transitions, the edges, the task's transitions, the roots' messages (on the store's own queue
 // with p.OwnedQueue, or through p.Enqueuer when its queue can join the batch) and the
 // announcement. sent is false when the roots' messages are still to be sent (EnqueueTx).
+//
+// A scheduled task's roots (p.RunAt) are sent as retry timers, delayed until p.RunAt.
 func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan statemachine.CreatePlan, roots []store.StepRef, out *[]store.Step) (sent bool, err error) {
+	delay := params.RootDelay(p, time.Now())
 	s.queueInsertSteps(b, p, plan.States, out)
 	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
 	for _, h := range plan.Path {
@@ -215,12 +218,13 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 		sent = true
 	case p.OwnedQueue:
 		queues, docs, delays := make([]string, len(roots)), make([]string, len(roots)), make([]int64, len(roots))
+		delayMs := ceilMillis(delay)
 		for i, r := range roots {
 			doc, err := json.Marshal(r.Message())
 			if err != nil {
 				return false, fmt.Errorf("enqueue root steps: %w", err)
 			}
-			queues[i], docs[i] = p.Namespace, string(doc)
+			queues[i], docs[i], delays[i] = p.Namespace, string(doc), delayMs
 		}
 		s.queue.queueSendMany(b, queues, docs, delays)
 		sent = true
@@ -228,7 +232,7 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 		sent = true
 	default:
 		if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok {
-			if sent, err = be.EnqueueBatch(b, p.Namespace, roots, 0); err != nil {
+			if sent, err = be.EnqueueBatch(b, p.Namespace, roots, delay); err != nil {
 				return false, fmt.Errorf("enqueue root steps: %w", err)
 			}
 		}
@@ -285,10 +289,11 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 		WITH ins AS (
 			INSERT INTO {s}.steps (step_id, task_id, name, template_step, handler, step_type, state, max_attempts,
 			                       retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_ms, parents_total,
-			                       parents_unfinished, inputs, held, batch_group, failure_strategy, transition_seq)
+			                       parents_unfinished, inputs, held, batch_group, failure_strategy, next_retry_at, transition_seq)
 			SELECT u.id, $1, u.name, u.tstep, u.handler, u.type, u.state, u.max_attempts, u.retryable, u.backoff,
 			       u.base_ms, u.max_ms, u.timeout_ms, u.parents, u.parents, u.inputs::jsonb, u.held, u.grp, u.strategy,
-			       CASE WHEN u.state = 'enqueued' THEN 2 ELSE 1 END -- the last of the transitions below
+			       CASE WHEN u.state = 'waiting_for_retry' THEN $19::timestamptz END,
+			       CASE WHEN u.state IN ('enqueued', 'waiting_for_retry') THEN 2 ELSE 1 END -- the last of the transitions below
 			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
 			              $9::bool[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::text[],
 			              $16::bool[], $17::uuid[], $18::text[])
@@ -300,10 +305,12 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 			SELECT step_id, $1, NULL, 'pending', 'create', 1, clock_timestamp() FROM ins
 			UNION ALL
 			SELECT step_id, $1, 'pending', 'enqueued', 'enqueue', 2, clock_timestamp() FROM ins WHERE state = 'enqueued'
+			UNION ALL
+			SELECT step_id, $1, 'pending', 'waiting_for_retry', 'schedule', 2, clock_timestamp() FROM ins WHERE state = 'waiting_for_retry'
 		)
 		SELECT `+stepColumns+` FROM ins ORDER BY step_id`),
 		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
-		held, groups, strategies).Query(func(rows pgx.Rows) error {
+		held, groups, strategies, runAt(p)).Query(func(rows pgx.Rows) error {
 		steps, err := collectSteps(rows)
 		if err != nil {
 			return fmt.Errorf("insert steps: %w", err)
@@ -316,4 +323,19 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
 			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo)
 	}
+}
+
+// runAt is the next_retry_at of a scheduled task's roots (p.RunAt), or NULL.
+func runAt(p store.CreateTaskParams) *time.Time {
+	if p.RunAt.IsZero() {
+		return nil
+	}
+	t := p.RunAt
+	return &t
+}
+
+// ceilMillis is d in whole milliseconds, rounded up, so that a message delayed until a time is
+// never visible before it.
+func ceilMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }

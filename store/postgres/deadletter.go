@@ -17,7 +17,9 @@ import (
 
 // activeColumns are the columns of an ActiveTask, from tasks t joined to its current transition tr.
 const activeColumns = `t.task_id, t.namespace, t.name, t.version, t.state, t.priority, t.created_at, tr.created_at,
-	tr.sort_key, extract(epoch FROM now() - t.created_at)::float8, extract(epoch FROM now() - tr.created_at)::float8`
+	tr.sort_key, extract(epoch FROM now() - t.created_at)::float8, extract(epoch FROM now() - tr.created_at)::float8,
+	t.state = 'waiting_for_retry' AND EXISTS (SELECT 1 FROM {s}.steps ws WHERE ws.task_id = t.task_id AND ws.state = 'waiting_for_retry'
+	                                           AND (ws.attempts = 0 OR ws.last_error->>'kind' = 'parked'))`
 
 func scanActive(rows pgx.Rows) ([]store.ActiveTask, error) {
 	defer rows.Close()
@@ -26,7 +28,7 @@ func scanActive(rows pgx.Rows) ([]store.ActiveTask, error) {
 		var a store.ActiveTask
 		var age, stateAge float64
 		if err := rows.Scan(&a.ID, &a.Namespace, &a.Name, &a.Version, &a.State, &a.Priority, &a.CreatedAt, &a.StateSince,
-			&a.StateSortKey, &age, &stateAge); err != nil {
+			&a.StateSortKey, &age, &stateAge, &a.Waiting); err != nil {
 			return nil, err
 		}
 		a.Age, a.StateAge = seconds(age), seconds(stateAge)

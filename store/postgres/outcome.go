@@ -130,7 +130,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	}
 	if p.Enqueuer != nil {
 		if len(ready) > 0 {
-			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, readyRefs(p.TaskID, before, ready), 0); err != nil {
+			if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, readyRefs(p.TaskID, before, ready), -p.PriorityCredit); err != nil {
 				return nil, fmt.Errorf("enqueue ready steps: %w", err)
 			}
 		}
@@ -505,7 +505,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 			}
 		}
 		if len(refs) > 0 {
-			if _, err := be.EnqueueBatch(b, p.Namespace, refs, 0); err != nil {
+			if _, err := be.EnqueueBatch(b, p.Namespace, refs, -p.PriorityCredit); err != nil {
 				return fail(fmt.Errorf("enqueue ready steps: %w", err))
 			}
 		}

@@ -563,7 +563,7 @@ func (b *outcomeBatch) fold() error {
 				}
 			}
 			for _, ref := range refs {
-				b.sends = append(b.sends, send{ns: o.Namespace, ref: ref})
+				b.sends = append(b.sends, send{ns: o.Namespace, ref: ref, delay: -o.PriorityCredit})
 			}
 		}
 		if eff.EnqueueRetry {

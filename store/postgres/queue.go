@@ -137,9 +137,9 @@ func NewQueue(pool *pgxpool.Pool, opts ...QueueOption) *Queue {
 	// notification is queued by the transaction and delivered only at commit.
 	q.sendNotifySQL = `WITH ins AS (` + insert + `) SELECT pg_notify($4, $1)`
 	q.readSQL = `WITH claimed AS MATERIALIZED (
-	SELECT msg_id FROM ` + table + `
+	SELECT msg_id, vt FROM ` + table + `
 	WHERE queue_name = $1 AND vt <= now()
-	ORDER BY msg_id
+	ORDER BY vt, msg_id
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
@@ -147,7 +147,7 @@ UPDATE ` + table + ` AS m
 SET vt = now() + make_interval(secs => $3::float8), read_ct = m.read_ct + 1
 FROM claimed
 WHERE m.msg_id = claimed.msg_id
-RETURNING m.msg_id, m.payload, m.read_ct, m.enqueued_at`
+RETURNING m.msg_id, m.payload, m.read_ct, m.enqueued_at, claimed.vt`
 	q.ackSQL = `DELETE FROM ` + table + ` WHERE queue_name = $1 AND msg_id = ANY($2::bigint[])`
 	q.setVTSQL = `UPDATE ` + table + ` SET vt = now() + make_interval(secs => $3::float8)
 WHERE queue_name = $1 AND msg_id = $2`
@@ -220,7 +220,7 @@ func (q *Queue) SendTx(ctx context.Context, tx pgx.Tx, queueName string, payload
 	if delay > 0 {
 		_, err = tx.Exec(ctx, q.sendSQL, queueName, ds, delay.Seconds())
 	} else {
-		_, err = tx.Exec(ctx, q.sendNotifySQL, queueName, ds, 0.0, q.channel)
+		_, err = tx.Exec(ctx, q.sendNotifySQL, queueName, ds, delay.Seconds(), q.channel) // <= 0: visible now, maybe dated back
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -250,7 +250,7 @@ func (q *Queue) QueueSend(b *pgx.Batch, queueName string, payloads [][]byte, del
 	if delay > 0 {
 		b.Queue(q.sendSQL, queueName, ds, delay.Seconds()).Exec(wrap)
 	} else {
-		b.Queue(q.sendNotifySQL, queueName, ds, 0.0, q.channel).Exec(wrap)
+		b.Queue(q.sendNotifySQL, queueName, ds, delay.Seconds(), q.channel).Exec(wrap) // <= 0: visible now, maybe dated back
 	}
 	return nil
 }
@@ -304,21 +304,29 @@ func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Durat
 		return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
 	}
 	msgs := make([]queue.Message, 0, n)
+	vts := make(map[int64]time.Time, n)
 	for rows.Next() {
 		m := queue.Message{Queue: queueName}
 		var readCount int32
-		if err := rows.Scan(&m.ID, &m.Payload, &readCount, &m.EnqueuedAt); err != nil {
+		var vt time.Time
+		if err := rows.Scan(&m.ID, &m.Payload, &readCount, &m.EnqueuedAt, &vt); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
 		}
 		m.ReadCount = int(readCount)
+		vts[m.ID] = vt
 		msgs = append(msgs, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("pgqueue: read from queue %q: %w", queueName, err)
 	}
-	// RETURNING follows no ORDER BY; restore the claim order.
-	slices.SortFunc(msgs, func(a, b queue.Message) int { return cmp.Compare(a.ID, b.ID) })
+	// RETURNING follows no ORDER BY; restore the claim order: visible earliest first, then sent first.
+	slices.SortFunc(msgs, func(a, b queue.Message) int {
+		if c := vts[a.ID].Compare(vts[b.ID]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	return msgs, nil
 }
 

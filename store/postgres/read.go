@@ -130,6 +130,12 @@ func collectSteps(rows pgx.Rows) ([]store.Step, error) {
 	return out, rows.Err()
 }
 
+// scheduledSQL keeps the tasks waiting for their scheduled start (store.ListTasksParams.Scheduled),
+// through steps_task_idx.
+const scheduledSQL = `state = 'waiting_for_retry'
+	AND EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = tasks.task_id AND st.state = 'waiting_for_retry' AND st.attempts = 0)
+	AND NOT EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = tasks.task_id AND st.attempts > 0)`
+
 // ListTasks returns tasks matching the filter, newest first.
 func (s *Store) ListTasks(ctx context.Context, p store.ListTasksParams) ([]store.Task, error) {
 	var where []string
@@ -156,6 +162,9 @@ func (s *Store) ListTasks(ctx context.Context, p store.ListTasksParams) ([]store
 	}
 	if p.AfterID != uuid.Nil {
 		where = append(where, "(created_at, task_id) < (SELECT created_at, task_id FROM {s}.tasks WHERE task_id = "+arg(p.AfterID)+")")
+	}
+	if p.Scheduled {
+		where = append(where, scheduledSQL)
 	}
 	limit := p.Limit
 	if limit <= 0 {

@@ -137,6 +137,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLetters", testDeadLetters},
 		{"Inspector", testInspector},
 		{"History", testHistory},
+		{"Flow", testFlow}, // flow.go: scheduled starts, signals
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

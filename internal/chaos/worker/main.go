@@ -58,6 +58,7 @@ type options struct {
 	rabbitURL, rabbitPref  string
 	republishAfter         time.Duration
 	create, stallPublish   int
+	globalLimit            int // tasker.Config.GlobalConcurrency of the chaos namespace; 0: none
 }
 
 func main() {
@@ -115,6 +116,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.create, "create", envInt("CREATE", 0), "diamond tasks to create before the workers start (TASKER_CHAOS_CREATE)")
 	fs.IntVar(&o.stallPublish, "stall-publish", envInt("STALL_PUBLISH", 0), "block forever in the Nth RabbitMQ publish, after logging a line; 0 never (TASKER_CHAOS_STALL_PUBLISH)")
 	fs.BoolVar(&o.verbose, "v", env("VERBOSE", "") != "", "log every step attempt (TASKER_CHAOS_VERBOSE)")
+	fs.IntVar(&o.globalLimit, "global-limit", envInt("GLOBAL_LIMIT", 0), "global concurrency limit of the chaos namespace; 0 none (TASKER_CHAOS_GLOBAL_LIMIT)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -176,16 +178,17 @@ func run(ctx context.Context, o *options) error {
 		q = &stallingPublisher{Queue: rq, stallAt: int64(o.stallPublish)}
 	}
 	engine, err := tasker.NewEngine(tasker.Config{
-		Store:           postgres.New(pool, postgres.WithSchema(o.schema)),
-		Queue:           q,
-		RepublishAfter:  o.republishAfter,
-		Logger:          logger,
-		WorkerID:        o.workerID,
-		Concurrency:     o.concurrency,
-		Lease:           o.lease,
-		ShutdownTimeout: o.shutdown,
-		LeaderTTL:       o.leaderTTL,
-		RescueInterval:  o.rescueEvery,
+		Store:             postgres.New(pool, postgres.WithSchema(o.schema)),
+		Queue:             q,
+		RepublishAfter:    o.republishAfter,
+		Logger:            logger,
+		WorkerID:          o.workerID,
+		Concurrency:       o.concurrency,
+		Lease:             o.lease,
+		ShutdownTimeout:   o.shutdown,
+		LeaderTTL:         o.leaderTTL,
+		RescueInterval:    o.rescueEvery,
+		GlobalConcurrency: map[string]int{chaos.Namespace: o.globalLimit},
 	})
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ func PickHandoff(refs []store.StepRef, callables []string) int {
 func Single(o store.Outcome, enq store.Enqueuer) store.OutcomeParams {
 	return store.OutcomeParams{TaskID: o.TaskID, StepID: o.StepID, WorkerID: o.WorkerID, Attempt: o.Attempt,
 		Result: o.Result, Error: o.Error, RetryDelay: o.RetryDelay, Namespace: o.Namespace, Enqueuer: enq,
-		LeaseExpired: o.LeaseExpired, Spawn: o.Spawn}
+		LeaseExpired: o.LeaseExpired, Spawn: o.Spawn, PriorityCredit: o.PriorityCredit}
 }
 
 // Publisher is a store.Enqueuer that sends nothing: it lists the enqueues as store.Publish

@@ -6,6 +6,7 @@ package params
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -47,15 +48,29 @@ func Create(p store.CreateTaskParams) (statemachine.CreatePlan, []store.StepRef,
 		parents[i] = len(st.Parents)
 	}
 	plan, err := statemachine.PlanCreate(parents)
+	if !p.RunAt.IsZero() {
+		plan, err = statemachine.PlanScheduledCreate(parents)
+	}
 	if err != nil {
 		return plan, nil, err
 	}
 	roots := make([]store.StepRef, len(plan.Roots))
 	for i, r := range plan.Roots {
 		st := p.Steps[r]
-		roots[i] = store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler}
+		roots[i] = store.StepRef{TaskID: p.TaskID, StepID: st.StepID, TaskName: p.Name, Version: p.Version, Name: st.TemplateStep, Handler: st.Handler,
+			Retry: !p.RunAt.IsZero()}
 	}
 	return plan, roots, nil
+}
+
+// RootDelay is how long the roots' messages of a task created at now wait: until p.RunAt for a
+// scheduled task (at least 0), else none, and their priority credit dates them back (a negative
+// delay).
+func RootDelay(p store.CreateTaskParams, now time.Time) time.Duration {
+	if p.RunAt.IsZero() {
+		return -max(p.PriorityCredit, 0)
+	}
+	return max(p.RunAt.Sub(now), 0)
 }
 
 // Conflict reports the planner's refusal (statemachine.ErrRefused) as the store's conflict
