@@ -37,19 +37,23 @@ type RemoteClaimParams struct {
 
 // RemoteStep is a step claimed by a remote worker: what its handler sees.
 type RemoteStep struct {
-	StepID         uuid.UUID                  `json:"step_id"`
-	TaskID         uuid.UUID                  `json:"task_id"`
-	Namespace      string                     `json:"namespace"`
-	TaskName       string                     `json:"task_name"`
-	Version        string                     `json:"version"`
-	Step           string                     `json:"step"`
-	Callable       string                     `json:"callable"`
-	Attempt        int                        `json:"attempt"`
-	MaxAttempts    int                        `json:"max_attempts"`
-	LeaseExpiresAt *time.Time                 `json:"lease_expires_at,omitempty"`
-	Context        json.RawMessage            `json:"context"`
-	Inputs         json.RawMessage            `json:"inputs,omitempty"`
-	Results        map[string]json.RawMessage `json:"dependency_results"`
+	StepID         uuid.UUID       `json:"step_id"`
+	TaskID         uuid.UUID       `json:"task_id"`
+	Namespace      string          `json:"namespace"`
+	TaskName       string          `json:"task_name"`
+	Version        string          `json:"version"`
+	Step           string          `json:"step"`
+	Callable       string          `json:"callable"`
+	Attempt        int             `json:"attempt"`
+	MaxAttempts    int             `json:"max_attempts"`
+	LeaseExpiresAt *time.Time      `json:"lease_expires_at,omitempty"`
+	Context        json.RawMessage `json:"context"`
+	Inputs         json.RawMessage `json:"inputs,omitempty"`
+	// Config is the template step's handler initialization, Method its handler method.
+	Config    map[string]any             `json:"config,omitempty"`
+	Method    string                     `json:"method,omitempty"`
+	LastError json.RawMessage            `json:"last_error,omitempty"`
+	Results   map[string]json.RawMessage `json:"dependency_results"`
 }
 
 // RemoteOutcome is what a remote handler came to: a Result, or an error (Failed) that is
@@ -64,7 +68,8 @@ func (e *Engine) RemoteClaim(ctx context.Context, p RemoteClaimParams) (*RemoteS
 	if err != nil || c == nil {
 		return nil, err
 	}
-	return &RemoteStep{StepID: c.Step.ID, TaskID: c.Task.ID, Namespace: c.Task.Namespace, TaskName: c.Task.Name,
+	config, method := e.core.RemoteConfig(c)
+	return &RemoteStep{Config: config, Method: method, LastError: c.Step.LastError, StepID: c.Step.ID, TaskID: c.Task.ID, Namespace: c.Task.Namespace, TaskName: c.Task.Name,
 		Version: c.Task.Version, Step: c.Step.Name, Callable: c.Step.Handler, Attempt: c.Step.Attempts,
 		MaxAttempts: c.Step.MaxAttempts, LeaseExpiresAt: c.Step.LeaseExpiresAt, Context: c.Task.Context,
 		Inputs: c.Step.Inputs, Results: c.Results}, nil

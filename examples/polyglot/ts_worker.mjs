@@ -11,7 +11,7 @@ w.handle('ts_branch', async (step) => {
     console.log('sleeping', step.step_id);
     await new Promise((r) => setTimeout(r, 600_000));
   }
-  return { doubled: step.context.n * 2, by: 'node', start: step.dependency_results.start };
+  return { doubled: step.context.n * (step.config?.factor ?? 0), by: 'node', start: step.dependency_results.start };
 });
 process.on('SIGTERM', () => w.stop());
 await w.run();

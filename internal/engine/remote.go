@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -205,4 +206,28 @@ func (e *Engine) remoteStep(ctx context.Context, stepID uuid.UUID, workerID stri
 		return st, task, nil
 	}
 	return nil, nil, ErrRemoteNotFound
+}
+
+// RemoteConfig is what a Go handler would find as its Step's config and method for a claimed
+// step: the template step's handler initialization (and a batch worker's cursor).
+func (e *Engine) RemoteConfig(c *store.ClaimedStep) (config map[string]any, method string) {
+	st, task := &c.Step, &c.Task
+	if tmpl, _ := e.Template(task.Namespace, task.Name, task.Version); tmpl != nil {
+		if ts, ok := tmpl.Step(st.TemplateStep); ok {
+			config = jsonsafe.CloneMap(ts.Init)
+			method = ts.Method
+		}
+	}
+	if st.BatchGroup != nil && len(st.Inputs) > 0 {
+		var extra map[string]any
+		if json.Unmarshal(st.Inputs, &extra) == nil {
+			if config == nil {
+				config = map[string]any{}
+			}
+			for k, v := range extra {
+				config[k] = v
+			}
+		}
+	}
+	return config, method
 }
