@@ -73,14 +73,29 @@ func New(e *tasker.Engine, opts ...Option) http.Handler {
 		o(s)
 	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("POST /v1/workers/claim", s.claim)
-	s.mux.HandleFunc("POST /v1/workers/steps/{step_id}/heartbeat", s.heartbeat)
-	s.mux.HandleFunc("POST /v1/workers/steps/{step_id}/outcome", s.outcome)
+	for _, rt := range s.routes() {
+		s.mux.HandleFunc(rt.pattern, rt.h)
+	}
 	s.mux.HandleFunc("GET /v1/workers/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapiDoc)
 	})
 	return s.mux
+}
+
+// route is one API route: its ServeMux pattern ("METHOD /path") and handler.
+type route struct {
+	pattern string
+	h       http.HandlerFunc
+}
+
+// routes is the route table; openapi.json documents each (TestOpenAPIMatchesRoutes).
+func (s *server) routes() []route {
+	return []route{
+		{"POST /v1/workers/claim", s.claim},
+		{"POST /v1/workers/steps/{step_id}/heartbeat", s.heartbeat},
+		{"POST /v1/workers/steps/{step_id}/outcome", s.outcome},
+	}
 }
 
 // Problem is an RFC 9457 problem document.
