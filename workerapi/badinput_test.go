@@ -38,8 +38,9 @@ func post(t *testing.T, url string, body any) (int, http.Header, map[string]any)
 // TestProtocolBadInput: an unknown step, a stale lease (wrong attempt, wrong worker, a step
 // already reported) and an oversized result get typed problems and change nothing; the valid
 // outcome then completes the step.
-func TestProtocolBadInput(t *testing.T) {
-	p := startPolyglot(t)
+func TestProtocolBadInput(t *testing.T) { eachStore(t, testProtocolBadInput) }
+
+func testProtocolBadInput(t *testing.T, p *polyglot) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	task, err := p.e.CreateTask(ctx, tasker.TaskRequest{Namespace: "polyglot", Name: "diamond", Version: "1.0.0", Context: map[string]any{"n": 1}})
@@ -98,8 +99,9 @@ func TestProtocolBadInput(t *testing.T) {
 
 // TestProtocolRetryableError: a retryable error is retried by the engine's policy (a new attempt
 // on the queue), a permanent one fails the step.
-func TestProtocolRetryableError(t *testing.T) {
-	p := startPolyglot(t)
+func TestProtocolRetryableError(t *testing.T) { eachStore(t, testProtocolRetryableError) }
+
+func testProtocolRetryableError(t *testing.T, p *polyglot) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	task, err := p.e.CreateTask(ctx, tasker.TaskRequest{Namespace: "polyglot", Name: "diamond", Version: "1.0.0", Context: map[string]any{"n": 1}})

@@ -18,6 +18,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/httpapi"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/store/memory"
 	"github.com/tasker-systems/tasker/store/postgres"
 	"github.com/tasker-systems/tasker/workerapi"
 )
@@ -32,7 +33,19 @@ type polyglot struct {
 func startPolyglot(t *testing.T) *polyglot {
 	t.Helper()
 	db := testdb.New(t, testdb.WithMaxConns(10))
-	e, err := tasker.NewEngine(tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)),
+	return startPolyglotOn(t, postgres.New(db.Pool, postgres.WithSchema(db.Schema)))
+}
+
+// eachStore runs f on PostgreSQL and on the memory store.
+func eachStore(t *testing.T, f func(t *testing.T, p *polyglot)) {
+	t.Run("postgres", func(t *testing.T) { f(t, startPolyglot(t)) })
+	t.Run("memory", func(t *testing.T) { f(t, startPolyglotOn(t, memory.New())) })
+}
+
+// startPolyglotOn is startPolyglot on the given store.
+func startPolyglotOn(t *testing.T, st tasker.Store) *polyglot {
+	t.Helper()
+	e, err := tasker.NewEngine(tasker.Config{Store: st,
 		WorkerID: "go-" + t.Name(), Lease: 2 * time.Second, ShutdownTimeout: time.Second})
 	require.NoError(t, err)
 	raw, err := os.ReadFile("../examples/polyglot/diamond.yaml")
