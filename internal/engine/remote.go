@@ -66,10 +66,14 @@ func (e *Engine) RemoteClaim(ctx context.Context, p RemoteClaimParams) (*store.C
 
 // remoteClaimOnce reads the queue once; messages of other callables are made visible again.
 func (e *Engine) remoteClaimOnce(ctx context.Context, p RemoteClaimParams) (*store.ClaimedStep, error) {
-	ms, err := e.queue.Read(ctx, p.Namespace, 10, p.Lease)
+	// Read hides the messages briefly: those of other callables are made visible again at once,
+	// and the queue calls after the read are not cut short by the caller's context, so that a
+	// worker that hangs up mid-claim leaves no message hidden for long.
+	ms, err := e.queue.Read(ctx, p.Namespace, 10, min(p.Lease, 5*time.Second))
 	if err != nil {
 		return nil, err
 	}
+	ctx = context.WithoutCancel(ctx)
 	var claimed *store.ClaimedStep
 	for _, m := range ms {
 		var msg stepMessage
