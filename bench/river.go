@@ -254,6 +254,7 @@ func (b *bench) riverThroughput(ctx context.Context, cooldown time.Duration) err
 	}
 	created := time.Since(tc)
 	b.logf("  %s: inserted %d jobs in %s", riverLabel(cooldown), n, created.Round(time.Millisecond))
+	cpu0 := b.dbCPU(ctx)
 	t0 := time.Now()
 	if err := r.start(ctx); err != nil {
 		return err
@@ -280,6 +281,9 @@ func (b *bench) riverThroughput(ctx context.Context, cooldown time.Duration) err
 		}
 	}
 	elapsed := time.Since(t0)
+	if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 {
+		b.logf("  %s: server CPU %s, %.0f µs per job", riverLabel(cooldown), cpu, float64(cpu.Microseconds())/float64(n))
+	}
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
 	res := Result{Scenario: "throughput 1-step", System: riverLabel(cooldown), N: n}

@@ -67,6 +67,7 @@ func (p *sqlProfile) end(ctx context.Context) {
 	if s.batch != nil {
 		label = truncate(fmt.Sprintf("batch of %d: %s", len(s.batch), strings.Join(s.batch, " | ")), 200)
 	}
+	tl.add(s.t, label)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.stats[label]

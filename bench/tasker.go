@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,11 +89,16 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 		ds := make([]time.Duration, 0, b.o.sz.LatencyTasks)
 		c0 := r.stmts.snapshot()
 		for i := range b.o.sz.LatencyTasks {
+			tl.reset()
 			t0 := time.Now()
 			if _, err := r.run(ctx, sh.name, i); err != nil {
 				return nil, err
 			}
 			ds = append(ds, time.Since(t0))
+			if tl.on && i >= b.o.sz.LatencyTasks-3 {
+				fmt.Fprintf(os.Stderr, "timeline of %s task %d: %s\n", sh.name, i, time.Since(t0))
+				tl.print(os.Stderr, t0)
+			}
 		}
 		res := r.result(sh.label).withLatencies(ds)
 		res.perUnit("task", b.o.sz.LatencyTasks, r.stmts.since(c0), -1, 0)
@@ -145,6 +151,7 @@ func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 	}
 	created := time.Since(tc)
 	b.logf("  %s: created %d tasks in %s", r.label(), sz.ThroughputTasks, created.Round(time.Millisecond))
+	cpu0 := b.dbCPU(ctx)
 	t0 := time.Now()
 	r.start()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -156,6 +163,9 @@ func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 		return err
 	}
 	elapsed := time.Since(t0)
+	if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 && r.pool != nil {
+		b.logf("  %s: server CPU %s, %.0f µs per task", r.label(), cpu, float64(cpu.Microseconds())/float64(sz.ThroughputTasks))
+	}
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
 	res := r.result("throughput 1-step")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,6 +107,11 @@ func (r *taskerRig) openPostgres(ctx context.Context, cfg *tasker.Config) error 
 	var params map[string]string
 	if b.o.stmtLog {
 		params = map[string]string{"log_min_duration_statement": "0"}
+	}
+	if d := os.Getenv("BENCH_AUTOEXPLAIN"); d != "" {
+		// auto_explain on tasker's sessions: the plans of statements slower than d ms, analysed.
+		params = map[string]string{"session_preload_libraries": "auto_explain", "auto_explain.log_min_duration": d,
+			"auto_explain.log_analyze": "on", "auto_explain.log_buffers": "on", "auto_explain.log_timing": "on"}
 	}
 	if r.be == backendPG {
 		// The SQL profile is of tasker on its own queue: the other backends would mix in.
