@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/tasker-systems/tasker/internal/clock"
 )
 
 // listener is one running Listen call.
@@ -71,14 +73,24 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 
 	ticker := time.NewTicker(q.pollInterval)
 	defer ticker.Stop()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The timer for the next message to become visible, on the queue's clock: armed for an
+	// absolute time, so that a clock moved by a test between the reading and the arming cannot
+	// make it late.
+	var (
+		timer *clock.Timer
+		armed time.Time
+		never <-chan struct{} = make(chan struct{})
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		q.mu.Lock()
 		pending := l.pending
 		l.pending = map[string]struct{}{}
-		next, ok := q.nextVisibleLocked(names, now())
+		next, ok := q.nextVisibleLocked(names, q.now())
 		q.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
@@ -88,10 +100,16 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 				wake(name)
 			}
 		}
-		if ok {
-			timer.Reset(time.Until(next))
-		} else {
+		if timer != nil && (!ok || !next.Equal(armed)) {
 			timer.Stop()
+			timer = nil
+		}
+		if ok && timer == nil {
+			timer, armed = clock.NewTimer(q.clock, next), next
+		}
+		timerC := never
+		if timer != nil {
+			timerC = timer.C
 		}
 		select {
 		case <-ctx.Done():
@@ -101,7 +119,8 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 			for _, name := range names {
 				wake(name)
 			}
-		case <-timer.C:
+		case <-timerC:
+			timer = nil
 			for _, name := range q.visible(names) {
 				wake(name)
 			}
@@ -113,7 +132,7 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 func (q *Queue) visible(names []string) []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	t := now()
+	t := q.now()
 	var out []string
 	for _, name := range names {
 		l := q.queues[name]

@@ -36,6 +36,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/queue/memqueue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -49,7 +50,8 @@ var ErrNoTransactions = errors.New("store/memory: the memory store has no transa
 // Store implements store.Store in memory. It is safe for concurrent use. Create it with New; the
 // zero value is not usable.
 type Store struct {
-	q *memqueue.Queue
+	q   *memqueue.Queue
+	clk memqueue.Clock // the time the store reads (WithClock)
 
 	limits sync.Map // the locks of the limit keys (limit.go), outside mu
 
@@ -78,10 +80,26 @@ var (
 	_ store.BatchStore = (*Store)(nil)
 )
 
+// Option configures New.
+type Option func(*Store)
+
+// WithClock makes the store and its queue read c rather than the system clock (nil keeps the
+// system clock): the store's now() — step due times (next_retry_at, a scheduled start), leases,
+// the timestamps of rows and transitions — and the queue's message visibility are measured on c.
+// Give the engine the same clock (tasker.Config.Clock); taskertest.NewClock returns one a test
+// moves by hand.
+func WithClock(c memqueue.Clock) Option {
+	return func(s *Store) {
+		if c != nil {
+			s.clk = c
+		}
+	}
+}
+
 // New returns an empty store with its own queue.
-func New() *Store {
-	return &Store{
-		q:          memqueue.New(),
+func New(opts ...Option) *Store {
+	s := &Store{
+		clk:        clock.Real{},
 		templates:  map[templateKey]*templateRow{},
 		tasks:      map[uuid.UUID]*taskRow{},
 		identities: map[identityKey]*taskRow{},
@@ -91,6 +109,11 @@ func New() *Store {
 		leaders:    map[string]*leaderRow{},
 		joinReady:  statemachine.JoinReady,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.q = memqueue.New(memqueue.WithClock(s.clk))
+	return s
 }
 
 // DefaultQueue returns the store's in-memory queue (one per store, shared by every engine on
@@ -151,7 +174,7 @@ type leaderRow struct {
 // clock returns the time at PostgreSQL's precision, never earlier than its previous reading, so
 // that the audit trail's order by time is the order of writing. Called with s.mu held.
 func (s *Store) clock() time.Time {
-	t := time.Now().Truncate(time.Microsecond)
+	t := s.clk.Now().Truncate(time.Microsecond)
 	if t.Before(s.last) {
 		t = s.last
 	}
