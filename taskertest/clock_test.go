@@ -291,3 +291,46 @@ func TestClockRetryBackoff(t *testing.T) {
 	require.Equal(t, []string{"create", "enqueue", "start", "fail_retryable", "enqueue", "start", "complete"}, h.History(got, "tick"))
 	t.Logf("real time taken: %s", time.Since(realStart))
 }
+
+// TestClockStepTimeout: a handler that runs past its step's timeout_seconds on the clock is timed
+// out when the clock passes it, and not before.
+func TestClockStepTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	started := make(chan struct{})
+	returned := make(chan error, 1)
+	hang := func(ctx context.Context, _ *tasker.Step) (any, error) {
+		close(started)
+		<-ctx.Done()
+		returned <- context.Cause(ctx)
+		return nil, ctx.Err()
+	}
+	h, clk := newClockHarness(t, taskertest.Handlers{"hang": hang}, []string{`
+name: slow
+namespace_name: clock
+version: 1.0.0
+steps:
+  - {name: hang, handler: {callable: hang}, timeout_seconds: 600, retry: {max_attempts: 1}}
+`})
+	task := h.StartRequest(ctx, tasker.TaskRequest{Namespace: "clock", Name: "slow"})
+	<-started
+	clk.Advance(9 * time.Minute)
+	probe(t, h)
+	select {
+	case err := <-returned:
+		t.Fatalf("the handler's context ended before its timeout: %v", err)
+	default:
+	}
+
+	clk.Advance(time.Minute)
+	select {
+	case err := <-returned:
+		require.ErrorContains(t, err, "timed out", "the context ended with the step's timeout")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context did not end once the clock passed its timeout")
+	}
+	got := h.Wait(ctx, task.ID)
+	h.RequireState(got, tasker.TaskBlockedByFailures)
+	s := h.RequireStep(got, "hang", tasker.StepError)
+	require.Equal(t, "timeout", s.LastError.Kind)
+}
