@@ -50,8 +50,9 @@ var ErrNoTransactions = errors.New("store/memory: the memory store has no transa
 // Store implements store.Store in memory. It is safe for concurrent use. Create it with New; the
 // zero value is not usable.
 type Store struct {
-	q   *memqueue.Queue
-	clk memqueue.Clock // the time the store reads (WithClock)
+	q    *memqueue.Queue
+	clk  memqueue.Clock // the time the store reads (WithClock)
+	fake bool           // clk is not the system clock: leases stay on the system's (Store.live)
 
 	limits sync.Map // the locks of the limit keys (limit.go), outside mu
 
@@ -84,14 +85,16 @@ var (
 type Option func(*Store)
 
 // WithClock makes the store and its queue read c rather than the system clock (nil keeps the
-// system clock): the store's now() — step due times (next_retry_at, a scheduled start), leases,
+// system clock): the store's now() — step due times (next_retry_at, a scheduled start),
 // the timestamps of rows and transitions — and the queue's message visibility are measured on c.
 // Give the engine the same clock (tasker.Config.Clock); taskertest.NewClock returns one a test
-// moves by hand.
+// moves by hand. Step leases and the maintenance leadership's term stay on the system clock, as
+// the heartbeats and renewals that extend them do, so that moving c does not take a running step
+// from its worker.
 func WithClock(c memqueue.Clock) Option {
 	return func(s *Store) {
-		if c != nil {
-			s.clk = c
+		if c != nil && !clock.IsReal(c) {
+			s.clk, s.fake = c, true
 		}
 	}
 }
@@ -182,10 +185,21 @@ func (s *Store) clock() time.Time {
 	return t
 }
 
+// live is the time leases and the leadership's term are measured on: the system clock, which
+// heartbeats and renewals run on; now is s.clock()'s reading, the same when the store's clock is
+// the system's.
+func (s *Store) live(now time.Time) time.Time {
+	if s.fake {
+		return time.Now().Truncate(time.Microsecond)
+	}
+	return now
+}
+
 // txn is one operation's changes: each is undone, newest first, when the operation fails.
 type txn struct {
 	s     *Store
 	now   time.Time // PostgreSQL's now(): the operation's start
+	live  time.Time // the system clock's now, for leases (Store.live)
 	undo  []func()
 	sends []send
 }
@@ -226,6 +240,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx := &txn{s: s, now: s.clock()}
+	tx.live = s.live(tx.now)
 	err := fn(tx)
 	for i := 0; err == nil && i < len(tx.sends); i++ {
 		sd := tx.sends[i]

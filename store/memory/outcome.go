@@ -65,7 +65,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams, plan st
 	}
 	before := countersOf(t)
 	st, ok := s.steps[p.StepID]
-	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.now))) {
+	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.live))) {
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
 	}
 	to := plan.Step.To
