@@ -152,10 +152,10 @@ type Config struct {
 	// times they compare with, handler timeouts — and the engine's "now" for a scheduled start
 	// (TaskRequest.RunAt). With the memory store, give the store the same clock
 	// (memory.WithClock), as taskertest.WithClock does: the store's and queue's now() then decide
-	// due times, visibility and leases on it, and a test moves time by hand
+	// due times and visibility on it, and a test moves time by hand
 	// (taskertest.NewClock). With PostgreSQL the database's clock (now()) decides due times,
-	// whatever this clock says: keep the system clock there. Heartbeats, the maintenance
-	// election, the services' intervals and polls stay on the system clock.
+	// whatever this clock says: keep the system clock there. Leases and their heartbeats, the
+	// maintenance election, the services' intervals and polls stay on the system clock.
 	Clock Clock
 }
 

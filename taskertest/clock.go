@@ -77,9 +77,10 @@ func (c *Clock) At(t time.Time, f func()) (stop func() bool) {
 // at once and do their work in their own goroutines (wait for it with Harness.Wait or
 // Harness.WaitStep).
 //
-// Advance the clock while the steps it concerns wait (a scheduled start, a parked step, a retry's
-// backoff): a step whose handler runs while the clock jumps past its lease is taken over by the
-// lease rescuer, as a step whose worker stalled would be.
+// Leases stay on the system clock, as the heartbeats that renew them do: a step whose handler runs
+// while the clock jumps keeps its worker, and its handler is timed out once the clock passes the
+// step's timeout_seconds. Wait for a step to park (Harness.WaitStep) before advancing past its
+// wake-up: a step that parks after the jump counts its wait from the clock's new time.
 func (c *Clock) Advance(d time.Duration) {
 	if d < 0 {
 		panic("taskertest: Clock.Advance with a negative duration")

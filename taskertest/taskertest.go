@@ -89,9 +89,9 @@ func WithLogger(l logr.Logger) Option { return func(o *options) { o.cfg.Logger =
 func WithEnvironment(name string) Option { return func(o *options) { o.cfg.Environment = name } }
 
 // WithClock runs the engine, the memory store and its queue on clk rather than the system clock:
-// due times (a scheduled start, a retry's backoff, a parked step's wake-up, a cron run), leases and
-// the times recorded are read from it, and clk.Advance moves them (see Clock). Harness.Clock is
-// clk.
+// due times (a scheduled start, a retry's backoff, a parked step's wake-up, a cron run, a handler's
+// timeout) and the times recorded are read from it, and clk.Advance moves them (see Clock); leases
+// stay on the system clock. Harness.Clock is clk.
 func WithClock(clk *Clock) Option { return func(o *options) { o.clock = clk } }
 
 // WithSchedules adds cron schedules (Engine.AddSchedule) before the workers start, as the engine
