@@ -80,6 +80,7 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 		timer *clock.Timer
 		armed time.Time
 		never <-chan struct{} = make(chan struct{})
+		seen                  = q.now() // messages visible by then have had their wake-up
 	)
 	defer func() {
 		if timer != nil {
@@ -90,7 +91,14 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 		q.mu.Lock()
 		pending := l.pending
 		l.pending = map[string]struct{}{}
-		next, ok := q.nextVisibleLocked(names, q.now())
+		t := q.now()
+		// The queues of messages that became visible since the last look, whether the timer fired
+		// or the clock moved past them before it was armed (a test's clock jumps).
+		next, ok, became := q.nextVisibleLocked(names, seen, t)
+		seen = t
+		for _, name := range became {
+			pending[name] = struct{}{}
+		}
 		q.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
@@ -120,33 +128,9 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 				wake(name)
 			}
 		case <-timerC:
-			timer = nil
-			for _, name := range q.visible(names) {
-				wake(name)
-			}
+			timer = nil // the next look wakes the queues whose messages became visible
 		}
 	}
-}
-
-// visible lists the named queues that hold a visible message.
-func (q *Queue) visible(names []string) []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	t := q.now()
-	var out []string
-	for _, name := range names {
-		l := q.queues[name]
-		if l == nil {
-			continue
-		}
-		for _, m := range l.msgs {
-			if !m.acked && !m.vt.After(t) {
-				out = append(out, name)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // errNulInString is what PostgreSQL says of a string holding \u0000, which jsonb cannot store.

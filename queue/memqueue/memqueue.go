@@ -304,17 +304,26 @@ func (q *Queue) count(queueName string) int {
 }
 
 // nextVisibleLocked returns the earliest time after t at which a message of the named queues
-// becomes visible, and whether there is one.
-func (q *Queue) nextVisibleLocked(queues []string, t time.Time) (time.Time, bool) {
+// becomes visible, and whether there is one, with the queues of messages that became visible
+// after since and by t.
+func (q *Queue) nextVisibleLocked(queues []string, since, t time.Time) (time.Time, bool, []string) {
 	var next time.Time
+	var became []string
 	found := false
 	for _, name := range queues {
 		l := q.queues[name]
 		if l == nil {
 			continue
 		}
+		woke := false
 		for _, m := range l.msgs {
-			if m.acked || !m.vt.After(t) {
+			if m.acked {
+				continue
+			}
+			if !m.vt.After(t) {
+				if !woke && m.vt.After(since) {
+					became, woke = append(became, name), true
+				}
 				continue
 			}
 			if !found || m.vt.Before(next) {
@@ -322,5 +331,5 @@ func (q *Queue) nextVisibleLocked(queues []string, t time.Time) (time.Time, bool
 			}
 		}
 	}
-	return next, found
+	return next, found, became
 }
