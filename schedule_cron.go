@@ -114,8 +114,8 @@ func (e *Engine) AddSchedule(s Schedule) error {
 // newSchedulePass returns the pass function of one leadership: it remembers, per schedule, the
 // last run it has seen created, and starts from the schedule's look-back.
 //
-// A pass returns the time of the earliest run not created yet, for the scheduler to wake then on
-// the engine's clock (Config.Clock).
+// A pass returns the time of the earliest run not due yet, for the scheduler to wake then on the
+// engine's clock (Config.Clock).
 func (e *Engine) newSchedulePass() func(ctx context.Context) (time.Time, error) {
 	seen := map[string]time.Time{}
 	return func(ctx context.Context) (time.Time, error) {
@@ -142,7 +142,8 @@ func (e *Engine) newSchedulePass() func(ctx context.Context) (time.Time, error) 
 				from = at
 			}
 			seen[x.s.Name] = from
-			if at := x.sched.Next(from.In(x.s.Location)); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			// A run due already (its creation failed) waits for the next pass, not for a wake-up.
+			if at := x.sched.Next(from.In(x.s.Location)); at.After(now) && (next.IsZero() || at.Before(next)) {
 				next = at
 			}
 		}

@@ -42,7 +42,8 @@ func (w *workers) scheduleServices() []service {
 }
 
 // everyOrDue runs fn at once, then every interval and whenever the clock reaches the time due
-// returns (after each run; the zero time: none), until ctx ends.
+// returns (after each run; the zero time: none; due must return a time after the pass's, lest
+// the loop spin), until ctx ends.
 func everyOrDue(ctx context.Context, clk clock.Clock, interval time.Duration, due func() time.Time, fn func(ctx context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -50,7 +51,7 @@ func everyOrDue(ctx context.Context, clk clock.Clock, interval time.Duration, du
 		fn(ctx)
 		var timer *clock.Timer
 		fired := make(<-chan struct{})
-		if at := due(); !at.IsZero() && at.After(clk.Now()) { // a run due already waits for the interval (its creation failed)
+		if at := due(); !at.IsZero() { // due by now (the clock moved since the pass): at once
 			timer = clock.NewTimer(clk, at)
 			fired = timer.C
 		}
