@@ -227,7 +227,8 @@ func passOnWait(_ context.Context, s *tasker.Step) (any, error) {
 
 // TestClockSignalTimeout: a 30-minute wait for a signal times out when the clock passes it, and
 // not before: on_timeout default completes it with its default result, on_timeout fail fails it
-// for good.
+// for good; a signal within the 30 minutes completes its wait with the payload, at the clock's
+// time.
 func TestClockSignalTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -237,15 +238,23 @@ func TestClockSignalTimeout(t *testing.T) {
 
 	lenient := h.StartRequest(ctx, tasker.TaskRequest{Namespace: "clock", Name: "lenient"})
 	strict := h.StartRequest(ctx, tasker.TaskRequest{Namespace: "clock", Name: "strict"})
-	h.WaitStep(ctx, lenient.ID, "wait", tasker.StepWaitingForRetry)
-	h.WaitStep(ctx, strict.ID, "wait", tasker.StepWaitingForRetry)
+	signalled := h.StartRequest(ctx, tasker.TaskRequest{Namespace: "clock", Name: "strict", IdempotencyKey: "signalled"})
+	for _, task := range []*tasker.Task{lenient, strict, signalled} {
+		h.WaitStep(ctx, task.ID, "wait", tasker.StepWaitingForRetry)
+	}
 	clk.Advance(29 * time.Minute)
 	probe(t, h)
 	requireWaiting(t, h, lenient, "wait", 1)
 	requireWaiting(t, h, strict, "wait", 1)
 
+	require.NoError(t, h.Engine.Signal(ctx, signalled.ID, "wait", map[string]any{"approved": true}))
+	got := h.Wait(ctx, signalled.ID)
+	h.RequireState(got, tasker.TaskComplete)
+	h.RequireResult(got, "after", map[string]any{"approved": true})
+	require.Equal(t, clockStart.Add(29*time.Minute), h.RequireStep(got, "wait", tasker.StepComplete).CompletedAt.UTC())
+
 	clk.Advance(time.Minute)
-	got := h.Wait(ctx, lenient.ID)
+	got = h.Wait(ctx, lenient.ID)
 	h.RequireState(got, tasker.TaskComplete)
 	h.RequireResult(got, "after", map[string]any{"approved": false})
 	w := h.RequireStep(got, "wait", tasker.StepComplete)

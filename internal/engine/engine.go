@@ -136,9 +136,6 @@ func New(cfg Config) *Engine {
 // Now is the time on the engine's clock (Config.Clock).
 func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
 
-// Clock is the engine's clock (Config.Clock, or the system's).
-func (e *Engine) Clock() clock.Clock { return e.cfg.Clock }
-
 // Telemetry returns the engine's OpenTelemetry instrumentation.
 func (e *Engine) Telemetry() *Telemetry { return e.tel }
 
