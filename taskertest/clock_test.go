@@ -343,3 +343,43 @@ steps:
 	s := h.RequireStep(got, "hang", tasker.StepError)
 	require.Equal(t, "timeout", s.LastError.Kind)
 }
+
+// TestClockTimers: Advance runs the timers it makes due before it returns, earliest deadline
+// first (arming order between equal ones), and no other; a stopped timer does not run; a timer for
+// a time already reached runs at once, in a goroutine of its own.
+func TestClockTimers(t *testing.T) {
+	t.Parallel()
+	clk := taskertest.NewClock(clockStart)
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	record := func(name string) func() {
+		return func() { mu.Lock(); order = append(order, name); mu.Unlock() }
+	}
+	fired := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(order) }
+
+	clk.At(clockStart.Add(3*time.Minute), record("3m"))
+	clk.At(clockStart.Add(time.Minute), record("1m"))
+	clk.At(clockStart.Add(time.Minute), record("1m again"))
+	stop := clk.At(clockStart.Add(2*time.Minute), record("2m stopped"))
+	clk.At(clockStart.Add(time.Hour), record("1h"))
+	require.True(t, stop(), "stopped before it ran")
+	require.False(t, stop(), "stopped once")
+
+	clk.Advance(59 * time.Second)
+	require.Empty(t, fired())
+	clk.Advance(3 * time.Minute)
+	require.Equal(t, []string{"1m", "1m again", "3m"}, fired())
+	require.Equal(t, clockStart.Add(59*time.Second+3*time.Minute), clk.Now())
+
+	done := make(chan struct{})
+	require.False(t, clk.At(clockStart, func() { close(done) })(), "a timer due already runs, it cannot be stopped")
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a timer for a time already reached did not run")
+	}
+	require.Panics(t, func() { clk.Advance(-time.Second) })
+	require.Equal(t, []string{"1m", "1m again", "3m"}, fired(), "the 1h timer waits")
+}
