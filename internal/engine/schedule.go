@@ -50,7 +50,7 @@ func everyOrDue(ctx context.Context, clk clock.Clock, interval time.Duration, du
 	for {
 		fn(ctx)
 		var timer *clock.Timer
-		var fired <-chan struct{} // nil: no wake-up but the interval's
+		var fired <-chan struct{}      // nil: no wake-up but the interval's
 		if at := due(); !at.IsZero() { // due by now (the clock moved since the pass): at once
 			timer = clock.NewTimer(clk, at)
 			fired = timer.C
