@@ -76,7 +76,7 @@ func (s *Step) Child(ctx context.Context, req TaskRequest) (*Task, error) {
 		}
 		return child, &ChildFailedError{Child: child}
 	}
-	return nil, &parkError{until: time.Now().Add(ChildPollInterval), why: fmt.Sprintf("waiting for child task %s", child.ID)}
+	return nil, &parkError{until: s.now().Add(ChildPollInterval), why: fmt.Sprintf("waiting for child task %s", child.ID)}
 }
 
 // activeSteps counts a task's steps enqueued, in progress or enqueued for orchestration.

@@ -3,7 +3,6 @@ package tasker
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/tasker-systems/tasker/dag"
 	"github.com/tasker-systems/tasker/internal/engine"
@@ -65,7 +64,7 @@ func (a adapter) Handle(ctx context.Context, at *engine.Attempt) engine.Return {
 	}
 	var pe *parkError
 	if errors.As(err, &pe) {
-		return engine.Return{Err: err, Class: engine.ClassPark, RetryAfter: time.Until(pe.until)}
+		return engine.Return{Err: err, Class: engine.ClassPark, RetryAfter: pe.until.Sub(a.e.now()), Until: pe.until}
 	}
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {

@@ -91,7 +91,7 @@ func (e *Engine) InvestigationQueue(ctx context.Context, limit int) (*Investigat
 		limit = InvestigationLimitDefault
 	}
 	limit = min(limit, InvestigationScanMax)
-	now := time.Now()
+	now := e.now() // Config.Clock: the store's clock with store/memory on the same one
 	out := &Investigation{}
 	var after uuid.UUID
 	for out.Pending < InvestigationScanMax {

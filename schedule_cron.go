@@ -113,14 +113,18 @@ func (e *Engine) AddSchedule(s Schedule) error {
 
 // newSchedulePass returns the pass function of one leadership: it remembers, per schedule, the
 // last run it has seen created, and starts from the schedule's look-back.
-func (e *Engine) newSchedulePass() func(ctx context.Context) error {
+//
+// A pass returns the time of the earliest run not due yet, for the scheduler to wake then on the
+// engine's clock (Config.Clock).
+func (e *Engine) newSchedulePass() func(ctx context.Context) (time.Time, error) {
 	seen := map[string]time.Time{}
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (time.Time, error) {
 		e.sched.mu.Lock()
 		list := append([]scheduleEntry(nil), e.sched.list...)
 		e.sched.mu.Unlock()
-		now := time.Now()
+		now := e.now()
 		var errs []error
+		var next time.Time
 		for _, x := range list {
 			from, ok := seen[x.s.Name]
 			if !ok {
@@ -138,8 +142,12 @@ func (e *Engine) newSchedulePass() func(ctx context.Context) error {
 				from = at
 			}
 			seen[x.s.Name] = from
+			// A run due already (its creation failed) waits for the next pass, not for a wake-up.
+			if at := x.sched.Next(from.In(x.s.Location)); at.After(now) && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
 		}
-		return errors.Join(errs...)
+		return next, errors.Join(errs...)
 	}
 }
 

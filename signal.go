@@ -113,13 +113,14 @@ func (s *Step) configSeconds(key string, def time.Duration) (time.Duration, erro
 // waitUntil parks the step until the end of a wait of d that started when it first parked,
 // or reports that the wait is over.
 func (s *Step) waitUntil(d time.Duration, why string) (until time.Time, over bool, err error) {
+	now := s.now()
 	if u, ok := s.parkedUntil(); ok {
-		if !time.Now().Before(u) {
+		if !now.Before(u) {
 			return u, true, nil
 		}
 		return u, false, &parkError{until: u, why: why}
 	}
-	u := time.Now().Add(d)
+	u := now.Add(d)
 	if d <= 0 {
 		return u, true, nil
 	}

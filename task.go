@@ -173,7 +173,7 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	if err := validateRequest(r, &req); err != nil {
 		return nil, err
 	}
-	runAt, err := scheduledStart(r.t.Key(), req.RunAt, time.Now())
+	runAt, err := scheduledStart(r.t.Key(), req.RunAt, e.now())
 	if err != nil {
 		return nil, err
 	}

@@ -146,6 +146,17 @@ type Config struct {
 	// GlobalRate caps, by namespace, the step starts across every engine: at most N in any
 	// window of Per (limit.go).
 	GlobalRate map[string]RateLimit
+	// Clock is the time the engine measures due times on; nil means the system clock. It drives
+	// the engine's timers — the wake-ups of retries whose backoff ends and of parked steps
+	// (durable sleep, a signal's timeout, a child's poll), the scheduler's passes and the cron
+	// times they compare with, handler timeouts — and the engine's "now" for a scheduled start
+	// (TaskRequest.RunAt). With the memory store, give the store the same clock
+	// (memory.WithClock), as taskertest.WithClock does: the store's and queue's now() then decide
+	// due times and visibility on it, and a test moves time by hand
+	// (taskertest.NewClock). With PostgreSQL the database's clock (now()) decides due times,
+	// whatever this clock says: keep the system clock there. Leases and their heartbeats, the
+	// maintenance election, the services' intervals and polls stay on the system clock.
+	Clock Clock
 }
 
 // Engine registers templates and handlers, creates tasks and runs workers. It is safe for
@@ -237,7 +248,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
 		Retention: cfg.Retention.engine(), TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
-		Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency, GlobalRate: rateLimits(cfg.GlobalRate)})
+		Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency, GlobalRate: rateLimits(cfg.GlobalRate),
+		Clock: cfg.Clock})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }
 

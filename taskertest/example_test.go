@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/taskertest"
@@ -99,6 +100,48 @@ func Example_operatorFix() {
 	// blocked_by_failures: card declined (permanent)
 	// after the fix: complete
 	// task history: [create start initialized steps_enqueued evaluate permanent_failure operator_fix ready_steps_found steps_enqueued evaluate all_steps_complete]
+}
+
+const reminderYAML = `
+name: reminder
+namespace_name: mail
+version: 1.0.0
+steps:
+  - name: wait_a_day
+    handler: {callable: tasker.sleep, initialization: {seconds: 86400}}
+  - name: send
+    handler: {callable: send}
+    dependencies: [wait_a_day]
+`
+
+// A test moves the harness's clock by hand: here a reminder that sleeps for a day (a durable
+// sleep, tasker.sleep) is sent once the clock has moved a day on, and the test takes milliseconds.
+// Scheduled starts (TaskRequest.RunAt), cron schedules (WithSchedules), signals' timeouts and
+// retries' backoffs run on the same clock.
+func Example_clock() {
+	t := &exampleT{}
+	defer t.finish()
+	ctx := context.Background()
+
+	clk := taskertest.NewClock(time.Date(2030, 1, 1, 9, 0, 0, 0, time.UTC))
+	h := taskertest.New(t, taskertest.Template(t, reminderYAML), taskertest.Handlers{
+		"send": taskertest.Return("sent"),
+	}, taskertest.WithClock(clk))
+
+	task := h.Start(ctx, map[string]any{"to": "alice"})
+	task = h.WaitStep(ctx, task.ID, "wait_a_day", tasker.StepWaitingForRetry) // parked
+	nap, _ := task.Step("wait_a_day")
+	fmt.Println("sleeping until:", nap.NextRetryAt.UTC().Format(time.RFC3339))
+
+	clk.Advance(24 * time.Hour)
+	task = h.Wait(ctx, task.ID)
+	send := h.RequireStep(task, "send", tasker.StepComplete)
+	fmt.Println("task:", task.State)
+	fmt.Println("sent at:", send.CompletedAt.UTC().Format(time.RFC3339))
+	// Output:
+	// sleeping until: 2030-01-02T09:00:00Z
+	// task: complete
+	// sent at: 2030-01-02T09:00:00Z
 }
 
 // exampleT stands in for the *testing.T a test passes to taskertest.New: it runs the cleanups

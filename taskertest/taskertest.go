@@ -15,7 +15,10 @@
 // StopGraceDefault to finish the steps already enqueued, then stop. The
 // engine is the real one: states, transitions, retries with backoff, timeouts, decisions, batches,
 // cancellation and operator actions behave as they do on PostgreSQL. WithFastRetries drops the
-// backoff between attempts so that tests of retries do not wait.
+// backoff between attempts so that tests of retries do not wait; WithClock puts the harness on a
+// clock the test moves by hand (NewClock), for scheduled starts, cron schedules (WithSchedules),
+// durable sleeps, signals' timeouts and backoffs that take hours on the clock and milliseconds of
+// real time.
 package taskertest
 
 import (
@@ -65,6 +68,8 @@ type options struct {
 	cfg         tasker.Config
 	fastRetries bool
 	templates   []*tasker.Template
+	clock       *Clock
+	schedules   []tasker.Schedule
 }
 
 // WithTemplates registers more templates before the workers start, so that their namespaces are
@@ -73,7 +78,8 @@ func WithTemplates(tmpls ...*tasker.Template) Option {
 	return func(o *options) { o.templates = append(o.templates, tmpls...) }
 }
 
-// WithConfig adjusts the engine's configuration (Store and Queue are the harness's own).
+// WithConfig adjusts the engine's configuration (Store, Queue and Clock are the harness's own:
+// see WithClock).
 func WithConfig(fn func(*tasker.Config)) Option { return func(o *options) { fn(&o.cfg) } }
 
 // WithLogger sends the engine's logs to l (they are discarded by default).
@@ -81,6 +87,19 @@ func WithLogger(l logr.Logger) Option { return func(o *options) { o.cfg.Logger =
 
 // WithEnvironment applies the templates' overrides for the named environment (such as "test").
 func WithEnvironment(name string) Option { return func(o *options) { o.cfg.Environment = name } }
+
+// WithClock runs the engine, the memory store and its queue on clk rather than the system clock:
+// due times (a scheduled start, a retry's backoff, a parked step's wake-up, a cron run, a handler's
+// timeout) and the times recorded are read from it, and clk.Advance moves them (see Clock); leases
+// stay on the system clock. Harness.Clock is clk.
+func WithClock(clk *Clock) Option { return func(o *options) { o.clock = clk } }
+
+// WithSchedules adds cron schedules (Engine.AddSchedule) before the workers start, as the engine
+// needs; New then waits for the scheduler's first pass, so that with WithClock the schedules count
+// from the clock's time at New. An invalid schedule fails the test.
+func WithSchedules(s ...tasker.Schedule) Option {
+	return func(o *options) { o.schedules = append(o.schedules, s...) }
+}
 
 // WithFastRetries retries failed steps without their backoff (as with backoff: none), so that a
 // test of retries does not wait; a handler's tasker.RetryAfter delay still applies, and the number
@@ -93,6 +112,8 @@ type Harness struct {
 	Engine *tasker.Engine
 	// Store is its memory store.
 	Store *memory.Store
+	// Clock is the clock given with WithClock, or nil (the system clock).
+	Clock *Clock
 
 	t           T
 	fastRetries bool
@@ -110,14 +131,21 @@ func New(t T, tmpl *tasker.Template, handlers Handlers, opts ...Option) *Harness
 	for _, opt := range opts {
 		opt(&o)
 	}
-	st := memory.New()
+	var st *memory.Store
+	if o.clock != nil {
+		st = memory.New(memory.WithClock(o.clock))
+		o.cfg.Clock = o.clock
+	} else {
+		st = memory.New()
+		o.cfg.Clock = nil
+	}
 	o.cfg.Store, o.cfg.Queue = st, nil
 	eng, err := tasker.NewEngine(o.cfg)
 	if err != nil {
 		t.Fatalf("taskertest: %v", err)
 		return nil
 	}
-	h := &Harness{Engine: eng, Store: st, t: t, fastRetries: o.fastRetries, calls: map[string]int{}}
+	h := &Harness{Engine: eng, Store: st, Clock: o.clock, t: t, fastRetries: o.fastRetries, calls: map[string]int{}}
 	for _, r := range append([]*tasker.Template{tmpl}, o.templates...) {
 		if r != nil {
 			h.Register(r)
@@ -125,6 +153,12 @@ func New(t T, tmpl *tasker.Template, handlers Handlers, opts ...Option) *Harness
 	}
 	for name, fn := range handlers {
 		h.Handle(name, fn)
+	}
+	for _, s := range o.schedules {
+		if err := eng.AddSchedule(s); err != nil {
+			t.Fatalf("taskertest: add schedule %s: %v", s.Name, err)
+			return nil
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -141,7 +175,29 @@ func New(t T, tmpl *tasker.Template, handlers Handlers, opts ...Option) *Harness
 			t.Errorf("taskertest: the workers did not stop within a minute of the test's end")
 		}
 	})
+	if len(o.schedules) > 0 {
+		h.awaitScheduler()
+	}
 	return h
+}
+
+// awaitScheduler waits until the scheduler has made its first pass (the engine leads and reads
+// the schedules), up to WaitTimeoutDefault.
+func (h *Harness) awaitScheduler() {
+	h.t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(WaitTimeoutDefault); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		health, err := h.Engine.Health(ctx)
+		if err != nil {
+			continue
+		}
+		for _, s := range health.Services {
+			if s.Name == "scheduler" && s.Runs > 0 {
+				return
+			}
+		}
+	}
+	h.t.Fatalf("taskertest: the scheduler made no pass within %s", WaitTimeoutDefault)
 }
 
 // idle waits, up to grace, until no step of an unfinished task is enqueued or in progress, so that
@@ -295,6 +351,40 @@ func (h *Harness) Wait(ctx context.Context, id uuid.UUID) *tasker.Task {
 		return nil
 	}
 	return task
+}
+
+// WaitStep waits until the task's named step is in one of the given states and returns the task
+// with its steps: for example until a step has parked (StepWaitingForRetry: a durable sleep, a
+// signal's wait, a retry's backoff), before a test moves its Clock. When ctx has no deadline,
+// WaitTimeoutDefault applies; a step that does not get there fails the test with the task's
+// steps.
+func (h *Harness) WaitStep(ctx context.Context, id uuid.UUID, step string, states ...tasker.StepState) *tasker.Task {
+	h.t.Helper()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, WaitTimeoutDefault)
+		defer cancel()
+	}
+	var task *tasker.Task
+	for {
+		var err error
+		task, err = h.Engine.GetTask(ctx, id)
+		if err == nil {
+			if s, ok := task.Step(step); ok && slices.Contains(states, s.State) {
+				return task
+			}
+		}
+		select {
+		case <-ctx.Done():
+			msg := ""
+			if task != nil {
+				msg = "\n" + Describe(task)
+			}
+			h.t.Fatalf("taskertest: wait for step %q of task %s to be %v: %v%s", step, id, states, ctx.Err(), msg)
+			return nil
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // RequireState fails the test unless the task is in the given state.

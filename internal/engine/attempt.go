@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/internal/jsonsafe"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -238,7 +239,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 	defer cancel(nil)
 	e.runs.Add(task.ID, st.ID, st.Attempts, cancel)
 	defer e.runs.Remove(task.ID, st.ID, st.Attempts)
-	tctx, tcancel := context.WithTimeoutCause(hctx, st.Timeout, ErrStepTimeout)
+	tctx, tcancel := w.stepTimeout(hctx, st.Timeout)
 	defer tcancel()
 
 	hold := &leaseClock{renewed: start}
@@ -393,7 +394,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 	if res.Next == nil {
 		return queue.Message{}, nil, claimTimes{}
 	}
-	next := queue.Message{ID: res.Next.MessageID, Queue: ns, ReadCount: 1, EnqueuedAt: time.Now()}
+	next := queue.Message{ID: res.Next.MessageID, Queue: ns, ReadCount: 1, EnqueuedAt: e.cfg.Clock.Now()}
 	// The next step was made ready and claimed in the outcome's commit.
 	return next, &res.Next.ClaimedStep, claimTimes{start: committed.start, end: committed.end, sent: committed.end}
 }
@@ -722,4 +723,22 @@ func (w *workers) applyStepType(st *store.Step, task *store.Task, p *store.Outco
 		return
 	}
 	ApplyStepType(w.dbctx, w.e.store, r, st, p, w.e.cfg.MaxDecisionSteps)
+}
+
+// stepTimeout is the handler's context, cancelled with ErrStepTimeout after d: on the system
+// clock's deadline, and with another clock (Config.Clock) also once that clock has moved d on, so
+// that a test that advances its clock past the timeout times the handler out.
+func (w *workers) stepTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	clk := w.e.cfg.Clock
+	if clock.IsReal(clk) {
+		return context.WithTimeoutCause(ctx, d, ErrStepTimeout)
+	}
+	cctx, ccancel := context.WithCancelCause(ctx)
+	stop := clk.At(clk.Now().Add(d), func() { ccancel(ErrStepTimeout) })
+	tctx, tcancel := context.WithTimeoutCause(cctx, d, ErrStepTimeout)
+	return tctx, func() {
+		stop()
+		tcancel()
+		ccancel(nil)
+	}
 }

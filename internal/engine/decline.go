@@ -179,7 +179,7 @@ func (e *Engine) claimedVerdict(c *store.ClaimedStep) judgement {
 // visibility timeout, so nothing is lost either way.
 func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgement) {
 	e := w.e
-	d := declineDelay(m, time.Now())
+	d := declineDelay(m, e.cfg.Clock.Now())
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "task", msg.TaskID, "step_id", msg.StepID)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/store"
 )
@@ -87,6 +88,9 @@ type Config struct {
 	GlobalConcurrency map[string]int
 	// GlobalRate caps, by namespace, the step starts in a sliding window across every engine.
 	GlobalRate map[string]RateLimit
+	// Clock is the time due times are measured on: the wake-ups of retries and parked steps, the
+	// scheduler's passes, handler timeouts; nil means the system clock.
+	Clock clock.Clock
 }
 
 // Engine holds the registered templates and handlers and runs the workers: the fetch loops, the
@@ -115,6 +119,7 @@ type Engine struct {
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.
 func New(cfg Config) *Engine {
+	cfg.Clock = clock.Or(cfg.Clock)
 	e := &Engine{
 		cfg:       cfg,
 		store:     cfg.Store,
@@ -127,6 +132,9 @@ func New(cfg Config) *Engine {
 	e.tel.observeQueues(cfg.MeterProvider, cfg.Queue, e.namespaces, cfg.Logger)
 	return e
 }
+
+// Now is the time on the engine's clock (Config.Clock).
+func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
 
 // Telemetry returns the engine's OpenTelemetry instrumentation.
 func (e *Engine) Telemetry() *Telemetry { return e.tel }

@@ -100,7 +100,7 @@ func (w *workers) publishTask(ctx context.Context, id uuid.UUID) {
 	for _, g := range []struct {
 		refs  []store.StepRef
 		delay time.Duration
-	}{{refs, 0}, {scheduled, max(time.Until(start), 0)}} {
+	}{{refs, 0}, {scheduled, max(start.Sub(e.cfg.Clock.Now()), 0)}} {
 		if len(g.refs) == 0 || err != nil {
 			continue
 		}

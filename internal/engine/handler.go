@@ -54,8 +54,11 @@ type Return struct {
 	// Err is nil on success; for ClassPermanent the unwrapped cause.
 	Err   error
 	Class Class
-	// RetryAfter is the wait a ClassRetryAfter error asks for.
+	// RetryAfter is the wait a ClassRetryAfter error asks for (and a ClassPark one).
 	RetryAfter time.Duration
+	// Until is, for ClassPark, the time the step waits for, on the engine's clock; the zero time
+	// means RetryAfter from now.
+	Until time.Time
 }
 
 // Class sorts a handler's return.

@@ -17,7 +17,10 @@ import (
 
 // park is the outcome of a ClassPark return: a retry after out.RetryAfter.
 func park(st *store.Step, out Called) store.OutcomeParams {
-	until := time.Now().Add(out.RetryAfter).UTC()
+	until := out.Until.UTC()
+	if out.Until.IsZero() {
+		until = time.Now().Add(out.RetryAfter).UTC()
+	}
 	se := Failure{Message: ErrorText(out.Err), Kind: "parked", Attempt: st.Attempts, Until: &until, Parks: parksOf(st) + 1}
 	return store.OutcomeParams{Kind: store.OutcomeRetry, Error: FailureJSON(se), RetryDelay: max(out.RetryAfter, 0)}
 }

@@ -18,6 +18,9 @@ type service struct {
 	name     string
 	interval time.Duration
 	run      func(ctx context.Context) error
+	// due, when set, is also when the next pass is due, on the engine's clock (the scheduler's
+	// next run), read after each pass; the zero time means none.
+	due func() time.Time
 }
 
 // services lists the maintenance services this engine runs while it leads: the lease rescuer
@@ -54,14 +57,19 @@ func (w *workers) maintain(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				e.log.V(1).Info("maintenance service running", "service", s.name, "interval", s.interval)
-				maintenance.Every(lctx, s.interval, func(ctx context.Context) {
+				pass := func(ctx context.Context) {
 					start := time.Now()
 					err := s.run(ctx)
 					if ctx.Err() != nil {
 						return // the leadership or the engine ended mid-pass: not this service's failure
 					}
 					e.svc.record(s.name, start, time.Since(start), err)
-				})
+				}
+				if s.due != nil {
+					everyOrDue(lctx, e.cfg.Clock, s.interval, s.due, pass) // schedule.go
+					return
+				}
+				maintenance.Every(lctx, s.interval, pass)
 			}()
 		}
 		wg.Wait()

@@ -104,7 +104,7 @@ type workers struct {
 	holds  map[string]hold // namespaces whose re-publishing the sweeper holds back
 
 	timersMu sync.Mutex
-	timers   map[*time.Timer]struct{}
+	timers   map[*wakeTimer]struct{}
 	stopped  bool
 }
 
@@ -119,7 +119,7 @@ func newWorkers(e *Engine) *workers {
 	w := &workers{
 		e:        e,
 		slots:    make(chan struct{}, e.cfg.Concurrency),
-		timers:   map[*time.Timer]struct{}{},
+		timers:   map[*wakeTimer]struct{}{},
 		relisten: make(chan struct{}, 1),
 		regWake:  make(chan struct{}, 1),
 
@@ -392,23 +392,26 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 	w.timersMu.Lock()
 	w.stopped = true
 	for t := range w.timers {
-		t.Stop()
+		t.stop()
 	}
 	w.timersMu.Unlock()
 	e.log.Info("workers stopped", "worker_id", e.cfg.WorkerID)
 	return nil
 }
 
-// wakeAfter wakes a namespace's fetch loop after d (a retry's backoff), since delayed messages
-// come with no notification.
+// wakeTimer is a pending wakeAfter.
+type wakeTimer struct{ stop func() bool }
+
+// wakeAfter wakes a namespace's fetch loop after d (a retry's backoff) on the engine's clock,
+// since delayed messages come with no notification.
 func (w *workers) wakeAfter(ns string, d time.Duration) {
 	w.timersMu.Lock()
 	defer w.timersMu.Unlock()
 	if w.stopped {
 		return
 	}
-	var t *time.Timer
-	t = time.AfterFunc(d+5*time.Millisecond, func() {
+	t := &wakeTimer{}
+	t.stop = w.e.cfg.Clock.At(w.e.cfg.Clock.Now().Add(d+5*time.Millisecond), func() {
 		w.timersMu.Lock()
 		delete(w.timers, t)
 		w.timersMu.Unlock()

@@ -14,7 +14,7 @@ func (q *Queue) Depths(ctx context.Context, queues []string) ([]queue.Depth, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	t := now()
+	t := q.now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := make([]queue.Depth, len(queues))

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/tasker-systems/tasker/internal/clock"
 )
 
 // listener is one running Listen call.
@@ -71,14 +73,32 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 
 	ticker := time.NewTicker(q.pollInterval)
 	defer ticker.Stop()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The timer for the next message to become visible, on the queue's clock: armed for an
+	// absolute time, so that a clock moved by a test between the reading and the arming cannot
+	// make it late.
+	var (
+		timer *clock.Timer
+		armed time.Time
+		never <-chan struct{} = make(chan struct{})
+		seen                  = q.now() // messages visible by then have had their wake-up
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		q.mu.Lock()
 		pending := l.pending
 		l.pending = map[string]struct{}{}
-		next, ok := q.nextVisibleLocked(names, now())
+		t := q.now()
+		// The queues of messages that became visible since the last look, whether the timer fired
+		// or the clock moved past them before it was armed (a test's clock jumps).
+		next, ok, became := q.nextVisibleLocked(names, seen, t)
+		seen = t
+		for _, name := range became {
+			pending[name] = struct{}{}
+		}
 		q.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
@@ -88,10 +108,16 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 				wake(name)
 			}
 		}
-		if ok {
-			timer.Reset(time.Until(next))
-		} else {
+		if timer != nil && (!ok || !next.Equal(armed)) {
 			timer.Stop()
+			timer = nil
+		}
+		if ok && timer == nil {
+			timer, armed = clock.NewTimer(q.clock, next), next
+		}
+		timerC := never
+		if timer != nil {
+			timerC = timer.C
 		}
 		select {
 		case <-ctx.Done():
@@ -101,33 +127,10 @@ func (q *Queue) Listen(ctx context.Context, queues []string, wake func(queue str
 			for _, name := range names {
 				wake(name)
 			}
-		case <-timer.C:
-			for _, name := range q.visible(names) {
-				wake(name)
-			}
+		case <-timerC:
+			timer = nil // the next look wakes the queues whose messages became visible
 		}
 	}
-}
-
-// visible lists the named queues that hold a visible message.
-func (q *Queue) visible(names []string) []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	t := now()
-	var out []string
-	for _, name := range names {
-		l := q.queues[name]
-		if l == nil {
-			continue
-		}
-		for _, m := range l.msgs {
-			if !m.acked && !m.vt.After(t) {
-				out = append(out, name)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // errNulInString is what PostgreSQL says of a string holding \u0000, which jsonb cannot store.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/queue"
 )
 
@@ -39,6 +40,7 @@ const PollIntervalDefault = time.Second
 // value is not usable.
 type Queue struct {
 	pollInterval time.Duration
+	clock        Clock
 
 	mu        sync.Mutex
 	nextID    int64
@@ -61,10 +63,34 @@ func WithPollInterval(d time.Duration) Option {
 	}
 }
 
+// Clock is the time the queue reads, the same interface as tasker.Clock: Now dates messages and
+// decides which are visible, and At wakes Listen when a delayed message becomes visible. A test
+// controls it with taskertest.NewClock.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// At runs f once the clock reaches t (at once when t is not after Now), and returns a
+	// function that cancels it, reporting whether it did so before f ran. f must not block.
+	At(t time.Time, f func()) (stop func() bool)
+}
+
+// WithClock makes the queue read c rather than the system clock (nil keeps the system clock):
+// message times, visibility timeouts and delays are then measured on c, and Listen wakes a queue
+// when c reaches the time a delayed message becomes visible. The fallback poll stays on the
+// system clock.
+func WithClock(c Clock) Option {
+	return func(q *Queue) {
+		if c != nil {
+			q.clock = c
+		}
+	}
+}
+
 // New returns an empty queue.
 func New(opts ...Option) *Queue {
 	q := &Queue{
 		pollInterval: PollIntervalDefault,
+		clock:        clock.Real{},
 		queues:       map[string]*msgList{},
 		listeners:    map[*listener]struct{}{},
 	}
@@ -115,7 +141,7 @@ func (l *msgList) remove(id int64) {
 }
 
 // now is the queue's clock, at PostgreSQL's precision.
-func now() time.Time { return time.Now().Truncate(time.Microsecond) }
+func (q *Queue) now() time.Time { return q.clock.Now().Truncate(time.Microsecond) }
 
 // SendTx implements queue.Queue. tx is ignored: the messages are queued at once (see the package
 // documentation). Every payload is checked before anything is queued: it must be valid JSON that
@@ -141,7 +167,7 @@ func (q *Queue) SendTx(ctx context.Context, _ pgx.Tx, queueName string, payloads
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	t := now()
+	t := q.now()
 	vt := t.Add(delay) // a negative delay dates the messages back (a priority credit)
 	l := q.list(queueName)
 	for _, p := range payloads {
@@ -173,7 +199,7 @@ func (q *Queue) Read(ctx context.Context, queueName string, n int, vt time.Durat
 	if l == nil {
 		return out, nil
 	}
-	t := now()
+	t := q.now()
 	// Earliest visible first, then in send order, as pgqueue reads (queue_messages_ready_idx).
 	var visible []*message
 	for _, m := range l.msgs {
@@ -262,7 +288,7 @@ func (q *Queue) setVT(ctx context.Context, queueName string, id int64, d time.Du
 	if !ok {
 		return queue.ErrNotFound
 	}
-	m.vt = now().Add(d)
+	m.vt = q.now().Add(d)
 	q.notifyLocked(queueName, d == 0)
 	return nil
 }
@@ -278,17 +304,26 @@ func (q *Queue) count(queueName string) int {
 }
 
 // nextVisibleLocked returns the earliest time after t at which a message of the named queues
-// becomes visible, and whether there is one.
-func (q *Queue) nextVisibleLocked(queues []string, t time.Time) (time.Time, bool) {
+// becomes visible, and whether there is one, with the queues of messages that became visible
+// after since and by t.
+func (q *Queue) nextVisibleLocked(queues []string, since, t time.Time) (time.Time, bool, []string) {
 	var next time.Time
+	var became []string
 	found := false
 	for _, name := range queues {
 		l := q.queues[name]
 		if l == nil {
 			continue
 		}
+		woke := false
 		for _, m := range l.msgs {
-			if m.acked || !m.vt.After(t) {
+			if m.acked {
+				continue
+			}
+			if !m.vt.After(t) {
+				if !woke && m.vt.After(since) {
+					became, woke = append(became, name), true
+				}
 				continue
 			}
 			if !found || m.vt.Before(next) {
@@ -296,5 +331,5 @@ func (q *Queue) nextVisibleLocked(queues []string, t time.Time) (time.Time, bool
 			}
 		}
 	}
-	return next, found
+	return next, found, became
 }

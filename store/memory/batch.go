@@ -158,7 +158,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) 
 			out[i].State = st.s.State
 			out[i].Held = heldAt(st, p.WorkerID, sa.Attempt)
 			if out[i].Held {
-				set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+				set(tx, &st.s.LeaseExpiresAt, ptr(tx.live.Add(millis(p.Lease))))
 			}
 		}
 		return nil

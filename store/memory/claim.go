@@ -50,7 +50,7 @@ func (tx *txn) claim(p store.ClaimStepParams, after string) (*store.ClaimedStep,
 	tx.setStepState(st, statemachine.StepInProgress)
 	set(tx, &st.s.Attempts, st.s.Attempts+1)
 	set(tx, &st.s.LeaseOwner, p.WorkerID)
-	set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+	set(tx, &st.s.LeaseExpiresAt, ptr(tx.live.Add(millis(p.Lease))))
 	set(tx, &st.s.StartedAt, ptr(tx.now))
 	set(tx, &st.s.UpdatedAt, tx.now)
 	m := map[string]any{"worker_id": p.WorkerID, "attempt": st.s.Attempts}
@@ -147,7 +147,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 		state = st.s.State
 		held = heldAt(st, p.WorkerID, p.Attempt)
 		if held {
-			set(tx, &st.s.LeaseExpiresAt, ptr(tx.now.Add(millis(p.Lease))))
+			set(tx, &st.s.LeaseExpiresAt, ptr(tx.live.Add(millis(p.Lease))))
 		}
 		return nil
 	})

@@ -22,7 +22,7 @@ func (s *Store) Leader(ctx context.Context, name string) (store.Leader, bool, er
 	)
 	err := s.read(ctx, func() error {
 		row, found := s.leaders[name]
-		if found && !row.expiresAt.Before(s.clock()) {
+		if found && !row.expiresAt.Before(s.live(s.clock())) {
 			l, ok = store.Leader{Name: name, LeaderID: row.leaderID, ElectedAt: row.electedAt, ExpiresAt: row.expiresAt}, true
 		}
 		return nil

@@ -15,15 +15,15 @@ import (
 func (s *Store) TryLead(ctx context.Context, p store.LeadParams) (bool, error) {
 	var leading bool
 	err := s.write(ctx, func(tx *txn) error {
-		expires := tx.now.Add(millis(p.TTL))
+		expires := tx.live.Add(millis(p.TTL))
 		l, ok := s.leaders[p.Name]
 		switch {
 		case !ok:
-			s.leaders[p.Name] = &leaderRow{leaderID: p.LeaderID, electedAt: tx.now, expiresAt: expires}
+			s.leaders[p.Name] = &leaderRow{leaderID: p.LeaderID, electedAt: tx.live, expiresAt: expires}
 		case l.leaderID == p.LeaderID:
 			l.expiresAt = expires
-		case l.expiresAt.Before(tx.now):
-			*l = leaderRow{leaderID: p.LeaderID, electedAt: tx.now, expiresAt: expires}
+		case l.expiresAt.Before(tx.live):
+			*l = leaderRow{leaderID: p.LeaderID, electedAt: tx.live, expiresAt: expires}
 		default:
 			return nil
 		}
@@ -53,7 +53,7 @@ func (s *Store) ExpiredSteps(ctx context.Context, p store.ExpiredStepsParams) ([
 	}
 	var out []store.ExpiredStep
 	err := s.read(ctx, func() error {
-		now := s.clock()
+		now := s.live(s.clock())
 		var expired []*stepRow
 		for _, st := range s.inProgress {
 			if st.s.State == statemachine.StepInProgress && st.s.LeaseExpiresAt != nil && st.s.LeaseExpiresAt.Before(now) {

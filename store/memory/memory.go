@@ -36,6 +36,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/queue"
 	"github.com/tasker-systems/tasker/queue/memqueue"
 	"github.com/tasker-systems/tasker/statemachine"
@@ -49,7 +50,9 @@ var ErrNoTransactions = errors.New("store/memory: the memory store has no transa
 // Store implements store.Store in memory. It is safe for concurrent use. Create it with New; the
 // zero value is not usable.
 type Store struct {
-	q *memqueue.Queue
+	q    *memqueue.Queue
+	clk  memqueue.Clock // the time the store reads (WithClock)
+	fake bool           // clk is not the system clock: leases stay on the system's (Store.live)
 
 	limits sync.Map // the locks of the limit keys (limit.go), outside mu
 
@@ -78,10 +81,28 @@ var (
 	_ store.BatchStore = (*Store)(nil)
 )
 
+// Option configures New.
+type Option func(*Store)
+
+// WithClock makes the store and its queue read c rather than the system clock (nil keeps the
+// system clock): the store's now() — step due times (next_retry_at, a scheduled start),
+// the timestamps of rows and transitions — and the queue's message visibility are measured on c.
+// Give the engine the same clock (tasker.Config.Clock); taskertest.NewClock returns one a test
+// moves by hand. Step leases and the maintenance leadership's term stay on the system clock, as
+// the heartbeats and renewals that extend them do, so that moving c does not take a running step
+// from its worker.
+func WithClock(c memqueue.Clock) Option {
+	return func(s *Store) {
+		if c != nil && !clock.IsReal(c) {
+			s.clk, s.fake = c, true
+		}
+	}
+}
+
 // New returns an empty store with its own queue.
-func New() *Store {
-	return &Store{
-		q:          memqueue.New(),
+func New(opts ...Option) *Store {
+	s := &Store{
+		clk:        clock.Real{},
 		templates:  map[templateKey]*templateRow{},
 		tasks:      map[uuid.UUID]*taskRow{},
 		identities: map[identityKey]*taskRow{},
@@ -91,6 +112,11 @@ func New() *Store {
 		leaders:    map[string]*leaderRow{},
 		joinReady:  statemachine.JoinReady,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.q = memqueue.New(memqueue.WithClock(s.clk))
+	return s
 }
 
 // DefaultQueue returns the store's in-memory queue (one per store, shared by every engine on
@@ -151,7 +177,7 @@ type leaderRow struct {
 // clock returns the time at PostgreSQL's precision, never earlier than its previous reading, so
 // that the audit trail's order by time is the order of writing. Called with s.mu held.
 func (s *Store) clock() time.Time {
-	t := time.Now().Truncate(time.Microsecond)
+	t := s.clk.Now().Truncate(time.Microsecond)
 	if t.Before(s.last) {
 		t = s.last
 	}
@@ -159,10 +185,21 @@ func (s *Store) clock() time.Time {
 	return t
 }
 
+// live is the time leases and the leadership's term are measured on: the system clock, which
+// heartbeats and renewals run on; now is s.clock()'s reading, the same when the store's clock is
+// the system's.
+func (s *Store) live(now time.Time) time.Time {
+	if s.fake {
+		return time.Now().Truncate(time.Microsecond)
+	}
+	return now
+}
+
 // txn is one operation's changes: each is undone, newest first, when the operation fails.
 type txn struct {
 	s     *Store
 	now   time.Time // PostgreSQL's now(): the operation's start
+	live  time.Time // the system clock's now, for leases (Store.live)
 	undo  []func()
 	sends []send
 }
@@ -203,6 +240,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx := &txn{s: s, now: s.clock()}
+	tx.live = s.live(tx.now)
 	err := fn(tx)
 	for i := 0; err == nil && i < len(tx.sends); i++ {
 		sd := tx.sends[i]

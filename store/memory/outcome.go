@@ -65,7 +65,7 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams, plan st
 	}
 	before := countersOf(t)
 	st, ok := s.steps[p.StepID]
-	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.now))) {
+	if !ok || !holds(st, p.WorkerID, p.Attempt) || (p.LeaseExpired && (st.s.LeaseExpiresAt == nil || !st.s.LeaseExpiresAt.Before(tx.live))) {
 		return nil, fmt.Errorf("record outcome of %s attempt %d: %w", p.StepID, p.Attempt, store.ErrConflict)
 	}
 	to := plan.Step.To
@@ -128,7 +128,9 @@ func (tx *txn) recordOutcome(ctx context.Context, p store.OutcomeParams, plan st
 	}
 	if eff.EnqueueRetry {
 		ref := []store.StepRef{{TaskID: p.TaskID, StepID: p.StepID, Retry: true, TaskName: before.name, Version: before.version, Name: st.s.TemplateStep, Handler: st.s.Handler}}
-		tx.enqueue(p.Enqueuer, p.Namespace, ref, p.RetryDelay)
+		// The timer at next_retry_at's millisecond, so that the message is visible once the step is
+		// due (a test's clock moved exactly to it finds the retry ready).
+		tx.enqueue(p.Enqueuer, p.Namespace, ref, millis(p.RetryDelay))
 	}
 	if err := tx.settle(t, eff.Delta, eff.Path, eff.TaskMeta); err != nil {
 		return nil, err
