@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"strings"
 	"time"
@@ -146,11 +147,15 @@ type family struct {
 	pid           int
 	holds         map[string]bool
 	gatePollEvery time.Duration
+	minSleep      time.Duration
+	maxSleep      time.Duration
 }
 
 // FamilyHandlers returns the parent's and the child's handlers; holds names the hold points
-// (HoldChild, ...) at which they wait for their gates.
-func FamilyHandlers(pool *pgxpool.Pool, schema, workerID string, holds []string) (parent, child tasker.HandlerFunc) {
+// (HoldChild, ...) at which they wait for their gates, and the child's handler sleeps a random
+// time in [minSleep, maxSleep) before it returns, and so does the parent's (after Child), so that
+// random kills land while they run.
+func FamilyHandlers(pool *pgxpool.Pool, schema, workerID string, holds []string, minSleep, maxSleep time.Duration) (parent, child tasker.HandlerFunc) {
 	f := &family{
 		pool: pool,
 		insert: `INSERT INTO ` + pgx.Identifier{schema, "chaos_family_runs"}.Sanitize() +
@@ -160,6 +165,8 @@ func FamilyHandlers(pool *pgxpool.Pool, schema, workerID string, holds []string)
 		pid:           os.Getpid(),
 		holds:         map[string]bool{},
 		gatePollEvery: 10 * time.Millisecond,
+		minSleep:      minSleep,
+		maxSleep:      maxSleep,
 	}
 	for _, h := range holds {
 		f.holds[h] = true
@@ -203,6 +210,20 @@ func (f *family) hold(ctx context.Context, s *tasker.Step, point, gate string) e
 	}
 }
 
+// sleep sleeps a random time in [minSleep, maxSleep), or until ctx ends.
+func (f *family) sleep(ctx context.Context) error {
+	d := f.minSleep
+	if f.maxSleep > f.minSleep {
+		d += mrand.N(f.maxSleep - f.minSleep)
+	}
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
 func (f *family) child(ctx context.Context, s *tasker.Step) (any, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -211,6 +232,9 @@ func (f *family) child(ctx context.Context, s *tasker.Step) (any, error) {
 		return nil, err
 	}
 	if err := f.hold(ctx, s, HoldChild, ChildGate); err != nil {
+		return nil, err
+	}
+	if err := f.sleep(ctx); err != nil {
 		return nil, err
 	}
 	if err := f.record(ctx, s, PhaseDone, r.Token); err != nil {
@@ -239,6 +263,9 @@ func (f *family) parent(ctx context.Context, s *tasker.Step) (any, error) {
 		if err := f.hold(ctx, s, HoldParentCreated, ParentGate); err != nil {
 			return nil, err
 		}
+		if err := f.sleep(ctx); err != nil {
+			return nil, err
+		}
 		if rerr := f.record(ctx, s, PhaseParked, ""); rerr != nil {
 			return nil, rerr
 		}
@@ -249,6 +276,9 @@ func (f *family) parent(ctx context.Context, s *tasker.Step) (any, error) {
 		return nil, tasker.Permanent(fmt.Errorf("the result of child %s: %w", child.ID, err))
 	}
 	if err := f.hold(ctx, s, HoldParentResult, ParentGate); err != nil {
+		return nil, err
+	}
+	if err := f.sleep(ctx); err != nil {
 		return nil, err
 	}
 	if err := f.record(ctx, s, PhaseDone, r.Token); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -61,9 +62,10 @@ var crashScenarios = []crashScenario{
 	},
 	{
 		// The parent's process dies after Child created the child and before the park committed:
-		// the step is in progress under a dead lease while the child runs to its end (its wake-up
-		// finds the parent in progress); the retry must find the same child, not make a second.
-		name: "parent-created", split: true, holds: []string{chaos.HoldParentCreated}, kill: "parent",
+		// the step is in progress under a dead lease while the child, held until the kill (else
+		// it may complete before Child reads it), runs to its end (its wake-up finds the parent in
+		// progress); the retry must find the same child, not make a second.
+		name: "parent-created", split: true, holds: []string{chaos.HoldParentCreated, chaos.HoldChild}, kill: "parent",
 		killWhen: sqlParentsHeld, rescuedParent: 1,
 	},
 	{
@@ -101,16 +103,15 @@ func TestChildCrash(t *testing.T) {
 	}
 }
 
-func runChildCrash(t *testing.T, bin string, sc crashScenario, n int) {
-	began := time.Now()
+// familySetup makes a schema with the family tables, an engine that creates parents and runs no
+// workers, and the environment of the worker processes (with extra appended).
+func familySetup(t *testing.T, extra ...string) (*testdb.DB, func(string) string, *tasker.Engine, []string) {
+	t.Helper()
 	ctx := context.Background()
 	db := testdb.New(t, testdb.WithMaxConns(4))
-	sq := schemaQuery(db.Schema)
 	require.NoError(t, chaos.CreateFamilyTables(ctx, db.Pool, db.Schema))
 	workerURL, err := withPoolSize(db.URL, *flagPoolConns)
 	require.NoError(t, err)
-
-	// The test process creates the parents with an engine that runs no workers.
 	creator, err := tasker.NewEngine(tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema))})
 	require.NoError(t, err)
 	tmpls, err := chaos.FamilyTemplates()
@@ -118,20 +119,27 @@ func runChildCrash(t *testing.T, bin string, sc crashScenario, n int) {
 	for _, tm := range tmpls {
 		require.NoError(t, creator.Register(tm))
 	}
-
 	env := append(os.Environ(),
 		"TASKER_CHAOS_DATABASE_URL="+workerURL,
 		"TASKER_CHAOS_SCHEMA="+db.Schema,
 		"TASKER_CHAOS_FAMILY=1",
-		"TASKER_CHAOS_HOLD="+strings.Join(sc.holds, ","),
-		fmt.Sprintf("TASKER_CHAOS_CONCURRENCY=%d", max(8, n)),
 		"TASKER_CHAOS_LEASE="+flagFamilyLease.String(),
 		"TASKER_CHAOS_LEADER_TTL=500ms",
 	)
 	if *flagVerbose {
 		env = append(env, "TASKER_CHAOS_VERBOSE=1")
 	}
-	env = slices.Clip(env) // each fleet's appends below get their own array
+	// slices.Clip: each fleet's appends to it get their own array.
+	return db, schemaQuery(db.Schema), creator, slices.Clip(append(env, extra...))
+}
+
+func runChildCrash(t *testing.T, bin string, sc crashScenario, n int) {
+	began := time.Now()
+	ctx := context.Background()
+	db, sq, creator, env := familySetup(t,
+		"TASKER_CHAOS_HOLD="+strings.Join(sc.holds, ","),
+		fmt.Sprintf("TASKER_CHAOS_CONCURRENCY=%d", max(8, n)),
+		"TASKER_CHAOS_MIN_SLEEP=0s", "TASKER_CHAOS_MAX_SLEEP=0s")
 	fleets := map[string]*fleet{}
 	if sc.split {
 		fleets["parent"] = newNamedFleet(t, "parent", bin, append(env, "TASKER_CHAOS_NAMESPACES="+chaos.ParentNamespace), 1)
@@ -183,7 +191,7 @@ func runChildCrash(t *testing.T, bin string, sc crashScenario, n int) {
 		}
 	}
 
-	verifyFamilies(t, ctx, db.Pool, sq, n, sc)
+	verifyFamilies(t, ctx, db.Pool, sq, n, &sc)
 	var parentRuns, childRuns int
 	require.NoError(t, db.Pool.QueryRow(ctx, sq(`
 		SELECT count(*) FILTER (WHERE step_name = 'spawn'), count(*) FILTER (WHERE step_name = 'work')
@@ -219,8 +227,9 @@ func waitUntil(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq func(st
 	}
 }
 
-// verifyFamilies checks the end state of n families; each check reports on its own.
-func verifyFamilies(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq func(string) string, n int, sc crashScenario) {
+// verifyFamilies checks the end state of n families; each check reports on its own. sc is the
+// scenario of a kill at a chosen point, which allows exact counts; nil means random kills.
+func verifyFamilies(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq func(string) string, n int, sc *crashScenario) {
 	t.Helper()
 	// Every task and step complete, once, along legal paths; nothing leased or dead-lettered.
 	assert.Equal(t, map[string]int{"chaos_parent/complete": n, "chaos_child/complete": n},
@@ -275,38 +284,153 @@ func verifyFamilies(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sq fu
 		                        AND r.attempt = p.attempts AND r.phase = 'done' AND r.token = cs.result->>'token'))`),
 		"parent steps whose result is not their child's completing run's")
 
-	// At least once, and no more than the kills allow: every handler run (a start row) is one
-	// claim into in_progress and ends in one recorded way out of it (its outcome, a park, or the
-	// rescue of its lease); no attempt ran twice; and the rescues are exactly the kills that
-	// landed on a running handler of that step.
+	// At least once, and no more than the kills allow: every claim into in_progress ends in one
+	// recorded way out of it (the run's outcome, a park, or the rescue of its lease); every handler
+	// run (a start row) is a claim, and a claim without a run was rescued (killed between its
+	// claim and its handler's first write); no attempt ran twice; no failure but rescues and parks.
 	expectNone(t, ctx, pool, sq(`
 		SELECT * FROM (
 			SELECT s.task_id, s.name, s.attempts,
 			       (SELECT count(*) FROM {s}.chaos_family_runs r WHERE r.step_id = s.step_id AND r.phase = 'start') AS runs,
 			       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id AND tr.to_state = 'in_progress') AS claims,
-			       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id AND tr.from_state = 'in_progress') AS ends
+			       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id AND tr.from_state = 'in_progress') AS ends,
+			       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id
+			           AND tr.metadata->'error'->>'kind' = 'lease_expired') AS rescues
 			  FROM {s}.steps s) x
-		 WHERE runs <> claims OR runs <> ends`), "steps whose handler runs are not their claims and their ends")
+		 WHERE claims <> ends OR runs > claims OR claims - runs > rescues`),
+		"steps whose claims, ends, handler runs and rescues do not add up")
 	expectNone(t, ctx, pool, sq(`
 		SELECT step_id, step_name, attempt, count(*) AS runs, array_agg(worker_id) AS workers
 		  FROM {s}.chaos_family_runs WHERE phase = 'start' GROUP BY 1, 2, 3 HAVING count(*) > 1`),
 		"attempts whose handler ran more than once")
-	rescued := countBy(t, ctx, pool, sq(`
-		SELECT s.name || '/' || (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id
-		                          AND tr.metadata->'error'->>'kind' = 'lease_expired'), count(*)
-		  FROM {s}.steps s GROUP BY 1`))
-	assert.Equal(t, map[string]int{fmt.Sprintf("spawn/%d", sc.rescuedParent): n, fmt.Sprintf("work/%d", sc.rescuedChild): n},
-		rescued, "steps by name and lease rescues")
-	// Each child ran once plus once per kill that landed on it; no failure other than a rescue.
 	expectNone(t, ctx, pool, sq(`
 		SELECT s.task_id, s.name, s.attempts, tr.metadata->'error' AS error FROM {s}.step_transitions tr
 		  JOIN {s}.steps s ON s.step_id = tr.step_id
 		 WHERE tr.metadata ? 'error' AND tr.metadata->'error'->>'kind' NOT IN ('lease_expired', 'parked')`),
 		"failures other than lease rescues and parks")
+	if sc == nil {
+		return
+	}
+	// A kill at a chosen point: every run is a claim, the rescues are exactly the kills that
+	// landed on a running handler of the step, and each child ran once more per such kill.
+	expectNone(t, ctx, pool, sq(`
+		SELECT s.task_id, s.name, s.attempts,
+		       (SELECT count(*) FROM {s}.chaos_family_runs r WHERE r.step_id = s.step_id AND r.phase = 'start') AS runs,
+		       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id AND tr.to_state = 'in_progress') AS claims
+		  FROM {s}.steps s
+		 WHERE (SELECT count(*) FROM {s}.chaos_family_runs r WHERE r.step_id = s.step_id AND r.phase = 'start') <>
+		       (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id AND tr.to_state = 'in_progress')`),
+		"steps whose handler runs are not their claims")
+	assert.Equal(t, map[string]int{fmt.Sprintf("spawn/%d", sc.rescuedParent): n, fmt.Sprintf("work/%d", sc.rescuedChild): n},
+		countBy(t, ctx, pool, sq(`
+			SELECT s.name || '/' || (SELECT count(*) FROM {s}.step_transitions tr WHERE tr.step_id = s.step_id
+			                          AND tr.metadata->'error'->>'kind' = 'lease_expired'), count(*)
+			  FROM {s}.steps s GROUP BY 1`)),
+		"steps by name and lease rescues")
 	assert.Equal(t, map[string]int{fmt.Sprint(1 + sc.rescuedChild): n},
 		countBy(t, ctx, pool, sq(`
 			SELECT runs::text, count(*) FROM (
 				SELECT count(*) AS runs FROM {s}.chaos_family_runs WHERE step_name = 'work' AND phase = 'start' GROUP BY step_id) x
 			 GROUP BY runs`)),
 		"child steps by handler runs")
+}
+
+// The random-kill run of the families, TestChildChaos; its defaults are a small run.
+var (
+	flagFamilyChaosTasks = flag.Int("chaos.family-chaos-tasks", 30, "parent tasks TestChildChaos creates")
+	flagFamilyChaosDur   = flag.Duration("chaos.family-chaos-duration", 6*time.Second, "how long TestChildChaos kills workers; the parents are created throughout")
+	flagFamilyChaosKill  = flag.Duration("chaos.family-chaos-kill-every", 700*time.Millisecond, "interval between two SIGKILLs of TestChildChaos")
+)
+
+// TestChildChaos is TestChaos for child tasks: three worker processes (one serving the parents'
+// namespace, one the children's, one both), one of them SIGKILLed at random every
+// -chaos.family-chaos-kill-every and restarted, while parents are created; the handlers sleep a
+// random time so that the kills land anywhere (in a parent's handler before its park or its
+// completion, in a child's, between a commit and the wake-up). The end state is checked as
+// TestChildCrash's, without the exact counts a chosen kill point allows.
+func TestChildChaos(t *testing.T) {
+	began := time.Now()
+	n := *flagFamilyChaosTasks
+	require.Positive(t, n)
+	ctx := context.Background()
+	bin := buildWorker(t)
+	db, sq, creator, env := familySetup(t, "TASKER_CHAOS_CONCURRENCY=8",
+		"TASKER_CHAOS_MIN_SLEEP=20ms", "TASKER_CHAOS_MAX_SLEEP=200ms")
+	fleets := []*fleet{
+		newNamedFleet(t, "parent", bin, append(env, "TASKER_CHAOS_NAMESPACES="+chaos.ParentNamespace), 1),
+		newNamedFleet(t, "child", bin, append(env, "TASKER_CHAOS_NAMESPACES="+chaos.ChildNamespace), 1),
+		newNamedFleet(t, "both", bin, env, 1),
+	}
+
+	created := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		for i := range n {
+			if d := time.Until(start.Add(*flagFamilyChaosDur * time.Duration(i) / time.Duration(n))); d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := creator.CreateTask(ctx, tasker.TaskRequest{Namespace: chaos.ParentNamespace, Name: chaos.ParentName,
+				Context: map[string]any{"i": i}}); err != nil {
+				created <- fmt.Errorf("parent %d: %w", i, err)
+				return
+			}
+		}
+		created <- nil
+	}()
+	kills := map[string]int{}
+	end := time.Now().Add(*flagFamilyChaosDur)
+	for time.Now().Before(end) {
+		time.Sleep(*flagFamilyChaosKill)
+		f := fleets[rand.IntN(len(fleets))]
+		_, err := f.killAndRestart(0)
+		require.NoError(t, err)
+		kills[f.name]++
+	}
+	chaosEnd := time.Now()
+	require.NoError(t, <-created)
+
+	settled, _ := waitUntil(t, ctx, db.Pool, sq, "every parent and child complete", sq(`
+		SELECT count(*) FILTER (WHERE namespace = 'chaos_parent' AND state = 'complete') = $1 AND bool_and(state = 'complete')
+		  FROM {s}.tasks`), n, *flagFamilySettle)
+	for _, f := range fleets {
+		for _, msg := range f.stop(20 * time.Second) {
+			t.Errorf("%s", msg)
+		}
+		f.mu.Lock()
+		unexpected := f.unexpected
+		f.mu.Unlock()
+		for _, msg := range unexpected {
+			t.Errorf("%s", msg)
+		}
+		if races := f.grepLogs("DATA RACE", 5); len(races) > 0 {
+			t.Errorf("the race detector fired in a worker:\n%s", strings.Join(races, "\n"))
+		}
+	}
+	verifyFamilies(t, ctx, db.Pool, sq, n, nil)
+
+	rescues := countBy(t, ctx, db.Pool, sq(`
+		SELECT s.name, count(*) FROM {s}.step_transitions tr JOIN {s}.steps s ON s.step_id = tr.step_id
+		 WHERE tr.metadata->'error'->>'kind' = 'lease_expired' GROUP BY 1`))
+	runs := countBy(t, ctx, db.Pool, sq(`SELECT step_name, count(*) FROM {s}.chaos_family_runs WHERE phase = 'start' GROUP BY 1`))
+	// From a child's completion to its parent's next claim: a wake-up at once, or (lost with a
+	// kill between the child's commit and the wake-up) ChildPollInterval.
+	var slow int
+	var worst float64
+	require.NoError(t, db.Pool.QueryRow(ctx, sq(`
+		SELECT count(*) FILTER (WHERE wait > 5), coalesce(max(wait), 0) FROM (
+			SELECT extract(epoch FROM (SELECT min(tr.created_at) FROM {s}.step_transitions tr
+			                            WHERE tr.step_id = p.step_id AND tr.to_state = 'in_progress'
+			                              AND tr.created_at >= c.completed_at) - c.completed_at) AS wait
+			  FROM {s}.steps p JOIN {s}.tasks c ON c.idempotency_key = 'child:' || p.step_id || ':0'
+			 WHERE p.name = 'spawn') x`)).Scan(&slow, &worst))
+	t.Logf("child chaos: %d families; kills %v over %s; handler runs %v; lease rescues %v; "+
+		"child done to parent claimed: max %.1fs, %d over 5s (a wake-up lost); settled %s after the chaos; total %s",
+		n, kills, chaosEnd.Sub(began).Round(time.Millisecond), runs, rescues, worst, slow,
+		settled.Sub(chaosEnd).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	if t.Failed() {
+		t.Logf("state:\n%s", diagnose(ctx, db.Pool, sq))
+		for _, f := range fleets {
+			t.Logf("errors the %s workers logged:\n%s", f.name, strings.Join(f.grepLogs("level=ERROR", 20), "\n"))
+		}
+	}
 }

@@ -240,7 +240,7 @@ func run(ctx context.Context, o *options) error {
 				return err
 			}
 		}
-		parent, child := chaos.FamilyHandlers(pool, o.schema, engine.WorkerID(), o.holds)
+		parent, child := chaos.FamilyHandlers(pool, o.schema, engine.WorkerID(), o.holds, o.minSleep, o.maxSleep)
 		engine.Handle(chaos.ParentHandler, parent)
 		engine.Handle(chaos.ChildHandler, child)
 	} else {
