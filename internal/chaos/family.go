@@ -254,7 +254,7 @@ func (f *family) parent(ctx context.Context, s *tasker.Step) (any, error) {
 			return nil, err // a child that failed: the step's retry policy runs a new one
 		}
 		if child != nil {
-			return nil, tasker.Permanent(fmt.Errorf("Child returned the child %s with the error %w", child.ID, err))
+			return nil, tasker.Permanent(fmt.Errorf("step.Child returned the child %s with the error %w", child.ID, err))
 		}
 		if !strings.Contains(err.Error(), "waiting for child task") {
 			return nil, err // the child could not be created or read: retryable
