@@ -31,6 +31,7 @@ type proc struct {
 // generation of which is procs[i].
 type fleet struct {
 	t      testing.TB
+	name   string // the processes' worker IDs are name-slot.generation
 	bin    string
 	env    []string
 	logDir string
@@ -44,13 +45,19 @@ type fleet struct {
 }
 
 func newFleet(t testing.TB, bin string, env []string, n int) *fleet {
+	return newNamedFleet(t, "chaos", bin, env, n)
+}
+
+// newNamedFleet is newFleet whose worker IDs (and log files) start with name, so that fleets of
+// different roles can share a test.
+func newNamedFleet(t testing.TB, name, bin string, env []string, n int) *fleet {
 	logDir := *flagLogs
 	if logDir == "" {
 		logDir = t.TempDir()
 	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, bin: bin, env: env, logDir: logDir, procs: make([]*proc, n)}
+	f := &fleet{t: t, name: name, bin: bin, env: env, logDir: logDir, procs: make([]*proc, n)}
 	// Whatever happens to the test, no process outlives it.
 	t.Cleanup(f.killAll)
 	for i := range n {
@@ -70,7 +77,7 @@ func (f *fleet) startLocked(slot int) error {
 	if old := f.procs[slot]; old != nil {
 		gen = old.gen + 1
 	}
-	id := fmt.Sprintf("chaos-%d.%d", slot, gen)
+	id := fmt.Sprintf("%s-%d.%d", f.name, slot, gen)
 	p := &proc{slot: slot, gen: gen, log: filepath.Join(f.logDir, id+".log"), done: make(chan struct{})}
 	out, err := os.Create(p.log)
 	if err != nil {

@@ -9,6 +9,11 @@
 // -stall-publish N makes the Nth publish to RabbitMQ (after a commit) log stalledLine and block
 // forever, so that the test can SIGKILL the process between a commit and its publish.
 //
+// With -family it registers the child crash test's parent and child templates (internal/chaos
+// family.go) instead of the diamond; -hold names the points where their handlers wait for the
+// test's gates, and -namespaces limits the namespaces the engine serves (tasker.Config.Namespaces),
+// so that the parent's step and the child's run in different processes.
+//
 // Every flag also reads an environment variable (TASKER_CHAOS_DATABASE_URL, TASKER_CHAOS_SCHEMA,
 // TASKER_CHAOS_WORKER_ID, ...); a flag given on the command line wins. It exits 0 after a clean stop.
 package main
@@ -22,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -59,6 +65,8 @@ type options struct {
 	republishAfter         time.Duration
 	create, stallPublish   int
 	globalLimit            int // tasker.Config.GlobalConcurrency of the chaos namespace; 0: none
+	family                 bool
+	namespaces, holds      []string
 }
 
 func main() {
@@ -117,11 +125,28 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.stallPublish, "stall-publish", envInt("STALL_PUBLISH", 0), "block forever in the Nth RabbitMQ publish, after logging a line; 0 never (TASKER_CHAOS_STALL_PUBLISH)")
 	fs.BoolVar(&o.verbose, "v", env("VERBOSE", "") != "", "log every step attempt (TASKER_CHAOS_VERBOSE)")
 	fs.IntVar(&o.globalLimit, "global-limit", envInt("GLOBAL_LIMIT", 0), "global concurrency limit of the chaos namespace; 0 none (TASKER_CHAOS_GLOBAL_LIMIT)")
+	fs.BoolVar(&o.family, "family", env("FAMILY", "") != "", "run the child crash test's parent and child templates instead of the diamond (TASKER_CHAOS_FAMILY)")
+	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces the engine serves; empty means all (TASKER_CHAOS_NAMESPACES)")
+	holds := fs.String("hold", env("HOLD", ""), "with -family, comma-separated hold points: child, parent-created, parent-result (TASKER_CHAOS_HOLD)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	o.namespaces, o.holds = splitList(*namespaces), splitList(*holds)
+	for _, h := range o.holds {
+		switch h {
+		case chaos.HoldChild, chaos.HoldParentCreated, chaos.HoldParentResult:
+		default:
+			return nil, fmt.Errorf("-hold: unknown hold point %q", h)
+		}
+	}
+	if len(o.holds) > 0 && !o.family {
+		return nil, errors.New("-hold needs -family")
+	}
 	if o.url == "" || o.schema == "" {
 		return nil, errors.New("-database-url and -schema are required")
+	}
+	if o.create > 0 && o.family {
+		return nil, errors.New("-create makes diamond tasks: not with -family")
 	}
 	if o.stallPublish > 0 && o.rabbitURL == "" {
 		return nil, errors.New("-stall-publish needs -rabbitmq-url")
@@ -130,6 +155,17 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-max-sleep %s is below -min-sleep %s", o.maxSleep, o.minSleep)
 	}
 	return o, nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // stopWithParent ends ctx when the parent process goes away, so that a worker never outlives the
@@ -189,18 +225,34 @@ func run(ctx context.Context, o *options) error {
 		LeaderTTL:         o.leaderTTL,
 		RescueInterval:    o.rescueEvery,
 		GlobalConcurrency: map[string]int{chaos.Namespace: o.globalLimit},
+		Namespaces:        o.namespaces,
 	})
 	if err != nil {
 		return err
 	}
-	tmpl, err := chaos.Template()
-	if err != nil {
-		return err
+	if o.family {
+		tmpls, err := chaos.FamilyTemplates()
+		if err != nil {
+			return err
+		}
+		for _, t := range tmpls {
+			if err := engine.Register(t); err != nil {
+				return err
+			}
+		}
+		parent, child := chaos.FamilyHandlers(pool, o.schema, engine.WorkerID(), o.holds, o.minSleep, o.maxSleep)
+		engine.Handle(chaos.ParentHandler, parent)
+		engine.Handle(chaos.ChildHandler, child)
+	} else {
+		tmpl, err := chaos.Template()
+		if err != nil {
+			return err
+		}
+		if err := engine.Register(tmpl); err != nil {
+			return err
+		}
+		engine.Handle(chaos.Handler, chaos.Work(pool, o.schema, engine.WorkerID(), o.minSleep, o.maxSleep))
 	}
-	if err := engine.Register(tmpl); err != nil {
-		return err
-	}
-	engine.Handle(chaos.Handler, chaos.Work(pool, o.schema, engine.WorkerID(), o.minSleep, o.maxSleep))
 
 	for range o.create {
 		task, err := engine.CreateTask(ctx, tasker.TaskRequest{Namespace: chaos.Namespace, Name: chaos.TaskName})
