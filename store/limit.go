@@ -11,9 +11,10 @@ import (
 // engines never both see the same free slot.
 type Limiter interface {
 	// LockLimit waits for the lock of p.Key, then counts the steps of p.Namespace's tasks as of
-	// then, and returns the counts and the lock's unlock, which must be called once (after the
-	// claim has committed or failed).
-	LockLimit(ctx context.Context, p LockLimitParams) (unlock func(), counts LimitCounts, err error)
+	// then, and returns the counts and the held lock. The claim made under the lock runs with
+	// the context LimitHold.Within gives it, and LimitHold.Unlock is called once after that
+	// claim has committed or failed.
+	LockLimit(ctx context.Context, p LockLimitParams) (*LimitHold, error)
 	// InProgress counts the in_progress steps of the tasks of a namespace.
 	InProgress(ctx context.Context, namespace string) (int, error)
 }
@@ -25,6 +26,18 @@ type LockLimitParams struct {
 	// Window, when positive, asks for LimitCounts.Started: the steps whose latest attempt started
 	// within the last Window (a rate limit's sliding window).
 	Window time.Duration
+}
+
+// LimitHold is a held limit lock (Limiter.LockLimit).
+type LimitHold struct {
+	Counts LimitCounts
+	// Within returns the context for the claim made under the lock. A store may tie that claim
+	// to the lock through it (store/postgres runs it on the lock's own connection), so that the
+	// lock cannot end before the claim's commit, even when the process holding both dies
+	// between them.
+	Within func(context.Context) context.Context
+	// Unlock lets the lock go; call it once, after the claim.
+	Unlock func()
 }
 
 // LimitCounts are what a limit's lock counted.

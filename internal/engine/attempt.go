@@ -62,7 +62,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
-	unlock, ok := w.limitOne(ns, m) // limit.go
+	lock, ok := w.limitOne(ns, m) // limit.go
 	if !ok {
 		return
 	}
@@ -70,9 +70,9 @@ func (w *workers) execute(ns string, m queue.Message) {
 	if !msg.Retry {
 		cl.sent = m.EnqueuedAt // a retry's message was sent at the failure, its delay ahead
 	}
-	claim, err := e.store.ClaimStep(w.dbctx, params)
+	claim, err := e.store.ClaimStep(lock.Within(w.dbctx), params)
 	cl.end = time.Now()
-	unlock()
+	lock.Unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			ack() // a duplicate delivery, or the step was cancelled
@@ -81,7 +81,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "task", msg.TaskID, "step_id", msg.StepID, "step", msg.Step)
 		return
 	}
-	w.runClaimed(ns, m, claim, cl, slot)
+	w.runClaimed(ns, m, false, claim, cl, slot)
 }
 
 // executeClaimed runs a step that the fetch loop claimed together with its message
@@ -92,19 +92,21 @@ func (w *workers) executeClaimed(ns string, c store.ClaimedMessage, cl claimTime
 	defer slot()
 	m := queue.Message{ID: c.MessageID, Queue: ns, ReadCount: c.ReadCount, EnqueuedAt: c.EnqueuedAt}
 	cl.sent = c.EnqueuedAt
-	w.runClaimed(ns, m, &c.ClaimedStep, cl, slot)
+	w.runClaimed(ns, m, c.Consumed, &c.ClaimedStep, cl, slot)
 }
 
 // runClaimed runs a claimed step, and then each step its outcome hands over to this worker. Each
 // claimed step is judged again from what the claim returned, which is complete where the message
-// was not (and covers a hand-over as well).
-func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, cl claimTimes, slot func()) {
+// was not (and covers a hand-over as well). consumed says the claim deleted m
+// (store.ClaimedMessage.Consumed); a handed-over step's message is held, not consumed.
+func (w *workers) runClaimed(ns string, m queue.Message, consumed bool, claim *store.ClaimedStep, cl claimTimes, slot func()) {
 	for claim != nil {
 		if j := w.e.claimedVerdict(claim); j.verdict == verdictDecline {
-			w.releaseClaimed(ns, m, claim, j)
+			w.releaseClaimed(ns, m, consumed, claim, j)
 			return
 		}
 		m, claim, cl = w.attempt(ns, m, claim, cl, slot)
+		consumed = false
 	}
 }
 

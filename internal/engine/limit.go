@@ -44,59 +44,63 @@ func (e *Engine) globalLimit(ns string) nsLimits {
 	return l
 }
 
-// lock takes ns's limit lock and returns how many of n claims the limits leave now.
-func (l nsLimits) lock(ctx context.Context, ns string, n int) (func(), int, error) {
+// lock takes ns's limit lock and returns it with how many of n claims the limits leave now.
+func (l nsLimits) lock(ctx context.Context, ns string, n int) (*store.LimitHold, int, error) {
 	p := store.LockLimitParams{Key: "namespace:" + ns, Namespace: ns}
 	if l.rate.N > 0 && l.rate.Per > 0 {
 		p.Window = l.rate.Per
 	}
-	unlock, c, err := l.lim.LockLimit(ctx, p)
+	h, err := l.lim.LockLimit(ctx, p)
 	if err != nil {
 		return nil, 0, err
 	}
 	if l.concurrency > 0 {
-		n = min(n, l.concurrency-c.InProgress)
+		n = min(n, l.concurrency-h.Counts.InProgress)
 	}
 	if p.Window > 0 {
-		n = min(n, l.rate.N-c.Started)
+		n = min(n, l.rate.N-h.Counts.Started)
 	}
-	return unlock, max(n, 0), nil
+	return h, max(n, 0), nil
 }
 
+// unlimited is limitGate's and limitOne's answer for a namespace without limits.
+var unlimited = &store.LimitHold{Within: func(ctx context.Context) context.Context { return ctx }, Unlock: func() {}}
+
 // limitGate takes ns's limit lock and returns how many of the n slots held may claim now, after
-// giving back the others, and the unlock to call once the claim has committed. With no limit it
-// returns n and a no-op. When none may claim, it schedules the next try.
-func (w *workers) limitGate(ctx context.Context, ns string, n int) (int, func()) {
+// giving back the others, and the lock: the claim runs with its Within context, and its Unlock
+// is called once the claim has committed. With no limit it returns n and a no-op lock. When none
+// may claim, it schedules the next try.
+func (w *workers) limitGate(ctx context.Context, ns string, n int) (int, *store.LimitHold) {
 	l := w.e.globalLimit(ns)
 	if l.lim == nil {
-		return n, func() {}
+		return n, unlimited
 	}
-	unlock, allowed, err := l.lock(ctx, ns, n)
+	h, allowed, err := l.lock(ctx, ns, n)
 	if err != nil {
 		w.release(ns, n)
 		if ctx.Err() == nil {
 			w.e.log.Error(err, "take the global limit's lock and count the steps under it", "namespace", ns)
 			w.wakeAfter(ns, time.Second)
 		}
-		return 0, func() {}
+		return 0, unlimited
 	}
 	if allowed <= 0 {
-		unlock()
+		h.Unlock()
 		w.release(ns, n)
 		w.wakeAfter(ns, limitBackoff)
-		return 0, func() {}
+		return 0, unlimited
 	}
 	w.release(ns, n-allowed)
-	return allowed, unlock
+	return allowed, h
 }
 
 // limitOne is limitGate for the claim of one delivered message: when ns's limits leave no room,
 // it puts the message back for limitBackoff (its step not claimed, no attempt spent) and reports
-// false.
-func (w *workers) limitOne(ns string, m queue.Message) (func(), bool) {
+// false. The claim runs with the returned lock's Within context, and its Unlock follows it.
+func (w *workers) limitOne(ns string, m queue.Message) (*store.LimitHold, bool) {
 	l := w.e.globalLimit(ns)
 	if l.lim == nil {
-		return func() {}, true
+		return unlimited, true
 	}
 	later := func() {
 		if err := w.e.queue.RetryLater(w.dbctx, ns, m.ID, limitBackoff); err != nil && !errors.Is(err, queue.ErrNotFound) {
@@ -104,16 +108,16 @@ func (w *workers) limitOne(ns string, m queue.Message) (func(), bool) {
 		}
 		w.wakeAfter(ns, limitBackoff)
 	}
-	unlock, allowed, err := l.lock(w.dbctx, ns, 1)
+	h, allowed, err := l.lock(w.dbctx, ns, 1)
 	if err != nil {
 		w.e.log.Error(err, "take the global limit's lock and count the steps under it", "namespace", ns)
 		later()
 		return nil, false
 	}
 	if allowed <= 0 {
-		unlock()
+		h.Unlock()
 		later()
 		return nil, false
 	}
-	return unlock, true
+	return h, true
 }

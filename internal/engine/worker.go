@@ -488,8 +488,9 @@ func (w *workers) release(ns string, n int) {
 
 // claimFromQueue reads and claims up to n steps of ns in one statement, holding n slots: it acks
 // the stale messages in one call, starts an executor per claimed step and per retry timer, and
-// gives back the slots it does not use. It returns how many messages it read.
-func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, error) {
+// gives back the slots it does not use. The claim runs with within's context (a global limit's
+// lock, limitGate). It returns how many messages it read.
+func (w *workers) claimFromQueue(ctx context.Context, ns string, n int, within func(context.Context) context.Context) (int, error) {
 	e := w.e
 	// The claim writes (attempts, leases): it runs on dbctx, so that a shutdown arriving while it
 	// runs cannot leave claimed steps with no executor until their leases run out.
@@ -497,7 +498,7 @@ func (w *workers) claimFromQueue(ctx context.Context, ns string, n int) (int, er
 		return 0, ctx.Err()
 	}
 	cl := claimTimes{start: time.Now()}
-	res, err := w.claimer.ClaimFromQueue(w.dbctx, store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
+	res, err := w.claimer.ClaimFromQueue(within(w.dbctx), store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
 		Lease: e.cfg.Lease, Callables: e.callables()})
 	cl.end = time.Now()
 	if err != nil {
@@ -584,13 +585,13 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 			}
 			w.yieldAfterDecline(ctx, ns) // decline.go
 			if w.claimer != nil {
-				allowed, unlock := w.limitGate(ctx, ns, n) // limit.go
+				allowed, lock := w.limitGate(ctx, ns, n) // limit.go
 				if allowed == 0 {
 					break
 				}
 				n = allowed
-				read, err := w.claimFromQueue(ctx, ns, n)
-				unlock()
+				read, err := w.claimFromQueue(ctx, ns, n, lock.Within)
+				lock.Unlock()
 				if err != nil {
 					w.release(ns, n)
 					if ctx.Err() != nil {

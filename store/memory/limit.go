@@ -19,13 +19,13 @@ func (s *Store) limitLock(key string) chan struct{} {
 }
 
 // LockLimit implements store.Limiter.
-func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (func(), store.LimitCounts, error) {
+func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.LimitHold, error) {
 	var counts store.LimitCounts
 	ch := s.limitLock(p.Key)
 	select {
 	case ch <- struct{}{}:
 	case <-ctx.Done():
-		return nil, counts, fmt.Errorf("lock limit %q: %w", p.Key, ctx.Err())
+		return nil, fmt.Errorf("lock limit %q: %w", p.Key, ctx.Err())
 	}
 	unlock := sync.OnceFunc(func() { <-ch })
 	err := s.read(ctx, func() error {
@@ -45,9 +45,10 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (func(),
 	})
 	if err != nil {
 		unlock()
-		return nil, counts, err
+		return nil, err
 	}
-	return unlock, counts, nil
+	// A process holds the lock and its claims together: nothing to tie.
+	return &store.LimitHold{Counts: counts, Unlock: unlock, Within: func(ctx context.Context) context.Context { return ctx }}, nil
 }
 
 // InProgress implements store.Limiter.

@@ -77,7 +77,13 @@ func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
 func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	b := &pgx.Batch{}
 	c := s.queueClaim(b, p.StepID, p.WorkerID, p.Lease, nil, p.Ancestors)
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	var br pgx.BatchResults
+	if conn := limitConn(ctx); conn != nil {
+		br = conn.SendBatch(ctx, b) // under a limit's lock, on its connection (LockLimit)
+	} else {
+		br = s.pool.SendBatch(ctx, b)
+	}
+	if err := br.Close(); err != nil {
 		return nil, err
 	}
 	if !c.found {
@@ -247,7 +253,7 @@ func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepP
 	if p.Enqueuer == nil {
 		return nil
 	}
-	if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{ref}, 0); err != nil {
+	if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{ref}, max(p.Delay, 0)); err != nil {
 		return fmt.Errorf("enqueue released step %s: %w", p.StepID, err)
 	}
 	return nil

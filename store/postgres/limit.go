@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/tasker/store"
 )
@@ -16,14 +17,19 @@ var _ store.Limiter = (*Store)(nil)
 const unlockTimeout = 5 * time.Second
 
 // LockLimit implements store.Limiter with a session advisory lock on a connection of its own, held
-// until unlock: a claim's transaction on another connection commits before the lock goes, so the
-// next engine's count sees it. The lock and the count are pipelined: one round trip; the count,
-// a statement of its own, reads a snapshot taken once the lock is held.
-func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (func(), store.LimitCounts, error) {
+// until unlock. The claim made under it runs on that same connection (LimitHold.Within: the claim
+// paths take the connection from the context), so the server ends the lock only after the
+// claim's transaction: at the unlock, which follows the commit, or, when the process dies, at the
+// end of the session, which the server reaches only once it has run (or aborted) what the
+// process had sent. On a connection of its own the claim could commit after a dead process's
+// lock had gone, and a second engine's count then missed it (TestChaosGlobalLimit caught 7 in
+// progress under a limit of 6). The lock and the count are pipelined: one round trip; the
+// count, a statement of its own, reads a snapshot taken once the lock is held.
+func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.LimitHold, error) {
 	var counts store.LimitCounts
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, counts, fmt.Errorf("lock limit %q: %w", p.Key, err)
+		return nil, fmt.Errorf("lock limit %q: %w", p.Key, err)
 	}
 	lockKey := "tasker.limit:" + s.schema + ":" + p.Key
 	b := &pgx.Batch{}
@@ -43,9 +49,20 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (func(),
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		unlock() // the lock may have been taken before a count failed
-		return nil, counts, fmt.Errorf("lock limit %q: %w", p.Key, err)
+		return nil, fmt.Errorf("lock limit %q: %w", p.Key, err)
 	}
-	return unlock, counts, nil
+	within := func(ctx context.Context) context.Context { return context.WithValue(ctx, limitConnKey{}, conn) }
+	return &store.LimitHold{Counts: counts, Within: within, Unlock: unlock}, nil
+}
+
+// limitConnKey keys, in a claim's context, the connection that holds the limit lock the claim is
+// made under (LockLimit).
+type limitConnKey struct{}
+
+// limitConn is the limit lock's connection in ctx, or nil.
+func limitConn(ctx context.Context) *pgxpool.Conn {
+	c, _ := ctx.Value(limitConnKey{}).(*pgxpool.Conn)
+	return c
 }
 
 // startedSQL counts the steps of namespace $1 whose latest attempt started within the last $2
