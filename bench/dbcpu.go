@@ -45,3 +45,31 @@ func (b *bench) dbCPU(ctx context.Context) time.Duration {
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
+
+// tableStats prints, when BENCH_TABLESTATS is set, the scans and row writes of the rig's tables
+// so far (pg_stat_user_tables): a statement whose plan reads a whole table on the hot path shows
+// as seq_tup_read growing with the table. The figures are exact, whatever the machine's load.
+func (r *taskerRig) tableStats(ctx context.Context, label string) {
+	if os.Getenv("BENCH_TABLESTATS") == "" || r.schema == "" {
+		return
+	}
+	_ = r.b.withConn(ctx, "", func(c *pgx.Conn) error {
+		time.Sleep(600 * time.Millisecond) // backends report their counts at most every 500 ms
+		rows, err := c.Query(ctx, `SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
+			  FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY seq_tup_read DESC`, r.schema)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		fmt.Fprintf(os.Stderr, "table stats of %s (%s): table seq_scan seq_tup_read idx_scan ins upd hot_upd del\n", r.schema, label)
+		for rows.Next() {
+			var name string
+			var a, b, c2, d, e, f, g int64
+			if err := rows.Scan(&name, &a, &b, &c2, &d, &e, &f, &g); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "  %-20s %8d %10d %8d %8d %8d %8d %8d\n", name, a, b, c2, d, e, f, g)
+		}
+		return rows.Err()
+	})
+}

@@ -88,6 +88,7 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 		}
 		ds := make([]time.Duration, 0, b.o.sz.LatencyTasks)
 		c0 := r.stmts.snapshot()
+		cpu0 := b.dbCPU(ctx)
 		for i := range b.o.sz.LatencyTasks {
 			tl.reset()
 			t0 := time.Now()
@@ -99,6 +100,10 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 				fmt.Fprintf(os.Stderr, "timeline of %s task %d: %s\n", sh.name, i, time.Since(t0))
 				tl.print(os.Stderr, t0)
 			}
+		}
+		r.tableStats(ctx, sh.name)
+		if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 {
+			b.logf("  %s %s: server CPU %s, %.0f µs per task", r.label(), sh.name, cpu, float64(cpu.Microseconds())/float64(b.o.sz.LatencyTasks))
 		}
 		res := r.result(sh.label).withLatencies(ds)
 		res.perUnit("task", b.o.sz.LatencyTasks, r.stmts.since(c0), -1, 0)
@@ -163,6 +168,7 @@ func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 		return err
 	}
 	elapsed := time.Since(t0)
+	r.tableStats(ctx, "throughput")
 	if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 && r.pool != nil {
 		b.logf("  %s: server CPU %s, %.0f µs per task", r.label(), cpu, float64(cpu.Microseconds())/float64(sz.ThroughputTasks))
 	}
