@@ -203,22 +203,15 @@ type ClaimedMessage struct {
 	// (zero for ClaimMany, which reads no message).
 	ReadCount  int
 	EnqueuedAt time.Time
-	// Consumed says the claim deleted the message (ClaimFromQueue does): there is nothing to
-	// ack or to give back (queue.RetryLater), and a caller that hands the step back without
-	// running it sends it a new message (ReleaseStepParams.Enqueuer). From its claim on, a step
-	// that its worker never finishes comes back through its lease (the lease rescuer), not
-	// through its message.
-	Consumed bool
 }
 
 // QueueClaimer is implemented by a store that owns its queue (QueueOwner): it reads messages and
 // claims their steps in one statement.
 type QueueClaimer interface {
 	// ClaimFromQueue reads up to p.Limit visible messages of p.Namespace's queue whose handler is
-	// one of p.Callables (or that name no handler) and claims their enqueued steps for
-	// p.WorkerID under p.Lease, as ClaimMany does, loading the results of every ancestor along
-	// the task's edges. A claimed step's message is deleted in the same statement
-	// (ClaimedMessage.Consumed); every other message read is hidden for p.Lease. A message whose step is not enqueued is reported in
+	// one of p.Callables (or that name no handler), hides each for p.Lease, and claims their
+	// enqueued steps for p.WorkerID under p.Lease, as ClaimMany does, loading the results of
+	// every ancestor along the task's edges. A message whose step is not enqueued is reported in
 	// Stale (or, for a retry timer whose step waits for its backoff, in Retries). Nothing to read
 	// is an empty result, not an error.
 	ClaimFromQueue(ctx context.Context, p ClaimFromQueueParams) (*ClaimManyResult, error)

@@ -483,9 +483,6 @@ type ReleaseStepParams struct {
 	// sets it: a message that surfaces while its step is in progress is dropped at its claim.
 	Namespace string
 	Enqueuer  Enqueuer
-	// Delay hides the message Enqueuer sends for that long (a step declined after its claim
-	// waits before another engine reads it); zero sends it visible.
-	Delay time.Duration
 }
 
 // HeartbeatParams extends a step's lease; the step's current state is returned so that a worker

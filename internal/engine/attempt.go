@@ -81,7 +81,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 		e.log.Error(err, "claim step", "task", msg.TaskID, "step_id", msg.StepID, "step", msg.Step)
 		return
 	}
-	w.runClaimed(ns, m, false, claim, cl, slot)
+	w.runClaimed(ns, m, claim, cl, slot)
 }
 
 // executeClaimed runs a step that the fetch loop claimed together with its message
@@ -92,21 +92,19 @@ func (w *workers) executeClaimed(ns string, c store.ClaimedMessage, cl claimTime
 	defer slot()
 	m := queue.Message{ID: c.MessageID, Queue: ns, ReadCount: c.ReadCount, EnqueuedAt: c.EnqueuedAt}
 	cl.sent = c.EnqueuedAt
-	w.runClaimed(ns, m, c.Consumed, &c.ClaimedStep, cl, slot)
+	w.runClaimed(ns, m, &c.ClaimedStep, cl, slot)
 }
 
 // runClaimed runs a claimed step, and then each step its outcome hands over to this worker. Each
 // claimed step is judged again from what the claim returned, which is complete where the message
-// was not (and covers a hand-over as well). consumed says the claim deleted m
-// (store.ClaimedMessage.Consumed); a handed-over step's message is held, not consumed.
-func (w *workers) runClaimed(ns string, m queue.Message, consumed bool, claim *store.ClaimedStep, cl claimTimes, slot func()) {
+// was not (and covers a hand-over as well).
+func (w *workers) runClaimed(ns string, m queue.Message, claim *store.ClaimedStep, cl claimTimes, slot func()) {
 	for claim != nil {
 		if j := w.e.claimedVerdict(claim); j.verdict == verdictDecline {
-			w.releaseClaimed(ns, m, consumed, claim, j)
+			w.releaseClaimed(ns, m, claim, j)
 			return
 		}
 		m, claim, cl = w.attempt(ns, m, claim, cl, slot)
-		consumed = false
 	}
 }
 

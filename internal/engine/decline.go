@@ -183,13 +183,6 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "task", msg.TaskID, "step_id", msg.StepID)
 	}
-	w.noteDecline(ns, m, msg, j, d)
-}
-
-// noteDecline records a decline of msg's step, whose message comes back after d: the namespace's
-// read yields (yieldAfterDecline) and the step is listed as waiting (Engine.Health).
-func (w *workers) noteDecline(ns string, m queue.Message, msg stepMessage, j judgement, d time.Duration) {
-	e := w.e
 	e.waiting.Declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
 	if e.waiting.Note(ns, msg.TaskID, msg.StepID, j.callable, j.reason, m.EnqueuedAt) {
@@ -200,39 +193,23 @@ func (w *workers) noteDecline(ns string, m queue.Message, msg stepMessage, j jud
 }
 
 // releaseClaimed gives back, without spending its attempt, a step claimed by this engine that
-// claimedVerdict declines, then declines its message; a message the claim consumed (deleted) is
-// replaced by a new one, sent by the release and hidden for the decline's delay. A step that
-// cannot be given back now keeps its lease until it runs out, and the lease rescuer takes it over.
-func (w *workers) releaseClaimed(ns string, m queue.Message, consumed bool, c *store.ClaimedStep, j judgement) {
+// claimedVerdict declines, then declines its message. A step that cannot be given back now keeps
+// its lease until it runs out, and the lease rescuer takes it over.
+func (w *workers) releaseClaimed(ns string, m queue.Message, c *store.ClaimedStep, j judgement) {
 	e := w.e
 	st := &c.Step
 	reason := fmt.Sprintf("this engine has no handler for %q", j.callable)
 	if j.reason == WaitNoTemplate {
 		reason = fmt.Sprintf("this engine does not have template %s/%s version %s, which a %s step needs", c.Task.Namespace, c.Task.Name, c.Task.Version, st.Type)
 	}
-	p := store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: reason}
-	var enq Enqueuer
-	d := declineDelay(m, e.cfg.Clock.Now())
-	if consumed {
-		enq = e.NewEnqueuer()
-		p.Namespace, p.Enqueuer, p.Delay = ns, enq, d
-	}
-	err := e.store.ReleaseStep(w.dbctx, p)
+	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: reason})
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		if !consumed {
-			w.ack(ns, m.ID) // no longer ours (cancelled meanwhile): the message has nothing left to do
-		}
+		w.ack(ns, m.ID) // no longer ours (cancelled meanwhile): the message has nothing left to do
 		return
 	case err != nil:
 		e.log.Error(err, "give back a claimed step this engine cannot run; the lease rescuer will take it over", stepKV(&c.Task, st, "handler", j.callable)...)
 		return
 	}
-	msg := stepMessage{TaskID: c.Task.ID, StepID: st.ID}
-	if consumed {
-		enq.Flush(w.dbctx)
-		w.noteDecline(ns, m, msg, j, d)
-		return
-	}
-	w.decline(ns, m, msg, j)
+	w.decline(ns, m, stepMessage{TaskID: c.Task.ID, StepID: st.ID}, j)
 }

@@ -23,10 +23,9 @@ var _ store.QueueClaimer = (*Store)(nil)
 // claimSetSQL claims, for worker $1 under a lease of $2 ms, the enqueued steps of {source}: rows
 // (ord, msg_id, read_ct, enqueued_at, step_id, retry, walk) with, in nm, (ord, name) rows naming
 // the ancestors whose results a row's handler sees when it does not walk the edges. A step named
-// by several rows is claimed by the first. {queue} adds the source's writes to its messages
-// (fromQueueWrites), which depend on what was claimed. It returns every row of the source in
-// order, with its step's state before the claim, and for the claimed ones the step, its task and
-// the results of its finished ancestors.
+// by several rows is claimed by the first. It returns every row of the source in order, with its
+// step's state before the claim, and for the claimed ones the step, its task and the results of
+// its finished ancestors.
 const claimSetSQL = `
 		WITH RECURSIVE {source},
 		pick AS (
@@ -44,7 +43,7 @@ const claimSetSQL = `
 			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
 			       jsonb_build_object('worker_id', $1::text, 'attempt', c.attempts), c.c_seq, clock_timestamp()
 			  FROM c
-		){queue}, anc(step_id, anc) AS (
+		), anc(step_id, anc) AS (
 			SELECT e.to_step_id, e.from_step_id
 			  FROM c JOIN src ON src.ord = c.c_ord JOIN {s}.edges e ON e.to_step_id = c.step_id
 			 WHERE src.walk
@@ -69,36 +68,30 @@ const claimSetSQL = `
 		  LEFT JOIN {s}.steps cur ON cur.step_id = src.step_id
 		 ORDER BY src.ord`
 
-// fromQueueSource reads and locks up to $5 visible messages of queue $3 whose handler is one of
-// $4 (or that name none), earliest visible first (the order of queue_messages_ready_idx, which
-// priority credits use: a message dated back is read first): the source of ClaimFromQueue. A
-// message whose step_id is not a UUID names no step. read_ct counts this read.
+// fromQueueSource reads up to $5 visible messages of queue $3 whose handler is one of $4 (or that
+// name none), earliest visible first (the order of queue_messages_ready_idx, which priority
+// credits use: a message dated back is read first), and hides them for the lease: the source of
+// ClaimFromQueue. A message whose step_id is
+// not a UUID names no step.
 const fromQueueSource = `m AS MATERIALIZED (
-			SELECT msg_id, read_ct, enqueued_at, payload FROM {s}.queue_messages
+			SELECT msg_id FROM {s}.queue_messages
 			 WHERE queue_name = $3 AND vt <= now()
 			   AND (payload->>'handler' IS NULL OR payload->>'handler' = ANY($4::text[]))
 			 ORDER BY vt, msg_id LIMIT $5
 			   FOR UPDATE SKIP LOCKED
+		), r AS (
+			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1
+			  FROM m WHERE q.msg_id = m.msg_id
+			RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.payload
 		), src AS MATERIALIZED (
-			SELECT (row_number() OVER (ORDER BY msg_id))::int AS ord, msg_id, read_ct + 1 AS read_ct, enqueued_at,
+			SELECT (row_number() OVER (ORDER BY msg_id))::int AS ord, msg_id, read_ct, enqueued_at,
 			       CASE WHEN payload->>'step_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 			            THEN (payload->>'step_id')::uuid END AS step_id,
 			       CASE WHEN jsonb_typeof(payload->'retry') = 'boolean' THEN (payload->'retry')::boolean ELSE false END AS retry,
 			       true AS walk
-			  FROM m
+			  FROM r
 		), nm AS (
 			SELECT NULL::int AS ord, NULL::text AS name WHERE false
-		)`
-
-// fromQueueWrites is what ClaimFromQueue does to the messages it read: the message of a claimed
-// step is deleted (store.ClaimedMessage.Consumed), since from the claim on the step's lease is
-// what brings it back after a crash (the lease rescuer), and every other message is hidden for
-// the lease, with its read counted. The two sets are disjoint, so no row is written twice.
-const fromQueueWrites = `, gone AS (
-			DELETE FROM {s}.queue_messages q USING c JOIN src ON src.ord = c.c_ord WHERE q.msg_id = src.msg_id
-		), hide AS (
-			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1
-			  FROM src WHERE q.msg_id = src.msg_id AND NOT EXISTS (SELECT 1 FROM c WHERE c.c_ord = src.ord)
 		)`
 
 // byIDSource is ClaimMany's source: $3 ords, $4 message IDs, $5 steps, $6 walk the edges, and
@@ -125,8 +118,8 @@ type claimRow struct {
 
 // claimSet runs claimSetSQL with source in a transaction of its own, opened and committed in the
 // same round trip (with generic plans), again after a deadlock or serialization failure.
-func (s *Store) claimSet(ctx context.Context, source, writes string, args ...any) ([]claimRow, error) {
-	sql := s.q(strings.NewReplacer("{source}", source, "{queue}", writes).Replace(claimSetSQL))
+func (s *Store) claimSet(ctx context.Context, source string, args ...any) ([]claimRow, error) {
+	sql := s.q(strings.Replace(claimSetSQL, "{source}", source, 1))
 	var out []claimRow
 	var err error
 	for i := 0; i < 5; i++ {
@@ -188,10 +181,9 @@ func (s *Store) claimSetOnce(ctx context.Context, sql string, args []any) ([]cla
 
 // ClaimFromQueue reads up to p.Limit visible messages of p.Namespace whose handler is callable (or
 // that name none) and claims their enqueued steps, in one statement (claimSetSQL over
-// fromQueueSource, in one round trip): a claimed step's message is deleted (Consumed) and every
-// other message read is hidden for the lease, its step's results along the edges are loaded, and
-// a message whose step was not enqueued is reported in Stale, or in Retries for a retry timer
-// whose step waits for its backoff.
+// fromQueueSource, in one round trip): a message is hidden for the lease whatever comes of it,
+// its step's results along the edges are loaded, and a message whose step was not enqueued is
+// reported in Stale, or in Retries for a retry timer whose step waits for its backoff.
 func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams) (*store.ClaimManyResult, error) {
 	switch {
 	case p.Limit <= 0:
@@ -203,7 +195,7 @@ func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams
 	if callables == nil {
 		callables = []string{} // a NULL array matches nothing either, but say so
 	}
-	rows, err := s.claimSet(ctx, fromQueueSource, fromQueueWrites, p.WorkerID, p.Lease.Milliseconds(), p.Namespace, callables, p.Limit)
+	rows, err := s.claimSet(ctx, fromQueueSource, p.WorkerID, p.Lease.Milliseconds(), p.Namespace, callables, p.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim from queue %q: %w", p.Namespace, err)
 	}
@@ -215,7 +207,7 @@ func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams
 		}
 		switch {
 		case r.claimed:
-			m := store.ClaimedMessage{ClaimedStep: r.c, MessageID: r.msgID, ReadCount: r.readCount, Consumed: true}
+			m := store.ClaimedMessage{ClaimedStep: r.c, MessageID: r.msgID, ReadCount: r.readCount}
 			if r.enqueuedAt != nil {
 				m.EnqueuedAt = *r.enqueuedAt
 			}
@@ -245,7 +237,7 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 			nmOrds, nmNames = append(nmOrds, int32(i)), append(nmNames, name)
 		}
 	}
-	rows, err := s.claimSet(ctx, byIDSource, "", p.WorkerID, p.Lease.Milliseconds(), ords, msgs, steps, walk, nmOrds, nmNames)
+	rows, err := s.claimSet(ctx, byIDSource, p.WorkerID, p.Lease.Milliseconds(), ords, msgs, steps, walk, nmOrds, nmNames)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d steps: %w", n, err)
 	}

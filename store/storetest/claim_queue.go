@@ -85,7 +85,6 @@ func testClaimFromQueueStale(t *testing.T, b *bundle) {
 	require.Equal(t, []string{"a"}, names(res.Claimed))
 	c := res.Claimed[0]
 	require.NotZero(t, c.MessageID)
-	require.True(t, c.Consumed, "the claim deletes a claimed step's message: its lease brings it back")
 	require.Equal(t, 1, c.ReadCount)
 	require.WithinDuration(t, before, c.EnqueuedAt, time.Minute)
 	require.Equal(t, statemachine.StepInProgress, c.Step.State)
