@@ -146,6 +146,11 @@ type Config struct {
 	// GlobalRate caps, by namespace, the step starts across every engine: at most N in any
 	// window of Per (limit.go).
 	GlobalRate map[string]RateLimit
+	// Limits are global concurrency and rate limits on the steps of a namespace, of one of its
+	// templates, or of each value of a field of the task context (a customer, say), held across
+	// every engine on the store like GlobalConcurrency and GlobalRate (which are namespace-wide
+	// Limits). At most one Limit per namespace, template and context key.
+	Limits []Limit
 	// Clock is the time the engine measures due times on; nil means the system clock. It drives
 	// the engine's timers — the wake-ups of retries whose backoff ends and of parked steps
 	// (durable sleep, a signal's timeout, a child's poll), the scheduler's passes and the cron
@@ -194,7 +199,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err := cfg.Priority.check(); err != nil {
 		return nil, err
 	}
-	if err := checkGlobalConcurrency(cfg.GlobalConcurrency, cfg.GlobalRate); err != nil {
+	if err := checkLimits(cfg.Limits, cfg.GlobalConcurrency, cfg.GlobalRate); err != nil {
 		return nil, err
 	}
 	q := cfg.Queue
@@ -248,7 +253,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		MaxDecisionSteps: cfg.MaxDecisionSteps, DisableMaintenance: cfg.DisableMaintenance,
 		Staleness: stalenessDefaults(cfg.Staleness),
 		Retention: cfg.Retention.engine(), TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
-		Priority: cfg.Priority.engine(), GlobalConcurrency: cfg.GlobalConcurrency, GlobalRate: rateLimits(cfg.GlobalRate),
+		Priority: cfg.Priority.engine(), Limits: engineLimits(cfg.Limits, cfg.GlobalConcurrency, cfg.GlobalRate),
 		Clock: cfg.Clock})
 	return &Engine{cfg: cfg, store: cfg.Store, queue: q, log: cfg.Logger, core: core}, nil
 }

@@ -67,19 +67,32 @@ func TestChaosRabbitMQ(t *testing.T) {
 }
 
 // chaosRun sizes one chaos run; rabbitURL set means the queue is RabbitMQ; limit > 0 sets a
-// global concurrency limit on the workers, which a sampler checks throughout.
+// global concurrency limit on the workers, and keyLimit > 0 one per customer (a field of the
+// task context, one of chaosCustomers), which a sampler checks throughout.
 type chaosRun struct {
 	tasks     int
 	duration  time.Duration
 	rabbitURL string
 	limit     int
+	keyLimit  int
 }
+
+// chaosCustomers is how many customers the tasks' contexts name, in turn.
+const chaosCustomers = 4
 
 // TestChaosGlobalLimit is TestChaos with a global concurrency limit of 6 over 4 × 8 handlers:
 // sampled from the database every few milliseconds, through the kills and the rescues, no more
 // steps are ever in progress.
 func TestChaosGlobalLimit(t *testing.T) {
 	runChaos(t, chaosRun{tasks: *flagTasks / 2, duration: *flagDuration / 2, limit: 6})
+}
+
+// TestChaosKeyLimit is TestChaos with a global concurrency limit of 2 per customer (a context
+// field; the tasks name 4 customers in turn) over 4 × 8 handlers: sampled from the database
+// every few milliseconds, through the kills and the rescues, no customer ever has more steps in
+// progress, and each limit is reached.
+func TestChaosKeyLimit(t *testing.T) {
+	runChaos(t, chaosRun{tasks: *flagTasks / 2, duration: *flagDuration / 2, keyLimit: 2})
 }
 
 func runChaos(t *testing.T, run chaosRun) {
@@ -123,7 +136,14 @@ func runChaos(t *testing.T, run chaosRun) {
 	env = append(env, rabbitEnv...)
 	if run.limit > 0 {
 		env = append(env, fmt.Sprintf("TASKER_CHAOS_GLOBAL_LIMIT=%d", run.limit))
-		stop := sampleInProgress(t, db.Pool, sq, run.limit)
+		stop := sampleInProgress(t, db.Pool, sq, run.limit, `SELECT count(*) FROM {s}.steps WHERE state = 'in_progress'`)
+		defer stop()
+	}
+	if run.keyLimit > 0 {
+		env = append(env, fmt.Sprintf("TASKER_CHAOS_KEY_LIMIT=%d", run.keyLimit))
+		stop := sampleInProgress(t, db.Pool, sq, run.keyLimit, `SELECT coalesce(max(n), 0) FROM (
+			SELECT count(*) AS n FROM {s}.steps st JOIN {s}.tasks t ON t.task_id = st.task_id
+			 WHERE st.state = 'in_progress' GROUP BY t.context->>'customer') g`)
 		defer stop()
 	}
 	if *flagVerbose {
@@ -301,7 +321,7 @@ func createTasks(ctx context.Context, e *tasker.Engine, n int, window time.Durat
 					time.Sleep(d)
 				}
 				if _, err := e.CreateTask(ctx, tasker.TaskRequest{Namespace: chaos.Namespace, Name: chaos.TaskName,
-					Context: map[string]any{"i": i}}); err != nil {
+					Context: map[string]any{"i": i, "customer": fmt.Sprintf("c%d", i%chaosCustomers)}}); err != nil {
 					errs <- fmt.Errorf("task %d: %w", i, err)
 					return
 				}
@@ -353,7 +373,7 @@ func waitSettled(ctx context.Context, pool *pgxpool.Pool, sq func(string) string
 
 // sampleInProgress counts the steps in progress every 3 ms until stop, which fails the test if a
 // sample was over limit, and logs the samples.
-func sampleInProgress(t *testing.T, pool *pgxpool.Pool, sq func(string) string, limit int) (stop func()) {
+func sampleInProgress(t *testing.T, pool *pgxpool.Pool, sq func(string) string, limit int, count string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var samples, over, peak int
@@ -361,7 +381,7 @@ func sampleInProgress(t *testing.T, pool *pgxpool.Pool, sq func(string) string, 
 		defer close(done)
 		for ctx.Err() == nil {
 			var n int
-			if err := pool.QueryRow(ctx, sq(`SELECT count(*) FROM {s}.steps WHERE state = 'in_progress'`)).Scan(&n); err == nil {
+			if err := pool.QueryRow(ctx, sq(count)).Scan(&n); err == nil {
 				samples++
 				peak = max(peak, n)
 				if n > limit {
@@ -374,7 +394,7 @@ func sampleInProgress(t *testing.T, pool *pgxpool.Pool, sq func(string) string, 
 	return func() {
 		cancel()
 		<-done
-		t.Logf("global limit %d: %d samples of the steps in progress, at most %d", limit, samples, peak)
+		t.Logf("global limit %d: %d samples of the steps in progress (of the fullest group), at most %d", limit, samples, peak)
 		if over > 0 {
 			t.Errorf("global limit %d: %d samples over it (at most %d)", limit, over, peak)
 		}

@@ -62,7 +62,7 @@ func (w *workers) execute(ns string, m queue.Message) {
 	}
 	params := store.ClaimStepParams{StepID: msg.StepID, WorkerID: e.cfg.WorkerID, Lease: e.cfg.Lease,
 		Ancestors: e.templateAncestors(ns, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})}
-	lock, ok := w.limitOne(ns, m) // limit.go
+	lock, ok := w.limitOne(ns, m, msg.TaskName, msg.TaskID) // limit.go
 	if !ok {
 		return
 	}

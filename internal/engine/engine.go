@@ -84,10 +84,9 @@ type Config struct {
 	MeterProvider  metric.MeterProvider
 	// Priority sets what a point of task priority is worth in the queue (priority.go).
 	Priority PriorityConfig
-	// GlobalConcurrency caps, by namespace, the steps in progress across every engine (limit.go).
-	GlobalConcurrency map[string]int
-	// GlobalRate caps, by namespace, the step starts in a sliding window across every engine.
-	GlobalRate map[string]RateLimit
+	// Limits are the global concurrency and rate limits, across every engine (limit.go): at
+	// most one per namespace, template and context key.
+	Limits []Limit
 	// Clock is the time due times are measured on: the wake-ups of retries and parked steps, the
 	// scheduler's passes, handler timeouts; nil means the system clock.
 	Clock clock.Clock
@@ -115,6 +114,7 @@ type Engine struct {
 	svc         serviceStatuses               // what the maintenance services' passes did (services.go)
 	tel         *Telemetry                    // traces and metrics (telemetry.go)
 	scheduler   atomic.Pointer[schedulerHook] // the root's schedules (schedule.go)
+	limits      map[string]nsLimits           // Config.Limits by namespace (limit.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.
@@ -129,6 +129,7 @@ func New(cfg Config) *Engine {
 		handlers:  map[string]Handler{},
 		tel:       NewTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Logger),
 	}
+	e.limits = limitsByNamespace(cfg.Limits, cfg.Store)
 	e.tel.observeQueues(cfg.MeterProvider, cfg.Queue, e.namespaces, cfg.Logger)
 	return e
 }

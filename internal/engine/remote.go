@@ -95,8 +95,17 @@ func (e *Engine) remoteClaimOnce(ctx context.Context, p RemoteClaimParams) (*sto
 				continue
 			}
 		}
-		c, err := e.store.ClaimStep(ctx, store.ClaimStepParams{StepID: msg.StepID, WorkerID: p.WorkerID, Lease: p.Lease,
+		hold, ok, err := e.limitStep(ctx, p.Namespace, msg.TaskName, msg.TaskID) // limit.go
+		if !ok {
+			_ = e.queue.RetryLater(ctx, p.Namespace, m.ID, limitBackoff) // over a global limit: no attempt spent
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		c, err := e.store.ClaimStep(hold.Within(ctx), store.ClaimStepParams{StepID: msg.StepID, WorkerID: p.WorkerID, Lease: p.Lease,
 			Ancestors: e.templateAncestors(p.Namespace, store.StepRef{TaskName: msg.TaskName, Version: msg.Version, Name: msg.Step})})
+		hold.Unlock()
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 				_ = e.queue.Ack(ctx, p.Namespace, m.ID) // a duplicate, or the step moved on

@@ -584,7 +584,8 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 				return
 			}
 			w.yieldAfterDecline(ctx, ns) // decline.go
-			if w.claimer != nil {
+			// Limits per template or per context key claim one step at a time (limit.go).
+			if w.claimer != nil && !w.e.globalLimit(ns).fine {
 				allowed, lock := w.limitGate(ctx, ns, n) // limit.go
 				if allowed == 0 {
 					break

@@ -1,7 +1,9 @@
 package memory
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -20,7 +22,7 @@ func (s *Store) limitLock(key string) chan struct{} {
 
 // LockLimit implements store.Limiter.
 func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.LimitHold, error) {
-	var counts store.LimitCounts
+	counts := make([]store.LimitCounts, len(p.Scopes))
 	ch := s.limitLock(p.Key)
 	select {
 	case ch <- struct{}{}:
@@ -29,16 +31,44 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 	}
 	unlock := sync.OnceFunc(func() { <-ch })
 	err := s.read(ctx, func() error {
-		since := s.clock().Add(-p.Window)
-		for _, st := range s.steps {
-			if st.task.t.Namespace != p.Namespace {
-				continue
+		now := s.clock()
+		for i, sc := range p.Scopes {
+			var want string
+			var has bool
+			if sc.ContextKey != "" {
+				if t, ok := s.tasks[sc.Task]; ok {
+					want, has = contextText(t.t.Context, sc.ContextKey)
+				}
 			}
-			if st.s.State == statemachine.StepInProgress {
-				counts.InProgress++
+			keys := map[*taskRow]bool{} // whether a task is in the scope's group
+			in := func(t *taskRow) bool {
+				if t.t.Namespace != p.Namespace || (sc.Template != "" && t.t.Name != sc.Template) {
+					return false
+				}
+				if sc.ContextKey == "" {
+					return true
+				}
+				ok, seen := keys[t]
+				if !seen {
+					v, h := contextText(t.t.Context, sc.ContextKey)
+					ok = h == has && v == want
+					keys[t] = ok
+				}
+				return ok
 			}
-			if p.Window > 0 && st.s.StartedAt != nil && st.s.StartedAt.After(since) {
-				counts.Started++
+			since := now.Add(-sc.Window)
+			for _, st := range s.steps {
+				inProgress := st.s.State == statemachine.StepInProgress
+				started := sc.Window > 0 && st.s.StartedAt != nil && st.s.StartedAt.After(since)
+				if (!inProgress && !started) || !in(st.task) {
+					continue
+				}
+				if inProgress {
+					counts[i].InProgress++
+				}
+				if started {
+					counts[i].Started++
+				}
 			}
 		}
 		return nil
@@ -49,6 +79,29 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 	}
 	// A process holds the lock and its claims together: nothing to tie.
 	return &store.LimitHold{Counts: counts, Unlock: unlock, Within: func(ctx context.Context) context.Context { return ctx }}, nil
+}
+
+// contextText is the value of a top-level field of a task's context as PostgreSQL's ->> gives
+// it: a string unquoted, any other value as its JSON text; false when the field is missing or
+// null.
+func contextText(ctx json.RawMessage, key string) (string, bool) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(ctx, &fields) != nil {
+		return "", false
+	}
+	v, ok := fields[key]
+	if !ok || string(v) == "null" {
+		return "", false
+	}
+	var str string
+	if json.Unmarshal(v, &str) == nil {
+		return str, true
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) != nil {
+		return string(v), true
+	}
+	return buf.String(), true
 }
 
 // InProgress implements store.Limiter.

@@ -26,7 +26,7 @@ const unlockTimeout = 5 * time.Second
 // progress under a limit of 6). The lock and the count are pipelined: one round trip; the
 // count, a statement of its own, reads a snapshot taken once the lock is held.
 func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.LimitHold, error) {
-	var counts store.LimitCounts
+	counts := make([]store.LimitCounts, len(p.Scopes))
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock limit %q: %w", p.Key, err)
@@ -34,9 +34,14 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 	lockKey := "tasker.limit:" + s.schema + ":" + p.Key
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
-	b.Queue(s.q(inProgressSQL), p.Namespace).QueryRow(func(row pgx.Row) error { return row.Scan(&counts.InProgress) })
-	if p.Window > 0 {
-		b.Queue(s.q(startedSQL), p.Namespace, p.Window.Microseconds()).QueryRow(func(row pgx.Row) error { return row.Scan(&counts.Started) })
+	for i, sc := range p.Scopes {
+		c := &counts[i]
+		b.Queue(s.q(scopedInProgressSQL), p.Namespace, sc.Template, sc.ContextKey, sc.Task).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&c.InProgress) })
+		if sc.Window > 0 {
+			b.Queue(s.q(startedSQL), p.Namespace, sc.Template, sc.ContextKey, sc.Task, sc.Window.Microseconds()).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&c.Started) })
+		}
 	}
 	unlock := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
@@ -65,17 +70,29 @@ func limitConn(ctx context.Context) *pgxpool.Conn {
 	return c
 }
 
-// startedSQL counts the steps of namespace $1 whose latest attempt started within the last $2
-// µs, by the clock (the pipeline's now() is from before the lock's wait). No index serves started_at yet (a migration would add one): it reads the namespace's steps.
+// scopeSQL narrows a count of namespace $1's steps to a store.LimitScope: $2 a template (empty:
+// any), $3 a context key (empty: none) whose value at task $4 the counted tasks share (the tasks
+// lacking the key share NULL).
+const scopeSQL = `
+		   AND ($2 = '' OR t.name = $2)
+		   AND ($3 = '' OR t.context->>$3 IS NOT DISTINCT FROM (SELECT k.context->>$3 FROM {s}.tasks k WHERE k.task_id = $4))`
+
+// startedSQL counts the steps of namespace $1 whose latest attempt started within the last $5
+// µs, by the clock (the pipeline's now() is from before the lock's wait), in a scope
+// (scopeSQL). No index serves started_at yet (a migration would add one): it reads the
+// namespace's steps.
 const startedSQL = `
 		SELECT count(*) FROM {s}.steps st JOIN {s}.tasks t ON t.task_id = st.task_id
-		 WHERE st.started_at > clock_timestamp() - $2 * interval '1 microsecond' AND t.namespace = $1`
+		 WHERE st.started_at > clock_timestamp() - $5 * interval '1 microsecond' AND t.namespace = $1` + scopeSQL
 
 // inProgressSQL counts the in_progress steps of namespace $1, through steps_lease_idx, which
 // holds the in-progress steps.
 const inProgressSQL = `
 		SELECT count(*) FROM {s}.steps st JOIN {s}.tasks t ON t.task_id = st.task_id
 		 WHERE st.state = 'in_progress' AND t.namespace = $1`
+
+// scopedInProgressSQL is inProgressSQL in a scope (scopeSQL).
+const scopedInProgressSQL = inProgressSQL + scopeSQL
 
 // InProgress implements store.Limiter.
 func (s *Store) InProgress(ctx context.Context, namespace string) (int, error) {

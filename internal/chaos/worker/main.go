@@ -65,6 +65,7 @@ type options struct {
 	republishAfter         time.Duration
 	create, stallPublish   int
 	globalLimit            int // tasker.Config.GlobalConcurrency of the chaos namespace; 0: none
+	keyLimit               int // a tasker.Limit of the chaos namespace per customer (a context field); 0: none
 	family                 bool
 	namespaces, holds      []string
 }
@@ -125,6 +126,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.stallPublish, "stall-publish", envInt("STALL_PUBLISH", 0), "block forever in the Nth RabbitMQ publish, after logging a line; 0 never (TASKER_CHAOS_STALL_PUBLISH)")
 	fs.BoolVar(&o.verbose, "v", env("VERBOSE", "") != "", "log every step attempt (TASKER_CHAOS_VERBOSE)")
 	fs.IntVar(&o.globalLimit, "global-limit", envInt("GLOBAL_LIMIT", 0), "global concurrency limit of the chaos namespace; 0 none (TASKER_CHAOS_GLOBAL_LIMIT)")
+	fs.IntVar(&o.keyLimit, "key-limit", envInt("KEY_LIMIT", 0), "global concurrency limit of the chaos namespace per customer (context field customer); 0 none (TASKER_CHAOS_KEY_LIMIT)")
 	fs.BoolVar(&o.family, "family", env("FAMILY", "") != "", "run the child crash test's parent and child templates instead of the diamond (TASKER_CHAOS_FAMILY)")
 	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces the engine serves; empty means all (TASKER_CHAOS_NAMESPACES)")
 	holds := fs.String("hold", env("HOLD", ""), "with -family, comma-separated hold points: child, parent-created, parent-result (TASKER_CHAOS_HOLD)")
@@ -225,6 +227,7 @@ func run(ctx context.Context, o *options) error {
 		LeaderTTL:         o.leaderTTL,
 		RescueInterval:    o.rescueEvery,
 		GlobalConcurrency: map[string]int{chaos.Namespace: o.globalLimit},
+		Limits:            keyLimits(o.keyLimit),
 		Namespaces:        o.namespaces,
 	})
 	if err != nil {
@@ -284,4 +287,12 @@ func (q *stallingPublisher) Publish(ctx context.Context, name string, payloads [
 		select {}
 	}
 	return q.Queue.Publish(ctx, name, payloads, delay)
+}
+
+// keyLimits is the chaos namespace's limit of n steps in progress per customer; none for n = 0.
+func keyLimits(n int) []tasker.Limit {
+	if n <= 0 {
+		return nil
+	}
+	return []tasker.Limit{{Namespace: chaos.Namespace, ContextKey: "customer", Concurrency: n}}
 }
