@@ -27,9 +27,11 @@ import (
 //   - an operator's step action (RetryStep, ResolveStep, CompleteStep) that brings the child to
 //     rest or ends it.
 //
-// A cancellation or a move to error committed in a caller's transaction (CancelTaskTx) is
-// announced by the store (store.EventTaskCancelled, PostgreSQL); the elected engine wakes the
-// parent when it hears it. What is left to the parent's poll (the root's ChildPollInterval): a
+// A cancellation committed in a caller's transaction (CancelTaskTx), which no engine sees commit,
+// is announced by the store (store.EventTaskCancelled, PostgreSQL, which announces the moves to
+// error too); the elected engine wakes the parent when it hears it. One wake-up per child runs
+// at a time in an engine (parentWakes), so that an ending woken both directly and from the
+// announcement costs one. What is left to the parent's poll (the root's ChildPollInterval): a
 // wake-up lost to a crash right after the child's commit or to a lost announcement, an
 // operator's step action in a caller's transaction (RetryStepTx and the like), and a parent whose
 // handler still runs for longer than a lease after the child ended.
