@@ -12,7 +12,9 @@ import (
 )
 
 // ChildPollInterval is how often a step waiting for its child task looks at it when no wake-up
-// came (a wake-up lost, or a child ended by an operator or a cancellation).
+// came: every ending the engine commits wakes the parent at once (docs/flow-control.md lists
+// them), so the poll covers a wake-up lost to a crash or a lost announcement, and an operator's
+// step action in the caller's transaction.
 const ChildPollInterval = 30 * time.Second
 
 // ErrChildFailed is matched (errors.Is) by a *ChildFailedError.
@@ -41,7 +43,8 @@ type childState struct {
 // Child runs a task of another template as a child of this step and returns it, with its steps
 // and their results, once it has completed. Call it from a handler and return its error as is: until
 // the child ends, the error parks the step (it waits in waiting_for_retry without holding a worker,
-// and the child's end wakes it at once, or ChildPollInterval passes), and the handler runs again,
+// and the child's end, whether by its steps, a cancellation, an operator or the rescuer, wakes it
+// at once, or ChildPollInterval passes), and the handler runs again,
 // calling Child again, which then finds the same child (its identity is the step's, per round). A
 // child that ends without completing returns a *ChildFailedError, retryable under the step's
 // policy; the next attempt runs a new child. req.IdempotencyKey is set by Child; the child is

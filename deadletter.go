@@ -360,6 +360,7 @@ func (e *Engine) DeadLetterTask(ctx context.Context, taskID uuid.UUID, r DeadLet
 		}
 		e.core.CancelRuns(taskID) // its handlers here stop; the store's announcement tells other engines
 		e.core.Waiters().Notify(taskID)
+		e.core.WakeParent(ctx, taskID) // a child task's parent sees the failure at once (child.go)
 		d = res.DeadLetter
 	} else {
 		var err error

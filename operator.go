@@ -99,6 +99,11 @@ func (e *Engine) operator(ctx context.Context, tx pgx.Tx, p store.OperatorParams
 	e.log.Info("operator action", "action", p.Action, "step", p.StepID, "task", res.TaskID, "task_state", res.TaskState,
 		"operator", p.Operator, "in_caller_tx", tx != nil)
 	e.core.Waiters().Notify(res.TaskID)
+	if tx == nil && (res.Settled || res.TaskState.Terminal()) {
+		// A child task the action ended or brought to rest wakes its parent (child.go). In the
+		// caller's transaction the commit is not seen here: the parent finds it at its next poll.
+		e.core.WakeParent(ctx, res.TaskID)
+	}
 	return nil
 }
 

@@ -622,13 +622,15 @@ func (e *Engine) CancelTask(ctx context.Context, id uuid.UUID, reason string) er
 	}
 	e.core.CancelRuns(id)
 	e.core.Waiters().Notify(res.TaskID)
+	e.core.WakeParent(ctx, res.TaskID) // a child task's parent sees the cancellation at once (child.go)
 	e.core.Telemetry().TaskCancelled(ctx)
 	return nil
 }
 
 // CancelTaskTx is CancelTask inside the caller's transaction: the task is cancelled only if tx
 // commits, and its handlers, in this process as in others, are told once it has (the store's
-// announcement, or their next heartbeat). A refusal (ErrNotAllowed for a finished task, say)
+// announcement, or their next heartbeat); so is a child task's parent (the announcement, heard by
+// the elected engine, or its next poll). A refusal (ErrNotAllowed for a finished task, say)
 // rolls back to a savepoint, so tx stays usable. A store that cannot join a transaction
 // (store/memory) returns ErrNotTransactional.
 func (e *Engine) CancelTaskTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, reason string) error {

@@ -244,7 +244,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 
 	hold := &leaseClock{renewed: start}
 	stopBeat := w.heartbeat(ns, m, task, st, cancel, hold)
-	var inTx atomic.Bool // the handler completed the step in its own transaction (CompleteTx)
+	var inTx completedInTx // the handler completed the step in its own transaction (CompleteTx)
 	run := span.child(SpanRun)
 	out := w.call(handlerContext(tctx, run), st, task, c.Results, &inTx)
 	ran := time.Since(start)
@@ -347,12 +347,16 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 		w.releaseHandoff(task.Namespace, task.ID, st.ID)
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrConflict) && inTx.Load() {
+		if errors.Is(err, store.ErrConflict) && inTx.done.Load() {
 			spanOutcome = "complete"
 			tel.recordAttempt(ns, "complete", ran)
 			e.log.V(1).Info("step completed in its handler's transaction", stepKV(task, st, "attempt", st.Attempts)...)
 			w.ack(ns, m.ID)
 			e.waiters.Notify(task.ID)
+			if inTx.settled.Load() {
+				// The handler's transaction committed the completion, which brought the task to rest.
+				e.wakeParent(w.dbctx, task.ID, task) // child.go
+			}
 			return queue.Message{}, nil, claimTimes{}
 		}
 		if errors.Is(err, store.ErrConflict) {
@@ -389,7 +393,7 @@ func (w *workers) attempt(ns string, m queue.Message, c *store.ClaimedStep, cl c
 	if res.Settled {
 		tel.taskSettled(ns, res.TaskState)
 		e.waiters.Notify(task.ID)
-		w.wakeParent(task) // child.go
+		e.wakeParent(w.dbctx, task.ID, task) // child.go
 	}
 	if res.Next == nil {
 		return queue.Message{}, nil, claimTimes{}
@@ -529,33 +533,42 @@ func (w *workers) record(ns string, m queue.Message, task *store.Task, st *store
 // as the executor would record it: classified (the result checked), with what its step type asks
 // (a decision's branches), released dependents enqueued in tx. The executor still records the
 // handler's outcome afterwards: a committed tx makes that a conflict, dropped; a rolled-back one
-// leaves it to record the outcome as usual.
-func (w *workers) completeTx(ctx context.Context, tx store.Tx, st *store.Step, task *store.Task, result any) error {
+// leaves it to record the outcome as usual. settled says that the success brings the task to
+// rest if tx commits.
+func (w *workers) completeTx(ctx context.Context, tx store.Tx, st *store.Step, task *store.Task, result any) (settled bool, err error) {
 	e := w.e
 	ts, ok := e.store.(store.Transactional)
 	if !ok || tx == nil {
-		return fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, store.ErrNotTransactional)
+		return false, fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, store.ErrNotTransactional)
 	}
 	p := Classify(st, Called{Return: Return{Result: result}}, nil, e.cfg.MaxPayloadBytes)
 	if p.Kind != store.OutcomeSuccess {
-		return fmt.Errorf("complete step %q in the caller's transaction: %s", st.Name, errorMessage(p.Error))
+		return false, fmt.Errorf("complete step %q in the caller's transaction: %s", st.Name, errorMessage(p.Error))
 	}
 	w.applyStepType(st, task, &p)
 	p.TaskID, p.StepID, p.WorkerID, p.Attempt, p.Namespace = task.ID, st.ID, e.cfg.WorkerID, st.Attempts, task.Namespace
 	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	p.Enqueuer = e.NewEnqueuer() // a queue outside the database publishes when the commit is announced
-	if _, err := ts.RecordOutcomeTx(ctx, tx, p); err != nil {
+	res, err := ts.RecordOutcomeTx(ctx, tx, p)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("complete step %q in the caller's transaction: this attempt no longer holds the step: %w", st.Name, err)
+			return false, fmt.Errorf("complete step %q in the caller's transaction: this attempt no longer holds the step: %w", st.Name, err)
 		}
-		return fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, err)
+		return false, fmt.Errorf("complete step %q in the caller's transaction: %w", st.Name, err)
 	}
-	return nil
+	return res.Settled, nil
+}
+
+// completedInTx is what a handler's Step.CompleteTx did: done once it recorded the success in
+// the handler's transaction, settled when that success brings the task to rest (if the
+// transaction commits).
+type completedInTx struct {
+	done, settled atomic.Bool
 }
 
 // call runs the handler, recovering a panic; a handler that ignores its cancelled context is
 // abandoned after abandonGrace.
-func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage, inTx *atomic.Bool) Called {
+func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, results map[string]json.RawMessage, inTx *completedInTx) Called {
 	if isNoOp(st.Inputs) {
 		return Called{Return: Return{Result: map[string]any{"no_op": true}}}
 	}
@@ -591,10 +604,12 @@ func (w *workers) call(ctx context.Context, st *store.Step, task *store.Task, re
 			return w.e.store.SaveCheckpoint(ctx, store.CheckpointParams{StepID: st.ID, WorkerID: w.e.cfg.WorkerID, Attempt: st.Attempts, Checkpoint: raw})
 		},
 		CompleteTx: func(ctx context.Context, tx store.Tx, result any) error {
-			if err := w.completeTx(ctx, tx, st, task, result); err != nil {
+			settled, err := w.completeTx(ctx, tx, st, task, result)
+			if err != nil {
 				return err
 			}
-			inTx.Store(true)
+			inTx.settled.Store(settled)
+			inTx.done.Store(true)
 			return nil
 		}}
 	done := make(chan Called, 1)

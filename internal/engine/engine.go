@@ -115,6 +115,7 @@ type Engine struct {
 	tel         *Telemetry                    // traces and metrics (telemetry.go)
 	scheduler   atomic.Pointer[schedulerHook] // the root's schedules (schedule.go)
 	limits      map[string]nsLimits           // Config.Limits by namespace (limit.go)
+	wakes       parentWakes                   // wake-ups of parents whose child ended (child.go)
 }
 
 // New returns an engine for a checked Config with its defaults applied. It does no I/O.

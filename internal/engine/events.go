@@ -49,6 +49,11 @@ func (w *workers) listenEvents(ctx context.Context, el store.EventListener, list
 		case store.EventTaskCancelled:
 			e.runs.CancelTask(ev.TaskID)
 			e.waiters.Notify(ev.TaskID)
+			if w.leading.Load() {
+				// A cancellation or a move to error, perhaps committed in a caller's transaction
+				// (CancelTaskTx), which its engine could not follow: the leader wakes the parent.
+				e.wakeParent(ctx, ev.TaskID, nil) // child.go
+			}
 		case store.EventTaskCreated:
 			if !publishes || !w.leading.Load() {
 				return

@@ -178,7 +178,7 @@ func (e *Engine) RemoteReport(ctx context.Context, stepID uuid.UUID, workerID st
 	p.PriorityCredit = e.PriorityCredit(task.Priority)
 	enq := e.NewEnqueuer()
 	p.Enqueuer = enq
-	_, err = e.store.RecordOutcome(ctx, p)
+	res, err := e.store.RecordOutcome(ctx, p)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return ErrRemoteStale
@@ -188,6 +188,10 @@ func (e *Engine) RemoteReport(ctx context.Context, stepID uuid.UUID, workerID st
 		return err
 	}
 	enq.Flush(ctx)
+	if res.Settled {
+		e.waiters.Notify(task.ID)
+		e.wakeParent(ctx, task.ID, task) // child.go
+	}
 	return nil
 }
 

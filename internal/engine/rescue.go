@@ -63,6 +63,7 @@ func (w *workers) rescue(ctx context.Context) error {
 		if res.Settled {
 			e.tel.taskSettled(ex.Namespace, res.TaskState)
 			e.waiters.Notify(st.TaskID)
+			e.wakeParent(ctx, st.TaskID, nil) // child.go
 		}
 	}
 	return failed

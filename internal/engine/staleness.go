@@ -376,6 +376,7 @@ func (e *Engine) actOnStale(ctx context.Context, v Verdict, dry bool, res *Stale
 	}
 	e.CancelRuns(t.ID)
 	e.waiters.Notify(t.ID)
+	e.wakeParent(ctx, t.ID, nil) // child.go
 	return nil
 }
 

@@ -389,6 +389,8 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 	}
 	stopListen()
 	bg.Wait()
+	// The wake-ups of parents started by this run's outcomes, rescues and announcements end here.
+	e.wakes.drain(e.cfg.ShutdownTimeout)
 	w.timersMu.Lock()
 	w.stopped = true
 	for t := range w.timers {
