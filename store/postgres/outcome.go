@@ -442,7 +442,6 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 
 	a := &pgx.Batch{}
 	a.Queue("BEGIN")
-	a.Queue(noSeqScans)
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	if plan.ReleasesChildren {
 		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
@@ -453,10 +452,6 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		return fail(fmt.Errorf("record outcome of %s: begin: %w", p.StepID, err))
 	}
 	open = true
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
-	}
 	before, st, err := scanOutcomeStep(br, p)
 	if err != nil {
 		br.Close()

@@ -156,17 +156,8 @@ const ackManySQL = `
 		 WHERE q.queue_name = a.queue_name AND q.msg_id = a.msg_id`
 
 // genericPlans makes the transaction's statements use generic plans: the batch statements are
-// large, and planning them again on every call costs about as much as running them (§4.2). It
-// also keeps those plans off sequential scans (noSeqScans).
-const genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)`
-
-// noSeqScans keeps the transaction's plans off sequential scans. Every statement of the hot path
-// reads through an index, but a generic plan is made once per connection, with the statistics
-// of that moment: made while a table was small (a new schema, or statistics not yet analyzed)
-// it scans the table, and goes on scanning it as it grows, until the next ANALYZE. The bench saw
-// the latency path read 164,000 step rows by sequential scans for 200 four-step tasks; with
-// this, none.
-const noSeqScans = `SET LOCAL enable_seqscan = off`
+// large, and planning them again on every call costs about as much as running them (§4.2).
+const genericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 
 // RecordOutcomes records the outcomes in one transaction, set-based (see the top of outcomes.go):
 // two round trips for any number of outcomes, more for batch workers freeing a slot and for the
