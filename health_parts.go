@@ -92,8 +92,10 @@ type LeaderHealth struct {
 
 // WorkersHealth is the use of an engine's handler slots.
 type WorkersHealth struct {
-	// Running is true while RunWorkers runs; Stopping once its context has ended and it drains,
-	// taking no new work.
+	// Running is true while RunWorkers' workers run: once it has started them (the schema
+	// checked, the templates written to the database's registry, the fetch loops going) until
+	// they have drained, so never while a start that can still fail is under way; Stopping once
+	// its context has ended and it drains, taking no new work.
 	Running, Stopping bool
 	// Concurrency is the engine-wide cap (Config.Concurrency); Busy the slots held now by
 	// handlers running or about to run (a fetch in progress holds the free slots for the moment

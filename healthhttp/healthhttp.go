@@ -78,6 +78,19 @@ func WithRequireWorkers() Option {
 	return func(h *handler) { h.requireWorkers = true }
 }
 
+// WithErrorDetails shows in the documents the error texts of the report: the database's, the
+// leader's, the queue's and a failing maintenance service's, also where a reason quotes them.
+// Without it (the default) each is replaced by Withheld, since such a text can name hosts, ports,
+// users, databases and SQL, which a probe reachable from outside the process must not tell; the
+// documents still say which part failed, and Engine.Health gives the texts in the process. Turn
+// it on where only operators reach the endpoints.
+func WithErrorDetails() Option {
+	return func(h *handler) { h.errorDetails = true }
+}
+
+// Withheld stands in the documents for an error text without WithErrorDetails.
+const Withheld = "withheld (healthhttp.WithErrorDetails shows it)"
+
 // WithHealthOptions passes options to Engine.Health for the detailed report, such as
 // tasker.WithQueueWaitLimit.
 func WithHealthOptions(opts ...tasker.HealthOption) Option {
@@ -100,7 +113,30 @@ type handler struct {
 	readyTimeout    time.Duration
 	detailedTimeout time.Duration
 	requireWorkers  bool
+	errorDetails    bool
 	healthOpts      []tasker.HealthOption
+}
+
+// withhold returns the error texts of a document, or Withheld in their place without
+// WithErrorDetails, and replaces their quotes in reasons likewise.
+func (h *handler) withhold(reasons []string, texts ...*string) []string {
+	if h.errorDetails {
+		return reasons
+	}
+	var out []string
+	if len(reasons) > 0 {
+		out = append([]string(nil), reasons...)
+	}
+	for _, t := range texts {
+		if *t == "" {
+			continue
+		}
+		for i := range out {
+			out[i] = strings.ReplaceAll(out[i], *t, Withheld)
+		}
+		*t = Withheld
+	}
+	return out
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -137,6 +173,7 @@ func (h *handler) ready(r *http.Request) (int, any) {
 	if !db.OK {
 		doc.Ready = false
 		doc.Reasons = append(doc.Reasons, "the database does not answer: "+db.Error)
+		doc.Reasons = h.withhold(doc.Reasons, &doc.Database.Error)
 	}
 	if h.requireWorkers {
 		wk := h.e.WorkerSlots()
@@ -161,11 +198,18 @@ func (h *handler) detailed(r *http.Request) (int, any) {
 	defer cancel()
 	rep, err := h.e.Health(ctx, h.healthOpts...)
 	doc := report(rep)
+	texts := []*string{&doc.Database.Error, &doc.Leader.Error, &doc.Queue.Error}
+	for i := range doc.Services {
+		texts = append(texts, &doc.Services[i].LastError)
+	}
 	if err != nil {
 		doc.Status = string(tasker.HealthDown)
-		doc.Reasons = append(doc.Reasons, "the report did not finish: "+err.Error())
+		msg := err.Error()
+		doc.Reasons = append(doc.Reasons, "the report did not finish: "+msg)
+		doc.Reasons = h.withhold(doc.Reasons, append(texts, &msg)...)
 		return http.StatusServiceUnavailable, doc
 	}
+	doc.Reasons = h.withhold(doc.Reasons, texts...)
 	if rep.Status == tasker.HealthDown {
 		return http.StatusServiceUnavailable, doc
 	}

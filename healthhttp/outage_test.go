@@ -3,6 +3,7 @@ package healthhttp_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func TestReadyFollowsTheDatabase(t *testing.T) {
 	e.HandleFunc("hold", func(context.Context, *tasker.Step) (any, error) { return "done", nil })
 	runWorkers(t, e)
 	srv := server(t, e, healthhttp.WithRequireWorkers())
+	detailed := server(t, e, healthhttp.WithErrorDetails())
 
 	requireLive := func() {
 		t.Helper()
@@ -83,6 +85,24 @@ func TestReadyFollowsTheDatabase(t *testing.T) {
 	require.NoError(t, err, "an outage is reported, not returned")
 	require.Equal(t, tasker.HealthDown, h.Status)
 	requireLive()
+
+	// The error texts (they name the cluster's address) are withheld unless WithErrorDetails.
+	u, err := url.Parse(cluster.URL)
+	require.NoError(t, err)
+	require.NotEmpty(t, h.Database.Error)
+	t.Logf("the database's error, withheld from the documents: %s", h.Database.Error)
+	for _, text := range []string{ready.Database.Error, rep.Database.Error, rep.Leader.Error, rep.Queue.Error} {
+		require.Equal(t, healthhttp.Withheld, text)
+	}
+	for _, r := range append(append([]string(nil), ready.Reasons...), rep.Reasons...) {
+		require.NotContains(t, r, u.Port(), "a reason quotes no address")
+		require.Contains(t, r, healthhttp.Withheld)
+	}
+	var full reportDoc
+	require.Equal(t, http.StatusServiceUnavailable, get(t, detailed.URL+"/health/detailed", &full))
+	require.NotEmpty(t, full.Database.Error)
+	require.NotEqual(t, healthhttp.Withheld, full.Database.Error, "WithErrorDetails shows the text")
+	require.NotContains(t, full.Reasons[0], healthhttp.Withheld)
 
 	require.NoError(t, cluster.Start())
 	require.Eventually(t, func() bool {

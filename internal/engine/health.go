@@ -6,8 +6,9 @@ import (
 
 // Slots is what an engine's handler slots are doing at one moment, for health.
 type Slots struct {
-	// Running is true while Run runs (from its start until it has drained); Stopping is true once
-	// its context has ended and it takes no new work.
+	// Running is true while Run's workers run: from the moment they have started (the schema
+	// checked, the templates registered in the database, the fetch loops going) until they have
+	// drained; Stopping is true once its context has ended and it takes no new work.
 	Running, Stopping bool
 	// Concurrency is the engine-wide cap (Config.Concurrency); Busy the slots held now, by
 	// handlers running or about to run (a fetch holds slots for the steps it claims).
@@ -31,7 +32,7 @@ func (e *Engine) Slots() Slots {
 	e.mu.RUnlock()
 	s := Slots{Concurrency: e.cfg.Concurrency}
 	var nss []string
-	if w != nil {
+	if w != nil && w.started.Load() {
 		s.Running, s.Stopping = true, w.stopping.Load()
 		s.Busy = len(w.slots)
 		nss = w.namespaces()

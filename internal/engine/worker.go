@@ -90,6 +90,7 @@ type workers struct {
 
 	leading   atomic.Bool  // this engine holds the maintenance leadership
 	stopping  atomic.Bool  // RunWorkers' context has ended: no new work is taken on
+	started   atomic.Bool  // the fetch loops run: health reports the workers running (Slots)
 	recording atomic.Int32 // finished outcomes that record is trying again to commit
 	completer *completer   // records outcomes in batches (completer.go); nil: one by one
 	// claimer reads and claims in one statement, when the store owns the queue; nil: the queue
@@ -350,6 +351,7 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 		defer registrar.Done()
 		w.takeRegistrations(ctx)
 	}()
+	w.started.Store(true)
 	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", nss, "concurrency", e.cfg.Concurrency)
 
 	<-ctx.Done()
