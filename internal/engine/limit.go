@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,6 +58,11 @@ type nsLimits struct {
 	// time.
 	fine bool
 	lim  store.Limiter
+	// gate lets one claim of this engine at a time wait for the namespace's lock in the store, so
+	// that waiting claims never hold more than one of the pool's connections: on PostgreSQL a
+	// wait holds one, and a pool full of waiters left the lock's holder none for what it does
+	// next.
+	gate chan struct{}
 }
 
 // limitsByNamespace groups the limits that limit anything by namespace; none when the store
@@ -73,6 +79,9 @@ func limitsByNamespace(limits []Limit, st store.Store) map[string]nsLimits {
 		}
 		n := out[l.Namespace]
 		n.rules, n.lim = append(n.rules, l), lim
+		if n.gate == nil {
+			n.gate = make(chan struct{}, 1)
+		}
 		n.fine = n.fine || l.Template != "" || l.ContextKey != ""
 		out[l.Namespace] = n
 	}
@@ -115,10 +124,21 @@ func (l nsLimits) lock(ctx context.Context, ns string, n int, name string, task 
 	if len(rules) == 0 {
 		return unlimited, n, nil
 	}
+	select {
+	case l.gate <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
 	h, err := l.lim.LockLimit(ctx, p)
 	if err != nil {
+		<-l.gate
 		return nil, 0, err
 	}
+	unlock := h.Unlock
+	h.Unlock = sync.OnceFunc(func() {
+		unlock()
+		<-l.gate
+	})
 	for i, r := range rules {
 		c := h.Counts[i]
 		if r.Concurrency > 0 {
@@ -175,6 +195,10 @@ func (e *Engine) limitStep(ctx context.Context, ns, name string, task uuid.UUID)
 	if name == "" && l.byTemplate() {
 		// A message that does not name its template (an older sender's): the task does.
 		t, err := e.store.GetTask(ctx, task)
+		if errors.Is(err, store.ErrNotFound) {
+			// No such task, so no such step: the claim finds nothing and drops the message.
+			return unlimited, true, nil
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("read the task of a step under a global limit per template: %w", err)
 		}
@@ -197,14 +221,16 @@ func (e *Engine) limitStep(ctx context.Context, ns, name string, task uuid.UUID)
 // Within context, and its Unlock follows it.
 func (w *workers) limitOne(ns string, m queue.Message, name string, task uuid.UUID) (*store.LimitHold, bool) {
 	h, ok, err := w.e.limitStep(w.dbctx, ns, name, task)
+	backoff := limitBackoff
 	if err != nil {
 		w.e.log.Error(err, "claim a step under a global limit", "namespace", ns, "task", task)
+		backoff = time.Second // as limitGate does: a failing store is not asked again at once
 	}
 	if !ok {
-		if err := w.e.queue.RetryLater(w.dbctx, ns, m.ID, limitBackoff); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := w.e.queue.RetryLater(w.dbctx, ns, m.ID, backoff); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			w.e.log.Error(err, "put back a message held by the global limit", "namespace", ns)
 		}
-		w.wakeAfter(ns, limitBackoff)
+		w.wakeAfter(ns, backoff)
 	}
 	return h, ok
 }

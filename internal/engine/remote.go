@@ -75,12 +75,13 @@ func (e *Engine) remoteClaimOnce(ctx context.Context, p RemoteClaimParams) (*sto
 	}
 	ctx = context.WithoutCancel(ctx)
 	var claimed *store.ClaimedStep
+	var failed error // a claim that failed: the messages after it are put back at once
 	for _, m := range ms {
 		var msg stepMessage
 		if json.Unmarshal(m.Payload, &msg) != nil || msg.StepID == uuid.Nil {
 			continue
 		}
-		if claimed != nil || msg.Handler == "" || !slices.Contains(p.Callables, msg.Handler) {
+		if claimed != nil || failed != nil || msg.Handler == "" || !slices.Contains(p.Callables, msg.Handler) {
 			_ = e.queue.RetryLater(ctx, p.Namespace, m.ID, 0)
 			continue
 		}
@@ -98,9 +99,7 @@ func (e *Engine) remoteClaimOnce(ctx context.Context, p RemoteClaimParams) (*sto
 		hold, ok, err := e.limitStep(ctx, p.Namespace, msg.TaskName, msg.TaskID) // limit.go
 		if !ok {
 			_ = e.queue.RetryLater(ctx, p.Namespace, m.ID, limitBackoff) // over a global limit: no attempt spent
-			if err != nil {
-				return nil, err
-			}
+			failed = err
 			continue
 		}
 		c, err := e.store.ClaimStep(hold.Within(ctx), store.ClaimStepParams{StepID: msg.StepID, WorkerID: p.WorkerID, Lease: p.Lease,
@@ -112,10 +111,14 @@ func (e *Engine) remoteClaimOnce(ctx context.Context, p RemoteClaimParams) (*sto
 				continue
 			}
 			_ = e.queue.RetryLater(ctx, p.Namespace, m.ID, 0)
-			return nil, err
+			failed = err
+			continue
 		}
 		_ = e.queue.Ack(ctx, p.Namespace, m.ID)
 		claimed = c
+	}
+	if claimed == nil && failed != nil {
+		return nil, failed
 	}
 	return claimed, nil
 }

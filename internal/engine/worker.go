@@ -492,19 +492,23 @@ func (w *workers) release(ns string, n int) {
 
 // claimFromQueue reads and claims up to n steps of ns in one statement, holding n slots: it acks
 // the stale messages in one call, starts an executor per claimed step and per retry timer, and
-// gives back the slots it does not use. The claim runs with within's context (a global limit's
-// lock, limitGate). It returns how many messages it read.
-func (w *workers) claimFromQueue(ctx context.Context, ns string, n int, within func(context.Context) context.Context) (int, error) {
+// gives back the slots it does not use. The claim runs with lock's context (a global limit's
+// lock, limitGate), and lock is let go as soon as the claim has returned: what follows (the ack
+// of stale messages, the peek) takes other connections of the pool, which claims waiting for
+// the same lock may hold. It returns how many messages it read.
+func (w *workers) claimFromQueue(ctx context.Context, ns string, n int, lock *store.LimitHold) (int, error) {
 	e := w.e
 	// The claim writes (attempts, leases): it runs on dbctx, so that a shutdown arriving while it
 	// runs cannot leave claimed steps with no executor until their leases run out.
 	if ctx.Err() != nil {
+		lock.Unlock()
 		return 0, ctx.Err()
 	}
 	cl := claimTimes{start: time.Now()}
-	res, err := w.claimer.ClaimFromQueue(within(w.dbctx), store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
+	res, err := w.claimer.ClaimFromQueue(lock.Within(w.dbctx), store.ClaimFromQueueParams{Namespace: ns, WorkerID: e.cfg.WorkerID, Limit: n,
 		Lease: e.cfg.Lease, Callables: e.callables()})
 	cl.end = time.Now()
+	lock.Unlock()
 	if err != nil {
 		return 0, err
 	}
@@ -595,8 +599,7 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 					break
 				}
 				n = allowed
-				read, err := w.claimFromQueue(ctx, ns, n, lock.Within)
-				lock.Unlock()
+				read, err := w.claimFromQueue(ctx, ns, n, lock) // lets the lock go
 				if err != nil {
 					w.release(ns, n)
 					if ctx.Err() != nil {

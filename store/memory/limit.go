@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -97,11 +96,7 @@ func contextText(ctx json.RawMessage, key string) (string, bool) {
 	if json.Unmarshal(v, &str) == nil {
 		return str, true
 	}
-	var buf bytes.Buffer
-	if json.Compact(&buf, v) != nil {
-		return string(v), true
-	}
-	return buf.String(), true
+	return string(v), true // stored as jsonb gives it back (jsonb.go): the text ->> gives
 }
 
 // InProgress implements store.Limiter.

@@ -33,6 +33,7 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 	}
 	lockKey := "tasker.limit:" + s.schema + ":" + p.Key
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`) // each count's snapshot follows the lock's wait
 	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
 	for i, sc := range p.Scopes {
 		c := &counts[i]
@@ -43,6 +44,7 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 				QueryRow(func(row pgx.Row) error { return row.Scan(&c.Started) })
 		}
 	}
+	b.Queue(`COMMIT`)
 	unlock := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 		defer cancel()
