@@ -48,8 +48,11 @@ func (s *Store) LockLimit(ctx context.Context, p store.LockLimitParams) (*store.
 	unlock := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey); err != nil {
-			// The session may still hold the lock: close it rather than hand it back to the pool.
+		var held bool
+		if err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey).Scan(&held); err != nil || !held {
+			// The session may still hold the lock (or, behind a transaction-mode pooler, which
+			// session limits need not to be, another server session does): close it rather than
+			// hand it back to the pool.
 			_ = conn.Conn().Close(ctx)
 		}
 		conn.Release()
