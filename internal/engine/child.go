@@ -67,12 +67,28 @@ func parentOf(tags []string) (uuid.UUID, string, bool) {
 	return uuid.Nil, "", false
 }
 
-// parentWakes runs the wake-ups of parents in the background, each in a goroutine tracked here,
-// so that Run's shutdown ends them (drain) rather than leaking them.
+// maxParentWakes is how many wake-ups of parents an engine runs at once; the others wait their
+// turn in its queue, so that a burst of endings (a bulk cancellation heard from the store) takes
+// a handful of goroutines and pool connections, not one of each per task.
+const maxParentWakes = 8
+
+// parentWakes runs the wake-ups of parents in the background, at most maxParentWakes at a time,
+// each tracked by its generation, so that Run's shutdown ends them (drain) rather than leaking
+// them.
 type parentWakes struct {
 	mu      sync.Mutex
 	gen     *wakeGen
-	running map[uuid.UUID]struct{} // the children whose parent's wake-up is in flight
+	running map[uuid.UUID]struct{} // the children whose parent's wake-up is queued or in flight
+	queue   []wakeJob
+	workers int // goroutines taking jobs from queue
+}
+
+// wakeJob is one queued wake-up.
+type wakeJob struct {
+	base  context.Context
+	child uuid.UUID
+	gen   *wakeGen
+	f     func(ctx context.Context, stop <-chan struct{})
 }
 
 // wakeGen is the set of wake-ups started since the last drain.
@@ -85,13 +101,13 @@ type wakeGen struct {
 	cancel context.CancelFunc
 }
 
-// start runs f in a goroutine of the current generation, unless a wake-up of child's parent is
-// in flight already; f gets a context that ends with the generation and a channel closed when
-// it should stop waiting.
+// start queues f in the current generation, unless a wake-up of child's parent is queued or in
+// flight already; f gets a context that ends with the generation and a channel closed when it
+// should stop waiting.
 func (p *parentWakes) start(base context.Context, child uuid.UUID, f func(ctx context.Context, stop <-chan struct{})) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if _, ok := p.running[child]; ok {
-		p.mu.Unlock()
 		return false
 	}
 	if p.running == nil {
@@ -105,22 +121,45 @@ func (p *parentWakes) start(base context.Context, child uuid.UUID, f func(ctx co
 		p.gen = g
 	}
 	g.wg.Add(1)
-	p.mu.Unlock()
-	// The caller's values (a trace) are kept, not its cancellation: the caller returns at once.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(base))
-	unlink := context.AfterFunc(g.ctx, cancel)
-	go func() {
-		defer g.wg.Done()
-		defer func() {
-			unlink()
-			cancel()
-			p.mu.Lock()
-			delete(p.running, child)
-			p.mu.Unlock()
-		}()
-		f(ctx, g.stop)
-	}()
+	p.queue = append(p.queue, wakeJob{base: base, child: child, gen: g, f: f})
+	if p.workers < maxParentWakes {
+		p.workers++
+		go p.work()
+	}
 	return true
+}
+
+// work runs queued wake-ups until the queue is empty.
+func (p *parentWakes) work() {
+	for {
+		p.mu.Lock()
+		if len(p.queue) == 0 {
+			p.workers--
+			p.mu.Unlock()
+			return
+		}
+		j := p.queue[0]
+		p.queue[0] = wakeJob{}
+		p.queue = p.queue[1:]
+		p.mu.Unlock()
+		p.run(j)
+	}
+}
+
+// run runs one wake-up. The caller's values (a trace) are kept, not its cancellation: the caller
+// returned long ago.
+func (p *parentWakes) run(j wakeJob) {
+	defer j.gen.wg.Done()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(j.base))
+	unlink := context.AfterFunc(j.gen.ctx, cancel)
+	defer func() {
+		unlink()
+		cancel()
+		p.mu.Lock()
+		delete(p.running, j.child)
+		p.mu.Unlock()
+	}()
+	j.f(ctx, j.gen.stop)
 }
 
 // drain stops the wake-ups in flight: their waits for a parent to park end at once, and their
