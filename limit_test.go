@@ -110,9 +110,13 @@ func TestGlobalConcurrencyLimit(t *testing.T) {
 			require.Zero(t, overs.Load(), "samples over the limit")
 			require.LessOrEqual(t, peak.Load(), int32(limit), "handlers running at once")
 			require.Equal(t, int32(limit), peak.Load(), "the work filled the 3 slots")
-			if be != backendRabbitMQ { // a message put back on RabbitMQ goes through a delay queue: slow
+			switch be {
+			case backendMemory:
 				require.Less(t, took, 2*ideal, "the 3 slots stayed busy (at least half the time)")
-			}
+			case backendPostgres:
+				// Alone, 64–73 % busy; under the whole suite's load it has dipped to 42 %.
+				require.Less(t, took, 3*ideal, "the 3 slots stayed busy (at least a third of the time)")
+			} // a message put back on RabbitMQ goes through a delay queue: slow
 		})
 	}
 }
