@@ -33,18 +33,9 @@ steps:
 // sharing the pool, here raw LockLimit calls), the ack never got a connection and the lock was
 // never let go. The claim now lets the lock go as soon as its statement returns.
 func TestBatchedLimitPoolDeadlock(t *testing.T) {
-	db := testdb.New(t, testdb.WithMaxConns(4))
-	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
-	eng, err := tasker.NewEngine(tasker.Config{Store: st, Logger: testLogger(), Lease: 3 * time.Second,
-		ShutdownTimeout: 2 * time.Second, GlobalConcurrency: map[string]int{"lim": 5}})
-	require.NoError(t, err)
-	b := &bundle{backend: backendPostgres, db: db, store: st, st: st, engine: eng}
-	b.register(t, poolLimitYAML)
-	eng.HandleFunc("pool_h", func(ctx context.Context, s *tasker.Step) (any, error) { return 1, nil })
+	b := smallPoolLimited(t)
+	db := b.db
 	ctx := context.Background()
-	// A stale message: its task is cancelled before any worker runs.
-	stale := b.create(t, "lim", "one", nil)
-	require.NoError(t, eng.CancelTask(ctx, stale.ID, "stale"))
 
 	// Hold the namespace's limit lock from outside the pool, so that the fetch loop queues for it.
 	x, err := pgx.Connect(ctx, db.URL)
@@ -68,7 +59,7 @@ func TestBatchedLimitPoolDeadlock(t *testing.T) {
 	got := make(chan error, 8)
 	for n := 1; db.Pool.Stat().AcquiredConns() < db.Pool.Config().MaxConns; n++ {
 		go func() {
-			h, err := st.LockLimit(wctx, store.LockLimitParams{Key: "namespace:lim", Namespace: "lim", Scopes: []store.LimitScope{{}}})
+			h, err := b.store.LockLimit(wctx, store.LockLimitParams{Key: "namespace:lim", Namespace: "lim", Scopes: []store.LimitScope{{}}})
 			if err == nil {
 				h.Unlock()
 			}
@@ -134,18 +125,10 @@ steps:
 // a time wait in the store, so the others wait without a connection, and once the lock comes
 // free the claims go through.
 func TestBatchedLimitPoolDeadlockRemote(t *testing.T) {
-	db := testdb.New(t, testdb.WithMaxConns(4))
-	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
-	eng, err := tasker.NewEngine(tasker.Config{Store: st, Logger: testLogger(), Lease: 3 * time.Second,
-		ShutdownTimeout: 2 * time.Second, GlobalConcurrency: map[string]int{"lim": 5}})
-	require.NoError(t, err)
-	b := &bundle{backend: backendPostgres, db: db, store: st, st: st, engine: eng}
-	b.register(t, poolLimitYAML)
+	b := smallPoolLimited(t)
+	db, eng := b.db, b.engine
 	b.register(t, poolRemoteYAML)
-	eng.HandleFunc("pool_h", func(ctx context.Context, s *tasker.Step) (any, error) { return 1, nil })
 	ctx := context.Background()
-	stale := b.create(t, "lim", "one", nil)
-	require.NoError(t, eng.CancelTask(ctx, stale.ID, "stale"))
 	for i := 0; i < 60; i++ {
 		b.create(t, "lim", "rem", map[string]int{"i": i})
 	}
@@ -185,4 +168,21 @@ func TestBatchedLimitPoolDeadlockRemote(t *testing.T) {
 			db.Pool.Stat().AcquiredConns(), db.Pool.Config().MaxConns, waiting())
 	}
 	cancelRemote()
+}
+
+// smallPoolLimited is an engine on a pool of 4 connections with a namespace-wide limit of 5 on
+// namespace lim, whose queue holds a stale message (its task cancelled before any worker ran).
+func smallPoolLimited(t *testing.T) *bundle {
+	t.Helper()
+	db := testdb.New(t, testdb.WithMaxConns(4))
+	st := postgres.New(db.Pool, postgres.WithSchema(db.Schema))
+	eng, err := tasker.NewEngine(tasker.Config{Store: st, Logger: testLogger(), Lease: 3 * time.Second,
+		ShutdownTimeout: 2 * time.Second, GlobalConcurrency: map[string]int{"lim": 5}})
+	require.NoError(t, err)
+	b := &bundle{backend: backendPostgres, db: db, store: st, st: st, engine: eng}
+	b.register(t, poolLimitYAML)
+	eng.HandleFunc("pool_h", func(ctx context.Context, s *tasker.Step) (any, error) { return 1, nil })
+	stale := b.create(t, "lim", "one", nil)
+	require.NoError(t, eng.CancelTask(context.Background(), stale.ID, "stale"))
+	return b
 }

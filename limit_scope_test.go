@@ -3,7 +3,6 @@ package tasker_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -220,31 +219,7 @@ func TestContextKeyRateLimit(t *testing.T) {
 				b.stop()
 			}
 			for _, c := range []string{"x", "y"} {
-				var got []time.Time
-				for _, id := range ids[c] {
-					task, err := first.engine.GetTask(ctx, id)
-					require.NoError(t, err)
-					if s := task.Steps[0]; s.StartedAt != nil {
-						got = append(got, *s.StartedAt)
-					}
-				}
-				require.NotEmpty(t, got, "customer %s started", c)
-				slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
-				steady := 0
-				for _, s := range got {
-					if d := s.Sub(got[0]); d >= time.Second && d < 4*time.Second {
-						steady++
-					}
-				}
-				measured := float64(steady) / 3
-				worst := 0
-				for i := range got {
-					j := i
-					for j < len(got) && got[j].Sub(got[i]) < time.Second {
-						j++
-					}
-					worst = max(worst, j-i)
-				}
+				measured, worst := startRate(recordedStarts(t, first.engine, ids[c]))
 				t.Logf("%s, customer %s: %.1f starts/s over 3 s of steady state (limit %d/s per customer); at most %d in a second", be, c, measured, rate, worst)
 				require.InDelta(t, rate, measured, rate*0.1, "customer %s: the measured rate lands within 10 %% of the limit", c)
 				require.LessOrEqual(t, worst, rate, "customer %s: no second holds more starts than the limit", c)

@@ -175,34 +175,46 @@ func TestGlobalRateLimit(t *testing.T) {
 			for _, b := range engines {
 				b.stop()
 			}
-			var got []time.Time
-			for _, id := range ids {
-				task, err := first.engine.GetTask(ctx, id)
-				require.NoError(t, err)
-				if s := task.Steps[0]; s.StartedAt != nil {
-					got = append(got, *s.StartedAt)
-				}
-			}
-			slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
-			t0 := got[0]
-			steady := 0
-			for _, s := range got {
-				if d := s.Sub(t0); d >= time.Second && d < 4*time.Second {
-					steady++
-				}
-			}
-			measured := float64(steady) / 3
-			worst := 0
-			for i := range got {
-				j := i
-				for j < len(got) && got[j].Sub(got[i]) < time.Second {
-					j++
-				}
-				worst = max(worst, j-i)
-			}
+			measured, worst := startRate(recordedStarts(t, first.engine, ids))
 			t.Logf("%s: %.1f starts/s over 3 s of steady state (limit %d/s); at most %d starts in a second", be, measured, rate, worst)
 			require.InDelta(t, rate, measured, rate*0.1, "the measured rate lands within 10 %% of the limit")
 			require.LessOrEqual(t, worst, rate, "no window of a second holds more starts than the limit")
 		})
 	}
+}
+
+// recordedStarts are the start times the store recorded for the first steps of tasks ids, in
+// order.
+func recordedStarts(t *testing.T, e *tasker.Engine, ids []uuid.UUID) []time.Time {
+	t.Helper()
+	var got []time.Time
+	for _, id := range ids {
+		task, err := e.GetTask(context.Background(), id)
+		require.NoError(t, err)
+		if s := task.Steps[0]; s.StartedAt != nil {
+			got = append(got, *s.StartedAt)
+		}
+	}
+	require.NotEmpty(t, got, "steps started")
+	slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
+	return got
+}
+
+// startRate is the rate of the sorted starts over the 3 s of steady state that follow their
+// first second, and the most starts any window of a second holds.
+func startRate(starts []time.Time) (perSecond float64, worst int) {
+	steady := 0
+	for _, s := range starts {
+		if d := s.Sub(starts[0]); d >= time.Second && d < 4*time.Second {
+			steady++
+		}
+	}
+	for i := range starts {
+		j := i
+		for j < len(starts) && starts[j].Sub(starts[i]) < time.Second {
+			j++
+		}
+		worst = max(worst, j-i)
+	}
+	return float64(steady) / 3, worst
 }
