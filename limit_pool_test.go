@@ -38,17 +38,7 @@ func TestBatchedLimitPoolDeadlock(t *testing.T) {
 	ctx := context.Background()
 
 	// Hold the namespace's limit lock from outside the pool, so that the fetch loop queues for it.
-	x, err := pgx.Connect(ctx, db.URL)
-	require.NoError(t, err)
-	defer x.Close(ctx)
-	key := "tasker.limit:" + db.Schema + ":namespace:lim"
-	_, err = x.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key)
-	require.NoError(t, err)
-	waiting := func() int {
-		var n int
-		require.NoError(t, x.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n))
-		return n
-	}
+	waiting, unlock := holdLimitLock(t, db.URL, db.Schema)
 	b.start(t)
 	require.Eventually(t, func() bool { return waiting() == 1 }, 10*time.Second, 10*time.Millisecond, "the fetch loop waits for the lock")
 
@@ -67,8 +57,7 @@ func TestBatchedLimitPoolDeadlock(t *testing.T) {
 		}()
 		require.Eventually(t, func() bool { return waiting() == 1+n }, 10*time.Second, 10*time.Millisecond)
 	}
-	_, err = x.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
-	require.NoError(t, err)
+	unlock()
 	select {
 	case err := <-got:
 		require.NoError(t, err)
@@ -132,17 +121,7 @@ func TestBatchedLimitPoolDeadlockRemote(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		b.create(t, "lim", "rem", map[string]int{"i": i})
 	}
-	x, err := pgx.Connect(ctx, db.URL)
-	require.NoError(t, err)
-	defer x.Close(ctx)
-	key := "tasker.limit:" + db.Schema + ":namespace:lim"
-	_, err = x.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key)
-	require.NoError(t, err)
-	waiting := func() int {
-		var n int
-		require.NoError(t, x.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n))
-		return n
-	}
+	waiting, unlock := holdLimitLock(t, db.URL, db.Schema)
 	b.start(t)
 	require.Eventually(t, func() bool { return waiting() == 1 }, 10*time.Second, 10*time.Millisecond, "the fetch loop waits for the lock")
 	rctx, cancelRemote := context.WithCancel(ctx)
@@ -158,8 +137,7 @@ func TestBatchedLimitPoolDeadlockRemote(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	require.Equal(t, 1, waiting(), "one of the engine's claims waits for the lock in the store; the others wait for it in the engine")
 	require.Less(t, db.Pool.Stat().AcquiredConns(), db.Pool.Config().MaxConns, "the waiters leave the pool room")
-	_, err = x.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
-	require.NoError(t, err)
+	unlock()
 	select {
 	case err := <-claimed:
 		require.NoError(t, err)
@@ -185,4 +163,27 @@ func smallPoolLimited(t *testing.T) *bundle {
 	stale := b.create(t, "lim", "one", nil)
 	require.NoError(t, eng.CancelTask(context.Background(), stale.ID, "stale"))
 	return b
+}
+
+// holdLimitLock takes namespace lim's limit lock on a connection outside the pool, and returns
+// how many advisory locks are waited for, and the unlock.
+func holdLimitLock(t *testing.T, url, schema string) (waiting func() int, unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	x, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = x.Close(ctx) })
+	key := "tasker.limit:" + schema + ":namespace:lim"
+	_, err = x.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key)
+	require.NoError(t, err)
+	waiting = func() int {
+		var n int
+		require.NoError(t, x.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n))
+		return n
+	}
+	unlock = func() {
+		_, err := x.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
+		require.NoError(t, err)
+	}
+	return waiting, unlock
 }
