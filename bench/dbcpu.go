@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,4 +73,25 @@ func (r *taskerRig) tableStats(ctx context.Context, label string) {
 		}
 		return rows.Err()
 	})
+}
+
+// selfCPU is the CPU time (user and system) the bench process has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// logCPU logs the server's and the bench process's CPU time since cpu0 and self0, in all and per
+// unit (n of them).
+func (b *bench) logCPU(ctx context.Context, label string, cpu0, self0 time.Duration, n int, unit string) {
+	cpu, self := b.dbCPU(ctx)-cpu0, selfCPU()-self0
+	if cpu <= 0 || n == 0 {
+		return
+	}
+	b.logf("  %s: server CPU %s, %.0f µs per %s; bench process CPU %s, %.0f µs per %s", label,
+		cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n), unit,
+		self.Round(time.Millisecond), float64(self.Microseconds())/float64(n), unit)
 }

@@ -204,6 +204,7 @@ func (b *bench) taskerDAG(ctx context.Context, be backend) error {
 		}
 	}
 	c0 := r.stmts.snapshot()
+	cpu0, self0 := b.dbCPU(ctx), selfCPU()
 	ds, elapsed, err := inFlight(ctx, sz.DAGTasks, sz.DAGInFlight, func(ctx context.Context, i int) error {
 		_, err := r.run(ctx, "diamond4", i)
 		return err
@@ -211,6 +212,8 @@ func (b *bench) taskerDAG(ctx context.Context, be backend) error {
 	if err != nil {
 		return err
 	}
+	b.logCPU(ctx, r.label(), cpu0, self0, sz.DAGTasks, "task")
+	r.tableStats(ctx, "dag")
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
 	res := r.result("dag throughput").withLatencies(ds)

@@ -47,6 +47,7 @@ type Option func(*config)
 type config struct {
 	migrate  bool
 	maxConns int32
+	tracer   pgx.QueryTracer
 }
 
 // WithoutMigrations leaves the schema name unused: nothing is created, for tests of migrations.
@@ -54,6 +55,10 @@ func WithoutMigrations() Option { return func(c *config) { c.migrate = false } }
 
 // WithMaxConns sets the pool's size (default 8).
 func WithMaxConns(n int32) Option { return func(c *config) { c.maxConns = n } }
+
+// WithTracer sets the tracer of the pool's connections (see pgx.ConnConfig.Tracer), for tests that
+// watch the statements sent.
+func WithTracer(tr pgx.QueryTracer) Option { return func(c *config) { c.tracer = tr } }
 
 var (
 	urlOnce sync.Once
@@ -87,6 +92,9 @@ func New(t testing.TB, opts ...Option) *DB {
 		t.Fatalf("testdb: parse %s: %v", EnvURL, err)
 	}
 	cfg.MaxConns = c.maxConns
+	if c.tracer != nil {
+		cfg.ConnConfig.Tracer = c.tracer
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("testdb: connect: %v", err)

@@ -26,7 +26,7 @@ const claimSQL = `
 			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $2,
 			       lease_expires_at = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now(),
 			       transition_seq = transition_seq + 1
-			 WHERE step_id = $1 AND state = 'enqueued'
+			 WHERE step_id = $1 AND (state = 'enqueued') IS TRUE -- stateFilter (claims.go)
 			RETURNING ` + stepColumns + `, transition_seq
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
@@ -44,7 +44,7 @@ const claimTaskSQL = `SELECT ` + taskColumns + ` FROM {s}.tasks WHERE task_id = 
 // claimNamedResultsSQL loads the results of the steps named $2 in the task of step $1.
 const claimNamedResultsSQL = `SELECT name, result FROM {s}.steps
 			WHERE task_id = (SELECT task_id FROM {s}.steps WHERE step_id = $1) AND name = ANY($2)
-			  AND state IN ('complete', 'resolved_manually') AND result IS NOT NULL`
+			  AND (state IN ('complete', 'resolved_manually')) IS TRUE AND result IS NOT NULL`
 
 // claimAncestorResultsSQL loads the results of every ancestor of step $1, along the task's edges.
 const claimAncestorResultsSQL = `
@@ -53,8 +53,9 @@ const claimAncestorResultsSQL = `
 				UNION
 				SELECT e.from_step_id FROM {s}.edges e JOIN anc a ON e.to_step_id = a.step_id
 			)
-			SELECT st.name, st.result FROM {s}.steps st JOIN anc USING (step_id)
-			 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL`
+			SELECT st.name, st.result
+			  FROM anc CROSS JOIN LATERAL (SELECT name, result, state FROM {s}.steps WHERE step_id = anc.step_id OFFSET 0) st -- byKey (claims.go)
+			 WHERE (st.state IN ('complete', 'resolved_manually')) IS TRUE AND st.result IS NOT NULL`
 
 // scanResults reads name/result rows into a map.
 func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
@@ -76,6 +77,7 @@ func scanResults(rows pgx.Rows) (map[string]json.RawMessage, error) {
 // enqueued (a duplicate delivery, a cancelled task): the message should be dropped.
 func (s *Store) ClaimStep(ctx context.Context, p store.ClaimStepParams) (*store.ClaimedStep, error) {
 	b := &pgx.Batch{}
+	b.Queue(keyedPlans) // for the batch's implicit transaction
 	c := s.queueClaim(b, p.StepID, p.WorkerID, p.Lease, nil, p.Ancestors)
 	var br pgx.BatchResults
 	if conn := limitConn(ctx); conn != nil {
@@ -190,7 +192,7 @@ func (s *Store) promoteRetry(ctx context.Context, tx pgx.Tx, p store.PromoteRetr
 		 WHERE step_id = $1`), p.StepID, string(plan.Step.To)); err != nil {
 		return err
 	}
-	if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
+	if err := s.writeStepTransitions(ctx, tx, taskID, []stepMove{{p.StepID, plan.Step.From}}, plan.Step.Event, plan.Step.To, plan.Meta); err != nil {
 		return err
 	}
 	return s.settle(ctx, tx, taskID, plan.Delta, plan.Path, nil)
@@ -205,7 +207,7 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (statema
 	err := s.pool.QueryRow(ctx, s.q(`
 		WITH ext AS (
 			UPDATE {s}.steps SET lease_expires_at = now() + $3 * interval '1 millisecond'
-			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND ($4 = 0 OR attempts = $4)
+			 WHERE step_id = $1 AND (state = 'in_progress') IS TRUE AND lease_owner = $2 AND ($4 = 0 OR attempts = $4)
 			RETURNING state
 		)
 		SELECT state, true FROM ext
@@ -235,7 +237,7 @@ func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepP
 		UPDATE {s}.steps st SET state = 'enqueued', attempts = st.attempts - 1, lease_owner = NULL,
 		       lease_expires_at = NULL, updated_at = now()
 		  FROM {s}.tasks t
-		 WHERE st.step_id = $1 AND st.state = 'in_progress' AND st.lease_owner = $2 AND st.attempts = $3
+		 WHERE st.step_id = $1 AND (st.state = 'in_progress') IS TRUE AND st.lease_owner = $2 AND st.attempts = $3
 		   AND t.task_id = st.task_id
 		RETURNING st.task_id, t.name, t.version, st.template_step, st.handler`),
 		p.StepID, p.WorkerID, p.Attempt).Scan(&ref.TaskID, &ref.TaskName, &ref.Version, &ref.Name, &ref.Handler)
@@ -245,7 +247,7 @@ func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepP
 	if err != nil {
 		return err
 	}
-	if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, statemachine.StepInProgress}},
+	if err := s.writeStepTransitions(ctx, tx, ref.TaskID, []stepMove{{p.StepID, statemachine.StepInProgress}},
 		statemachine.StepEventRelease, statemachine.StepEnqueued,
 		map[string]any{"worker_id": p.WorkerID, "attempt": p.Attempt, "reason": p.Reason}); err != nil {
 		return err

@@ -20,6 +20,14 @@ import (
 
 var _ store.QueueClaimer = (*Store)(nil)
 
+// The hot statements test a step's state as a filter written `(state = …) IS TRUE` (stateFilter),
+// never as a bare comparison: the planner can match a bare one to the partial indexes on state
+// (steps_waiting_idx, steps_lease_idx) or to steps_task_idx's second column, and a generic plan
+// made before ANALYZE prices those scans of every step in that state below the lookup by the
+// step's key (TestHotPathPlansAreKeyed). A step looked up per row of a recursive CTE is read in a
+// LATERAL subquery kept apart by OFFSET 0 (byKey): the planner guesses a recursive CTE's rows at
+// thousands, and would rather scan the whole table once than probe it that many times.
+
 // claimSetSQL claims, for worker $1 under a lease of $2 ms, the enqueued steps of {source}: rows
 // (ord, msg_id, read_ct, enqueued_at, step_id, retry, walk) with, in nm, (ord, name) rows naming
 // the ancestors whose results a row's handler sees when it does not walk the edges. A step named
@@ -36,7 +44,7 @@ const claimSetSQL = `
 			       lease_expires_at = now() + $2 * interval '1 millisecond', started_at = now(), updated_at = now(),
 			       transition_seq = transition_seq + 1
 			  FROM pick
-			 WHERE step_id = pick.fid AND state = 'enqueued'
+			 WHERE step_id = pick.fid AND (state = 'enqueued') IS TRUE -- by key (stateFilter)
 			RETURNING pick.ford AS c_ord, transition_seq AS c_seq, ` + stepColumns + `
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
@@ -55,8 +63,8 @@ const claimSetSQL = `
 			        UNION
 			        SELECT c.step_id, st.step_id FROM c JOIN nm ON nm.ord = c.c_ord
 			          JOIN {s}.steps st ON st.task_id = c.task_id AND st.name = nm.name) a
-			  JOIN {s}.steps st ON st.step_id = a.anc
-			 WHERE st.state IN ('complete', 'resolved_manually') AND st.result IS NOT NULL
+			 CROSS JOIN LATERAL (SELECT name, result, state FROM {s}.steps WHERE step_id = a.anc OFFSET 0) st -- byKey
+			 WHERE (st.state IN ('complete', 'resolved_manually')) IS TRUE AND st.result IS NOT NULL -- stateFilter
 			 GROUP BY a.step_id
 		)
 		SELECT src.ord, src.msg_id, src.read_ct, src.enqueued_at, src.step_id, src.retry, cur.state, c.step_id IS NOT NULL,

@@ -18,7 +18,7 @@ import (
 // activeColumns are the columns of an ActiveTask, from tasks t joined to its current transition tr.
 const activeColumns = `t.task_id, t.namespace, t.name, t.version, t.state, t.priority, t.created_at, tr.created_at,
 	tr.sort_key, extract(epoch FROM now() - t.created_at)::float8, extract(epoch FROM now() - tr.created_at)::float8,
-	t.state = 'waiting_for_retry' AND EXISTS (SELECT 1 FROM {s}.steps ws WHERE ws.task_id = t.task_id AND ws.state = 'waiting_for_retry'
+	t.state = 'waiting_for_retry' AND EXISTS (SELECT 1 FROM {s}.steps ws WHERE ws.task_id = t.task_id AND (ws.state = 'waiting_for_retry') IS TRUE
 	                                           AND (ws.attempts = 0 OR ws.last_error->>'kind' = 'parked'))`
 
 func scanActive(rows pgx.Rows) ([]store.ActiveTask, error) {
@@ -43,7 +43,7 @@ func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Se
 // database's clock.
 func (s *Store) ActiveTasks(ctx context.Context, p store.ActiveTasksParams) ([]store.ActiveTask, error) {
 	args := []any{p.AfterID, p.Namespace, p.MinAge.Seconds(), limitOr(p.Limit, 100)}
-	rows, err := s.pool.Query(ctx, s.q(`
+	out, err := keyedQuery(ctx, s, scanActive, s.q(`
 		SELECT `+activeColumns+`
 		  FROM {s}.tasks t
 		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.sort_key = t.transition_seq
@@ -54,18 +54,34 @@ func (s *Store) ActiveTasks(ctx context.Context, p store.ActiveTasksParams) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("list active tasks: %w", err)
 	}
-	return scanActive(rows)
+	return out, nil
+}
+
+// keyedQuery runs one query under keyedPlans (in the implicit transaction of a batch: one round
+// trip) and scans its rows with scan: for the maintenance services' walks through the tables,
+// which a plan cached while the tables were small would otherwise make whole-table scans.
+func keyedQuery[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (T, error), sql string, args ...any) (T, error) {
+	var out T
+	b := &pgx.Batch{}
+	b.Queue(keyedPlans)
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		out, err = scan(rows)
+		return err
+	})
+	err := s.pool.SendBatch(ctx, b).Close()
+	return out, err
 }
 
 // ExhaustedTasks lists blocked tasks with a retryable step in error that used all its attempts,
 // and no entry pending or written since the task was blocked.
 func (s *Store) ExhaustedTasks(ctx context.Context, p store.ExhaustedTasksParams) ([]store.ActiveTask, error) {
-	rows, err := s.pool.Query(ctx, s.q(`
+	out, err := keyedQuery(ctx, s, scanActive, s.q(`
 		SELECT `+activeColumns+`
 		  FROM {s}.tasks t
 		  JOIN {s}.task_transitions tr ON tr.task_id = t.task_id AND tr.sort_key = t.transition_seq
 		 WHERE t.state = 'blocked_by_failures'
-		   AND EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = t.task_id AND st.state = 'error'
+		   AND EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = t.task_id AND (st.state = 'error') IS TRUE
 		                  AND st.retryable AND st.attempts >= st.max_attempts)
 		   AND NOT EXISTS (SELECT 1 FROM {s}.dead_letters d WHERE d.task_id = t.task_id
 		                      AND (d.status = 'pending' OR d.created_at >= tr.created_at))
@@ -73,7 +89,7 @@ func (s *Store) ExhaustedTasks(ctx context.Context, p store.ExhaustedTasksParams
 	if err != nil {
 		return nil, fmt.Errorf("list exhausted tasks: %w", err)
 	}
-	return scanActive(rows)
+	return out, nil
 }
 
 func limitOr(n, def int) int {
@@ -171,7 +187,7 @@ func (s *Store) FailTask(ctx context.Context, p store.FailTaskParams) (*store.Fa
 		if err != nil {
 			return err
 		}
-		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
+		if err := s.writeStepTransitions(ctx, tx, p.TaskID, moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
 			return err
 		}
 		if err := s.settle(ctx, tx, p.TaskID, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {

@@ -65,7 +65,7 @@ func (s *Store) cancelTask(ctx context.Context, tx pgx.Tx, p store.CancelTaskPar
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if err := s.writeStepTransitions(ctx, tx, moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
+		if err := s.writeStepTransitions(ctx, tx, p.TaskID, moves, statemachine.StepEventCancel, statemachine.StepCancelled, plan.Meta); err != nil {
 			return err
 		}
 		if err := s.settle(ctx, tx, p.TaskID, plan.Delta(len(moves)), plan.Path, plan.Meta); err != nil {
@@ -135,7 +135,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 		return nil, params.Conflict(fmt.Sprintf("%s step %s", p.Action, p.StepID), err)
 	}
 	for _, h := range plan.Path {
-		if err := s.writeStepTransitions(ctx, tx, []stepMove{{p.StepID, h.From}}, h.Event, h.To, h.Meta); err != nil {
+		if err := s.writeStepTransitions(ctx, tx, taskID, []stepMove{{p.StepID, h.From}}, h.Event, h.To, h.Meta); err != nil {
 			return nil, err
 		}
 	}

@@ -154,7 +154,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 // demoteSQL puts the released steps $1 back in pending: their task cannot run, and an operator's
 // fix re-arms them. The release bumped their transition_seq for an enqueue transition that is now
 // not written, so the bump is taken back.
-const demoteSQL = `UPDATE {s}.steps SET state = 'pending', transition_seq = transition_seq - 1 WHERE step_id = ANY($1) AND state = 'enqueued'`
+const demoteSQL = `UPDATE {s}.steps SET state = 'pending', transition_seq = transition_seq - 1 WHERE step_id = ANY($1) AND (state = 'enqueued') IS TRUE`
 
 // queueOutcomeStep adds to b the statements that lock the task, and move the step with a
 // compare-and-set on the attempt its worker holds and record its transition; scanOutcomeStep
@@ -171,7 +171,7 @@ func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan state
 			       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
 			       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END,
 			       transition_seq = transition_seq + 1
-			 WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $2 AND attempts = $3
+			 WHERE step_id = $1 AND (state = 'in_progress') IS TRUE AND lease_owner = $2 AND attempts = $3 -- stateFilter (claims.go)
 			   AND (NOT $8 OR lease_expires_at < now())
 			RETURNING task_id, transition_seq, template_step, handler, batch_group
 		), tr AS (
@@ -258,7 +258,8 @@ func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, 
 const enqueueTransitionsSQL = `
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
 		SELECT step_id, task_id, 'pending', 'enqueued', 'enqueue', transition_seq, clock_timestamp()
-		  FROM {s}.steps WHERE step_id = ANY($1) AND state = 'enqueued'`
+		  FROM {s}.steps WHERE step_id = ANY($1) AND (state = 'enqueued') IS TRUE -- stateFilter (claims.go)
+		`
 
 // enqueueTransitionsCheckedSQL is enqueueTransitionsSQL for a pipelined batch whose COMMIT is sent
 // with it: it fails on the server (a division by zero) unless it wrote $2 rows, so that the
@@ -442,6 +443,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 
 	a := &pgx.Batch{}
 	a.Queue("BEGIN")
+	a.Queue(keyedPlans)
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	if plan.ReleasesChildren {
 		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
@@ -452,6 +454,10 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		return fail(fmt.Errorf("record outcome of %s: begin: %w", p.StepID, err))
 	}
 	open = true
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
+	}
 	before, st, err := scanOutcomeStep(br, p)
 	if err != nil {
 		br.Close()

@@ -74,9 +74,10 @@ const moveStepsSQL = `
 		SELECT 'released', NULL, r.step_id, r.template_step, r.handler, NULL, r.parents, r.ready, 0 FROM rel r
 		UNION ALL
 		SELECT 'missed', v.ord, v.step_id, NULL, NULL, NULL, NULL::int[],
-		       EXISTS (SELECT 1 FROM {s}.steps cur JOIN {s}.step_transitions t ON t.step_id = cur.step_id AND t.sort_key = cur.transition_seq
-		                WHERE cur.step_id = v.step_id AND t.from_state = v.from_state
-		                  AND t.to_state = v.to_state AND t.event = v.event AND t.metadata = v.meta), 0
+		       -- a scalar subquery, not EXISTS, which the planner may turn into a hash of every step
+		       coalesce((SELECT true FROM {s}.steps cur JOIN {s}.step_transitions t ON t.step_id = cur.step_id AND t.sort_key = cur.transition_seq
+		                  WHERE cur.step_id = v.step_id AND t.from_state = v.from_state
+		                    AND t.to_state = v.to_state AND t.event = v.event AND t.metadata = v.meta LIMIT 1), false), 0
 		  FROM v WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.ord = v.ord)`
 
 // releaseCTE counts the moved steps that release their children off each child's unfinished
@@ -155,9 +156,28 @@ const ackManySQL = `
 		DELETE FROM {s}.queue_messages q USING unnest($1::text[], $2::bigint[]) AS a(queue_name, msg_id)
 		 WHERE q.queue_name = a.queue_name AND q.msg_id = a.msg_id`
 
-// genericPlans makes the transaction's statements use generic plans: the batch statements are
-// large, and planning them again on every call costs about as much as running them (§4.2).
-const genericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
+// keyedPlans keeps the transaction's statements from reading a hot table whole: sequential
+// scans, hash and merge joins and materialized rescans are priced out, so that every scan of a
+// hot table is an index lookup by key, driven by the statement's own (batch-sized) input. Every
+// statement of the hot path has such a plan (TestHotPathPlansAreKeyed checks each one), yet a
+// plan made while the tables are small, or before ANALYZE ever ran (autovacuum off), prefers a
+// sequential scan under a hash join, and keeps it once cached: a claim or an outcome then read
+// every step, edge and task of the schema, and the diamond-4 bench spent 3.6 ms of server CPU per
+// task, more as the history grew. It is safe only because no hot statement needs what it prices
+// out (the test fails on a sequential scan): a plan that must keep one carries the penalty on
+// every alternative, and the planner then picks among them blindly. It suits statements whose
+// inputs are a batch (a nested loop over two large sets would be quadratic): creation and
+// spawning, which join thousands of rows, do without it.
+//
+// It also turns JIT compilation off: the planner's guess at a recursive CTE's rows (thousands)
+// prices the ancestor walk above jit_above_cost, and compiling it took 50 ms of every claim, for a
+// statement that runs in well under one.
+const keyedPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+		set_config('enable_mergejoin', 'off', true), set_config('enable_material', 'off', true), set_config('jit', 'off', true)`
+
+// genericPlans is keyedPlans with generic plans: the batch statements are large, and planning
+// them again on every call costs about as much as running them (§4.2).
+const genericPlans = keyedPlans + `, set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // RecordOutcomes records the outcomes in one transaction, set-based (see the top of outcomes.go):
 // two round trips for any number of outcomes, more for batch workers freeing a slot and for the

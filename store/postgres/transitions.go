@@ -19,13 +19,13 @@ type stepMove struct {
 	from statemachine.StepState
 }
 
-// writeStepTransitions records `to` (reached by event) for every step in moves, each from its own
+// writeStepTransitions records, for steps of task taskID, `to` (reached by event) for every step in moves, each from its own
 // state, and makes it the step's current transition: it bumps the step's transition_seq and
 // writes the transition at that sort key. It serves the paths whose state change did not bump the
 // sequence itself (promotion, release, cancellation, operator fixes: none of them hot); the hot
 // paths bump transition_seq in the statement that changes the state. The table's rules are
 // checked first, so an illegal move is a programming error reported before anything is written.
-func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []stepMove, event statemachine.StepEvent, to statemachine.StepState, meta map[string]any) error {
+func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, moves []stepMove, event statemachine.StepEvent, to statemachine.StepState, meta map[string]any) error {
 	if len(moves) == 0 {
 		return nil
 	}
@@ -50,12 +50,12 @@ func (s *Store) writeStepTransitions(ctx context.Context, tx pgx.Tx, moves []ste
 		), seq AS (
 			UPDATE {s}.steps st SET transition_seq = st.transition_seq + 1
 			  FROM moves m
-			 WHERE st.step_id = m.step_id
+			 WHERE st.task_id = $6 AND st.step_id = m.step_id -- the task: keyed whatever plan is cached
 			RETURNING st.step_id, st.task_id, st.transition_seq, m.from_state
 		)
 		INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 		SELECT step_id, task_id, from_state, $3, $4, $5, transition_seq, clock_timestamp() FROM seq`),
-		ids, froms, string(to), string(event), metaJSON)
+		ids, froms, string(to), string(event), metaJSON, taskID)
 	if err != nil {
 		return fmt.Errorf("record step transitions: %w", err)
 	}
