@@ -121,11 +121,28 @@ steps:
 // bench cost 3.6 ms of server CPU per task.
 func TestHotPathPlansAreKeyed(t *testing.T) {
 	t.Parallel()
+	for _, be := range []string{backendPostgres, backendRabbitMQ} {
+		t.Run(be, func(t *testing.T) {
+			t.Parallel()
+			testHotPathPlans(t, be)
+		})
+	}
+}
+
+func testHotPathPlans(t *testing.T, backend string) {
 	ctx := context.Background()
 	rec := &sqlRecorder{seen: map[recordedSQL]int{}, inTx: map[*pgx.Conn]bool{}, settings: map[*pgx.Conn]string{}}
 	db := testdb.New(t, testdb.WithMaxConns(20), testdb.WithTracer(rec))
-	eng, err := tasker.NewEngine(tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)), Logger: testLogger(),
-		Lease: 3 * time.Second, ShutdownTimeout: 2 * time.Second, RescueInterval: 50 * time.Millisecond})
+	cfg := tasker.Config{Store: postgres.New(db.Pool, postgres.WithSchema(db.Schema)), Logger: testLogger(),
+		Lease: 3 * time.Second, ShutdownTimeout: 2 * time.Second, RescueInterval: 50 * time.Millisecond}
+	if backend == backendRabbitMQ {
+		q := newTestRabbitMQ(t)
+		q.mu.Lock()
+		q.names["plans"] = true // its broker queues go at cleanup
+		q.mu.Unlock()
+		cfg.Queue = q
+	}
+	eng, err := tasker.NewEngine(cfg)
 	require.NoError(t, err)
 	templates := map[string]string{
 		"diamond": "  - {name: a, handler: {callable: work}}\n  - {name: b, handler: {callable: work}, dependencies: [a]}\n" +
