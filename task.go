@@ -206,6 +206,21 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 	}
 	enq := e.core.NewEnqueuer()
 	_, publishes := e.queue.(queue.Publisher)
+	// A worker of this engine with a slot free runs the first step at once: the store claims it in
+	// the creation's transaction (engine.RootClaim). Not in the caller's transaction, whose commit
+	// only the caller sees, nor for a scheduled start.
+	var rc *engine.RootClaim
+	if tx == nil && runAt.IsZero() {
+		var roots []store.StepRef
+		for _, st := range steps {
+			if len(st.Parents) == 0 && !st.Held {
+				roots = append(roots, store.StepRef{TaskID: taskID, StepID: st.StepID, TaskName: r.t.Name, Version: r.t.Version,
+					Name: st.TemplateStep, Handler: st.Handler})
+			}
+		}
+		rc = e.core.ReserveRoot(r.t.Namespace, roots)
+	}
+	defer rc.Start(nil) // gives the slot back unless the claimed step started
 	res, err := e.store.CreateTask(ctx, tx, store.CreateTaskParams{
 		TaskID: taskID, Namespace: r.t.Namespace, Name: r.t.Name, Version: r.t.Version,
 		Context: ctxJSON, IdentityHash: identity, IdempotencyKey: req.IdempotencyKey,
@@ -213,10 +228,13 @@ func (e *Engine) CreateTaskTx(ctx context.Context, tx pgx.Tx, req TaskRequest) (
 		Initiator: req.Initiator, SourceSystem: req.SourceSystem, Reason: req.Reason, TraceParent: traceParent,
 		Steps: steps, Enqueuer: enq, OwnedQueue: e.core.OwnsQueue(), Template: r.compiled.RegistryRow(),
 		AnnounceCommit: tx != nil && publishes, RunAt: runAt, PriorityCredit: e.core.PriorityCredit(req.Priority),
+		ClaimRoot: rc.Params(),
 	})
 	if err != nil {
+		rc.Abandon(taskID)
 		return nil, fmt.Errorf("create task %s: %w", r.t.Key(), err)
 	}
+	rc.Start(res.Claimed)
 	if tx == nil {
 		enq.Flush(ctx)
 	}

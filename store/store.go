@@ -316,6 +316,22 @@ type CreateTaskParams struct {
 	// they are read before the messages of the last PriorityCredit (see the root package's
 	// priority.go). 0: none. A scheduled task's roots get none: they wait for RunAt.
 	PriorityCredit time.Duration
+	// ClaimRoot, when set, asks a store that owns its queue to claim the root step
+	// ClaimRoot.StepID for ClaimRoot.WorkerID in the creation's own transaction, as ClaimNext
+	// claims a released step after an outcome: its message is sent held (hidden for the lease), so
+	// that the engine whose worker had a free slot runs the first step at once, without a trip
+	// through the queue, and a crash before it finishes leaves the step to the lease rescuer and the
+	// message to surface after the lease. The step must be a root whose first state is enqueued
+	// (not a scheduled task's). A store that cannot claim it in the creation ignores ClaimRoot, as
+	// do creations in the caller's transaction; CreateTaskResult.Claimed says what was claimed.
+	ClaimRoot *ClaimRootParams
+}
+
+// ClaimRootParams configures CreateTaskParams.ClaimRoot.
+type ClaimRootParams struct {
+	StepID   uuid.UUID
+	WorkerID string
+	Lease    time.Duration // the claimed step's lease, and how long its held message stays hidden
 }
 
 // EventListener is implemented by stores that announce some changes to every engine once they
@@ -357,6 +373,9 @@ type CreateTaskResult struct {
 	// worker has moved them yet; for a duplicate, the existing task's steps as found.
 	Steps     []Step
 	Duplicate bool
+	// Claimed is the root step claimed for CreateTaskParams.ClaimRoot, with its held message; nil
+	// when none was (a store that does not, a duplicate, a root not enqueued).
+	Claimed *ClaimedMessage
 }
 
 // ClaimStepParams moves an enqueued step to in_progress for one attempt.

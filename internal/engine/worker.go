@@ -90,6 +90,7 @@ type workers struct {
 
 	leading   atomic.Bool  // this engine holds the maintenance leadership
 	stopping  atomic.Bool  // RunWorkers' context has ended: no new work is taken on
+	reserveMu sync.RWMutex // stopping is set under it, so that reserve adds no executor once the drain waits
 	started   atomic.Bool  // the fetch loops run: health reports the workers running (Slots)
 	recording atomic.Int32 // finished outcomes that record is trying again to commit
 	completer *completer   // records outcomes in batches (completer.go); nil: one by one
@@ -355,7 +356,9 @@ func (w *workers) run(ctx context.Context, nss []string) error {
 	e.log.Info("workers started", "worker_id", e.cfg.WorkerID, "namespaces", nss, "concurrency", e.cfg.Concurrency)
 
 	<-ctx.Done()
+	w.reserveMu.Lock()
 	w.stopping.Store(true)
+	w.reserveMu.Unlock()
 	registrar.Wait()
 	// No handler starts once the fetch loops are gone; only then may the drain wait for the
 	// in-flight ones.

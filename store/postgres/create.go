@@ -97,7 +97,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 	}
 	b := &pgx.Batch{}
 	var steps []store.Step
-	sent, err := s.queueTaskWrites(b, p, plan, roots, &steps)
+	sent, _, err := s.queueTaskWrites(b, p, plan, roots, &steps, nil) // no ClaimRoot in the caller's transaction
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,8 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 		return err
 	})
 	var steps []store.Step
-	if _, err := s.queueTaskWrites(b, p, plan, roots, &steps); err != nil {
+	_, claimed, err := s.queueTaskWrites(b, p, plan, roots, &steps, p.ClaimRoot)
+	if err != nil {
 		return nil, err
 	}
 	b.Queue("COMMIT")
@@ -156,7 +157,11 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 		}
 		return nil, fmt.Errorf("insert task %s: %w", p.TaskID, err)
 	}
-	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
+	res := &store.CreateTaskResult{Task: *task, Steps: steps}
+	if claimed != nil && claimed.found {
+		res.Claimed = &store.ClaimedMessage{ClaimedStep: claimed.claimed, MessageID: claimed.messageID}
+	}
+	return res, nil
 }
 
 // rollbackTimeout bounds the ROLLBACK after a pipeline that failed.
@@ -200,7 +205,11 @@ func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []an
 // announcement. sent is false when the roots' messages are still to be sent (EnqueueTx).
 //
 // A scheduled task's roots (p.RunAt) are sent as retry timers, delayed until p.RunAt.
-func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan statemachine.CreatePlan, roots []store.StepRef, out *[]store.Step) (sent bool, err error) {
+//
+// With claimRoot, on the store's own queue, the root it names is sent held and claimed in the
+// batch (store.CreateTaskParams.ClaimRoot): claimed says, once the batch has run, whether it was.
+func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan statemachine.CreatePlan, roots []store.StepRef, out *[]store.Step,
+	claimRoot *store.ClaimRootParams) (sent bool, claimed *claimNext, err error) {
 	delay := params.RootDelay(p, time.Now())
 	s.queueInsertSteps(b, p, plan.States, out)
 	froms, tos, events := []*string{nil}, []string{string(statemachine.TaskPending)}, []string{statemachine.EventCreate}
@@ -217,30 +226,44 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 	case len(roots) == 0:
 		sent = true
 	case p.OwnedQueue:
-		queues, docs, delays := make([]string, len(roots)), make([]string, len(roots)), make([]int64, len(roots))
+		queues, docs, delays := make([]string, 0, len(roots)), make([]string, 0, len(roots)), make([]int64, 0, len(roots))
 		delayMs := ceilMillis(delay)
-		for i, r := range roots {
+		for _, r := range roots {
 			doc, err := json.Marshal(r.Message())
 			if err != nil {
-				return false, fmt.Errorf("enqueue root steps: %w", err)
+				return false, nil, fmt.Errorf("enqueue root steps: %w", err)
 			}
-			queues[i], docs[i], delays[i] = p.Namespace, string(doc), delayMs
+			if claimRoot != nil && claimed == nil && r.StepID == claimRoot.StepID && !r.Retry && p.RunAt.IsZero() {
+				// Held for the lease and claimed below: were the claim to miss, the message
+				// would surface after the lease.
+				claimed = &claimNext{}
+				if err := s.queue.QueueSendHeld(b, p.Namespace, doc, claimRoot.Lease, &claimed.messageID); err != nil {
+					return false, nil, fmt.Errorf("hold the message of %s: %w", r.StepID, err)
+				}
+				continue
+			}
+			queues, docs, delays = append(queues, p.Namespace), append(docs, string(doc)), append(delays, delayMs)
 		}
-		s.queue.queueSendMany(b, queues, docs, delays)
+		if len(queues) > 0 {
+			s.queue.queueSendMany(b, queues, docs, delays)
+		}
+		if claimed != nil {
+			claimed.claim = s.queueClaim(b, claimRoot.StepID, claimRoot.WorkerID, claimRoot.Lease, nil, []string{}) // a root: no results to load
+		}
 		sent = true
 	case p.Enqueuer == nil:
 		sent = true
 	default:
 		if be, ok := p.Enqueuer.(store.BatchEnqueuer); ok {
 			if sent, err = be.EnqueueBatch(b, p.Namespace, roots, delay); err != nil {
-				return false, fmt.Errorf("enqueue root steps: %w", err)
+				return false, nil, fmt.Errorf("enqueue root steps: %w", err)
 			}
 		}
 	}
 	if p.AnnounceCommit {
 		s.queueNotify(b, eventCreated, p.TaskID)
 	}
-	return sent, nil
+	return sent, claimed, nil
 }
 
 // queueInsertSteps queues into b the writes of the steps (every field of store.NewStep, the batch
