@@ -510,11 +510,26 @@ func canonicalNumber(lit string) string {
 
 // GetTask returns a task with all its steps.
 func (e *Engine) GetTask(ctx context.Context, id uuid.UUID) (*Task, error) {
+	if r, ok := e.store.(store.TaskWithStepsReader); ok {
+		t, steps, err := r.GetTaskWithSteps(ctx, id)
+		if err != nil {
+			return nil, mapStoreErr(err, id)
+		}
+		return e.taskWith(t, steps), nil
+	}
 	t, err := e.store.GetTask(ctx, id)
 	if err != nil {
 		return nil, mapStoreErr(err, id)
 	}
 	return e.withSteps(ctx, t)
+}
+
+// taskWith is the task t with its steps.
+func (e *Engine) taskWith(t *store.Task, steps []store.Step) *Task {
+	task := taskFromStore(t)
+	task.Steps = stepsFromStore(steps)
+	task.RunAt = scheduledAt(task)
+	return task
 }
 
 // withSteps returns the task t with its steps, as read now.
@@ -523,10 +538,7 @@ func (e *Engine) withSteps(ctx context.Context, t *store.Task) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	task := taskFromStore(t)
-	task.Steps = stepsFromStore(steps)
-	task.RunAt = scheduledAt(task)
-	return task, nil
+	return e.taskWith(t, steps), nil
 }
 
 // ListOptions filters and pages ListTasks. Zero fields do not filter.
@@ -603,13 +615,27 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 	ch := e.core.Waiters().Subscribe(id)
 	defer e.core.Waiters().Unsubscribe(id, ch)
 	delay := 5 * time.Millisecond
+	both, _ := e.store.(store.TaskWithStepsReader)
+	notified := false
 	for {
-		t, err := e.store.GetTask(ctx, id)
-		if err != nil {
-			return nil, mapStoreErr(err, id)
-		}
-		if statemachine.AtRest(t.State, t.StepsActive) {
-			return e.withSteps(ctx, t)
+		// After a notification the task has most likely settled: its steps are read with it, in
+		// one round trip where the store can; a poll reads the task alone first.
+		if notified && both != nil {
+			t, steps, err := both.GetTaskWithSteps(ctx, id)
+			if err != nil {
+				return nil, mapStoreErr(err, id)
+			}
+			if statemachine.AtRest(t.State, t.StepsActive) {
+				return e.taskWith(t, steps), nil
+			}
+		} else {
+			t, err := e.store.GetTask(ctx, id)
+			if err != nil {
+				return nil, mapStoreErr(err, id)
+			}
+			if statemachine.AtRest(t.State, t.StepsActive) {
+				return e.withSteps(ctx, t)
+			}
 		}
 		timer := time.NewTimer(delay)
 		select {
@@ -618,8 +644,10 @@ func (e *Engine) WaitTask(ctx context.Context, id uuid.UUID) (*Task, error) {
 			return nil, ctx.Err()
 		case <-ch:
 			timer.Stop()
+			notified = true
 		case <-timer.C:
 			delay = min(delay*2, 500*time.Millisecond)
+			notified = false
 		}
 	}
 }

@@ -334,6 +334,13 @@ type ClaimRootParams struct {
 	Lease    time.Duration // the claimed step's lease, and how long its held message stays hidden
 }
 
+// TaskWithStepsReader is implemented by stores that read a task and its steps in one round trip
+// (store/postgres pipelines both reads); the engine falls back to GetTask and GetSteps.
+type TaskWithStepsReader interface {
+	// GetTaskWithSteps returns a task, or ErrNotFound, and its steps in creation order.
+	GetTaskWithSteps(ctx context.Context, id uuid.UUID) (*Task, []Step, error)
+}
+
 // EventListener is implemented by stores that announce some changes to every engine once they
 // commit (store/postgres with NOTIFY, store/memory in process). Announcements are hints, sent only
 // for committed changes: one can be lost (no listener at the time, a dropped connection), so the

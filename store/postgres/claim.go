@@ -104,6 +104,12 @@ type claim struct {
 // for ClaimNext, or nil) and the loads its handler needs: the task and the results of ancestors
 // (nil: every ancestor along the edges; empty: none, and no query).
 func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease time.Duration, after any, ancestors []string) *claim {
+	return s.queueClaimLoading(b, step, worker, lease, after, ancestors, true)
+}
+
+// queueClaimLoading is queueClaim, loading the task only with loadTask (a caller that has its row
+// fills claimed.Task itself).
+func (s *Store) queueClaimLoading(b *pgx.Batch, step uuid.UUID, worker string, lease time.Duration, after any, ancestors []string, loadTask bool) *claim {
 	c := &claim{claimed: store.ClaimedStep{Results: map[string]json.RawMessage{}}}
 	b.Queue(s.q(claimSQL), step, worker, lease.Milliseconds(), after).QueryRow(func(row pgx.Row) error {
 		var seq int32
@@ -117,6 +123,9 @@ func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease ti
 		c.claimed.Step, c.found = *st, true
 		return nil
 	})
+	if !loadTask {
+		return c.loadResults(s, b, step, ancestors)
+	}
 	b.Queue(s.q(claimTaskSQL), step).QueryRow(func(row pgx.Row) error {
 		task, err := scanTask(row)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -128,6 +137,12 @@ func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease ti
 		c.claimed.Task = *task
 		return nil
 	})
+	return c.loadResults(s, b, step, ancestors)
+}
+
+// loadResults queues the load of the results of step's ancestors (ancestors as queueClaim takes
+// them) into c.
+func (c *claim) loadResults(s *Store, b *pgx.Batch, step uuid.UUID, ancestors []string) *claim {
 	if ancestors != nil && len(ancestors) == 0 {
 		return c // a root step has no results to load
 	}

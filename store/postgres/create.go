@@ -159,6 +159,7 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 	}
 	res := &store.CreateTaskResult{Task: *task, Steps: steps}
 	if claimed != nil && claimed.found {
+		claimed.claimed.Task = *task
 		res.Claimed = &store.ClaimedMessage{ClaimedStep: claimed.claimed, MessageID: claimed.messageID}
 	}
 	return res, nil
@@ -248,7 +249,8 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 			s.queue.queueSendMany(b, queues, docs, delays)
 		}
 		if claimed != nil {
-			claimed.claim = s.queueClaim(b, claimRoot.StepID, claimRoot.WorkerID, claimRoot.Lease, nil, []string{}) // a root: no results to load
+			// A root: no results to load; the task is the row this batch inserts (createTaskOnce).
+			claimed.claim = s.queueClaimLoading(b, claimRoot.StepID, claimRoot.WorkerID, claimRoot.Lease, nil, []string{}, false)
 		}
 		sent = true
 	case p.Enqueuer == nil:

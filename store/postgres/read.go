@@ -99,6 +99,36 @@ func (s *Store) GetTask(ctx context.Context, id uuid.UUID) (*store.Task, error) 
 	return s.getTask(ctx, s.pool, id)
 }
 
+// GetTaskWithSteps returns a task and its steps in creation order, in one round trip (the two
+// reads pipelined in one implicit transaction).
+func (s *Store) GetTaskWithSteps(ctx context.Context, id uuid.UUID) (*store.Task, []store.Step, error) {
+	b := &pgx.Batch{}
+	var task *store.Task
+	var steps []store.Step
+	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), id).QueryRow(func(row pgx.Row) error {
+		t, err := scanTask(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("task %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get task %s: %w", id, err)
+		}
+		task = t
+		return nil
+	})
+	b.Queue(s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), id).Query(func(rows pgx.Rows) error {
+		var err error
+		if steps, err = collectSteps(rows); err != nil {
+			return fmt.Errorf("get steps of %s: %w", id, err)
+		}
+		return nil
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, err
+	}
+	return task, steps, nil
+}
+
 // GetSteps returns a task's steps in creation order.
 func (s *Store) GetSteps(ctx context.Context, taskID uuid.UUID) ([]store.Step, error) {
 	return s.getSteps(ctx, s.pool, taskID)
