@@ -98,3 +98,55 @@ func TestCreateTaskRunsItsRootAtOnce(t *testing.T) {
 		require.Equal(t, 1, n, r)
 	}
 }
+
+// TestCreateTaskDoesNotPassTheBacklog: a task created while steps of its namespace wait in the
+// queue (a backlog made before the workers start, of a higher priority) never has its root
+// claimed at creation ahead of them: every root claimed at creation was created after the last
+// step of the backlog had started.
+func TestCreateTaskDoesNotPassTheBacklog(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *tasker.Config) { c.Concurrency = 4 })
+	b.register(t, claimRootYAML)
+	b.engine.HandleFunc("rooted", func(ctx context.Context, s *tasker.Step) (any, error) {
+		time.Sleep(3 * time.Millisecond)
+		return s.Name, nil
+	})
+	ctx := context.Background()
+	var backlog []uuid.UUID
+	for i := range 60 {
+		task, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "rooted", Name: "rooted",
+			Context: map[string]any{"backlog": i}, Priority: 10})
+		require.NoError(t, err)
+		backlog = append(backlog, task.ID)
+	}
+	b.start(t)
+	var fresh []uuid.UUID
+	for i := 0; i < 80; i++ {
+		task, err := b.engine.CreateTask(ctx, tasker.TaskRequest{Namespace: "rooted", Name: "rooted", Context: map[string]any{"new": i}})
+		require.NoError(t, err)
+		fresh = append(fresh, task.ID)
+		time.Sleep(2 * time.Millisecond)
+	}
+	for _, id := range append(backlog, fresh...) {
+		require.Equal(t, tasker.TaskComplete, b.wait(t, id).State)
+	}
+	var lastBacklogStart time.Time
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `
+		SELECT max(st.created_at) FROM `+b.db.Schema+`.step_transitions st JOIN `+b.db.Schema+`.steps s USING (step_id)
+		 WHERE s.task_id = ANY($1) AND s.name = 'a' AND st.event = 'start'`, backlog).Scan(&lastBacklogStart))
+	claimed, ahead := 0, 0
+	for _, id := range fresh {
+		if !claimedAtCreation(t, b, id) {
+			continue
+		}
+		claimed++
+		var created time.Time
+		require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT created_at FROM `+b.db.Schema+`.task_transitions WHERE task_id = $1 AND event = 'create'`,
+			id).Scan(&created))
+		if created.Before(lastBacklogStart) {
+			ahead++
+		}
+	}
+	t.Logf("%d of %d new tasks claimed at creation", claimed, len(fresh))
+	require.Zero(t, ahead, "new tasks claimed at creation ahead of the backlog")
+}

@@ -25,15 +25,20 @@ type RootClaim struct {
 
 // ReserveRoot reserves a slot for one of roots (a task's enqueued root steps, in creation order):
 // the first this engine can run, when its workers run and serve ns, claim from the store's own
-// queue (store/postgres with its queue), and have a slot free now; nil otherwise. A namespace with
-// limits (Config.Limits) gets none, so that every start goes through the limits' lock; a task
-// created while the slots are all busy goes through the queue, behind the steps already waiting.
+// queue (store/postgres with its queue), found ns's queue empty at their last claim with no
+// wake-up since (lane.drained), and have a slot free now; nil otherwise. So a new task never starts
+// ahead of steps already waiting (older, or of a higher priority): with a backlog, or with every
+// slot busy, its root goes through the queue behind them. A namespace with limits (Config.Limits)
+// gets none either, so that every start goes through the limits' lock.
 func (e *Engine) ReserveRoot(ns string, roots []store.StepRef) *RootClaim {
 	e.mu.RLock()
 	w := e.active
 	e.mu.RUnlock()
-	if w == nil || !w.started.Load() || w.claimer == nil || len(e.globalLimit(ns).rules) > 0 || w.lane(ns) == nil {
+	if w == nil || !w.started.Load() || w.claimer == nil || len(e.globalLimit(ns).rules) > 0 {
 		return nil
+	}
+	if l := w.lane(ns); l == nil || !l.drained.Load() {
+		return nil // not served, or messages may wait in the queue: the root goes behind them
 	}
 	for _, ref := range roots {
 		if !e.canRun(ns, ref) {
@@ -92,19 +97,37 @@ func (r *RootClaim) Abandon(taskID uuid.UUID) {
 	go r.giveBack(taskID, "claimed by a task creation whose commit this worker could not confirm")
 }
 
+// giveBackAfter are the waits before each try of giveBack to find the step: a commit that the
+// creation could not confirm may become visible only later (a synchronous replica's wait).
+var giveBackAfter = []time.Duration{0, 500 * time.Millisecond, 2 * time.Second}
+
 // giveBack releases the claimed root (store.ReleaseStep: enqueued again with a message, its
-// attempt not spent), then ends the executor reserve counted.
+// attempt not spent), then ends the executor reserve counted. A step it does not find (the task
+// not visible, or not created) it looks for again, a few times, before it gives up: the lease
+// rescuer is the last resort.
 func (r *RootClaim) giveBack(taskID uuid.UUID, reason string) {
 	defer r.w.inflight.Done()
 	e := r.w.e
-	enq := e.NewEnqueuer()
-	err := e.store.ReleaseStep(r.w.dbctx, store.ReleaseStepParams{StepID: r.params.StepID, WorkerID: r.params.WorkerID, Attempt: 1,
-		Reason: reason, Namespace: r.ns, Enqueuer: enq})
-	switch {
-	case err == nil:
-		enq.Flush(r.w.dbctx)
-	case !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound):
-		e.log.Error(err, "give back the first step of a task creation; the lease rescuer will take it over", "task", taskID, "step", r.params.StepID)
+	for _, wait := range giveBackAfter {
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := e.store.GetTask(r.w.dbctx, taskID); errors.Is(err, store.ErrNotFound) {
+			continue // not created, or not visible yet
+		}
+		enq := e.NewEnqueuer()
+		err := e.store.ReleaseStep(r.w.dbctx, store.ReleaseStepParams{StepID: r.params.StepID, WorkerID: r.params.WorkerID, Attempt: 1,
+			Reason: reason, Namespace: r.ns, Enqueuer: enq})
+		switch {
+		case err == nil:
+			enq.Flush(r.w.dbctx)
+			return
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			return // the step is not this worker's claim: nothing to give back
+		default:
+			e.log.Error(err, "give back the first step of a task creation; the lease rescuer will take it over", "task", taskID, "step", r.params.StepID)
+			return
+		}
 	}
 }
 

@@ -115,6 +115,13 @@ type lane struct {
 	wake  chan struct{}
 	slots chan struct{} // nil: no cap beyond Config.Concurrency
 	held  atomic.Int64  // handler slots this namespace holds (Slots, for health)
+	// drained is set when the last claim from the queue read fewer messages than it had slots
+	// for, and cleared by each wake-up (signal): no backlog of this namespace waits in the queue,
+	// as far as this engine knows, so a new task's root may start at once (RootClaim) without
+	// passing steps that wait (older, or of a higher priority). A message sent while that claim
+	// ran may be passed, by the moment the next claim takes to read it; a backlog never is, since
+	// a claim that fills every free slot leaves it cleared.
+	drained atomic.Bool
 }
 
 func newWorkers(e *Engine) *workers {
@@ -188,6 +195,7 @@ func (w *workers) closeFetch() {
 
 func (w *workers) signal(ns string) {
 	if l := w.lane(ns); l != nil {
+		l.drained.Store(false)
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -618,6 +626,7 @@ func (w *workers) fetchLoop(ctx context.Context, ns string) {
 					break
 				}
 				if read < n {
+					w.lane(ns).drained.Store(true) // the queue held less than the free slots
 					break
 				}
 				continue

@@ -26,7 +26,7 @@ func (s *Store) recordOne(ctx context.Context, tx pgx.Tx, o store.Outcome, pub *
 	}
 	mark := pub.Mark()
 	p := params.Single(o, pub)
-	r, err := s.recordOutcome(ctx, sp, p, o.Plan)
+	r, err := s.recordOutcome(ctx, sp, p, o.Plan, true) // the batch's own transaction
 	if err == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return rec, err

@@ -41,7 +41,7 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 	}
 	err = s.withRetry(ctx, func(tx pgx.Tx) error {
 		var err error
-		res, err = s.recordOutcome(ctx, tx, p, plan)
+		res, err = s.recordOutcome(ctx, tx, p, plan, true)
 		return err
 	})
 	return res, unstorable(err)
@@ -66,18 +66,33 @@ const pgDivisionByZero = "22012"
 // transition and releases its children; batch B records the children's enqueueing and updates the
 // task's counters; then the queue send, the task's settling (only when its state changes) and the
 // commit. A success in a chain costs five round trips. plan is p's, from the planner.
-func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, plan statemachine.OutcomePlan) (*store.OutcomeResult, error) {
+//
+// With keyed (a transaction of the store's own), its statements run under keyedPlans, as on the
+// pipelined path, so that a connection's cached plans of them are the keyed ones whichever path
+// planned them first; the spawning of new steps, which joins sets of thousands of rows, runs under
+// the database's own settings (defaultPlans) and the settings come back after it. Not in a
+// caller's transaction (RecordOutcomeTx), whose settings stay the caller's.
+func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomeParams, plan statemachine.OutcomePlan, keyed bool) (*store.OutcomeResult, error) {
 	result, lastErr, metaJSON, err := stepWrites(p, plan)
 	if err != nil {
 		return nil, err
 	}
 	a := &pgx.Batch{}
+	if keyed {
+		a.Queue(keyedPlans)
+	}
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	pipelineRelease := plan.ReleasesChildren && p.Spawn == nil
 	if pipelineRelease {
 		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
 	}
 	br := tx.SendBatch(ctx, a)
+	if keyed {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
+		}
+	}
 	before, st, err := scanOutcomeStep(br, p)
 	if err != nil {
 		br.Close()
@@ -95,8 +110,18 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	}
 	spawned := 0
 	if plan.ReleasesChildren && p.Spawn != nil {
+		if keyed {
+			if _, err := tx.Exec(ctx, defaultPlans); err != nil {
+				return nil, err
+			}
+		}
 		if spawned, err = s.spawn(ctx, tx, p.TaskID, p.StepID, p.Spawn); err != nil {
 			return nil, err
+		}
+		if keyed {
+			if _, err := tx.Exec(ctx, keyedPlans); err != nil {
+				return nil, err
+			}
 		}
 		rows, err := tx.Query(ctx, s.q(s.releaseSQL), p.StepID, nil)
 		if err != nil {

@@ -175,6 +175,12 @@ const ackManySQL = `
 const keyedPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
 		set_config('enable_mergejoin', 'off', true), set_config('enable_material', 'off', true), set_config('jit', 'off', true)`
 
+// defaultPlans gives the settings keyedPlans changes back their values of the session's start
+// (what the server, the database and the role make them), for the statements that join large
+// sets (spawning) in a keyed transaction.
+const defaultPlans = `SELECT set_config(name, reset_val, true) FROM pg_settings
+		WHERE name IN ('enable_seqscan', 'enable_hashjoin', 'enable_mergejoin', 'enable_material', 'jit')`
+
 // genericPlans is keyedPlans with generic plans: the batch statements are large, and planning
 // them again on every call costs about as much as running them (§4.2).
 const genericPlans = keyedPlans + `, set_config('plan_cache_mode', 'force_generic_plan', true)`

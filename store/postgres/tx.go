@@ -58,7 +58,7 @@ func (s *Store) RecordOutcomeTx(ctx context.Context, tx store.Tx, p store.Outcom
 	}
 	var res *store.OutcomeResult
 	err = pgx.BeginFunc(ctx, ptx, func(sp pgx.Tx) error {
-		if res, err = s.recordOutcome(ctx, sp, p, plan); err != nil {
+		if res, err = s.recordOutcome(ctx, sp, p, plan, false); err != nil { // the caller's settings
 			return err
 		}
 		if res.Released > 0 {
