@@ -109,6 +109,7 @@ func (s *Store) createTask(ctx context.Context, tx pgx.Tx, p store.CreateTaskPar
 			return nil, fmt.Errorf("enqueue root steps: %w", err)
 		}
 	}
+	s.shapes.created(p, plan.Counters) // speculate.go (a task rolled back with tx is never found)
 	return &store.CreateTaskResult{Task: *task, Steps: steps}, nil
 }
 
@@ -157,6 +158,7 @@ func (s *Store) createTaskOnce(ctx context.Context, p store.CreateTaskParams) (*
 		}
 		return nil, fmt.Errorf("insert task %s: %w", p.TaskID, err)
 	}
+	s.shapes.created(p, plan.Counters) // speculate.go
 	res := &store.CreateTaskResult{Task: *task, Steps: steps}
 	if claimed != nil && claimed.found {
 		claimed.claimed.Task = *task

@@ -39,6 +39,7 @@ func (s *Store) RecordOutcome(ctx context.Context, p store.OutcomeParams) (*stor
 	if err != nil {
 		return nil, err
 	}
+	s.shapes.forget(p.TaskID) // this path does not follow the counters (speculate.go)
 	err = s.withRetry(ctx, func(tx pgx.Tx) error {
 		var err error
 		res, err = s.recordOutcome(ctx, tx, p, plan, true)
@@ -181,14 +182,11 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 // not written, so the bump is taken back.
 const demoteSQL = `UPDATE {s}.steps SET state = 'pending', transition_seq = transition_seq - 1 WHERE step_id = ANY($1) AND (state = 'enqueued') IS TRUE`
 
-// queueOutcomeStep adds to b the statements that lock the task, and move the step with a
-// compare-and-set on the attempt its worker holds and record its transition; scanOutcomeStep
-// reads their results.
-func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan statemachine.OutcomePlan, result, lastErr any, metaJSON []byte) {
-	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
-	// The step's transition goes in the same statement, at the sort key its row's bump gives: no
-	// transition is written unless the compare-and-set moved the step.
-	b.Queue(s.q(`
+// outcomeStepSQL moves step $1 from in_progress for worker $2's attempt $3 (and, with $8, an
+// expired lease) to $4 with its result $5 or error $6 (a retry after $7 ms), and records its
+// transition ($9 event, $10 metadata, $11 from) at the sort key its row's bump gives: no
+// transition is written unless the compare-and-set moved the step.
+const outcomeStepSQL = `
 		WITH st AS (
 			UPDATE {s}.steps
 			   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
@@ -203,7 +201,20 @@ func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan state
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 			SELECT $1, task_id, $11, $4, $9, $10, transition_seq, clock_timestamp() FROM st
 		)
-		SELECT template_step, handler, batch_group FROM st`),
+		SELECT template_step, handler, batch_group FROM st`
+
+// stepMovedCheckedSQL is outcomeStepSQL that fails (a division by zero) unless it moved the step.
+var stepMovedCheckedSQL = strings.Replace(outcomeStepSQL, "SELECT template_step, handler, batch_group FROM st",
+	"SELECT 1 / (SELECT count(*)::int FROM st)", 1)
+
+// queueOutcomeStep adds to b the statements that lock the task, and move the step with a
+// compare-and-set on the attempt its worker holds and record its transition; scanOutcomeStep
+// reads their results.
+func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan statemachine.OutcomePlan, result, lastErr any, metaJSON []byte) {
+	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	// The step's transition goes in the same statement, at the sort key its row's bump gives: no
+	// transition is written unless the compare-and-set moved the step.
+	b.Queue(s.q(outcomeStepSQL),
 		p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired,
 		string(plan.Step.Event), metaJSON, string(plan.Step.From))
 }
@@ -458,6 +469,9 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		return nil, fmt.Errorf("record outcome of %s: %w", p.StepID, err)
 	}
 	defer conn.Release()
+	if res, ok, err := s.recordOutcomeOneTrip(ctx, conn, p, be, plan, result, lastErr, metaJSON); err != nil || ok {
+		return res, err // speculate.go
+	}
 	open := false
 	fail := func(err error) (*store.OutcomeResult, error) {
 		if open {
@@ -517,7 +531,37 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	}
 
 	b := &pgx.Batch{}
+	next, err := s.queueOutcomeEffects(b, p, be, before, st, ready, eff)
+	if err != nil {
+		return fail(err)
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
+	}
+	s.shapes.wrote(p.TaskID, before, eff)
+	return outcomeResult(p, eff, next), nil
+}
+
+// outcomeResult is what a committed pipelined outcome reports.
+func outcomeResult(p store.OutcomeParams, eff statemachine.OutcomeEffects, next *claimNext) *store.OutcomeResult {
+	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: eff.State, Released: eff.Released,
+		Settled: eff.Settled, Acked: p.AckBatch != nil}
+	if next != nil && next.found {
+		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
+	}
+	return res
+}
+
+// queueOutcomeEffects queues into b what an outcome does once its step moved and its children
+// were released, as eff (planned from the counters before) says: the released steps' enqueue
+// transitions, the claim of one of them for the worker (ClaimNext) and the messages of the
+// others, the counters, the retry's timer, the task's path and the ack. The caller adds the
+// COMMIT.
+func (s *Store) queueOutcomeEffects(b *pgx.Batch, p store.OutcomeParams, be store.BatchEnqueuer, before counters, st outcomeStepRow,
+	ready []released, eff statemachine.OutcomeEffects) (*claimNext, error) {
 	var next *claimNext
+	var err error
 	if len(ready) > 0 {
 		b.Queue(s.q(enqueueTransitionsCheckedSQL), releasedIDs(ready), len(ready))
 		refs := readyRefs(p.TaskID, before, ready)
@@ -527,7 +571,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 					continue
 				}
 				if next, err = s.queueClaimNext(b, p, ref); err != nil {
-					return fail(err)
+					return nil, err
 				}
 				if next != nil {
 					refs = append(refs[:i:i], refs[i+1:]...)
@@ -537,36 +581,27 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 		}
 		if len(refs) > 0 {
 			if _, err := be.EnqueueBatch(b, p.Namespace, refs, -p.PriorityCredit); err != nil {
-				return fail(fmt.Errorf("enqueue ready steps: %w", err))
+				return nil, fmt.Errorf("enqueue ready steps: %w", err)
 			}
 		}
 	}
 	s.queueAddCounters(b, p.TaskID, eff.Delta)
 	if eff.EnqueueRetry {
 		if _, err := be.EnqueueBatch(b, p.Namespace, st.retryRef(p, before), p.RetryDelay); err != nil {
-			return fail(fmt.Errorf("enqueue retry of %s: %w", p.StepID, err))
+			return nil, fmt.Errorf("enqueue retry of %s: %w", p.StepID, err)
 		}
 	}
 	if len(eff.Path) > 0 {
 		if err := s.queueMoveTask(b, p.TaskID, eff.Path, eff.TaskMeta); err != nil {
-			return fail(err)
+			return nil, err
 		}
 	}
 	if p.AckBatch != nil {
 		if err := p.AckBatch(b); err != nil {
-			return fail(fmt.Errorf("ack the message of %s: %w", p.StepID, err))
+			return nil, fmt.Errorf("ack the message of %s: %w", p.StepID, err)
 		}
 	}
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fail(fmt.Errorf("record outcome of %s: %w", p.StepID, err))
-	}
-	res := &store.OutcomeResult{TaskID: p.TaskID, TaskState: eff.State, Released: eff.Released,
-		Settled: eff.Settled, Acked: p.AckBatch != nil}
-	if next != nil && next.found {
-		res.Next = &store.NextStep{ClaimedStep: next.claimed, MessageID: next.messageID}
-	}
-	return res, nil
+	return next, nil
 }
 
 // claimNext is the step queueClaimNext claims, and its held message, once the batch has run.

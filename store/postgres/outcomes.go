@@ -199,6 +199,11 @@ func (s *Store) RecordOutcomes(ctx context.Context, p store.RecordOutcomesParams
 	if len(p.Outcomes) == 0 {
 		return &store.RecordOutcomesResult{}, nil
 	}
+	ids := make([]uuid.UUID, len(p.Outcomes))
+	for i, o := range p.Outcomes {
+		ids[i] = o.TaskID
+	}
+	s.shapes.forget(ids...) // this path does not follow the counters (speculate.go)
 	var res *store.RecordOutcomesResult
 	var err error
 	for i := 0; i < 5; i++ {

@@ -37,6 +37,8 @@ type Store struct {
 	// releaseSQL is releaseChildrenSQL (the single-step path's) and releaseCTE the set-based
 	// RecordOutcomes'; a test swaps in broken releases to show that store/storetest catches them.
 	releaseSQL, releaseCTE string
+	// shapes are the tasks whose outcomes this store can record in one round trip (speculate.go).
+	shapes *shapes
 }
 
 var (
@@ -57,7 +59,7 @@ func WithLogger(l logr.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL, releaseCTE: releaseCTE}
+	s := &Store{pool: pool, schema: migrations.SchemaDefault, log: logr.Discard(), releaseSQL: releaseChildrenSQL, releaseCTE: releaseCTE, shapes: &shapes{}}
 	for _, o := range opts {
 		o(s)
 	}
