@@ -466,23 +466,8 @@ func (w *workers) takeSlots(ctx context.Context, ns string) int {
 		return 0
 	}
 	n := 1
-	for n < ReadBatchDefault {
-		if nsCh != nil {
-			select {
-			case nsCh <- struct{}{}:
-			default:
-				return n
-			}
-		}
-		select {
-		case w.slots <- struct{}{}:
-			n++
-		default:
-			if nsCh != nil {
-				<-nsCh
-			}
-			return n
-		}
+	for n < ReadBatchDefault && w.trySlot(ns) { // rootclaim.go
+		n++
 	}
 	return n
 }

@@ -2,33 +2,14 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
 )
-
-// chainParams is a two-step chain (s0 → s1) on the rig's namespace, its template already in the
-// registry (so that the creation takes the one-trip path), its roots on the store's own queue.
-func (r *rig) chainParams(tb testing.TB) store.CreateTaskParams {
-	tb.Helper()
-	require.NoError(tb, r.s.RegisterTemplate(context.Background(), store.RegisterTemplateParams{Namespace: rigNS, Name: "t",
-		Version: "1", Definition: json.RawMessage(`{}`), Checksum: "c"}))
-	p := store.CreateTaskParams{TaskID: uuid.Must(uuid.NewV7()), Namespace: rigNS, Name: "t", Version: "1",
-		Context: json.RawMessage(`{}`), IdentityHash: uuid.NewString(), OwnedQueue: true}
-	for k, parents := range [][]int{nil, {0}} {
-		name := fmt.Sprintf("s%d", k)
-		p.Steps = append(p.Steps, store.NewStep{StepID: uuid.Must(uuid.NewV7()), Name: name, TemplateStep: name, Handler: "h_" + name,
-			Type: "standard", MaxAttempts: 3, Retryable: true, Backoff: "none", Timeout: time.Second, Parents: parents})
-	}
-	return p
-}
 
 // TestCreateTaskClaimsItsRoot: with ClaimRoot, the creation's own transaction claims the root for
 // the worker (same transaction: the step's row version has the task's row's xmin), its message sent
@@ -39,7 +20,7 @@ func TestCreateTaskClaimsItsRoot(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r := newRig(t)
-	p := r.chainParams(t)
+	p := r.shapedParams(t, nil, []int{0})
 	root, child := p.Steps[0].StepID, p.Steps[1].StepID
 	p.ClaimRoot = &store.ClaimRootParams{StepID: root, WorkerID: "creator", Lease: time.Minute}
 	var res *store.CreateTaskResult
@@ -84,7 +65,7 @@ func TestCreateTaskClaimsItsRoot(t *testing.T) {
 	require.Equal(t, child, next[0].Step.ID)
 
 	t.Run("not an enqueued root", func(t *testing.T) {
-		p := r.chainParams(t)
+		p := r.shapedParams(t, nil, []int{0})
 		p.ClaimRoot = &store.ClaimRootParams{StepID: p.Steps[1].StepID, WorkerID: "creator", Lease: time.Minute}
 		res, err := r.s.CreateTask(ctx, nil, p)
 		require.NoError(t, err)
@@ -94,7 +75,7 @@ func TestCreateTaskClaimsItsRoot(t *testing.T) {
 		require.Equal(t, p.Steps[0].StepID, claimed[0].Step.ID)
 	})
 	t.Run("scheduled", func(t *testing.T) {
-		p := r.chainParams(t)
+		p := r.shapedParams(t, nil, []int{0})
 		p.RunAt = time.Now().Add(time.Hour)
 		p.ClaimRoot = &store.ClaimRootParams{StepID: p.Steps[0].StepID, WorkerID: "creator", Lease: time.Minute}
 		res, err := r.s.CreateTask(ctx, nil, p)
@@ -103,7 +84,7 @@ func TestCreateTaskClaimsItsRoot(t *testing.T) {
 		require.Equal(t, statemachine.StepWaitingForRetry, res.Steps[0].State)
 	})
 	t.Run("in the caller's transaction", func(t *testing.T) {
-		p := r.chainParams(t)
+		p := r.shapedParams(t, nil, []int{0})
 		p.ClaimRoot = &store.ClaimRootParams{StepID: p.Steps[0].StepID, WorkerID: "creator", Lease: time.Minute}
 		tx, err := r.s.pool.Begin(ctx)
 		require.NoError(t, err)
