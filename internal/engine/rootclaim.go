@@ -149,10 +149,7 @@ func (w *workers) reserve(ns string) bool {
 
 // trySlot takes one slot of ns and one of the engine, both or neither, without waiting.
 func (w *workers) trySlot(ns string) bool {
-	var nsCh chan struct{}
-	if l := w.lane(ns); l != nil {
-		nsCh = l.slots
-	}
+	nsCh := w.laneSlots(ns)
 	if nsCh != nil {
 		select {
 		case nsCh <- struct{}{}:

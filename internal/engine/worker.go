@@ -444,12 +444,17 @@ func (w *workers) acquire(ctx context.Context, ns string) int {
 	return n
 }
 
+// laneSlots is the slot channel of ns's own cap, or nil when it has none (or is not served).
+func (w *workers) laneSlots(ns string) chan struct{} {
+	if l := w.lane(ns); l != nil {
+		return l.slots
+	}
+	return nil
+}
+
 // takeSlots is acquire without the accounting.
 func (w *workers) takeSlots(ctx context.Context, ns string) int {
-	var nsCh chan struct{}
-	if l := w.lane(ns); l != nil {
-		nsCh = l.slots
-	}
+	nsCh := w.laneSlots(ns)
 	if nsCh != nil {
 		select {
 		case nsCh <- struct{}{}:
