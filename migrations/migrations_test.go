@@ -128,7 +128,7 @@ func TestCheckConstraintsHoldStateNames(t *testing.T) {
 	_, err := db.Pool.Exec(ctx, `INSERT INTO `+s+`.templates (namespace, name, version, definition, checksum) VALUES ('ns','t','1','{}','x')`)
 	require.NoError(t, err)
 	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.tasks (task_id, namespace, name, version, state, identity_hash) VALUES (gen_random_uuid(),'ns','t','1','bogus','h')`)
-	require.ErrorContains(t, err, "tasks_state_check")
+	require.ErrorContains(t, err, "task_state_check")
 	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.tasks (task_id, namespace, name, version, state, identity_hash) VALUES ('00000000-0000-0000-0000-000000000001','ns','t','1','pending','h')`)
 	require.NoError(t, err)
 	// Identity is unique per template.

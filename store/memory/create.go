@@ -193,12 +193,12 @@ func (tx *txn) newStep(t *taskRow, ns store.NewStep) (*stepRow, error) {
 	switch ns.Type {
 	case "standard", "decision", "deferred_convergence", "batchable", "batch_worker":
 	default:
-		return nil, fmt.Errorf(`new row for relation "steps" violates check constraint "steps_type_check": %q`, ns.Type)
+		return nil, fmt.Errorf(`value for domain step_type violates check constraint "step_type_check": %q`, ns.Type)
 	}
 	switch ns.Backoff {
 	case "exponential", "linear", "none":
 	default:
-		return nil, fmt.Errorf(`new row for relation "steps" violates check constraint "steps_backoff_check": %q`, ns.Backoff)
+		return nil, fmt.Errorf(`value for domain step_backoff violates check constraint "step_backoff_check": %q`, ns.Backoff)
 	}
 	if ns.MaxAttempts > math.MaxInt32 || ns.MaxAttempts < math.MinInt32 {
 		return nil, fmt.Errorf("max_attempts %d is out of range for the steps table's integer column", ns.MaxAttempts)
@@ -206,7 +206,7 @@ func (tx *txn) newStep(t *taskRow, ns store.NewStep) (*stepRow, error) {
 	switch ns.FailureStrategy {
 	case "", "continue_on_failure", "fail_fast", "isolate":
 	default:
-		return nil, fmt.Errorf(`new row for relation "steps" violates check constraint "steps_failure_strategy_check": %q`, ns.FailureStrategy)
+		return nil, fmt.Errorf(`value for domain failure_strategy violates check constraint "failure_strategy_check": %q`, ns.FailureStrategy)
 	}
 	inputs, err := jsonb(ns.Inputs)
 	if err != nil {

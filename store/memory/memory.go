@@ -285,29 +285,35 @@ func (tx *txn) setStepState(st *stepRow, to statemachine.StepState) {
 	}
 }
 
-// checkTask enforces the tasks table's check constraints on the counters.
+// checkTask enforces the PostgreSQL schema's checks on the counters (the counter domain and
+// tasks_isolated_check).
 func checkTask(t *taskRow) error {
 	c := &t.t
-	if c.StepsTotal < 0 || c.StepsUnfinished < 0 || c.StepsActive < 0 || c.StepsFailed < 0 {
-		return fmt.Errorf(`new row for relation "tasks" violates check constraint "tasks_counters_check" (task %s: total %d, unfinished %d, active %d, failed %d)`,
-			c.ID, c.StepsTotal, c.StepsUnfinished, c.StepsActive, c.StepsFailed)
+	if c.StepsTotal < 0 || c.StepsUnfinished < 0 || c.StepsActive < 0 || c.StepsFailed < 0 || t.isolated < 0 {
+		return fmt.Errorf(`value for domain counter violates check constraint "counter_check" (task %s: total %d, unfinished %d, active %d, failed %d, isolated %d)`,
+			c.ID, c.StepsTotal, c.StepsUnfinished, c.StepsActive, c.StepsFailed, t.isolated)
 	}
-	if t.isolated < 0 || t.isolated > c.StepsFailed {
+	if t.isolated > c.StepsFailed {
 		return fmt.Errorf(`new row for relation "tasks" violates check constraint "tasks_isolated_check" (task %s: isolated %d, failed %d)`,
 			c.ID, t.isolated, c.StepsFailed)
 	}
 	return nil
 }
 
-// checkStep enforces the steps table's check constraints.
+// checkStep enforces the PostgreSQL schema's checks on a step's counts (the counter and
+// attempt_limit domains and steps_parents_check).
 func checkStep(st *stepRow) error {
-	if st.parentsUnfinished < 0 || st.parentsUnfinished > st.parentsTotal {
+	if st.parentsUnfinished < 0 || st.s.Attempts < 0 {
+		return fmt.Errorf(`value for domain counter violates check constraint "counter_check" (step %s: unfinished parents %d, attempts %d)`,
+			st.s.ID, st.parentsUnfinished, st.s.Attempts)
+	}
+	if st.parentsUnfinished > st.parentsTotal {
 		return fmt.Errorf(`new row for relation "steps" violates check constraint "steps_parents_check" (step %s: unfinished %d of %d)`,
 			st.s.ID, st.parentsUnfinished, st.parentsTotal)
 	}
-	if st.s.Attempts < 0 || st.s.MaxAttempts < 1 {
-		return fmt.Errorf(`new row for relation "steps" violates check constraint "steps_attempts_check" (step %s: attempts %d, max %d)`,
-			st.s.ID, st.s.Attempts, st.s.MaxAttempts)
+	if st.s.MaxAttempts < 1 {
+		return fmt.Errorf(`value for domain attempt_limit violates check constraint "attempt_limit_check" (step %s: max %d)`,
+			st.s.ID, st.s.MaxAttempts)
 	}
 	return nil
 }

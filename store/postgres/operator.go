@@ -117,7 +117,7 @@ func (s *Store) operatorAction(ctx context.Context, tx pgx.Tx, p store.OperatorP
 	var fixed store.Step
 	err = tx.QueryRow(ctx, s.q(`
 		UPDATE {s}.steps
-		   SET state = $2, updated_at = now(),
+		   SET state = $2::text, updated_at = now(),
 		       attempts = CASE WHEN $2 = 'enqueued' THEN 0 ELSE attempts END,
 		       result = CASE WHEN $2 = 'complete' THEN $3::jsonb ELSE result END,
 		       completed_at = CASE WHEN $2 = 'enqueued' THEN NULL ELSE now() END

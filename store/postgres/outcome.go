@@ -189,7 +189,7 @@ const demoteSQL = `UPDATE {s}.steps SET state = 'pending', transition_seq = tran
 const outcomeStepSQL = `
 		WITH st AS (
 			UPDATE {s}.steps
-			   SET state = $4, result = coalesce($5, result), last_error = coalesce($6, last_error),
+			   SET state = $4::text, result = coalesce($5, result), last_error = coalesce($6, last_error),
 			       next_retry_at = CASE WHEN $4 = 'waiting_for_retry' THEN now() + $7 * interval '1 millisecond' END,
 			       lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
 			       completed_at = CASE WHEN $4 = 'complete' THEN now() ELSE completed_at END,

@@ -100,7 +100,7 @@ func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachin
 	// and the hops are written below the new value: the last one is current.
 	b.Queue(s.q(`
 		WITH moved AS (
-			UPDATE {s}.tasks SET state = $3, transition_seq = transition_seq + cardinality($4::text[]), updated_at = now(),
+			UPDATE {s}.tasks SET state = $3::text, transition_seq = transition_seq + cardinality($4::text[]), updated_at = now(),
 			       completed_at = CASE WHEN $3 IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN now() ELSE completed_at END
 			 WHERE task_id = $1 AND state = $2
 			RETURNING transition_seq
