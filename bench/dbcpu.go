@@ -84,14 +84,27 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// logCPU logs the server's and the bench process's CPU time since cpu0 and self0, in all and per
-// unit (n of them).
-func (b *bench) logCPU(ctx context.Context, label string, cpu0, self0 time.Duration, n int, unit string) {
-	cpu, self := b.dbCPU(ctx)-cpu0, selfCPU()-self0
+// logCPU logs the server's and the bench process's CPU time since cpu0 and self0, and the WAL
+// written since wal0, in all and per unit (n of them).
+func (b *bench) logCPU(ctx context.Context, label string, cpu0, self0 time.Duration, wal0 int64, n int, unit string) {
+	cpu, self, wal := b.dbCPU(ctx)-cpu0, selfCPU()-self0, b.walBytes(ctx)-wal0
 	if cpu <= 0 || n == 0 {
 		return
 	}
-	b.logf("  %s: server CPU %s, %.0f µs per %s; bench process CPU %s, %.0f µs per %s", label,
+	b.logf("  %s: server CPU %s, %.0f µs per %s; bench process CPU %s, %.0f µs per %s; WAL %.0f bytes per %s", label,
 		cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n), unit,
-		self.Round(time.Millisecond), float64(self.Microseconds())/float64(n), unit)
+		self.Round(time.Millisecond), float64(self.Microseconds())/float64(n), unit, float64(wal)/float64(n), unit)
+}
+
+// walBytes is the server's WAL insert position in bytes: the difference of two readings is the WAL
+// the bench's statements wrote in between (the whole server's, so other databases' writes count
+// too). It returns 0 when it cannot be read.
+func (b *bench) walBytes(ctx context.Context) int64 {
+	var n int64
+	if err := b.withConn(ctx, "", func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8`).Scan(&n)
+	}); err != nil {
+		return 0
+	}
+	return n
 }

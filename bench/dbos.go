@@ -208,14 +208,14 @@ func (b *bench) dbosDAG(ctx context.Context) error {
 		}
 	}
 	c0 := r.stmts.snapshot()
-	cpu0, self0 := b.dbCPU(ctx), selfCPU()
+	cpu0, self0, wal0 := b.dbCPU(ctx), selfCPU(), b.walBytes(ctx)
 	ds, elapsed, err := inFlight(ctx, sz.DAGTasks, sz.DAGInFlight, func(_ context.Context, i int) error {
 		return dbosRun(r, dbosDiamond4, i)
 	})
 	if err != nil {
 		return err
 	}
-	b.logCPU(ctx, "dbos", cpu0, self0, sz.DAGTasks, "workflow")
+	b.logCPU(ctx, "dbos", cpu0, self0, wal0, sz.DAGTasks, "workflow")
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
 	res := Result{Scenario: "dag throughput", System: "dbos"}.withLatencies(ds)

@@ -88,7 +88,7 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 		}
 		ds := make([]time.Duration, 0, b.o.sz.LatencyTasks)
 		c0 := r.stmts.snapshot()
-		cpu0 := b.dbCPU(ctx)
+		cpu0, wal0 := b.dbCPU(ctx), b.walBytes(ctx)
 		for i := range b.o.sz.LatencyTasks {
 			tl.reset()
 			t0 := time.Now()
@@ -103,7 +103,8 @@ func (b *bench) taskerLatency(ctx context.Context) ([]Result, error) {
 		}
 		r.tableStats(ctx, sh.name)
 		if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 {
-			b.logf("  %s %s: server CPU %s, %.0f µs per task", r.label(), sh.name, cpu, float64(cpu.Microseconds())/float64(b.o.sz.LatencyTasks))
+			b.logf("  %s %s: server CPU %s, %.0f µs per task; WAL %.0f bytes per task", r.label(), sh.name, cpu,
+				float64(cpu.Microseconds())/float64(b.o.sz.LatencyTasks), float64(b.walBytes(ctx)-wal0)/float64(b.o.sz.LatencyTasks))
 		}
 		res := r.result(sh.label).withLatencies(ds)
 		res.perUnit("task", b.o.sz.LatencyTasks, r.stmts.since(c0), -1, 0)
@@ -156,7 +157,7 @@ func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 	}
 	created := time.Since(tc)
 	b.logf("  %s: created %d tasks in %s", r.label(), sz.ThroughputTasks, created.Round(time.Millisecond))
-	cpu0 := b.dbCPU(ctx)
+	cpu0, wal0 := b.dbCPU(ctx), b.walBytes(ctx)
 	t0 := time.Now()
 	r.start()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -170,7 +171,8 @@ func (b *bench) taskerThroughput(ctx context.Context, be backend) error {
 	elapsed := time.Since(t0)
 	r.tableStats(ctx, "throughput")
 	if cpu := b.dbCPU(ctx) - cpu0; cpu > 0 && r.pool != nil {
-		b.logf("  %s: server CPU %s, %.0f µs per task", r.label(), cpu, float64(cpu.Microseconds())/float64(sz.ThroughputTasks))
+		b.logf("  %s: server CPU %s, %.0f µs per task; WAL %.0f bytes per task", r.label(), cpu,
+			float64(cpu.Microseconds())/float64(sz.ThroughputTasks), float64(b.walBytes(ctx)-wal0)/float64(sz.ThroughputTasks))
 	}
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
@@ -204,7 +206,7 @@ func (b *bench) taskerDAG(ctx context.Context, be backend) error {
 		}
 	}
 	c0 := r.stmts.snapshot()
-	cpu0, self0 := b.dbCPU(ctx), selfCPU()
+	cpu0, self0, wal0 := b.dbCPU(ctx), selfCPU(), b.walBytes(ctx)
 	ds, elapsed, err := inFlight(ctx, sz.DAGTasks, sz.DAGInFlight, func(ctx context.Context, i int) error {
 		_, err := r.run(ctx, "diamond4", i)
 		return err
@@ -212,7 +214,7 @@ func (b *bench) taskerDAG(ctx context.Context, be backend) error {
 	if err != nil {
 		return err
 	}
-	b.logCPU(ctx, r.label(), cpu0, self0, sz.DAGTasks, "task")
+	b.logCPU(ctx, r.label(), cpu0, self0, wal0, sz.DAGTasks, "task")
 	r.tableStats(ctx, "dag")
 	d := r.stmts.since(c0)
 	tx := r.close(ctx)
