@@ -531,7 +531,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	}
 
 	b := &pgx.Batch{}
-	next, err := s.queueOutcomeEffects(b, p, be, before, st, ready, eff)
+	next, err := s.queueOutcomeEffects(b, p, be, before, st, ready, eff, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -557,9 +557,10 @@ func outcomeResult(p store.OutcomeParams, eff statemachine.OutcomeEffects, next 
 // were released, as eff (planned from the counters before) says: the released steps' enqueue
 // transitions, the claim of one of them for the worker (ClaimNext) and the messages of the
 // others, the counters, the retry's timer, the task's path and the ack. The caller adds the
-// COMMIT.
+// COMMIT. With settled, the task's row already holds its counters and state (settleCheckedSQL):
+// only the path's transitions are written.
 func (s *Store) queueOutcomeEffects(b *pgx.Batch, p store.OutcomeParams, be store.BatchEnqueuer, before counters, st outcomeStepRow,
-	ready []released, eff statemachine.OutcomeEffects) (*claimNext, error) {
+	ready []released, eff statemachine.OutcomeEffects, settled bool) (*claimNext, error) {
 	var next *claimNext
 	var err error
 	if len(ready) > 0 {
@@ -585,13 +586,28 @@ func (s *Store) queueOutcomeEffects(b *pgx.Batch, p store.OutcomeParams, be stor
 			}
 		}
 	}
-	s.queueAddCounters(b, p.TaskID, eff.Delta)
+	if !settled {
+		s.queueAddCounters(b, p.TaskID, eff.Delta)
+	}
 	if eff.EnqueueRetry {
 		if _, err := be.EnqueueBatch(b, p.Namespace, st.retryRef(p, before), p.RetryDelay); err != nil {
 			return nil, fmt.Errorf("enqueue retry of %s: %w", p.StepID, err)
 		}
 	}
-	if len(eff.Path) > 0 {
+	switch {
+	case len(eff.Path) > 0 && settled:
+		meta, err := pathMeta(eff.TaskMeta)
+		if err != nil {
+			return nil, err
+		}
+		froms, tos, events := pathColumns(eff.Path)
+		b.Queue(s.q(pathTransitionsSQL), p.TaskID, froms, tos, events, meta).Exec(func(tag pgconn.CommandTag) error {
+			if int(tag.RowsAffected()) != len(eff.Path) {
+				return fmt.Errorf("move task %s: wrote %d of %d transitions", p.TaskID, tag.RowsAffected(), len(eff.Path))
+			}
+			return nil
+		})
+	case len(eff.Path) > 0:
 		if err := s.queueMoveTask(b, p.TaskID, eff.Path, eff.TaskMeta); err != nil {
 			return nil, err
 		}

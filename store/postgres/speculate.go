@@ -135,14 +135,34 @@ func (sh *shapes) forget(ids ...uuid.UUID) {
 	}
 }
 
-// lockCheckedSQL locks task $1 only if its state and counters are $2 to $7, and fails (a
-// division by zero) otherwise.
-const lockCheckedSQL = `
-		SELECT 1 / (SELECT count(*)::int FROM (
-			SELECT 1 FROM {s}.tasks
+// settleCheckedSQL applies an outcome planned from what the store knows to task $1, only if its
+// state and counters are $2 to $7 (and fails, a division by zero, otherwise): the counters become
+// $8 to $12 and the state $13, with transition_seq advanced by the path's $14 hops, whose
+// transitions pathTransitionsSQL writes later in the transaction. It takes the task's row lock
+// first, as the lock of the two-trip path does, and it is the task's only update: one row
+// version and no lock record where the lock, the counters and the move took three statements.
+const settleCheckedSQL = `
+		WITH u AS (
+			UPDATE {s}.tasks
+			   SET steps_total = $8::int, steps_unfinished = $9::int, steps_active = $10::int, steps_failed = $11::int,
+			       steps_isolated = $12::int, -- int, not the counter domain: a stale plan's negative count fails the WHERE, not the bind
+			       state = $13::text, transition_seq = transition_seq + $14, updated_at = now(),
+			       completed_at = CASE WHEN $14 > 0 AND $13::text IN ('complete', 'error', 'cancelled', 'resolved_manually')
+			                           THEN now() ELSE completed_at END
 			 WHERE task_id = $1 AND state = $2 AND steps_total = $3 AND steps_unfinished = $4 AND steps_active = $5
 			   AND steps_failed = $6 AND steps_isolated = $7
-			   FOR NO KEY UPDATE) l)`
+			RETURNING 1
+		)
+		SELECT 1 / (SELECT count(*)::int FROM u)`
+
+// pathTransitionsSQL records the path ($2 from, $3 to, $4 events, $5 metadata) of task $1, which
+// settleCheckedSQL moved in this transaction: the hops sit below its transition_seq, the last one
+// current. It runs after the step's statements, so that the audit trail keeps its order.
+const pathTransitionsSQL = `
+		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, created_at)
+		SELECT $1, x.f, x.t, x.e, $5, t.transition_seq - cardinality($2::text[]) + x.ord, clock_timestamp()
+		  FROM {s}.tasks t, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
+		 WHERE t.task_id = $1`
 
 // releaseChecked is the store's release of children ({release}: releaseChildrenSQL, or a test's
 // broken one) for step $1, failing unless it made ready exactly the steps $3 (in uuid order).
@@ -171,15 +191,16 @@ func (s *Store) recordOutcomeOneTrip(ctx context.Context, conn *pgxpool.Conn, p 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(keyedPlans)
-	c := before.TaskCounters
-	b.Queue(s.q(lockCheckedSQL), p.TaskID, string(c.State), c.Total, c.Unfinished, c.Active, c.Failed, c.Isolated)
+	c, after := before.TaskCounters, before.TaskCounters.Add(eff.Delta)
+	b.Queue(s.q(settleCheckedSQL), p.TaskID, string(c.State), c.Total, c.Unfinished, c.Active, c.Failed, c.Isolated,
+		after.Total, after.Unfinished, after.Active, after.Failed, after.Isolated, string(eff.State), len(eff.Path))
 	b.Queue(s.q(stepMovedCheckedSQL), p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(),
 		p.LeaseExpired, string(plan.Step.Event), metaJSON, string(plan.Step.From))
 	if plan.ReleasesChildren {
 		b.Queue(s.q(strings.Replace(releaseChecked, "{release}", s.releaseSQL, 1)), p.StepID, nil, releasedIDs(ready))
 	}
 	row := outcomeStepRow{templateStep: st.templateStep, handler: st.handler}
-	next, err := s.queueOutcomeEffects(b, p, be, before, row, ready, eff)
+	next, err := s.queueOutcomeEffects(b, p, be, before, row, ready, eff, true)
 	if err != nil {
 		return nil, false, err
 	}

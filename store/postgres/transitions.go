@@ -78,23 +78,32 @@ func (s *Store) moveTask(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, path 
 	return tx.SendBatch(ctx, b).Close()
 }
 
+// pathMeta is the metadata of a task's path, as its transitions store it.
+func pathMeta(meta map[string]any) ([]byte, error) {
+	if meta == nil {
+		return nil, nil
+	}
+	return json.Marshal(meta)
+}
+
+// pathColumns are a path's hops as the transition inserts take them.
+func pathColumns(path []statemachine.TaskTransition) (froms, tos, events []string) {
+	froms, tos, events = make([]string, len(path)), make([]string, len(path)), make([]string, len(path))
+	for i, h := range path {
+		froms[i], tos[i], events[i] = string(h.From), string(h.To), string(h.Event)
+	}
+	return froms, tos, events
+}
+
 // queueMoveTask adds to b the statement that sets the task's state with a compare-and-set on
 // the path's first state and records the path as transitions, the last one current (at the
 // task's transition_seq, which the same statement advances by the path's length).
 func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachine.TaskTransition, meta map[string]any) error {
-	froms := make([]string, len(path))
-	tos := make([]string, len(path))
-	events := make([]string, len(path))
-	for i, h := range path {
-		froms[i], tos[i], events[i] = string(h.From), string(h.To), string(h.Event)
-	}
+	froms, tos, events := pathColumns(path)
 	from, cur := path[0].From, path[len(path)-1].To
-	var metaJSON []byte
-	if meta != nil {
-		var err error
-		if metaJSON, err = json.Marshal(meta); err != nil {
-			return err
-		}
+	metaJSON, err := pathMeta(meta)
+	if err != nil {
+		return err
 	}
 	// The task's row takes the path's hops on its transition_seq in the statement that moves it,
 	// and the hops are written below the new value: the last one is current.
