@@ -34,10 +34,19 @@ var _ store.QueueClaimer = (*Store)(nil)
 // by several rows is claimed by the first. It returns every row of the source in order, with its
 // step's state before the claim, and for the claimed ones the step, its task and the results of
 // its finished ancestors.
+//
+// No CTE is joined to another by a column: under keyedPlans such a join is a nested loop that
+// reads the inner CTE again for every outer row, quadratic in the batch (a claim of 100 spent
+// most of its time there). The claimed rows carry their source row's columns (from pick), the
+// rows left unclaimed are found with a hashed NOT IN, and the claimed and unclaimed halves of the
+// result are a UNION ALL; the unclaimed half takes its typed NULLs from empty scans (WHERE false,
+// which the planner reduces to nothing).
 const claimSetSQL = `
 		WITH RECURSIVE {source},
 		pick AS (
-			SELECT DISTINCT ON (step_id) step_id AS fid, ord AS ford FROM src WHERE step_id IS NOT NULL ORDER BY step_id, ord
+			SELECT DISTINCT ON (step_id) step_id AS fid, ord AS ford, msg_id AS fmsg, read_ct AS fread, enqueued_at AS fenq,
+			       retry AS fretry, walk AS fwalk
+			  FROM src WHERE step_id IS NOT NULL ORDER BY step_id, ord
 		), c AS (
 			UPDATE {s}.steps
 			   SET state = 'in_progress', attempts = attempts + 1, lease_owner = $1,
@@ -45,7 +54,8 @@ const claimSetSQL = `
 			       transition_seq = transition_seq + 1
 			  FROM pick
 			 WHERE step_id = pick.fid AND (state = 'enqueued') IS TRUE -- by key (stateFilter)
-			RETURNING pick.ford AS c_ord, transition_seq AS c_seq, ` + stepColumns + `
+			RETURNING pick.fmsg AS c_msg, pick.fread AS c_read, pick.fenq AS c_enq, pick.fretry AS c_retry, pick.fwalk AS c_walk,
+			          pick.ford AS c_ord, transition_seq AS c_seq, ` + stepColumns + `
 		), ins AS (
 			INSERT INTO {s}.step_transitions (step_id, task_id, from_state, to_state, event, metadata, sort_key, created_at)
 			SELECT c.step_id, c.task_id, 'enqueued', 'in_progress', 'start',
@@ -53,8 +63,8 @@ const claimSetSQL = `
 			  FROM c
 		), anc(step_id, anc) AS (
 			SELECT e.to_step_id, e.from_step_id
-			  FROM c JOIN src ON src.ord = c.c_ord JOIN {s}.edges e ON e.to_step_id = c.step_id
-			 WHERE src.walk
+			  FROM c JOIN {s}.edges e ON e.to_step_id = c.step_id
+			 WHERE c.c_walk
 			UNION
 			SELECT a.step_id, e.from_step_id FROM anc a JOIN {s}.edges e ON e.to_step_id = a.anc
 		), res AS (
@@ -66,40 +76,54 @@ const claimSetSQL = `
 			 CROSS JOIN LATERAL (SELECT name, result, state FROM {s}.steps WHERE step_id = a.anc OFFSET 0) st -- byKey
 			 WHERE (st.state IN ('complete', 'resolved_manually')) IS TRUE AND st.result IS NOT NULL -- stateFilter
 			 GROUP BY a.step_id
-		)
-		SELECT src.ord, src.msg_id, src.read_ct, src.enqueued_at, src.step_id, src.retry, cur.state, c.step_id IS NOT NULL,
-		       c.*, t.*, res.results
-		  FROM src
-		  LEFT JOIN c ON c.c_ord = src.ord
+		){after}
+		SELECT c.c_ord, c.c_msg, c.c_read, c.c_enq, c.step_id, c.c_retry, 'enqueued'::text, true, c.*, t.*, res.results
+		  FROM c
 		  LEFT JOIN (SELECT ` + taskColumns + ` FROM {s}.tasks) t ON t.task_id = c.task_id
 		  LEFT JOIN res ON res.step_id = c.step_id
+		UNION ALL
+		SELECT src.ord, src.msg_id, src.read_ct, src.enqueued_at, src.step_id, src.retry, cur.state::text, false, cn.*, tn.*, NULL::jsonb
+		  FROM src
+		  LEFT JOIN (SELECT * FROM c WHERE false) cn ON true
+		  LEFT JOIN (SELECT ` + taskColumns + ` FROM {s}.tasks WHERE false) tn ON true
 		  LEFT JOIN {s}.steps cur ON cur.step_id = src.step_id
-		 ORDER BY src.ord`
+		 WHERE src.ord NOT IN (SELECT c_ord FROM c)
+		 ORDER BY 1`
 
 // fromQueueSource reads up to $5 visible messages of queue $3 whose handler is one of $4 (or that
 // name none), earliest visible first (the order of queue_messages_ready_idx, which priority
-// credits use: a message dated back is read first), and hides them for the lease: the source of
-// ClaimFromQueue. A message whose step_id is
-// not a UUID names no step.
+// credits use: a message dated back is read first): the source of ClaimFromQueue. A message
+// whose step_id is not a UUID names no step. What becomes of the messages is fromQueueAfter's.
 const fromQueueSource = `m AS MATERIALIZED (
 			SELECT msg_id FROM {s}.queue_messages
 			 WHERE queue_name = $3 AND vt <= now()
 			   AND (payload->>'handler' IS NULL OR payload->>'handler' = ANY($4::text[]))
 			 ORDER BY vt, msg_id LIMIT $5
 			   FOR UPDATE SKIP LOCKED
-		), r AS (
-			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1
-			  FROM m WHERE q.msg_id = m.msg_id
-			RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.payload
 		), src AS MATERIALIZED (
-			SELECT (row_number() OVER (ORDER BY msg_id))::int AS ord, msg_id, read_ct, enqueued_at,
-			       CASE WHEN payload->>'step_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-			            THEN (payload->>'step_id')::uuid END AS step_id,
-			       CASE WHEN jsonb_typeof(payload->'retry') = 'boolean' THEN (payload->'retry')::boolean ELSE false END AS retry,
+			SELECT (row_number() OVER (ORDER BY q.msg_id))::int AS ord, q.msg_id, q.read_ct + 1 AS read_ct, q.enqueued_at,
+			       CASE WHEN q.payload->>'step_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+			            THEN (q.payload->>'step_id')::uuid END AS step_id,
+			       CASE WHEN jsonb_typeof(q.payload->'retry') = 'boolean' THEN (q.payload->'retry')::boolean ELSE false END AS retry,
 			       true AS walk
-			  FROM r
+			  FROM m CROSS JOIN LATERAL (SELECT * FROM {s}.queue_messages WHERE msg_id = m.msg_id OFFSET 0) q -- byKey
 		), nm AS (
 			SELECT NULL::int AS ord, NULL::text AS name WHERE false
+		)`
+
+// fromQueueAfter settles the messages fromQueueSource read, in the claim's statement: a message
+// whose step the statement claimed is deleted, since the step's lease now stands for it (a worker
+// that dies holding it leaves the step to the lease rescuer, and a step given back is sent a
+// message of its own); any other is hidden for the lease and its read counted, as a queue's read
+// does, for the engine to judge (a stale duplicate, a retry timer not yet due). Deleting rather
+// than hiding spares each claimed step a row version of queue_messages and its index entries, and
+// its ack a row to delete.
+const fromQueueAfter = `, hide AS (
+			UPDATE {s}.queue_messages q SET vt = now() + $2 * interval '1 millisecond', read_ct = q.read_ct + 1
+			  FROM src
+			 WHERE q.msg_id = src.msg_id AND src.ord NOT IN (SELECT c_ord FROM c)
+		), gone AS (
+			DELETE FROM {s}.queue_messages q USING c WHERE q.msg_id = c.c_msg
 		)`
 
 // byIDSource is ClaimMany's source: $3 ords, $4 message IDs, $5 steps, $6 walk the edges, and
@@ -126,8 +150,8 @@ type claimRow struct {
 
 // claimSet runs claimSetSQL with source in a transaction of its own, opened and committed in the
 // same round trip (with generic plans), again after a deadlock or serialization failure.
-func (s *Store) claimSet(ctx context.Context, source string, args ...any) ([]claimRow, error) {
-	sql := s.q(strings.Replace(claimSetSQL, "{source}", source, 1))
+func (s *Store) claimSet(ctx context.Context, source, after string, args ...any) ([]claimRow, error) {
+	sql := s.q(strings.NewReplacer("{source}", source, "{after}", after).Replace(claimSetSQL))
 	var out []claimRow
 	var err error
 	for i := 0; i < 5; i++ {
@@ -159,14 +183,15 @@ func (s *Store) claimSetOnce(ctx context.Context, sql string, args []any) ([]cla
 			var cOrd, cSeq *int32
 			var step stepScan
 			head := []any{&ord, &r.msgID, &readCount, &r.enqueuedAt, &r.stepID, &r.retry, &r.state, &r.claimed}
-			rest := make([]any, 2+len(step.dest())+len(taskDest(&r.c.Task))+1)
+			carried := make([]any, 5) // c's copy of its source row (c_msg … c_walk), read in head
+			rest := make([]any, len(carried)+2+len(step.dest())+len(taskDest(&r.c.Task))+1)
 			if err := rows.Scan(append(head, rest...)...); err != nil {
 				return err
 			}
 			r.ord, r.readCount = int(ord), int(readCount)
 			if r.claimed {
 				results := map[string]json.RawMessage{}
-				dest := append(append(append(append(head, &cOrd, &cSeq), step.dest()...), taskDest(&r.c.Task)...), &results)
+				dest := append(append(append(append(append(head, carried...), &cOrd, &cSeq), step.dest()...), taskDest(&r.c.Task)...), &results)
 				if err := rows.Scan(dest...); err != nil {
 					return err
 				}
@@ -203,7 +228,7 @@ func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams
 	if callables == nil {
 		callables = []string{} // a NULL array matches nothing either, but say so
 	}
-	rows, err := s.claimSet(ctx, fromQueueSource, p.WorkerID, p.Lease.Milliseconds(), p.Namespace, callables, p.Limit)
+	rows, err := s.claimSet(ctx, fromQueueSource, fromQueueAfter, p.WorkerID, p.Lease.Milliseconds(), p.Namespace, callables, p.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim from queue %q: %w", p.Namespace, err)
 	}
@@ -245,7 +270,7 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 			nmOrds, nmNames = append(nmOrds, int32(i)), append(nmNames, name)
 		}
 	}
-	rows, err := s.claimSet(ctx, byIDSource, p.WorkerID, p.Lease.Milliseconds(), ords, msgs, steps, walk, nmOrds, nmNames)
+	rows, err := s.claimSet(ctx, byIDSource, "", p.WorkerID, p.Lease.Milliseconds(), ords, msgs, steps, walk, nmOrds, nmNames)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d steps: %w", n, err)
 	}

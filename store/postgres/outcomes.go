@@ -78,7 +78,7 @@ const moveStepsSQL = `
 		       coalesce((SELECT true FROM {s}.steps cur JOIN {s}.step_transitions t ON t.step_id = cur.step_id AND t.sort_key = cur.transition_seq
 		                  WHERE cur.step_id = v.step_id AND t.from_state = v.from_state
 		                    AND t.to_state = v.to_state AND t.event = v.event AND t.metadata = v.meta LIMIT 1), false), 0
-		  FROM v WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.ord = v.ord)`
+		  FROM v WHERE v.ord NOT IN (SELECT m.ord FROM moved m) -- hashed: a CTE joined to a CTE is a quadratic nested loop here`
 
 // releaseCTE counts the moved steps that release their children off each child's unfinished
 // parents, all of a child's parents in the batch at once (GROUP BY: one row per child, so that a
@@ -124,7 +124,10 @@ const unholdSQL = `
 // under the lock: a compare-and-set) to $8, adding its number of hops ($15) to its
 // transition_seq, and writes the tasks' transitions ($9 to $14, one row per hop, $14 its place in
 // the task's path from 1) as one insert, below the new transition_seq: the last hop is current.
-// It fails unless every task and every hop was written.
+// It fails unless every task and every hop was written. The hops' sort keys come from the task's
+// row as the statement's snapshot holds it, before upd (the batch holds the row's lock since
+// lockTasksSQL, so upd starts from that very version): joining the hops to upd instead, a CTE to
+// a CTE, was a nested loop reading upd again for every hop, quadratic in the batch.
 const settleTasksSQL = `
 		WITH v AS (
 			SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::text[], $8::text[], $15::int[])
@@ -144,8 +147,8 @@ const settleTasksSQL = `
 			         AS h(task_id, from_state, to_state, event, meta, ord)
 		), ins AS (
 			INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, created_at)
-			SELECT h.task_id, h.from_state, h.to_state, h.event, h.meta, u.transition_seq - u.hops + h.ord, clock_timestamp()
-			  FROM h JOIN upd u USING (task_id)
+			SELECT h.task_id, h.from_state, h.to_state, h.event, h.meta, t.transition_seq + h.ord, clock_timestamp()
+			  FROM h JOIN {s}.tasks t ON t.task_id = h.task_id -- the row as upd found it: locked by lockTasksSQL since
 			RETURNING 1
 		)
 		SELECT 1 / (CASE WHEN (SELECT count(*) FROM upd) = cardinality($1::uuid[])
