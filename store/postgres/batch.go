@@ -74,15 +74,19 @@ const heartbeatManySQL = `
 			 WHERE s.step_id = v.step_id AND s.state = 'in_progress' AND s.lease_owner = $1
 			   AND (v.attempt = 0 OR s.attempts = v.attempt)
 			RETURNING s.step_id, s.attempts
+		), held AS (
+			-- ext is looked up hashed (IN): a CTE joined to a CTE is a nested loop reading the
+			-- inner one again for every outer row, quadratic in the batch.
+			SELECT v.*, CASE WHEN v.attempt = 0 THEN v.step_id IN (SELECT step_id FROM ext)
+			                 ELSE (v.step_id, v.attempt) IN (SELECT step_id, attempts FROM ext) END AS held
+			  FROM v
 		), msg AS (
 			UPDATE {s}.queue_messages q SET vt = now() + $5 * interval '1 millisecond'
-			  FROM v JOIN ext ON ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt)
-			 WHERE v.msg_id <> 0 AND q.msg_id = v.msg_id
+			  FROM held h WHERE h.held AND h.msg_id <> 0 AND q.msg_id = h.msg_id
 		)
-		SELECT v.step_id, coalesce(s.state, ''),
-		       EXISTS (SELECT 1 FROM ext WHERE ext.step_id = v.step_id AND (v.attempt = 0 OR ext.attempts = v.attempt))
-		  FROM v LEFT JOIN {s}.steps s USING (step_id)
-		 ORDER BY v.ord`
+		SELECT h.step_id, coalesce(s.state, ''), h.held
+		  FROM held h LEFT JOIN {s}.steps s USING (step_id)
+		 ORDER BY h.ord`
 
 // HeartbeatMany extends the held leases (and their messages' visibility) in one statement.
 func (s *Store) HeartbeatMany(ctx context.Context, p store.HeartbeatManyParams) ([]store.HeartbeatRecord, error) {

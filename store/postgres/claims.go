@@ -38,8 +38,9 @@ var _ store.QueueClaimer = (*Store)(nil)
 // No CTE is joined to another by a column: under keyedPlans such a join is a nested loop that
 // reads the inner CTE again for every outer row, quadratic in the batch (a claim of 100 spent
 // most of its time there). The claimed rows carry their source row's columns (from pick), the
-// rows left unclaimed are found with a hashed NOT IN, and the claimed and unclaimed halves of the
-// result are a UNION ALL; the unclaimed half takes its typed NULLs from empty scans (WHERE false,
+// rows left unclaimed are found with a hashed NOT IN, the results of the claimed steps' ancestors
+// are one jsonb object keyed by step, and the claimed and unclaimed halves of the result are a
+// UNION ALL; the unclaimed half takes its typed NULLs from empty scans (WHERE false,
 // which the planner reduces to nothing).
 const claimSetSQL = `
 		WITH RECURSIVE {source},
@@ -76,11 +77,13 @@ const claimSetSQL = `
 			 CROSS JOIN LATERAL (SELECT name, result, state FROM {s}.steps WHERE step_id = a.anc OFFSET 0) st -- byKey
 			 WHERE (st.state IN ('complete', 'resolved_manually')) IS TRUE AND st.result IS NOT NULL -- stateFilter
 			 GROUP BY a.step_id
+		), resmap AS (
+			SELECT jsonb_object_agg(step_id::text, results) AS m FROM res
 		){after}
-		SELECT c.c_ord, c.c_msg, c.c_read, c.c_enq, c.step_id, c.c_retry, 'enqueued'::text, true, c.*, t.*, res.results
+		SELECT c.c_ord, c.c_msg, c.c_read, c.c_enq, c.step_id, c.c_retry, 'enqueued'::text, true, c.*, t.*,
+		       (SELECT m FROM resmap) -> (c.step_id::text) -- one object, looked up by key: linear where a join to res was not
 		  FROM c
 		  LEFT JOIN (SELECT ` + taskColumns + ` FROM {s}.tasks) t ON t.task_id = c.task_id
-		  LEFT JOIN res ON res.step_id = c.step_id
 		UNION ALL
 		SELECT src.ord, src.msg_id, src.read_ct, src.enqueued_at, src.step_id, src.retry, cur.state::text, false, cn.*, tn.*, NULL::jsonb
 		  FROM src
