@@ -22,9 +22,8 @@ var _ store.QueueClaimer = (*Store)(nil)
 
 // The hot statements test a step's state as a filter written `(state = …) IS TRUE` (stateFilter),
 // never as a bare comparison: the planner can match a bare one to the partial indexes on state
-// (steps_waiting_idx, steps_lease_idx) or to steps_task_idx's second column, and a generic plan
-// made before ANALYZE prices those scans of every step in that state below the lookup by the
-// step's key (TestHotPathPlansAreKeyed). A step looked up per row of a recursive CTE is read in a
+// (steps_waiting_idx, steps_lease_idx), and a generic plan made before ANALYZE prices those scans
+// of every step in that state below the lookup by the step's key (TestHotPathPlansAreKeyed). A step looked up per row of a recursive CTE is read in a
 // LATERAL subquery kept apart by OFFSET 0 (byKey): the planner guesses a recursive CTE's rows at
 // thousands, and would rather scan the whole table once than probe it that many times.
 

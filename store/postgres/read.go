@@ -161,7 +161,7 @@ func collectSteps(rows pgx.Rows) ([]store.Step, error) {
 }
 
 // scheduledSQL keeps the tasks waiting for their scheduled start (store.ListTasksParams.Scheduled),
-// through steps_task_idx.
+// through steps_name_unique's leading task_id.
 const scheduledSQL = `state = 'waiting_for_retry'
 	AND EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = tasks.task_id AND st.state = 'waiting_for_retry' AND st.attempts = 0)
 	AND NOT EXISTS (SELECT 1 FROM {s}.steps st WHERE st.task_id = tasks.task_id AND st.attempts > 0)`
@@ -228,7 +228,7 @@ func (s *Store) Transitions(ctx context.Context, taskID uuid.UUID) ([]store.Tran
 		  FROM {s}.task_transitions WHERE task_id = $1
 		UNION ALL
 		SELECT t.task_id, t.step_id, st.name, coalesce(t.from_state, ''), t.to_state, t.event, t.metadata, t.sort_key, t.created_at, 1, t.id
-		  FROM {s}.step_transitions t JOIN {s}.steps st USING (step_id) WHERE t.task_id = $1
+		  FROM {s}.steps st JOIN {s}.step_transitions t USING (step_id) WHERE st.task_id = $1 -- by step: no task_id index
 		ORDER BY created_at, kind, id`), taskID)
 	if err != nil {
 		return nil, fmt.Errorf("transitions of %s: %w", taskID, err)

@@ -44,7 +44,8 @@ var purgeDeletes = []struct {
 	table, sql string
 	byText     bool // $1 is the IDs as text
 }{
-	{"step_transitions", `DELETE FROM {s}.step_transitions WHERE task_id = ANY($1)`, false},
+	// By step: step_transitions has no index on task_id (migration 13); the steps go later.
+	{"step_transitions", `DELETE FROM {s}.step_transitions WHERE step_id IN (SELECT step_id FROM {s}.steps WHERE task_id = ANY($1))`, false},
 	{"task_transitions", `DELETE FROM {s}.task_transitions WHERE task_id = ANY($1)`, false},
 	{"edges", `DELETE FROM {s}.edges WHERE task_id = ANY($1)`, false},
 	{"dead_letters", `DELETE FROM {s}.dead_letters WHERE task_id = ANY($1)`, false},
@@ -169,8 +170,12 @@ func (s *Store) archiveSQL(ctx context.Context) ([]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("purge tasks: table %s.%s has no columns (is the schema migrated?)", s.schema, table)
 		}
-		out[i] = fmt.Sprintf(`INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s WHERE task_id = ANY($1)`,
-			s.ident, pgx.Identifier{"archive_" + table}.Sanitize(), list, list, s.ident, pgx.Identifier{table}.Sanitize())
+		where := `task_id = ANY($1)`
+		if table == "step_transitions" { // no index on task_id (migration 13): by the tasks' steps
+			where = fmt.Sprintf(`step_id IN (SELECT step_id FROM %s.steps WHERE task_id = ANY($1))`, s.ident)
+		}
+		out[i] = fmt.Sprintf(`INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s WHERE %s`,
+			s.ident, pgx.Identifier{"archive_" + table}.Sanitize(), list, list, s.ident, pgx.Identifier{table}.Sanitize(), where)
 	}
 	return out, nil
 }
