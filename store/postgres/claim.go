@@ -111,7 +111,7 @@ func (s *Store) queueClaim(b *pgx.Batch, step uuid.UUID, worker string, lease ti
 // fills claimed.Task itself).
 func (s *Store) queueClaimLoading(b *pgx.Batch, step uuid.UUID, worker string, lease time.Duration, after any, ancestors []string, loadTask bool) *claim {
 	c := &claim{claimed: store.ClaimedStep{Results: map[string]json.RawMessage{}}}
-	b.Queue(s.q(claimSQL), step, worker, lease.Milliseconds(), after).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q(claimSQL), pgID(step), worker, lease.Milliseconds(), after).QueryRow(func(row pgx.Row) error {
 		var seq int32
 		st, err := scanStepWith(row, &seq)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -126,7 +126,7 @@ func (s *Store) queueClaimLoading(b *pgx.Batch, step uuid.UUID, worker string, l
 	if !loadTask {
 		return c.loadResults(s, b, step, ancestors)
 	}
-	b.Queue(s.q(claimTaskSQL), step).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q(claimTaskSQL), pgID(step)).QueryRow(func(row pgx.Row) error {
 		task, err := scanTask(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // an unknown step: not found, as above
@@ -148,9 +148,9 @@ func (c *claim) loadResults(s *Store, b *pgx.Batch, step uuid.UUID, ancestors []
 	}
 	var results *pgx.QueuedQuery
 	if ancestors != nil {
-		results = b.Queue(s.q(claimNamedResultsSQL), step, ancestors)
+		results = b.Queue(s.q(claimNamedResultsSQL), pgID(step), ancestors)
 	} else {
-		results = b.Queue(s.q(claimAncestorResultsSQL), step)
+		results = b.Queue(s.q(claimAncestorResultsSQL), pgID(step))
 	}
 	results.Query(func(rows pgx.Rows) error {
 		res, err := scanResults(rows)

@@ -272,7 +272,7 @@ func (s *Store) ClaimMany(ctx context.Context, p store.ClaimManyParams) (*store.
 			nmOrds, nmNames = append(nmOrds, int32(i)), append(nmNames, name)
 		}
 	}
-	rows, err := s.claimSet(ctx, byIDSource, "", p.WorkerID, p.Lease.Milliseconds(), ords, msgs, steps, walk, nmOrds, nmNames)
+	rows, err := s.claimSet(ctx, byIDSource, "", p.WorkerID, p.Lease.Milliseconds(), ords, msgs, pgIDs(steps), walk, nmOrds, nmNames)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d steps: %w", n, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tasker-systems/tasker/statemachine"
 	"github.com/tasker-systems/tasker/store"
@@ -197,7 +198,7 @@ func insertTaskArgs(p store.CreateTaskParams, plan statemachine.CreatePlan) []an
 	if tags == nil {
 		tags = []string{}
 	}
-	return []any{p.TaskID, p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
+	return []any{pgID(p.TaskID), p.Namespace, p.Name, p.Version, string(plan.Counters.State), p.Context, p.IdentityHash, p.IdempotencyKey,
 		p.Priority, p.CorrelationID, tags, plan.Counters.Total, plan.Counters.Active, p.Initiator, p.SourceSystem, p.Reason,
 		plan.Counters.Unfinished, p.TraceParent, int32(1 + len(plan.Path))}
 }
@@ -224,7 +225,7 @@ func (s *Store) queueTaskWrites(b *pgx.Batch, p store.CreateTaskParams, plan sta
 		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, sort_key, created_at)
 		SELECT $1, x.f, x.t, x.e, x.ord, clock_timestamp()
 		  FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(f, t, e, ord)
-		 ORDER BY x.ord`), p.TaskID, froms, tos, events)
+		 ORDER BY x.ord`), pgID(p.TaskID), froms, tos, events)
 	switch {
 	case len(roots) == 0:
 		sent = true
@@ -286,7 +287,7 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 		baseMs, maxMs, timeoutMs                 = make([]int64, n), make([]int64, n), make([]int64, n)
 		inputs, strategies                       = make([]*string, n), make([]*string, n)
 		held                                     = make([]bool, n)
-		groups                                   = make([]*uuid.UUID, n)
+		groups                                   = make([]pgtype.UUID, n) // Valid false: NULL
 		edgeFrom, edgeTo                         []uuid.UUID
 	)
 	for i, st := range p.Steps {
@@ -300,8 +301,7 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 		}
 		held[i] = st.Held
 		if st.BatchGroup != uuid.Nil {
-			g := st.BatchGroup
-			groups[i] = &g
+			groups[i] = pgID(st.BatchGroup)
 		}
 		if st.FailureStrategy != "" {
 			v := st.FailureStrategy
@@ -336,7 +336,7 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 			SELECT step_id, $1, 'pending', 'waiting_for_retry', 'schedule', 2, clock_timestamp() FROM ins WHERE state = 'waiting_for_retry'
 		)
 		SELECT `+stepColumns+` FROM ins ORDER BY step_id`),
-		p.TaskID, ids, names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
+		pgID(p.TaskID), pgIDs(ids), names, tsteps, handlers, types, states, maxAttempts, retryable, backoffs, baseMs, maxMs, timeoutMs, parents, inputs,
 		held, groups, strategies, runAt(p)).Query(func(rows pgx.Rows) error {
 		steps, err := collectSteps(rows)
 		if err != nil {
@@ -348,7 +348,7 @@ func (s *Store) queueInsertSteps(b *pgx.Batch, p store.CreateTaskParams, first [
 	if len(edgeFrom) > 0 {
 		b.Queue(s.q(`
 			INSERT INTO {s}.edges (task_id, from_step_id, to_step_id)
-			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), p.TaskID, edgeFrom, edgeTo)
+			SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS u(f, t)`), pgID(p.TaskID), pgIDs(edgeFrom), pgIDs(edgeTo))
 	}
 }
 

@@ -85,7 +85,7 @@ func (s *Store) recordOutcome(ctx context.Context, tx pgx.Tx, p store.OutcomePar
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	pipelineRelease := plan.ReleasesChildren && p.Spawn == nil
 	if pipelineRelease {
-		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
+		a.Queue(s.q(s.releaseSQL), pgID(p.StepID), nil)
 	}
 	br := tx.SendBatch(ctx, a)
 	if keyed {
@@ -211,11 +211,11 @@ var stepMovedCheckedSQL = strings.Replace(outcomeStepSQL, "SELECT template_step,
 // compare-and-set on the attempt its worker holds and record its transition; scanOutcomeStep
 // reads their results.
 func (s *Store) queueOutcomeStep(b *pgx.Batch, p store.OutcomeParams, plan statemachine.OutcomePlan, result, lastErr any, metaJSON []byte) {
-	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), p.TaskID)
+	b.Queue(s.q(`SELECT `+counterColumns+` FROM {s}.tasks WHERE task_id = $1 FOR NO KEY UPDATE`), pgID(p.TaskID))
 	// The step's transition goes in the same statement, at the sort key its row's bump gives: no
 	// transition is written unless the compare-and-set moved the step.
 	b.Queue(s.q(outcomeStepSQL),
-		p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired,
+		pgID(p.StepID), p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(), p.LeaseExpired,
 		string(plan.Step.Event), metaJSON, string(plan.Step.From))
 }
 
@@ -266,7 +266,7 @@ func readyRefs(taskID uuid.UUID, before counters, ready []released) []store.Step
 func (s *Store) writeStepTransitionsAndCounters(ctx context.Context, tx pgx.Tx, taskID uuid.UUID, ready []uuid.UUID, d statemachine.CounterDelta) error {
 	b := &pgx.Batch{}
 	if len(ready) > 0 {
-		b.Queue(s.q(enqueueTransitionsSQL), ready)
+		b.Queue(s.q(enqueueTransitionsSQL), pgIDs(ready))
 	}
 	s.queueAddCounters(b, taskID, d)
 	br := tx.SendBatch(ctx, b)
@@ -485,7 +485,7 @@ func (s *Store) recordOutcomePipelined(ctx context.Context, p store.OutcomeParam
 	a.Queue(keyedPlans)
 	s.queueOutcomeStep(a, p, plan, result, lastErr, metaJSON)
 	if plan.ReleasesChildren {
-		a.Queue(s.q(s.releaseSQL), p.StepID, nil)
+		a.Queue(s.q(s.releaseSQL), pgID(p.StepID), nil)
 	}
 	br := conn.SendBatch(ctx, a)
 	if _, err := br.Exec(); err != nil {
@@ -564,7 +564,7 @@ func (s *Store) queueOutcomeEffects(b *pgx.Batch, p store.OutcomeParams, be stor
 	var next *claimNext
 	var err error
 	if len(ready) > 0 {
-		b.Queue(s.q(enqueueTransitionsCheckedSQL), releasedIDs(ready), len(ready))
+		b.Queue(s.q(enqueueTransitionsCheckedSQL), pgIDs(releasedIDs(ready)), len(ready))
 		refs := readyRefs(p.TaskID, before, ready)
 		if p.ClaimNext != nil && p.Kind == store.OutcomeSuccess {
 			for i, ref := range refs {
@@ -601,7 +601,7 @@ func (s *Store) queueOutcomeEffects(b *pgx.Batch, p store.OutcomeParams, be stor
 			return nil, err
 		}
 		froms, tos, events := pathColumns(eff.Path)
-		b.Queue(s.q(pathTransitionsSQL), p.TaskID, froms, tos, events, meta).Exec(func(tag pgconn.CommandTag) error {
+		b.Queue(s.q(pathTransitionsSQL), pgID(p.TaskID), froms, tos, events, meta).Exec(func(tag pgconn.CommandTag) error {
 			if int(tag.RowsAffected()) != len(eff.Path) {
 				return fmt.Errorf("move task %s: wrote %d of %d transitions", p.TaskID, tag.RowsAffected(), len(eff.Path))
 			}

@@ -398,7 +398,7 @@ func (b *outcomeBatch) trip1(ctx context.Context) error {
 		q.Queue("BEGIN")
 	}
 	q.Queue(genericPlans)
-	q.Queue(s.q(lockTasksSQL), tasks).Query(func(rows pgx.Rows) error {
+	q.Queue(s.q(lockTasksSQL), pgIDs(tasks)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			var c counters
@@ -410,7 +410,7 @@ func (b *outcomeBatch) trip1(ctx context.Context) error {
 		return rows.Err()
 	})
 	if len(ords) > 0 {
-		q.Queue(s.q(strings.Replace(moveStepsSQL, "{release}", s.releaseCTE, 1)), ords, steps, taskIDs, workers, attempts, froms, tos, events,
+		q.Queue(s.q(strings.Replace(moveStepsSQL, "{release}", s.releaseCTE, 1)), ords, pgIDs(steps), pgIDs(taskIDs), workers, attempts, froms, tos, events,
 			results, errs, metas, retryMs, expired, releases).Query(b.scanMoves)
 	}
 	if err := b.db.SendBatch(ctx, q).Close(); err != nil {
@@ -621,10 +621,10 @@ func (b *outcomeBatch) trip2(ctx context.Context) error {
 	s := b.s
 	q := &pgx.Batch{}
 	if len(b.demote) > 0 {
-		q.Queue(s.q(demoteSQL), b.demote)
+		q.Queue(s.q(demoteSQL), pgIDs(b.demote))
 	}
 	if len(b.enqueued) > 0 {
-		q.Queue(s.q(enqueueTransitionsCheckedSQL), b.enqueued, len(b.enqueued))
+		q.Queue(s.q(enqueueTransitionsCheckedSQL), pgIDs(b.enqueued), len(b.enqueued))
 	}
 	if len(b.settleOrder) > 0 {
 		if err := b.queueSettle(q); err != nil {
@@ -704,8 +704,8 @@ func (b *outcomeBatch) queueSettle(q *pgx.Batch) error {
 			hMeta, hOrd = append(hMeta, meta), append(hOrd, int32(k+1))
 		}
 	}
-	q.Queue(b.s.q(settleTasksSQL), ids, dTotal, dUnfinished, dActive, dFailed, dIsolated, froms, tos,
-		hTask, hFrom, hTo, hEvent, hMeta, hOrd, hops)
+	q.Queue(b.s.q(settleTasksSQL), pgIDs(ids), dTotal, dUnfinished, dActive, dFailed, dIsolated, froms, tos,
+		pgIDs(hTask), hFrom, hTo, hEvent, hMeta, hOrd, hops)
 	return nil
 }
 

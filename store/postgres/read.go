@@ -75,7 +75,7 @@ type querier interface {
 }
 
 func (s *Store) getTask(ctx context.Context, q querier, id uuid.UUID) (*store.Task, error) {
-	t, err := scanTask(q.QueryRow(ctx, s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), id))
+	t, err := scanTask(q.QueryRow(ctx, s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), pgID(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("task %s: %w", id, store.ErrNotFound)
 	}
@@ -105,7 +105,7 @@ func (s *Store) GetTaskWithSteps(ctx context.Context, id uuid.UUID) (*store.Task
 	b := &pgx.Batch{}
 	var task *store.Task
 	var steps []store.Step
-	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), id).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q(`SELECT `+taskColumns+` FROM {s}.tasks WHERE task_id = $1`), pgID(id)).QueryRow(func(row pgx.Row) error {
 		t, err := scanTask(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("task %s: %w", id, store.ErrNotFound)
@@ -135,7 +135,7 @@ func (s *Store) GetSteps(ctx context.Context, taskID uuid.UUID) ([]store.Step, e
 }
 
 func (s *Store) getSteps(ctx context.Context, q querier, taskID uuid.UUID) ([]store.Step, error) {
-	rows, err := q.Query(ctx, s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), taskID)
+	rows, err := q.Query(ctx, s.q(`SELECT `+stepColumns+` FROM {s}.steps WHERE task_id = $1 ORDER BY step_id`), pgID(taskID))
 	if err != nil {
 		return nil, fmt.Errorf("get steps of %s: %w", taskID, err)
 	}

@@ -192,12 +192,12 @@ func (s *Store) recordOutcomeOneTrip(ctx context.Context, conn *pgxpool.Conn, p 
 	b.Queue("BEGIN")
 	b.Queue(keyedPlans)
 	c, after := before.TaskCounters, before.TaskCounters.Add(eff.Delta)
-	b.Queue(s.q(settleCheckedSQL), p.TaskID, string(c.State), c.Total, c.Unfinished, c.Active, c.Failed, c.Isolated,
+	b.Queue(s.q(settleCheckedSQL), pgID(p.TaskID), string(c.State), c.Total, c.Unfinished, c.Active, c.Failed, c.Isolated,
 		after.Total, after.Unfinished, after.Active, after.Failed, after.Isolated, string(eff.State), len(eff.Path))
-	b.Queue(s.q(stepMovedCheckedSQL), p.StepID, p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(),
+	b.Queue(s.q(stepMovedCheckedSQL), pgID(p.StepID), p.WorkerID, p.Attempt, string(plan.Step.To), result, lastErr, p.RetryDelay.Milliseconds(),
 		p.LeaseExpired, string(plan.Step.Event), metaJSON, string(plan.Step.From))
 	if plan.ReleasesChildren {
-		b.Queue(s.q(strings.Replace(releaseChecked, "{release}", s.releaseSQL, 1)), p.StepID, nil, releasedIDs(ready))
+		b.Queue(s.q(strings.Replace(releaseChecked, "{release}", s.releaseSQL, 1)), pgID(p.StepID), nil, pgIDs(releasedIDs(ready)))
 	}
 	row := outcomeStepRow{templateStep: st.templateStep, handler: st.handler}
 	next, err := s.queueOutcomeEffects(b, p, be, before, row, ready, eff, true)

@@ -117,7 +117,7 @@ func (s *Store) queueMoveTask(b *pgx.Batch, taskID uuid.UUID, path []statemachin
 		INSERT INTO {s}.task_transitions (task_id, from_state, to_state, event, metadata, sort_key, created_at)
 		SELECT $1, x.f, x.t, x.e, $7, moved.transition_seq - cardinality($4::text[]) + x.ord, clock_timestamp()
 		  FROM moved, unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(f, t, e, ord)`),
-		taskID, string(from), string(cur), froms, tos, events, metaJSON).Exec(func(tag pgconn.CommandTag) error {
+		pgID(taskID), string(from), string(cur), froms, tos, events, metaJSON).Exec(func(tag pgconn.CommandTag) error {
 		if int(tag.RowsAffected()) != len(path) {
 			return fmt.Errorf("move task %s from %s: %w", taskID, from, store.ErrConflict)
 		}
@@ -161,7 +161,7 @@ const addCountersSQL = `
 
 // queueAddCounters adds to b the update of the task's counters by d.
 func (s *Store) queueAddCounters(b *pgx.Batch, taskID uuid.UUID, d statemachine.CounterDelta) {
-	b.Queue(s.q(addCountersSQL), taskID, d.Total, d.Unfinished, d.Active, d.Failed, d.Isolated)
+	b.Queue(s.q(addCountersSQL), pgID(taskID), d.Total, d.Unfinished, d.Active, d.Failed, d.Isolated)
 }
 
 // settle applies a planned change to the task's counters and moves it along the planned path,
