@@ -13,9 +13,10 @@ import (
 // pgID is id as pgx encodes it directly.
 func pgID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
 
-// pgIDs is ids as pgx encodes them directly (never nil: a nil slice is a NULL array).
-func pgIDs(ids []uuid.UUID) []pgtype.UUID {
-	out := make([]pgtype.UUID, len(ids))
+// pgIDs is ids as pgx encodes them directly, a FlatArray so that the array is not walked by
+// reflection either (never nil: a nil slice is a NULL array).
+func pgIDs(ids []uuid.UUID) pgtype.FlatArray[pgtype.UUID] {
+	out := make(pgtype.FlatArray[pgtype.UUID], len(ids))
 	for i, id := range ids {
 		out[i] = pgtype.UUID{Bytes: id, Valid: true}
 	}
