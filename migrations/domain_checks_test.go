@@ -18,18 +18,12 @@ func TestDomainChecks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testdb.New(t, testdb.WithoutMigrations())
-	all, err := migrations.All(db.Schema)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(all), 12)
+	all := migrateTo(t, db, 11)
 	require.Equal(t, "domain_checks", all[11].Name)
 	s := pgx.Identifier{db.Schema}.Sanitize()
 	exec := func(sql string, args ...any) error {
 		_, err := db.Pool.Exec(ctx, sql, args...)
 		return err
-	}
-	require.NoError(t, exec(`CREATE SCHEMA IF NOT EXISTS `+s))
-	for _, m := range all[:11] {
-		require.NoError(t, exec(m.SQL), "migration %d", m.Version)
 	}
 	for _, sql := range []string{
 		`INSERT INTO ` + s + `.templates (namespace, name, version, definition, checksum) VALUES ('ns', 't', '1', '{}', 'x')`,
@@ -41,12 +35,8 @@ func TestDomainChecks(t *testing.T) {
 		 VALUES ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-000000000001', 'a', 'a', 'h', 'in_progress', 'isolate')`,
 		`INSERT INTO ` + s + `.step_transitions (step_id, task_id, from_state, to_state, event, sort_key) VALUES
 		 ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-000000000001', 'enqueued', 'in_progress', 'start', 1)`,
-		`CREATE TABLE IF NOT EXISTS ` + s + `.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
 	} {
 		require.NoError(t, exec(sql), sql)
-	}
-	for _, m := range all[:11] {
-		require.NoError(t, exec(`INSERT INTO `+s+`.schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name))
 	}
 	storage := func() map[string]uint32 {
 		rows, err := db.Pool.Query(ctx, `SELECT relname::text, relfilenode::int8 FROM pg_class

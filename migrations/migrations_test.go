@@ -41,6 +41,30 @@ func schemaShape(t *testing.T, db *testdb.DB) string {
 	return strings.Join(lines, "\n")
 }
 
+// migrateTo applies migrations 1 to n to db's schema, which must be unmigrated, and records them
+// as Migrate does, so that a later Migrate applies only the rest. It returns every migration.
+func migrateTo(t *testing.T, db *testdb.DB, n int) []migrations.Migration {
+	t.Helper()
+	ctx := context.Background()
+	all, err := migrations.All(db.Schema)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(all), n)
+	s := pgx.Identifier{db.Schema}.Sanitize()
+	_, err = db.Pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s)
+	require.NoError(t, err)
+	for _, m := range all[:n] {
+		_, err := db.Pool.Exec(ctx, m.SQL)
+		require.NoError(t, err, "migration %d", m.Version)
+	}
+	_, err = db.Pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, m := range all[:n] {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO `+s+`.schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+		require.NoError(t, err)
+	}
+	return all
+}
+
 func versions(t *testing.T, db *testdb.DB) []int {
 	t.Helper()
 	rows, err := db.Pool.Query(context.Background(), `SELECT version FROM `+db.Schema+`.schema_migrations ORDER BY version`)

@@ -19,17 +19,9 @@ func TestTransitionSeqBackfill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testdb.New(t, testdb.WithoutMigrations())
-	all, err := migrations.All(db.Schema)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(all), 9)
+	all := migrateTo(t, db, 8) // version 8, as Migrate records it, so that Migrate applies only 9 on
 	require.Equal(t, "transition_seq", all[8].Name)
 	s := pgx.Identifier{db.Schema}.Sanitize()
-	_, err = db.Pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s)
-	require.NoError(t, err)
-	for _, m := range all[:8] {
-		_, err := db.Pool.Exec(ctx, m.SQL)
-		require.NoError(t, err, "migration %d", m.Version)
-	}
 	archived := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Microsecond)
 	for _, sql := range []string{
 		`INSERT INTO ` + s + `.templates (namespace, name, version, definition, checksum) VALUES ('ns', 't', '1', '{}', 'x')`,
@@ -56,13 +48,6 @@ func TestTransitionSeqBackfill(t *testing.T) {
 	} {
 		_, err := db.Pool.Exec(ctx, sql)
 		require.NoError(t, err, sql)
-	}
-	// Version 8 as Migrate records it, so that Migrate applies only 9.
-	_, err = db.Pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
-	require.NoError(t, err)
-	for _, m := range all[:8] {
-		_, err := db.Pool.Exec(ctx, `INSERT INTO `+s+`.schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-		require.NoError(t, err)
 	}
 	require.NoError(t, migrations.Migrate(ctx, db.Pool, migrations.WithSchema(db.Schema)))
 
