@@ -295,3 +295,106 @@ func TestStepWaitsForAnEngineWithItsHandler(t *testing.T) {
 		}, 10*time.Second, 20*time.Millisecond, "once c has run, nothing is listed as waiting")
 	})
 }
+
+// Two releases of a template whose 1.1.0 makes its second step a decision point: an engine that
+// has the decision's handler but not 1.1.0 claims the step from the queue (the message's handler
+// is one it has), then declines it, since a decision step needs its template version.
+const (
+	declineV100 = `
+name: decline
+namespace_name: decline
+version: 1.0.0
+steps:
+  - {name: start, handler: {callable: start}}
+  - {name: route, handler: {callable: route}, dependencies: [start]}
+`
+	declineV110 = `
+name: decline
+namespace_name: decline
+version: 1.1.0
+steps:
+  - {name: start, handler: {callable: start}}
+  - {name: route, type: decision, handler: {callable: route}, dependencies: [start]}
+  - {name: chosen, handler: {callable: chosen}, dependencies: [route]}
+`
+)
+
+// TestStepDeclinedAfterItsClaimRunsElsewhere: a step an engine claims and then declines (it lacks
+// the template version a decision step needs) is given back with a message of its own, so another
+// engine runs it. On PostgreSQL's own queue the claim deletes the delivering message; giving back
+// only that message (as before) left the step enqueued with no message, never to run.
+func TestStepDeclinedAfterItsClaimRunsElsewhere(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, setup setupFunc) {
+		b := setup(t)
+		ctx := context.Background()
+		var mu sync.Mutex
+		ran := map[string]string{} // step name -> worker
+		engine := func(id string, full bool) *bundle {
+			eb := b.sibling(t, func(c *tasker.Config) {
+				c.WorkerID, c.Concurrency = id, 2
+				switch b.backend {
+				case backendPostgres, backendRabbitMQ:
+					c.Store = postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema))
+					if rq, ok := c.Queue.(*testRabbitMQ); ok {
+						c.Queue = rq.peer(t)
+					}
+				}
+			})
+			eb.register(t, declineV100)
+			note := func(s *tasker.Step) {
+				mu.Lock()
+				defer mu.Unlock()
+				ran[s.Name] = id
+			}
+			eb.engine.HandleFunc("start", func(_ context.Context, s *tasker.Step) (any, error) {
+				note(s)
+				return "started", nil
+			})
+			eb.engine.HandleFunc("route", func(_ context.Context, s *tasker.Step) (any, error) {
+				note(s)
+				if s.Version == "1.1.0" { // the decision point
+					return tasker.CreateSteps("chosen"), nil
+				}
+				return "routed", nil
+			})
+			if full {
+				eb.register(t, declineV110)
+				eb.engine.HandleFunc("chosen", func(_ context.Context, s *tasker.Step) (any, error) {
+					note(s)
+					return "ok", nil
+				})
+			}
+			return eb
+		}
+		partial, full := engine("partial", false), engine("full", true)
+		partial.start(t)
+		task := full.create(t, "decline", "decline", map[string]any{})
+		require.Equal(t, "1.1.0", task.Version)
+		require.Eventually(t, func() bool {
+			h, err := partial.engine.Health(ctx)
+			require.NoError(t, err)
+			for _, w := range h.WaitingForHandler {
+				if w.Namespace == "decline" && w.Reason == tasker.WaitNoTemplate {
+					return true
+				}
+			}
+			return false
+		}, 30*time.Second, 10*time.Millisecond, "the partial engine claimed the decision step and declined it")
+		got, err := partial.engine.GetTask(ctx, task.ID)
+		require.NoError(t, err)
+		route, _ := got.Step("route")
+		require.Equal(t, tasker.StepEnqueued, route.State, "given back, not failed")
+		require.Zero(t, route.Attempts, "a decline spends no attempt")
+
+		full.start(t)
+		done := full.wait(t, task.ID)
+		require.Equal(t, tasker.TaskComplete, done.State)
+		route, _ = done.Step("route")
+		require.Equal(t, 1, route.Attempts)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, "full", ran["route"], "the decision ran where its template is")
+		require.Equal(t, "full", ran["chosen"])
+	})
+}

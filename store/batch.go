@@ -210,7 +210,10 @@ type ClaimedMessage struct {
 type QueueClaimer interface {
 	// ClaimFromQueue reads up to p.Limit visible messages of p.Namespace's queue whose handler is
 	// one of p.Callables (or that name no handler), hides each for p.Lease, and claims their
-	// enqueued steps for p.WorkerID under p.Lease, as ClaimMany does, loading the results of
+	// enqueued steps for p.WorkerID under p.Lease, as ClaimMany does. The message of a step it
+	// claims may be deleted instead of hidden (store/postgres does): the step's lease stands for
+	// it, so a caller that gives a claimed step back (ReleaseStep) sends it a message of its own
+	// (ReleaseStepParams.Enqueuer) rather than counting on RetryLater. It loads the results of
 	// every ancestor along the task's edges. A message whose step is not enqueued is reported in
 	// Stale (or, for a retry timer whose step waits for its backoff, in Retries). Nothing to read
 	// is an empty result, not an error.

@@ -509,6 +509,9 @@ type ReleaseStepParams struct {
 	// sets it: a message that surfaces while its step is in progress is dropped at its claim.
 	Namespace string
 	Enqueuer  Enqueuer
+	// Delay hides the message Enqueuer sends for that long (a step declined by this engine, given
+	// a chance to reach another one first).
+	Delay time.Duration
 }
 
 // HeartbeatParams extends a step's lease; the step's current state is returned so that a worker

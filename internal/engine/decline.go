@@ -183,6 +183,13 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 	if err := e.queue.RetryLater(w.dbctx, ns, m.ID, d); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.log.Error(err, "give back a message this engine declined; it comes back after its visibility timeout", "namespace", ns, "task", msg.TaskID, "step_id", msg.StepID)
 	}
+	w.noteDeclined(ns, m, msg, j, d)
+}
+
+// noteDeclined notes a declined step as waiting (Engine.Health) and logs it, the first time at
+// info level.
+func (w *workers) noteDeclined(ns string, m queue.Message, msg stepMessage, j judgement, d time.Duration) {
+	e := w.e
 	e.waiting.Declined(ns)
 	kv := []any{"namespace", ns, "task", msg.TaskID, "step", msg.StepID, "handler", j.callable, "reason", j.reason, "reads", m.ReadCount, "retry_in", d}
 	if e.waiting.Note(ns, msg.TaskID, msg.StepID, j.callable, j.reason, m.EnqueuedAt) {
@@ -193,8 +200,11 @@ func (w *workers) decline(ns string, m queue.Message, msg stepMessage, j judgeme
 }
 
 // releaseClaimed gives back, without spending its attempt, a step claimed by this engine that
-// claimedVerdict declines, then declines its message. A step that cannot be given back now keeps
-// its lease until it runs out, and the lease rescuer takes it over.
+// claimedVerdict declines, with a message of its own sent in the release's transaction and hidden
+// for declineDelay, and acks the delivering message: the claim may have deleted that one already
+// (ClaimFromQueue on a store that owns its queue does), and a step enqueued with no message would
+// never run there. A step that cannot be given back now keeps its lease until it runs out, and
+// the lease rescuer takes it over.
 func (w *workers) releaseClaimed(ns string, m queue.Message, c *store.ClaimedStep, j judgement) {
 	e := w.e
 	st := &c.Step
@@ -202,7 +212,10 @@ func (w *workers) releaseClaimed(ns string, m queue.Message, c *store.ClaimedSte
 	if j.reason == WaitNoTemplate {
 		reason = fmt.Sprintf("this engine does not have template %s/%s version %s, which a %s step needs", c.Task.Namespace, c.Task.Name, c.Task.Version, st.Type)
 	}
-	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: reason})
+	d := declineDelay(m, e.cfg.Clock.Now())
+	enq := e.NewEnqueuer()
+	err := e.store.ReleaseStep(w.dbctx, store.ReleaseStepParams{StepID: st.ID, WorkerID: e.cfg.WorkerID, Attempt: st.Attempts, Reason: reason,
+		Namespace: ns, Enqueuer: enq, Delay: d})
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		w.ack(ns, m.ID) // no longer ours (cancelled meanwhile): the message has nothing left to do
@@ -211,5 +224,7 @@ func (w *workers) releaseClaimed(ns string, m queue.Message, c *store.ClaimedSte
 		e.log.Error(err, "give back a claimed step this engine cannot run; the lease rescuer will take it over", stepKV(&c.Task, st, "handler", j.callable)...)
 		return
 	}
-	w.decline(ns, m, stepMessage{TaskID: c.Task.ID, StepID: st.ID}, j)
+	enq.Flush(w.dbctx)
+	w.ack(ns, m.ID)
+	w.noteDeclined(ns, m, stepMessage{TaskID: c.Task.ID, StepID: st.ID}, j, d)
 }

@@ -185,6 +185,6 @@ func (tx *txn) releaseStep(p store.ReleaseStepParams) error {
 	}
 	t := &st.task.t
 	tx.enqueue(p.Enqueuer, p.Namespace, []store.StepRef{{TaskID: t.ID, StepID: st.s.ID, TaskName: t.Name, Version: t.Version,
-		Name: st.s.TemplateStep, Handler: st.s.Handler}}, 0)
+		Name: st.s.TemplateStep, Handler: st.s.Handler}}, p.Delay)
 	return nil
 }

@@ -270,7 +270,7 @@ func (s *Store) releaseStep(ctx context.Context, tx pgx.Tx, p store.ReleaseStepP
 	if p.Enqueuer == nil {
 		return nil
 	}
-	if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{ref}, 0); err != nil {
+	if err := p.Enqueuer.EnqueueTx(ctx, tx, p.Namespace, []store.StepRef{ref}, p.Delay); err != nil {
 		return fmt.Errorf("enqueue released step %s: %w", p.StepID, err)
 	}
 	return nil

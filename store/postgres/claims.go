@@ -216,9 +216,11 @@ func (s *Store) claimSetOnce(ctx context.Context, sql string, args []any) ([]cla
 
 // ClaimFromQueue reads up to p.Limit visible messages of p.Namespace whose handler is callable (or
 // that name none) and claims their enqueued steps, in one statement (claimSetSQL over
-// fromQueueSource, in one round trip): a message is hidden for the lease whatever comes of it,
-// its step's results along the edges are loaded, and a message whose step was not enqueued is
-// reported in Stale, or in Retries for a retry timer whose step waits for its backoff.
+// fromQueueSource, in one round trip): the message of a claimed step is deleted (its lease
+// stands for it: a caller that gives the step back sends it a message of its own), any other is
+// hidden for the lease; a claimed step's results along the edges are loaded, and a message whose
+// step was not enqueued is reported in Stale, or in Retries for a retry timer whose step waits
+// for its backoff.
 func (s *Store) ClaimFromQueue(ctx context.Context, p store.ClaimFromQueueParams) (*store.ClaimManyResult, error) {
 	switch {
 	case p.Limit <= 0:
