@@ -50,13 +50,12 @@ func newRollingRuns() *rollingRuns {
 	return &rollingRuns{by: map[uuid.UUID][]string{}, per: map[string]int{}, cRan: map[uuid.UUID]string{}}
 }
 
-// rollingEngine makes an engine of one release on b's database and queue, as another process
-// would have: OLD registers 1.0.0 with the handlers of a and b; NEW registers 1.0.0 and 1.1.0 and
-// also has c's handler.
-func rollingEngine(t *testing.T, b *bundle, id string, isNew bool, runs *rollingRuns) *bundle {
+// otherProcess makes an engine with worker ID id on b's database and queue, with a store and a
+// broker connection of its own, as another process would have.
+func otherProcess(t *testing.T, b *bundle, id string, concurrency int) *bundle {
 	t.Helper()
-	eb := b.sibling(t, func(c *tasker.Config) {
-		c.WorkerID, c.Concurrency = id, 4
+	return b.sibling(t, func(c *tasker.Config) {
+		c.WorkerID, c.Concurrency = id, concurrency
 		switch b.backend {
 		case backendPostgres, backendRabbitMQ:
 			c.Store = postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema))
@@ -65,6 +64,14 @@ func rollingEngine(t *testing.T, b *bundle, id string, isNew bool, runs *rolling
 			}
 		}
 	})
+}
+
+// rollingEngine makes an engine of one release on b's database and queue, as another process
+// would have: OLD registers 1.0.0 with the handlers of a and b; NEW registers 1.0.0 and 1.1.0 and
+// also has c's handler.
+func rollingEngine(t *testing.T, b *bundle, id string, isNew bool, runs *rollingRuns) *bundle {
+	t.Helper()
+	eb := otherProcess(t, b, id, 4)
 	eb.register(t, rollingV100)
 	handler := func(ctx context.Context, s *tasker.Step) (any, error) {
 		runs.mu.Lock()
@@ -331,16 +338,7 @@ func TestStepDeclinedAfterItsClaimRunsElsewhere(t *testing.T) {
 		var mu sync.Mutex
 		ran := map[string]string{} // step name -> worker
 		engine := func(id string, full bool) *bundle {
-			eb := b.sibling(t, func(c *tasker.Config) {
-				c.WorkerID, c.Concurrency = id, 2
-				switch b.backend {
-				case backendPostgres, backendRabbitMQ:
-					c.Store = postgres.New(b.db.Pool, postgres.WithSchema(b.db.Schema))
-					if rq, ok := c.Queue.(*testRabbitMQ); ok {
-						c.Queue = rq.peer(t)
-					}
-				}
-			})
+			eb := otherProcess(t, b, id, 2)
 			eb.register(t, declineV100)
 			note := func(s *tasker.Step) {
 				mu.Lock()
